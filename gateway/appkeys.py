@@ -1,0 +1,17 @@
+"""Typed keys for what the aiohttp application carries, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import Config, TenantConfig
+from gateway.metrics import Metrics
+from gateway.pipeline import SubmitPipeline
+from gateway.store import Store
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+# API key SHA-256 digest -> tenant; see `gateway.http_api.authenticate`.
+TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
+STORE = web.AppKey("store", Store)
+PIPELINE = web.AppKey("pipeline", SubmitPipeline)

@@ -1,0 +1,355 @@
+"""Typed, frozen configuration loaded once from ``config.toml``.
+
+The dataclasses below are the schema: a generic loader walks their type hints,
+so an unknown key, a wrong type or a missing value is reported with the path of
+the key (``tenants[1].smpp.password: missing``) instead of failing later.
+Durations are strings with a unit so that tests can shrink every window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from phonenumbers import SUPPORTED_REGIONS
+
+from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
+
+DURATION = "duration"
+Seconds = Annotated[float, DURATION]
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class ConfigError(Exception):
+    """A configuration problem, located by the path of the offending key."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+def parse_duration(text: str) -> float:
+    """``"250ms"``, ``"2s"``, ``"15m"``, ``"1h"``, ``"30d"`` -> seconds."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use a number and one of ms, s, m, h, d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class Outcome(StrEnum):
+    """How the simulated network ends a message."""
+
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_batch: int = 1000
+    max_request_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SmppConfig:
+    host: str = "127.0.0.1"
+    port: int = 2775
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: str = "var/smsgw.sqlite3"
+    max_batch: int = 5000
+    # "normal" survives a process crash (WAL); "full" also survives power loss.
+    synchronous: str = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    pseudonymise_after: Seconds = 30 * 86400.0
+    delete_after: Seconds = 365 * 86400.0
+    interval: Seconds = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    key_file: str = "var/keys.json"
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorRule:
+    """Chooses the outcome for recipients matching ``prefix`` or ``number``."""
+
+    outcome: Outcome
+    prefix: str = ""
+    number: str = ""
+    probability: float = 1.0
+    latency: tuple[Seconds, ...] = ()
+
+    def matches(self, recipient: str) -> bool:
+        if self.number:
+            return recipient == self.number
+        return recipient.startswith(self.prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    latency: tuple[Seconds, ...] = (0.05, 0.5)
+    rules: tuple[SimulatorRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackConfig:
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
+    max_attempts: int = 6
+    first_retry: Seconds = 0.5
+    max_retry: Seconds = 30.0
+    give_up_after: Seconds = 600.0
+    timeout: Seconds = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesConfig:
+    max_segments: int = 10
+    max_client_ref: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SmppCredentials:
+    system_id: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    id: str
+    api_keys: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+    smpp: SmppCredentials | None = None
+    default_purpose: str = "transactional"
+    default_country: str = ""
+
+    def api_key_digests(self) -> tuple[bytes, ...]:
+        """SHA-256 digests of the API keys, whether given in clear or as ``sha256:<hex>``."""
+        return tuple(api_key_digest(key) for key in self.api_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    http: HttpConfig = field(default_factory=HttpConfig)
+    smpp: SmppConfig = field(default_factory=SmppConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    callbacks: CallbackConfig = field(default_factory=CallbackConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
+    tenants: tuple[TenantConfig, ...] = ()
+
+
+def api_key_digest(key: str) -> bytes:
+    """The SHA-256 digest under which an API key is looked up."""
+    if key.startswith("sha256:"):
+        return bytes.fromhex(key.removeprefix("sha256:"))
+    return hashlib.sha256(key.encode()).digest()
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; every problem is a `ConfigError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError("", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"not valid TOML: {exc}") from None
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    config = _build(Config, raw, "")
+    _check(config)
+    return config
+
+
+def _build(cls: type, data: object, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a table, got {_type_name(data)}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(_join(path, key), "unknown key")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        key_path = _join(path, f.name)
+        if f.name in data:
+            values[f.name] = _convert(hints[f.name], data[f.name], key_path)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(key_path, "missing")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: object, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *extras = typing.get_args(hint)
+        if DURATION in extras:
+            if not isinstance(value, str):
+                raise ConfigError(path, f'expected a duration string like "2s", got {value!r}')
+            try:
+                return parse_duration(value)
+            except ValueError as exc:
+                raise ConfigError(path, str(exc)) from None
+        return _convert(base, value, path)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(options[0], value, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected an array, got {_type_name(value)}")
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if isinstance(hint, type) and is_dataclass(hint):
+        return _build(hint, value, path)
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        allowed = [m.value for m in hint]
+        if value not in allowed:
+            raise ConfigError(path, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return hint(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, f"expected a number, got {_type_name(value)}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"expected an integer, got {_type_name(value)}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {_type_name(value)}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {path}")
+
+
+def _check(config: Config) -> None:
+    """Rules that span keys: ranges, uniqueness, cross-references."""
+    _check_port(config.http.port, "http.port")
+    _check_port(config.smpp.port, "smpp.port")
+    _check_positive(config.http.max_batch, "http.max_batch")
+    _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
+    _check_positive(config.storage.max_batch, "storage.max_batch")
+    if config.storage.synchronous not in ("normal", "full"):
+        raise ConfigError("storage.synchronous", "must be one of normal, full")
+    retention = config.privacy.retention
+    if retention.delete_after <= retention.pseudonymise_after:
+        raise ConfigError(
+            "privacy.retention.delete_after", "must be longer than pseudonymise_after"
+        )
+    _check_latency(config.simulator.latency, "simulator.latency", required=True)
+    for i, rule in enumerate(config.simulator.rules):
+        where = f"simulator.rules[{i}]"
+        if bool(rule.prefix) == bool(rule.number):
+            raise ConfigError(where, "give exactly one of prefix or number")
+        if not 0.0 < rule.probability <= 1.0:
+            raise ConfigError(f"{where}.probability", "must be in (0, 1]")
+        if rule.number:
+            try:
+                normalise_msisdn(rule.number)
+            except InvalidNumber:
+                raise ConfigError(f"{where}.number", "not an E.164 number") from None
+        elif not re.fullmatch(r"\+\d{1,15}", rule.prefix):
+            raise ConfigError(f"{where}.prefix", 'must be "+" followed by digits')
+        _check_latency(rule.latency, f"{where}.latency", required=False)
+    _check_positive(config.callbacks.max_attempts, "callbacks.max_attempts")
+    _check_positive(config.messages.max_segments, "messages.max_segments")
+    _check_tenants(config.tenants)
+
+
+def _check_tenants(tenants: tuple[TenantConfig, ...]) -> None:
+    if not tenants:
+        raise ConfigError("tenants", "at least one tenant is needed")
+    ids: set[str] = set()
+    digests: set[bytes] = set()
+    system_ids: set[str] = set()
+    for i, tenant in enumerate(tenants):
+        where = f"tenants[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", tenant.id):
+            raise ConfigError(f"{where}.id", "use 1-64 letters, digits, '_', '.' or '-'")
+        if tenant.id in ids:
+            raise ConfigError(f"{where}.id", f"duplicate tenant id {tenant.id!r}")
+        ids.add(tenant.id)
+        for k, key in enumerate(tenant.api_keys):
+            key_path = f"{where}.api_keys[{k}]"
+            if key.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", key):
+                raise ConfigError(key_path, "a sha256: digest needs 64 hex digits")
+            if len(key) < 8:
+                raise ConfigError(key_path, "too short (at least 8 characters)")
+            digest = api_key_digest(key)
+            if digest in digests:
+                raise ConfigError(key_path, "duplicate API key")
+            digests.add(digest)
+        if not tenant.senders:
+            raise ConfigError(f"{where}.senders", "at least one sender is needed")
+        for s, sender in enumerate(tenant.senders):
+            _check_sender(sender, tenant.default_country or None, f"{where}.senders[{s}]")
+        if tenant.default_country and tenant.default_country not in SUPPORTED_REGIONS:
+            raise ConfigError(f"{where}.default_country", "use an ISO 3166 code such as SE")
+        if tenant.smpp is not None:
+            if not 1 <= len(tenant.smpp.system_id) <= 15:
+                raise ConfigError(f"{where}.smpp.system_id", "must be 1-15 characters")
+            if not 1 <= len(tenant.smpp.password) <= 8:
+                raise ConfigError(f"{where}.smpp.password", "must be 1-8 characters")
+            if tenant.smpp.system_id in system_ids:
+                raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")
+            system_ids.add(tenant.smpp.system_id)
+
+
+def _check_sender(sender: str, default_country: str | None, path: str) -> None:
+    if is_numeric_address(sender):
+        try:
+            normalise_msisdn(sender, default_country)
+        except InvalidNumber as exc:
+            raise ConfigError(path, f"not a valid number: {exc}") from None
+    elif not re.fullmatch(r"[A-Za-z0-9 ._-]{1,11}", sender):
+        raise ConfigError(path, "an alphanumeric sender has 1-11 letters, digits or ' ._-'")
+
+
+def _check_latency(latency: tuple[float, ...], path: str, *, required: bool) -> None:
+    if not latency and not required:
+        return
+    if len(latency) != 2 or latency[0] > latency[1]:
+        raise ConfigError(path, 'expected ["min", "max"] with min <= max')
+
+
+def _check_port(port: int, path: str) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(path, "must be 0-65535")
+
+
+def _check_positive(value: int, path: str) -> None:
+    if value < 1:
+        raise ConfigError(path, "must be at least 1")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: object) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,45 @@
+"""JSON documents shared by the HTTP API and delivery callbacks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.domain import InboxEntry, Message
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds, as APIs such as Twilio's and Mailpit's use."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_document(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "status": message.status.value,
+        "to": message.recipient,
+        "from": message.sender,
+        "purpose": message.purpose,
+        "segments": message.segments,
+        "encoding": message.encoding.value,
+        "interface": message.interface.value,
+        "client_ref": message.client_ref,
+        "callback_url": message.callback_url,
+        "error": message.error,
+        "submitted_at": iso_time(message.submitted_at),
+        "enroute_at": iso_time(message.enroute_at),
+        "final_at": iso_time(message.final_at),
+    }
+
+
+def inbox_document(entry: InboxEntry) -> dict[str, Any]:
+    return {
+        "message_id": entry.message_id,
+        "from": entry.sender,
+        "to": entry.msisdn,
+        "body": entry.body,
+        "received_at": iso_time(entry.received_at),
+    }

@@ -1,0 +1,315 @@
+"""HTTP API v1: translates JSON to `SubmitRequest`s and pipeline results back.
+
+Every error is an RFC 9457 ``application/problem+json`` document with a stable
+``code``; `REJECT_STATUS` is the one table from pipeline rejections to HTTP
+statuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.appkeys import CONFIG, METRICS, PIPELINE, STORE, TENANTS_BY_KEY
+from gateway.config import TenantConfig
+from gateway.documents import inbox_document, message_document
+from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
+from gateway.ids import id_floor
+from gateway.numbers import InvalidNumber, normalise_msisdn
+from gateway.openapi import openapi_document
+
+PROBLEM_TYPE = "application/problem+json"
+
+REJECT_STATUS: dict[RejectCode, int] = {
+    RejectCode.INVALID_REQUEST: 400,
+    RejectCode.INVALID_RECIPIENT: 400,
+    RejectCode.UNKNOWN_SENDER: 400,
+    RejectCode.BODY_TOO_LONG: 400,
+    RejectCode.CALLBACK_NOT_ALLOWED: 422,
+    RejectCode.STORE_UNAVAILABLE: 503,
+}
+
+_TITLES: dict[str, str] = {
+    "invalid_json": "Request body is not valid JSON",
+    "invalid_request": "Request is not valid",
+    "invalid_recipient": "Recipient is not a valid phone number",
+    "unknown_sender": "Sender is not allowed for this tenant",
+    "body_too_long": "Message body is too long",
+    "callback_not_allowed": "Callback URL is not allowed",
+    "store_unavailable": "Message store is unavailable",
+    "unauthorized": "Missing or invalid API key",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "payload_too_large": "Request is too large",
+}
+
+_REQUIRED_FIELDS = ("to", "from", "body")
+_OPTIONAL_FIELDS = ("purpose", "callback_url", "client_ref")
+_ID_RE = re.compile(r"[0-9a-f]{20}")
+_MAX_PAGE = 1000
+
+
+class Problem(Exception):
+    """An error answered as a problem document."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "type": f"urn:smsgw:problem:{self.code}",
+            "title": _TITLES.get(self.code, self.code),
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+
+
+def _rejection_problem(rejection: Rejected) -> Problem:
+    return Problem(REJECT_STATUS[rejection.code], rejection.code.value, rejection.detail)
+
+
+def _json(
+    document: object, status: int = 200, content_type: str = "application/json"
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(document, ensure_ascii=False).encode(),
+        status=status,
+        content_type=content_type,
+    )
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        error = problem
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = Problem(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    request.app[METRICS].http_errors.labels(error.code).inc()
+    response = _json(error.document(), error.status, PROBLEM_TYPE)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="smsgw"'
+    return response
+
+
+def authenticate(request: web.Request) -> TenantConfig:
+    """The tenant whose API key is in ``Authorization: Bearer``.
+
+    Keys are looked up by their SHA-256 digest, so lookup timing says nothing
+    about a stored key; the final comparison is constant-time all the same.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        tenant = request.app[TENANTS_BY_KEY].get(digest)
+        if tenant is not None and any(
+            hmac.compare_digest(digest, known) for known in tenant.api_key_digests()
+        ):
+            return tenant
+    raise Problem(401, "unauthorized", "send 'Authorization: Bearer <api key>'")
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        document = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise Problem(400, "invalid_request", "the request body must be a JSON object")
+    return document
+
+
+def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
+    """Check the shape of one message object; content is the pipeline's job."""
+    if not isinstance(item, dict):
+        raise Problem(400, "invalid_request", "a message must be a JSON object")
+    unknown = sorted(set(item) - {*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS})
+    if unknown:
+        raise Problem(400, "invalid_request", f"unknown field '{unknown[0]}'")
+    for name in _REQUIRED_FIELDS:
+        if not isinstance(item.get(name), str):
+            raise Problem(400, "invalid_request", f"'{name}' is required and must be a string")
+    for name in _OPTIONAL_FIELDS:
+        if item.get(name) is not None and not isinstance(item[name], str):
+            raise Problem(400, "invalid_request", f"'{name}' must be a string")
+    return SubmitRequest(
+        tenant=tenant,
+        interface=Interface.HTTP,
+        to=item["to"],
+        sender=item["from"],
+        body=item["body"],
+        purpose=item.get("purpose"),
+        callback_url=item.get("callback_url"),
+        client_ref=item.get("client_ref"),
+    )
+
+
+async def post_message(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    submit = _submit_request(tenant, await _read_json(request))
+    result = await request.app[PIPELINE].submit(submit)
+    if isinstance(result, Rejected):
+        raise _rejection_problem(result)
+    response = _json(message_document(result), 202)
+    response.headers["Location"] = f"/v1/messages/{result.id}"
+    return response
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    document = await _read_json(request)
+    items = document.get("messages")
+    if set(document) != {"messages"} or not isinstance(items, list) or not items:
+        raise Problem(400, "invalid_request", 'send {"messages": [...]} with at least one item')
+    limit = request.app[CONFIG].http.max_batch
+    if len(items) > limit:
+        raise Problem(413, "payload_too_large", f"at most {limit} messages per batch")
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    submits: list[SubmitRequest] = []
+    positions: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            submits.append(_submit_request(tenant, item))
+            positions.append(index)
+        except Problem as problem:
+            results[index] = {"index": index, "problem": problem.document()}
+    outcomes = await request.app[PIPELINE].submit_many(submits)
+    accepted = 0
+    for index, outcome in zip(positions, outcomes, strict=True):
+        if isinstance(outcome, Message):
+            accepted += 1
+            results[index] = {"index": index, "message": message_document(outcome)}
+        else:
+            results[index] = {"index": index, "problem": _rejection_problem(outcome).document()}
+    return _json({"accepted": accepted, "rejected": len(items) - accepted, "results": results})
+
+
+async def get_message(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    message_id = request.match_info["id"]
+    message = await request.app[STORE].get_message(tenant.id, message_id)
+    if message is None:
+        raise Problem(404, "not_found", "no such message for this tenant")
+    return _json(message_document(message))
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    query = request.query
+    recipient = _msisdn(query["to"], tenant) if "to" in query else None
+    status = None
+    if "status" in query:
+        try:
+            status = Status(query["status"])
+        except ValueError:
+            allowed = ", ".join(s.value for s in Status)
+            raise Problem(400, "invalid_request", f"'status' must be one of {allowed}") from None
+    since = id_floor(_timestamp(query["since"])) if "since" in query else None
+    cursor = query.get("cursor")
+    if cursor is not None and not _ID_RE.fullmatch(cursor):
+        raise Problem(400, "invalid_request", "'cursor' is not a cursor this API returned")
+    limit = _limit(query.get("limit"))
+    messages = await request.app[STORE].list_messages(
+        tenant.id,
+        recipient=recipient,
+        status=status,
+        since_id=since,
+        before_id=cursor,
+        limit=limit,
+    )
+    next_cursor = messages[-1].id if len(messages) == limit else None
+    return _json({"messages": [message_document(m) for m in messages], "next_cursor": next_cursor})
+
+
+async def handset_messages(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    msisdn = _msisdn(request.match_info["msisdn"], tenant)
+    limit = _limit(request.query.get("limit"))
+    entries = await request.app[STORE].inbox(tenant.id, msisdn, limit)
+    return _json({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app.get(STORE)
+    if store is None or not store.healthy or PIPELINE not in request.app:
+        return _json({"status": "starting"}, 503)
+    return _json({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+def _msisdn(raw: str, tenant: TenantConfig) -> str:
+    try:
+        return normalise_msisdn(raw, tenant.default_country or None)
+    except InvalidNumber as exc:
+        raise Problem(400, "invalid_recipient", f"not a phone number: {exc}") from None
+
+
+def _timestamp(raw: str) -> float:
+    """``since`` as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pass
+    else:
+        if not 0 <= seconds < 1e11:
+            raise Problem(400, "invalid_request", "'since' is out of range")
+        return seconds
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(400, "invalid_request", "'since' must be RFC 3339 or epoch seconds") from None
+    if moment.tzinfo is None:
+        raise Problem(400, "invalid_request", "'since' needs a time zone, e.g. Z")
+    return moment.timestamp()
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 100
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_PAGE:
+        raise Problem(400, "invalid_request", f"'limit' must be 1-{_MAX_PAGE}")
+    return int(raw)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_post("/v1/messages/batch", post_batch)
+    app.router.add_get("/v1/messages", list_messages)
+    app.router.add_get("/v1/messages/{id}", get_message)
+    app.router.add_get("/v1/simulator/handsets/{msisdn}/messages", handset_messages)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,75 @@
+"""Prometheus metrics, one registry per app so that tests can build many apps.
+
+Label values come from bounded sets only (tenant ids from the config, enum
+values); never a number, body, message id or client address.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "smsgw_messages_total",
+            "Submitted messages by front end and outcome (accepted or rejected).",
+            ["tenant", "interface", "outcome"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "smsgw_rejections_total",
+            "Rejected submits by stable rejection code.",
+            ["tenant", "interface", "code"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "smsgw_delivery_outcomes_total",
+            "Messages that reached a final state in the simulated network.",
+            ["tenant", "status"],
+            registry=r,
+        )
+        self.submit_latency = Histogram(
+            "smsgw_submit_latency_seconds",
+            "Time from a submit entering the pipeline to its durable acceptance.",
+            ["interface"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_batch = Histogram(
+            "smsgw_store_batch_rows",
+            "Rows written per group commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.store_commit = Histogram(
+            "smsgw_store_commit_seconds",
+            "Duration of one group commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "smsgw_store_errors_total", "Group commits that failed.", registry=r
+        )
+        self.in_flight = Gauge(
+            "smsgw_messages_in_flight",
+            "Messages handed to the simulated network and not yet final.",
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "smsgw_callbacks_total",
+            "Delivery callback attempts by result (delivered, retried, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "smsgw_http_errors_total",
+            "HTTP requests answered with a problem document, by code.",
+            ["code"],
+            registry=r,
+        )

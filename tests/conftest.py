@@ -1,0 +1,142 @@
+"""Shared fixtures: a real gateway on real sockets, real clients, SQLite under tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import Config, config_from_dict
+
+API_KEY = "acme-test-key"
+OTHER_KEY = "other-test-key"
+EVENT_TIMEOUT = 10.0
+
+
+def base_config(tmp_path: Path) -> dict[str, Any]:
+    """A small config with short latencies; tests override what they need."""
+    return {
+        "http": {"host": "127.0.0.1", "port": 0},
+        "smpp": {"host": "127.0.0.1", "port": 0},
+        "storage": {"path": str(tmp_path / "smsgw.sqlite3")},
+        "privacy": {"key_file": str(tmp_path / "keys.json")},
+        "simulator": {
+            "latency": ["1ms", "5ms"],
+            "rules": [{"prefix": "+4670999", "outcome": "undeliverable"}],
+        },
+        "callbacks": {"first_retry": "10ms", "max_retry": "50ms"},
+        "tenants": [
+            {
+                "id": "acme",
+                "api_keys": [API_KEY],
+                "senders": ["Acme", "+46700000001"],
+                "default_country": "SE",
+                "smpp": {"system_id": "acme", "password": "acme-pw"},
+            },
+            {
+                "id": "other",
+                "api_keys": [OTHER_KEY],
+                "senders": ["Other"],
+                "smpp": {"system_id": "other", "password": "other-pw"},
+            },
+        ],
+    }
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+@dataclass
+class RunningGateway:
+    app: web.Application
+    url: str
+    http: aiohttp.ClientSession
+    headers: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {API_KEY}"})
+
+    async def send(self, **message: Any) -> aiohttp.ClientResponse:
+        document = {"to": "+46701234567", "from": "Acme", "body": "hello", **message}
+        return await self.http.post(f"{self.url}/v1/messages", json=document, headers=self.headers)
+
+    async def get_json(self, path: str, key: str = API_KEY) -> tuple[int, Any]:
+        async with self.http.get(
+            f"{self.url}{path}", headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(config: Config) -> AsyncIterator[RunningGateway]:
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield RunningGateway(runner.app, f"http://{host}:{port}", http)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def config_dict(tmp_path: Path) -> dict[str, Any]:
+    return base_config(tmp_path)
+
+
+@pytest.fixture
+async def gateway(config_dict: dict[str, Any]) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(config_from_dict(config_dict)) as running:
+        yield running
+
+
+@dataclass
+class CallbackReceiver:
+    """A real local web server that records delivery callbacks."""
+
+    url: str
+    received: asyncio.Queue[dict[str, Any]]
+    fail_first: list[int]
+
+    async def next(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.received.get(), EVENT_TIMEOUT)
+
+
+@pytest.fixture
+async def callback_receiver() -> AsyncIterator[CallbackReceiver]:
+    received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    fail_first = [0]
+
+    async def hook(request: web.Request) -> web.Response:
+        if fail_first[0] > 0:
+            fail_first[0] -= 1
+            return web.Response(status=500)
+        await received.put(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield CallbackReceiver(f"http://{host}:{port}/hook", received, fail_first)
+    finally:
+        await runner.cleanup()

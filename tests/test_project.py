@@ -1,0 +1,32 @@
+"""The project's own promises: the README's commands, CI, lint."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    return [b for b in blocks if b.startswith("python3 -m venv")]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    serve, test = readme_commands()[:2]
+    assert "smsgw serve --config config.toml" in serve
+    assert "pytest" in test
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
