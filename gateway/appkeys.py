@@ -6,8 +6,10 @@ from aiohttp import web
 
 from gateway.config import Config, TenantConfig
 from gateway.metrics import Metrics
+from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
+from smpp.server import SmppServer
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
@@ -15,3 +17,5 @@ METRICS = web.AppKey("metrics", Metrics)
 TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
+NETWORK = web.AppKey("network", SimulatedNetwork)
+SMPP_SERVER = web.AppKey("smpp_server", SmppServer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from urllib.parse import urlsplit
+from typing import Any
 
 import aiohttp
 
@@ -20,19 +20,6 @@ from gateway.domain import Message
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def callback_url_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:
-    """True for an http(s) URL whose host is on the allow-list (``*`` allows every host)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not host:
-        return False
-    return "*" in allowed_hosts or host.lower() in allowed_hosts
 
 
 class CallbackDispatcher:
@@ -47,15 +34,17 @@ class CallbackDispatcher:
 
     def on_final(self, message: Message) -> None:
         """Network listener: schedule the POST for a message that asked for one."""
-        if message.callback_url is None:
-            return
-        task = asyncio.create_task(self._deliver(message.callback_url, message))
+        if message.callback_url is not None:
+            self.post(message.callback_url, message_document(message), message.id)
+
+    def post(self, url: str, payload: dict[str, Any], ref: str) -> None:
+        """POST ``payload`` in the background; ``ref`` (an id, never personal data) is logged."""
+        task = asyncio.create_task(self._deliver(url, payload, ref))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, url: str, message: Message) -> None:
+    async def _deliver(self, url: str, payload: dict[str, Any], ref: str) -> None:
         config = self._config
-        payload = message_document(message)
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
         for attempt in range(1, config.max_attempts + 1):
@@ -72,7 +61,7 @@ class CallbackDispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, config.max_retry)
         self._metrics.callbacks.labels("failed").inc()
-        log.warning("callback.failed id=%s attempts=%d", message.id, attempt)
+        log.warning("callback.failed id=%s attempts=%d", ref, attempt)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -17,6 +17,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from phonenumbers import SUPPORTED_REGIONS
 
@@ -46,6 +47,16 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+class SubmitError(StrEnum):
+    """How a simulator rule can make the submit itself fail (for testing client retries)."""
+
+    NONE = ""
+    THROTTLED = "throttled"
+    QUEUE_FULL = "queue_full"
+    SYSTEM_ERROR = "system_error"
+    NO_RESPONSE = "no_response"
+
+
 class Outcome(StrEnum):
     """How the simulated network ends a message."""
 
@@ -67,12 +78,21 @@ class HttpConfig:
 class SmppConfig:
     host: str = "127.0.0.1"
     port: int = 2775
+    max_command_length: int = 65536
+    bind_timeout: Seconds = 30.0
+    enquire_link_interval: Seconds = 30.0
+    response_timeout: Seconds = 10.0
+    deliver_window: int = 64
+    notice_ttl: Seconds = 72 * 3600.0
+    failed_bind_delay: Seconds = 0.5
+    service_types: dict[str, str] = field(
+        default_factory=lambda: {"MKT": "marketing", "TXN": "transactional"}
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     path: str = "var/smsgw.sqlite3"
-    max_batch: int = 5000
     # "normal" survives a process crash (WAL); "full" also survives power loss.
     synchronous: str = "normal"
 
@@ -94,11 +114,12 @@ class PrivacyConfig:
 class SimulatorRule:
     """Chooses the outcome for recipients matching ``prefix`` or ``number``."""
 
-    outcome: Outcome
+    outcome: Outcome = Outcome.DELIVERED
     prefix: str = ""
     number: str = ""
     probability: float = 1.0
     latency: tuple[Seconds, ...] = ()
+    submit_error: SubmitError = SubmitError.NONE
 
     def matches(self, recipient: str) -> bool:
         if self.number:
@@ -121,6 +142,21 @@ class CallbackConfig:
     give_up_after: Seconds = 600.0
     timeout: Seconds = 5.0
 
+    def allows(self, url: str) -> bool:
+        """True for an http(s) URL whose host is on the allow-list (``*`` allows every host).
+
+        The list keeps the gateway from being turned against internal services.
+        """
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or not host:
+            return False
+        return "*" in self.allowed_hosts or host.lower() in self.allowed_hosts
+
 
 @dataclass(frozen=True, slots=True)
 class MessagesConfig:
@@ -132,6 +168,9 @@ class MessagesConfig:
 class SmppCredentials:
     system_id: str
     password: str
+    max_sessions: int = 10
+    # Submits per second across the tenant's sessions; 0 means no limit.
+    max_submit_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +181,8 @@ class TenantConfig:
     smpp: SmppCredentials | None = None
     default_purpose: str = "transactional"
     default_country: str = ""
+    # Mobile-originated messages are POSTed here (as well as sent to bound receivers).
+    mo_url: str = ""
 
     def api_key_digests(self) -> tuple[bytes, ...]:
         """SHA-256 digests of the API keys, whether given in clear or as ``sha256:<hex>``."""
@@ -218,6 +259,14 @@ def _convert(hint: Any, value: object, path: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return _convert(options[0], value, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a table, got {_type_name(value)}")
+        key_type, value_type = typing.get_args(hint)
+        return {
+            _convert(key_type, k, path): _convert(value_type, v, _join(path, k))
+            for k, v in value.items()
+        }
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(path, f"expected an array, got {_type_name(value)}")
@@ -251,7 +300,14 @@ def _check(config: Config) -> None:
     _check_port(config.smpp.port, "smpp.port")
     _check_positive(config.http.max_batch, "http.max_batch")
     _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
-    _check_positive(config.storage.max_batch, "storage.max_batch")
+    _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
+    if not 16 <= config.smpp.max_command_length <= 16 * 1024 * 1024:
+        raise ConfigError("smpp.max_command_length", "must be 16-16777216")
+    for service_type, purpose in config.smpp.service_types.items():
+        if len(service_type) > 5:
+            raise ConfigError(f"smpp.service_types.{service_type}", "service_type is 5 chars max")
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", purpose):
+            raise ConfigError(f"smpp.service_types.{service_type}", "not a purpose name")
     if config.storage.synchronous not in ("normal", "full"):
         raise ConfigError("storage.synchronous", "must be one of normal, full")
     retention = config.privacy.retention
@@ -277,6 +333,11 @@ def _check(config: Config) -> None:
     _check_positive(config.callbacks.max_attempts, "callbacks.max_attempts")
     _check_positive(config.messages.max_segments, "messages.max_segments")
     _check_tenants(config.tenants)
+    for i, tenant in enumerate(config.tenants):
+        if tenant.mo_url and not config.callbacks.allows(tenant.mo_url):
+            raise ConfigError(
+                f"tenants[{i}].mo_url", "not an http(s) URL on callbacks.allowed_hosts"
+            )
 
 
 def _check_tenants(tenants: tuple[TenantConfig, ...]) -> None:
@@ -313,6 +374,10 @@ def _check_tenants(tenants: tuple[TenantConfig, ...]) -> None:
                 raise ConfigError(f"{where}.smpp.system_id", "must be 1-15 characters")
             if not 1 <= len(tenant.smpp.password) <= 8:
                 raise ConfigError(f"{where}.smpp.password", "must be 1-8 characters")
+            if tenant.smpp.max_sessions < 1:
+                raise ConfigError(f"{where}.smpp.max_sessions", "must be at least 1")
+            if tenant.smpp.max_submit_rate < 0:
+                raise ConfigError(f"{where}.smpp.max_submit_rate", "must not be negative")
             if tenant.smpp.system_id in system_ids:
                 raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")
             system_ids.add(tenant.smpp.system_id)

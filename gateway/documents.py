@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.domain import InboxEntry, Message
+from gateway.domain import InboxEntry, Message, Notice
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -37,9 +37,22 @@ def message_document(message: Message) -> dict[str, Any]:
 
 def inbox_document(entry: InboxEntry) -> dict[str, Any]:
     return {
-        "message_id": entry.message_id,
+        "message_id": entry.message_ids[0],
+        "message_ids": list(entry.message_ids),
         "from": entry.sender,
         "to": entry.msisdn,
         "body": entry.body,
         "received_at": iso_time(entry.received_at),
+        "parts_missing": entry.parts_missing,
+    }
+
+
+def notice_document(notice: Notice) -> dict[str, Any]:
+    """A mobile-originated message as the tenant's webhook and the inbound API show it."""
+    return {
+        "id": notice.message_id,
+        "from": notice.handset,
+        "to": notice.address,
+        "body": notice.body,
+        "received_at": iso_time(notice.created_at),
     }

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from gateway.config import TenantConfig
 from gateway.encoding import Encoding
+
+
+class ReceiptRequest(IntEnum):
+    """Which final states the sender wants a delivery receipt for (SMPP registered_delivery)."""
+
+    NONE = 0
+    FINAL = 1
+    FAILURE = 2
+
+    def wants(self, status: Status) -> bool:
+        if self is ReceiptRequest.FINAL:
+            return True
+        return self is ReceiptRequest.FAILURE and status is not Status.DELIVERED
 
 
 class Interface(StrEnum):
@@ -23,6 +36,7 @@ class Status(StrEnum):
     UNDELIVERABLE = "undeliverable"
     EXPIRED = "expired"
     REJECTED = "rejected"
+    DELETED = "deleted"  # cancelled by the sender before it was final (SMPP cancel_sm)
 
     @property
     def is_final(self) -> bool:
@@ -38,6 +52,22 @@ class RejectCode(StrEnum):
     BODY_TOO_LONG = "body_too_long"
     CALLBACK_NOT_ALLOWED = "callback_not_allowed"
     STORE_UNAVAILABLE = "store_unavailable"
+    # Submit failures a simulator rule asks for, so clients can test their retry logic.
+    THROTTLED = "throttled"
+    QUEUE_FULL = "queue_full"
+    SYSTEM_ERROR = "system_error"
+    NO_RESPONSE = "no_response"
+    # replace_sm of a message that is final or unknown.
+    NOT_PENDING = "not_pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a concatenated message: the handset joins parts sharing a reference."""
+
+    ref: int
+    seq: int
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +82,8 @@ class SubmitRequest:
     purpose: str | None = None
     callback_url: str | None = None
     client_ref: str | None = None
+    receipt: ReceiptRequest = ReceiptRequest.NONE
+    part: Part | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +105,16 @@ class Message:
     enroute_at: float | None = None
     final_at: float | None = None
     error: str | None = None
+    receipt: ReceiptRequest = ReceiptRequest.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An accepted message with what the network needs to deliver it."""
+
+    message: Message
+    body: str
+    part: Part | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +135,38 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class InboxEntry:
-    """A message as the simulated handset received it."""
+    """A message as the simulated handset received it (parts already joined)."""
 
-    message_id: str
+    message_ids: tuple[str, ...]
     tenant: str
     msisdn: str
     sender: str
     body: str
     received_at: float
+    parts_missing: int = 0
+
+
+class NoticeKind(StrEnum):
+    RECEIPT = "receipt"
+    MO = "mo"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something for a tenant's receiving ESME: a delivery receipt or a mobile-originated SMS.
+
+    Kept durably while no receiver is bound, until ``expires_at``.
+    """
+
+    tenant: str
+    kind: NoticeKind
+    message_id: str
+    handset: str
+    address: str
+    created_at: float
+    expires_at: float
+    status: Status | None = None
+    error: str | None = None
+    submitted_at: float | None = None
+    body: str = ""
+    queue_id: int | None = None

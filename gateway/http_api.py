@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.appkeys import CONFIG, METRICS, PIPELINE, STORE, TENANTS_BY_KEY
 from gateway.config import TenantConfig
-from gateway.documents import inbox_document, message_document
+from gateway.documents import inbox_document, message_document, notice_document
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor
 from gateway.numbers import InvalidNumber, normalise_msisdn
@@ -35,6 +35,11 @@ REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.BODY_TOO_LONG: 400,
     RejectCode.CALLBACK_NOT_ALLOWED: 422,
     RejectCode.STORE_UNAVAILABLE: 503,
+    RejectCode.THROTTLED: 429,
+    RejectCode.QUEUE_FULL: 503,
+    RejectCode.SYSTEM_ERROR: 500,
+    RejectCode.NO_RESPONSE: 504,
+    RejectCode.NOT_PENDING: 409,
 }
 
 _TITLES: dict[str, str] = {
@@ -45,6 +50,10 @@ _TITLES: dict[str, str] = {
     "body_too_long": "Message body is too long",
     "callback_not_allowed": "Callback URL is not allowed",
     "store_unavailable": "Message store is unavailable",
+    "throttled": "Too many messages (simulated)",
+    "queue_full": "Message queue is full (simulated)",
+    "system_error": "System error (simulated)",
+    "no_response": "The SMSC did not answer (simulated)",
     "unauthorized": "Missing or invalid API key",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
@@ -204,6 +213,24 @@ async def post_batch(request: web.Request) -> web.Response:
     return _json({"accepted": accepted, "rejected": len(items) - accepted, "results": results})
 
 
+async def post_inbound(request: web.Request) -> web.Response:
+    """A simulated handset sends an SMS to one of the tenant's numbers."""
+    tenant = authenticate(request)
+    document = await _read_json(request)
+    unknown = sorted(set(document) - {"from", "to", "body"})
+    if unknown:
+        raise Problem(400, "invalid_request", f"unknown field '{unknown[0]}'")
+    for name in ("from", "to", "body"):
+        if not isinstance(document.get(name), str):
+            raise Problem(400, "invalid_request", f"'{name}' is required and must be a string")
+    result = request.app[PIPELINE].receive(
+        tenant, document["from"], document["to"], document["body"]
+    )
+    if isinstance(result, Rejected):
+        raise _rejection_problem(result)
+    return _json(notice_document(result), 202)
+
+
 async def get_message(request: web.Request) -> web.Response:
     tenant = authenticate(request)
     message_id = request.match_info["id"]
@@ -309,6 +336,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/messages", list_messages)
     app.router.add_get("/v1/messages/{id}", get_message)
     app.router.add_get("/v1/simulator/handsets/{msisdn}/messages", handset_messages)
+    app.router.add_post("/v1/simulator/inbound", post_inbound)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -67,6 +67,29 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.smpp_sessions = Gauge(
+            "smsgw_smpp_sessions",
+            "Bound SMPP sessions by tenant and bind type.",
+            ["tenant", "bind_type"],
+            registry=r,
+        )
+        self.smpp_pdus = Counter(
+            "smsgw_smpp_pdus_total",
+            "SMPP PDUs by direction (in, out), command and command_status.",
+            ["direction", "command", "status"],
+            registry=r,
+        )
+        self.smpp_window = Gauge(
+            "smsgw_smpp_deliver_window_outstanding",
+            "deliver_sm sent and not yet acknowledged, over all sessions of a tenant.",
+            ["tenant"],
+            registry=r,
+        )
+        self.notices_pending = Gauge(
+            "smsgw_smpp_notices_pending",
+            "Receipts and mobile-originated messages waiting for a receiver.",
+            registry=r,
+        )
         self.http_errors = Counter(
             "smsgw_http_errors_total",
             "HTTP requests answered with a problem document, by code.",

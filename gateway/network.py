@@ -3,9 +3,11 @@
 Rules (first match wins, in config order) pick an outcome by recipient prefix or
 exact number, optionally with a probability (a miss falls through to the next
 rule) and a latency range of their own. Without a matching rule a message is
-delivered after a random latency from ``[simulator] latency``. Listeners hear
-of a final state only after it is committed, so a callback or receipt never
-announces something a crash could take back.
+delivered after a random latency from ``[simulator] latency``. Rules with a
+``submit_error`` act earlier: they make the submit itself fail.
+
+Listeners hear of a final state only after it is committed, so a callback or a
+receipt never announces something a crash could take back.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import dataclasses
 import random
 from collections.abc import Callable
 
-from gateway.config import Outcome, SimulatorConfig
-from gateway.domain import InboxEntry, Message, Status, StatusChange
+from gateway.config import Outcome, SimulatorConfig, SubmitError
+from gateway.domain import Message, Outgoing, RejectCode, Status, StatusChange
 from gateway.metrics import Metrics
 from gateway.store import Store
 
@@ -30,11 +32,25 @@ OUTCOME_ERRORS: dict[Outcome, str | None] = {
     Outcome.REJECTED: "network_rejected",
 }
 
+SUBMIT_ERRORS: dict[SubmitError, RejectCode] = {
+    SubmitError.THROTTLED: RejectCode.THROTTLED,
+    SubmitError.QUEUE_FULL: RejectCode.QUEUE_FULL,
+    SubmitError.SYSTEM_ERROR: RejectCode.SYSTEM_ERROR,
+    SubmitError.NO_RESPONSE: RejectCode.NO_RESPONSE,
+}
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
     latency: float
+
+
+@dataclasses.dataclass(slots=True)
+class _InFlight:
+    item: Outgoing
+    outcome: Outcome
+    timer: asyncio.TimerHandle
 
 
 class SimulatedNetwork:
@@ -47,53 +63,91 @@ class SimulatedNetwork:
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
+        self._outcome_rules = tuple(r for r in config.rules if not r.submit_error)
+        self._submit_rules = tuple(r for r in config.rules if r.submit_error)
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
         self._listeners: list[StatusListener] = []
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._in_flight: dict[str, _InFlight] = {}
 
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""
         self._listeners.append(listener)
 
-    def decide(self, recipient: str) -> Decision:
-        rng = self._rng
-        for rule in self._config.rules:
-            if rule.matches(recipient) and (
-                rule.probability >= 1.0 or rng.random() < rule.probability
-            ):
-                low, high = rule.latency or self._config.latency
-                return Decision(rule.outcome, rng.uniform(low, high))
-        low, high = self._config.latency
-        return Decision(Outcome.DELIVERED, rng.uniform(low, high))
+    def submit_fault(self, recipient: str) -> RejectCode | None:
+        """The failure a rule imposes on submits to this recipient, if any."""
+        for rule in self._submit_rules:
+            if rule.matches(recipient) and self._applies(rule.probability):
+                return SUBMIT_ERRORS[rule.submit_error]
+        return None
 
-    def hand_over(self, message: Message, body: str) -> None:
+    def decide(self, recipient: str) -> Decision:
+        for rule in self._outcome_rules:
+            if rule.matches(recipient) and self._applies(rule.probability):
+                low, high = rule.latency or self._config.latency
+                return Decision(rule.outcome, self._rng.uniform(low, high))
+        low, high = self._config.latency
+        return Decision(Outcome.DELIVERED, self._rng.uniform(low, high))
+
+    def _applies(self, probability: float) -> bool:
+        return probability >= 1.0 or self._rng.random() < probability
+
+    def hand_over(self, item: Outgoing) -> None:
         """Take an accepted, committed message onto the network."""
+        message = item.message
         decision = self.decide(message.recipient)
         now = self._clock()
         self._store.record_status(StatusChange(message.id, Status.ENROUTE, now))
-        enroute = dataclasses.replace(message, status=Status.ENROUTE, enroute_at=now)
-        loop = asyncio.get_running_loop()
-        self._timers[message.id] = loop.call_later(
-            decision.latency, self._finish, enroute, body, decision.outcome
+        enroute = Outgoing(
+            dataclasses.replace(message, status=Status.ENROUTE, enroute_at=now),
+            item.body,
+            item.part,
         )
+        timer = asyncio.get_running_loop().call_later(decision.latency, self._finish, message.id)
+        self._in_flight[message.id] = _InFlight(enroute, decision.outcome, timer)
         self._metrics.in_flight.inc()
 
-    def _finish(self, message: Message, body: str, outcome: Outcome) -> None:
-        del self._timers[message.id]
+    def pending(self, tenant: str, message_id: str) -> Message | None:
+        """The message if it is still on its way (not final), for this tenant only."""
+        flight = self._in_flight.get(message_id)
+        if flight is None or flight.item.message.tenant != tenant:
+            return None
+        return flight.item.message
+
+    def cancel(self, tenant: str, message_id: str) -> bool:
+        """Withdraw a message that is not final yet; it ends ``deleted``."""
+        if self.pending(tenant, message_id) is None:
+            return False
+        flight = self._in_flight.pop(message_id)
+        flight.timer.cancel()
         self._metrics.in_flight.dec()
+        self._end(flight.item, Status.DELETED, "cancelled")
+        return True
+
+    def replace(self, tenant: str, message_id: str, body: str) -> bool:
+        """Replace the body of a message that is not final yet."""
+        if self.pending(tenant, message_id) is None:
+            return False
+        flight = self._in_flight[message_id]
+        flight.item = dataclasses.replace(flight.item, body=body)
+        self._store.replace_body(message_id, body)
+        return True
+
+    def _finish(self, message_id: str) -> None:
+        flight = self._in_flight.pop(message_id)
+        self._metrics.in_flight.dec()
+        status = Status(flight.outcome.value)
+        if status is Status.DELIVERED:
+            self._store.record_delivery(flight.item, self._clock())
+        self._end(flight.item, status, OUTCOME_ERRORS[flight.outcome])
+
+    def _end(self, item: Outgoing, status: Status, error: str | None) -> None:
         now = self._clock()
-        status = Status(outcome.value)
-        error = OUTCOME_ERRORS[outcome]
-        if outcome is Outcome.DELIVERED:
-            self._store.record_delivery(
-                InboxEntry(message.id, message.tenant, message.recipient, message.sender, body, now)
-            )
-        final = dataclasses.replace(message, status=status, final_at=now, error=error)
+        final = dataclasses.replace(item.message, status=status, final_at=now, error=error)
         self._store.record_status(
-            StatusChange(message.id, status, now, error), after_commit=lambda: self._announce(final)
+            StatusChange(final.id, status, now, error), after_commit=lambda: self._announce(final)
         )
 
     def _announce(self, message: Message) -> None:
@@ -103,7 +157,7 @@ class SimulatedNetwork:
 
     def stop(self) -> None:
         """Drop pending timers; those messages stay unfinished and resume at the next start."""
-        for timer in self._timers.values():
-            timer.cancel()
-        self._metrics.in_flight.dec(len(self._timers))
-        self._timers.clear()
+        for flight in self._in_flight.values():
+            flight.timer.cancel()
+        self._metrics.in_flight.dec(len(self._in_flight))
+        self._in_flight.clear()

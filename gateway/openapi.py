@@ -90,6 +90,13 @@ _PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/v1/simulator/inbound": {
+        "post": _op(
+            "A simulated handset sends an SMS to one of this tenant's numbers (an MO message)",
+            "202",
+            body="InboundRequest",
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
@@ -108,6 +115,16 @@ _SCHEMAS: dict[str, Any] = {
             "purpose": {"type": "string", "description": "default: the tenant's default_purpose"},
             "callback_url": {"type": "string", "description": "receives the final status"},
             "client_ref": {"type": "string", "maxLength": 64},
+        },
+    },
+    "InboundRequest": {
+        "type": "object",
+        "required": ["from", "to", "body"],
+        "additionalProperties": False,
+        "properties": {
+            "from": {"type": "string", "description": "the handset's number"},
+            "to": {"type": "string", "description": "one of the tenant's senders"},
+            "body": {"type": "string"},
         },
     },
     "BatchRequest": {

@@ -14,10 +14,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from gateway.callbacks import callback_url_allowed
 from gateway.config import Config, TenantConfig
-from gateway.domain import Message, RejectCode, Rejected, Status, SubmitRequest
-from gateway.encoding import analyse
+from gateway.domain import (
+    Message,
+    Notice,
+    NoticeKind,
+    Outgoing,
+    RejectCode,
+    Rejected,
+    Status,
+    SubmitRequest,
+)
+from gateway.encoding import BodyInfo, analyse
 from gateway.ids import MessageIds
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
@@ -27,6 +35,7 @@ from gateway.store import Store, StoreError
 _PURPOSE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 SubmitResult = Message | Rejected
+InboundListener = Callable[[Notice], None]
 
 
 class PrivacyGate(Protocol):
@@ -55,6 +64,7 @@ class SubmitPipeline:
         self._gates = tuple(gates)
         self._ids = MessageIds(clock)
         self._senders = {t.id: _canonical_senders(t) for t in config.tenants}
+        self._inbound_listeners: list[InboundListener] = []
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
@@ -72,9 +82,13 @@ class SubmitPipeline:
                     if rejection is not None:
                         result = rejection
                         break
+            if isinstance(result, Message):
+                fault = self._network.submit_fault(result.recipient)
+                if fault is not None:
+                    result = Rejected(fault, "the simulated SMSC failed this submit (a rule)")
             results.append(result)
         accepted = [
-            (result, request.body)
+            Outgoing(result, request.body, request.part)
             for result, request in zip(results, requests, strict=True)
             if isinstance(result, Message)
         ]
@@ -85,8 +99,8 @@ class SubmitPipeline:
                 unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
                 results = [unavailable if isinstance(r, Message) else r for r in results]
                 accepted = []
-            for message, body in accepted:
-                self._network.hand_over(message, body)
+            for item in accepted:
+                self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
 
@@ -107,21 +121,15 @@ class SubmitPipeline:
             limit := self._config.messages.max_client_ref
         ):
             return Rejected(RejectCode.INVALID_REQUEST, f"'client_ref' exceeds {limit} characters")
-        if request.callback_url is not None and not callback_url_allowed(
-            request.callback_url, self._config.callbacks.allowed_hosts
+        if request.callback_url is not None and not self._config.callbacks.allows(
+            request.callback_url
         ):
             return Rejected(
                 RejectCode.CALLBACK_NOT_ALLOWED, "'callback_url' host is not on the allow-list"
             )
-        try:
-            info = analyse(request.body)
-        except ValueError:
-            return Rejected(RejectCode.INVALID_REQUEST, "'body' is not valid Unicode text")
-        if info.segments > (limit := self._config.messages.max_segments):
-            return Rejected(
-                RejectCode.BODY_TOO_LONG,
-                f"body needs {info.segments} {info.encoding.value} segments; the limit is {limit}",
-            )
+        info = self._analyse(request.body)
+        if isinstance(info, Rejected):
+            return info
         return Message(
             id=self._ids.next(),
             tenant=tenant.id,
@@ -135,7 +143,75 @@ class SubmitPipeline:
             submitted_at=now,
             client_ref=request.client_ref,
             callback_url=request.callback_url,
+            receipt=request.receipt,
         )
+
+    def _analyse(self, body: str) -> BodyInfo | Rejected:
+        try:
+            info = analyse(body)
+        except ValueError:
+            return Rejected(RejectCode.INVALID_REQUEST, "'body' is not valid Unicode text")
+        if info.segments > (limit := self._config.messages.max_segments):
+            return Rejected(
+                RejectCode.BODY_TOO_LONG,
+                f"body needs {info.segments} {info.encoding.value} segments; the limit is {limit}",
+            )
+        return info
+
+    def subscribe_inbound(self, listener: InboundListener) -> None:
+        """Call ``listener`` with every mobile-originated message a handset sends."""
+        self._inbound_listeners.append(listener)
+
+    def receive(
+        self, tenant: TenantConfig, handset: str, address: str, body: str
+    ) -> Notice | Rejected:
+        """A simulated handset sends ``body`` to one of the tenant's numbers (an MO message)."""
+        country = tenant.default_country or None
+        try:
+            handset = normalise_msisdn(handset, country)
+        except InvalidNumber as exc:
+            return Rejected(RejectCode.INVALID_REQUEST, f"'from' is not a phone number: {exc}")
+        canonical = _canonical_sender(address, country)
+        if canonical is None or canonical not in self._senders[tenant.id]:
+            return Rejected(RejectCode.UNKNOWN_SENDER, "'to' is not one of this tenant's senders")
+        info = self._analyse(body)
+        if isinstance(info, Rejected):
+            return info
+        now = self._clock()
+        notice = Notice(
+            tenant=tenant.id,
+            kind=NoticeKind.MO,
+            message_id=self._ids.next(),
+            handset=handset,
+            address=canonical,
+            created_at=now,
+            expires_at=now + self._config.smpp.notice_ttl,
+            body=body,
+        )
+        for listener in self._inbound_listeners:
+            listener(notice)
+        return notice
+
+    def cancel(self, tenant: TenantConfig, message_id: str) -> bool:
+        """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm)."""
+        return self._network.cancel(tenant.id, message_id)
+
+    def replace(self, tenant: TenantConfig, message_id: str, body: str) -> Rejected | None:
+        """Replace the body of a message of this tenant that is not final yet (replace_sm).
+
+        The replacement may not need more segments than the message was accepted with:
+        the traffic log (and the bill) already counts them.
+        """
+        message = self._network.pending(tenant.id, message_id)
+        if message is None:
+            return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        info = self._analyse(body)
+        if isinstance(info, Rejected):
+            return info
+        if info.segments > message.segments:
+            return Rejected(RejectCode.BODY_TOO_LONG, "the replacement needs more segments")
+        self._network.replace(tenant.id, message_id, body)
+        return None
 
     def _count(
         self, requests: Sequence[SubmitRequest], results: list[SubmitResult], elapsed: float

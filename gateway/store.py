@@ -17,13 +17,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from gateway.config import StorageConfig
-from gateway.domain import InboxEntry, Interface, Message, Status, StatusChange
+from gateway.domain import (
+    InboxEntry,
+    Interface,
+    Message,
+    Notice,
+    NoticeKind,
+    Outgoing,
+    Part,
+    ReceiptRequest,
+    Status,
+    StatusChange,
+)
 from gateway.encoding import Encoding
 from gateway.metrics import Metrics
 
@@ -66,15 +78,43 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX inbox_by_handset ON inbox (tenant, msisdn, seq);
     """,
+    # SMPP: receipts on request, concatenated parts, notices kept for unbound receivers.
+    """
+    ALTER TABLE messages ADD COLUMN receipt INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN part_ref INTEGER;
+    ALTER TABLE outbox ADD COLUMN part_seq INTEGER;
+    ALTER TABLE outbox ADD COLUMN part_total INTEGER;
+    ALTER TABLE inbox ADD COLUMN part_ref INTEGER;
+    ALTER TABLE inbox ADD COLUMN part_seq INTEGER;
+    ALTER TABLE inbox ADD COLUMN part_total INTEGER;
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        handset TEXT NOT NULL,
+        address TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        status TEXT,
+        error TEXT,
+        submitted_at REAL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX notices_by_tenant ON notices (tenant, id);
+    """,
 )
 
 # In the order of `Message`'s fields, so a row maps onto it positionally.
 _MESSAGE_COLUMNS = (
     "id, tenant, interface, sender, recipient, purpose, segments, encoding, status,"
-    " submitted_at, client_ref, callback_url, enroute_at, final_at, error"
+    " submitted_at, client_ref, callback_url, enroute_at, final_at, error, receipt"
 )
-_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 15)})"
-_INSERT_BODY = "INSERT INTO outbox (message_id, body) VALUES (?, ?)"
+_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT_BODY = (
+    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES (?, ?, ?, ?, ?)"
+)
+_REPLACE_BODY = "UPDATE outbox SET body = ? WHERE message_id = ?"
 # One statement for every transition keeps a message's changes in the order they happened.
 _UPDATE_STATUS = """
     UPDATE messages SET
@@ -86,9 +126,15 @@ _UPDATE_STATUS = """
 """
 _DELETE_BODY = "DELETE FROM outbox WHERE message_id = ?"
 _INSERT_INBOX = (
-    "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
+    " part_ref, part_seq, part_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_NOTICE_COLUMNS = (
+    "tenant, kind, message_id, handset, address, created_at, expires_at, status, error,"
+    " submitted_at, body"
+)
+_INSERT_NOTICE = f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+_DELETE_NOTICE = "DELETE FROM notices WHERE id = ?"
 
 
 class StoreError(Exception):
@@ -98,19 +144,40 @@ class StoreError(Exception):
 class _Batch:
     """Writes queued since the last commit."""
 
-    __slots__ = ("after_commit", "bodies", "done_bodies", "inbox", "messages", "updates", "waiters")
+    __slots__ = (
+        "after_commit",
+        "bodies",
+        "done_bodies",
+        "done_notices",
+        "inbox",
+        "messages",
+        "new_bodies",
+        "notices",
+        "updates",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.messages: list[tuple[object, ...]] = []
-        self.bodies: list[tuple[str, str]] = []
+        self.bodies: list[tuple[object, ...]] = []
         self.updates: list[tuple[object, ...]] = []
+        self.new_bodies: list[tuple[str, str]] = []
         self.inbox: list[tuple[object, ...]] = []
         self.done_bodies: list[tuple[str]] = []
+        self.notices: list[tuple[object, ...]] = []
+        self.done_notices: list[tuple[int]] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
 
     def rows(self) -> int:
-        return len(self.messages) + len(self.updates) + len(self.inbox)
+        return (
+            len(self.messages)
+            + len(self.updates)
+            + len(self.new_bodies)
+            + len(self.inbox)
+            + len(self.notices)
+            + len(self.done_notices)
+        )
 
 
 class Store:
@@ -144,14 +211,14 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------
 
-    async def add_messages(self, items: Sequence[tuple[Message, str]]) -> None:
+    async def add_messages(self, items: Sequence[Outgoing]) -> None:
         """Persist new messages with their bodies; returns once they are committed."""
         if self._closing:
             raise StoreError("store is closing")
         batch = self._batch
-        for message, body in items:
-            batch.messages.append(_message_row(message))
-            batch.bodies.append((message.id, body))
+        for item in items:
+            batch.messages.append(_message_row(item.message))
+            batch.bodies.append((item.message.id, item.body, *_part_columns(item.part)))
         waiter = asyncio.get_running_loop().create_future()
         batch.waiters.append(waiter)
         self._wake.set()
@@ -169,18 +236,34 @@ class Store:
             batch.after_commit.append(after_commit)
         self._wake.set()
 
-    def record_delivery(self, entry: InboxEntry) -> None:
+    def record_delivery(self, item: Outgoing, at: float) -> None:
         """Queue a body for the handset's inbox (committed with the final status)."""
+        message, part = item.message, item.part
         self._batch.inbox.append(
             (
-                entry.tenant,
-                entry.msisdn,
-                entry.message_id,
-                entry.sender,
-                entry.body,
-                entry.received_at,
+                message.tenant,
+                message.recipient,
+                message.id,
+                message.sender,
+                item.body,
+                at,
+                *_part_columns(part),
             )
         )
+        self._wake.set()
+
+    def replace_body(self, message_id: str, body: str) -> None:
+        self._batch.new_bodies.append((body, message_id))
+        self._wake.set()
+
+    def keep_notices(self, notices: Iterable[Notice]) -> None:
+        """Queue notices for a tenant with no receiver able to take them now."""
+        self._batch.notices.extend(_notice_row(n) for n in notices)
+        self._wake.set()
+
+    def forget_notice(self, queue_id: int) -> None:
+        """A kept notice was acknowledged by the ESME (or expired)."""
+        self._batch.done_notices.append((queue_id,))
         self._wake.set()
 
     async def close(self) -> None:
@@ -211,10 +294,16 @@ class Store:
                 await db.executemany(_INSERT_BODY, batch.bodies)
             if batch.updates:
                 await db.executemany(_UPDATE_STATUS, batch.updates)
+            if batch.new_bodies:
+                await db.executemany(_REPLACE_BODY, batch.new_bodies)
             if batch.inbox:
                 await db.executemany(_INSERT_INBOX, batch.inbox)
             if batch.done_bodies:
                 await db.executemany(_DELETE_BODY, batch.done_bodies)
+            if batch.notices:
+                await db.executemany(_INSERT_NOTICE, batch.notices)
+            if batch.done_notices:
+                await db.executemany(_DELETE_NOTICE, batch.done_notices)
             await db.execute("COMMIT")
         except Exception as exc:
             log.error("store.commit_failed error=%s", type(exc).__name__)
@@ -275,22 +364,45 @@ class Store:
         return [_message_from_row(row) for row in rows]
 
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
+        """What a handset received, newest first, with concatenated parts joined."""
         async with self._reader.execute(
-            "SELECT message_id, tenant, msisdn, sender, body, received_at FROM inbox"
-            " WHERE tenant = ? AND msisdn = ? ORDER BY seq DESC LIMIT ?",
-            (tenant, msisdn, limit),
+            "SELECT message_id, sender, body, received_at, part_ref, part_seq, part_total"
+            " FROM inbox WHERE tenant = ? AND msisdn = ? ORDER BY seq DESC LIMIT ?",
+            (tenant, msisdn, limit * 8),
         ) as cursor:
             rows = await cursor.fetchall()
-        return [InboxEntry(*row) for row in rows]
+        return _join_parts(tenant, msisdn, reversed(list(rows)))[::-1][:limit]
 
-    async def unfinished(self) -> list[tuple[Message, str]]:
+    async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
         columns = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
         async with self._reader.execute(
-            f"SELECT {columns}, o.body FROM outbox o JOIN messages m ON m.id = o.message_id"
+            f"SELECT {columns}, o.body, o.part_ref, o.part_seq, o.part_total"
+            " FROM outbox o JOIN messages m ON m.id = o.message_id"
         ) as cursor:
             rows = await cursor.fetchall()
-        return [(_message_from_row(row[:-1]), row[-1]) for row in rows]
+        return [Outgoing(_message_from_row(row[:-4]), row[-4], _part(*row[-3:])) for row in rows]
+
+    async def kept_notices(self, tenant: str, now: float, limit: int) -> list[Notice]:
+        """Notices kept for this tenant that have not expired, oldest first."""
+        async with self._reader.execute(
+            f"SELECT id, {_NOTICE_COLUMNS} FROM notices"
+            " WHERE tenant = ? AND expires_at > ? ORDER BY id LIMIT ?",
+            (tenant, now, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_notice_from_row(row) for row in rows]
+
+    async def expired_notices(self, now: float, limit: int = 1000) -> list[int]:
+        async with self._reader.execute(
+            "SELECT id FROM notices WHERE expires_at <= ? LIMIT ?", (now, limit)
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def count_notices(self) -> int:
+        async with self._reader.execute("SELECT count(*) FROM notices") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
@@ -299,6 +411,92 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     version = row[0] if row else 0
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         await db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+def _part_columns(part: Part | None) -> tuple[int | None, int | None, int | None]:
+    return (part.ref, part.seq, part.total) if part else (None, None, None)
+
+
+def _part(ref: int | None, seq: int | None, total: int | None) -> Part | None:
+    return None if ref is None or seq is None or total is None else Part(ref, seq, total)
+
+
+def _join_parts(tenant: str, msisdn: str, rows: Iterable[Sequence[Any]]) -> list[InboxEntry]:
+    """Join concatenated parts (oldest first in, oldest first out), as a handset shows them.
+
+    A part opens a group keyed by sender and reference; the group is complete once it
+    holds every sequence number, and a repeated sequence number starts a new group
+    (references are only 8 or 16 bits, so they come round again).
+    """
+    slots: list[InboxEntry | tuple[str, int, dict[int, tuple[str, str, float]]]] = []
+    open_groups: dict[tuple[str, int, int], int] = {}
+    for message_id, sender, body, received_at, ref, seq, total in rows:
+        if ref is None:
+            slots.append(InboxEntry((message_id,), tenant, msisdn, sender, body, received_at))
+            continue
+        key = (sender, ref, total)
+        index = open_groups.get(key)
+        if index is None or seq in slots[index][2]:  # type: ignore[index]
+            index = open_groups[key] = len(slots)
+            slots.append((sender, total, {}))
+        parts = slots[index][2]  # type: ignore[index]
+        parts[seq] = (message_id, body, received_at)
+        if len(parts) == total:
+            del open_groups[key]
+    entries: list[InboxEntry] = []
+    for slot in slots:
+        if isinstance(slot, InboxEntry):
+            entries.append(slot)
+            continue
+        sender, total, parts = slot
+        ordered = [parts[seq] for seq in sorted(parts)]
+        entries.append(
+            InboxEntry(
+                message_ids=tuple(p[0] for p in ordered),
+                tenant=tenant,
+                msisdn=msisdn,
+                sender=sender,
+                body="".join(p[1] for p in ordered),
+                received_at=ordered[-1][2],
+                parts_missing=total - len(ordered),
+            )
+        )
+    return entries
+
+
+def _notice_row(n: Notice) -> tuple[object, ...]:
+    return (
+        n.tenant,
+        n.kind.value,
+        n.message_id,
+        n.handset,
+        n.address,
+        n.created_at,
+        n.expires_at,
+        n.status.value if n.status else None,
+        n.error,
+        n.submitted_at,
+        n.body,
+    )
+
+
+def _notice_from_row(row: Sequence[Any]) -> Notice:
+    queue_id, tenant, kind, message_id, handset, address, created, expires, *rest = row
+    status, error, submitted_at, body = rest
+    return Notice(
+        tenant=tenant,
+        kind=NoticeKind(kind),
+        message_id=message_id,
+        handset=handset,
+        address=address,
+        created_at=created,
+        expires_at=expires,
+        status=Status(status) if status else None,
+        error=error,
+        submitted_at=submitted_at,
+        body=body,
+        queue_id=queue_id,
+    )
 
 
 def _message_row(m: Message) -> tuple[object, ...]:
@@ -318,6 +516,7 @@ def _message_row(m: Message) -> tuple[object, ...]:
         m.enroute_at,
         m.final_at,
         m.error,
+        m.receipt.value,
     )
 
 
@@ -326,4 +525,5 @@ def _message_from_row(row: Sequence[object]) -> Message:
     values[2] = Interface(values[2])
     values[7] = Encoding(values[7])
     values[8] = Status(values[8])
+    values[15] = ReceiptRequest(values[15])
     return Message(*values)  # type: ignore[arg-type]

@@ -15,7 +15,9 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.appkeys import NETWORK, SMPP_SERVER
 from gateway.config import Config, config_from_dict
+from gateway.domain import Message
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
@@ -67,11 +69,18 @@ class RunningGateway:
     app: web.Application
     url: str
     http: aiohttp.ClientSession
+    smpp_port: int
     headers: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {API_KEY}"})
 
     async def send(self, **message: Any) -> aiohttp.ClientResponse:
         document = {"to": "+46701234567", "from": "Acme", "body": "hello", **message}
         return await self.http.post(f"{self.url}/v1/messages", json=document, headers=self.headers)
+
+    def finals(self) -> asyncio.Queue[Message]:
+        """Every message that reaches a final state from now on (committed, as listeners hear)."""
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.app[NETWORK].subscribe(queue.put_nowait)
+        return queue
 
     async def get_json(self, path: str, key: str = API_KEY) -> tuple[int, Any]:
         async with self.http.get(
@@ -89,7 +98,9 @@ async def running_gateway(config: Config) -> AsyncIterator[RunningGateway]:
     host, port = runner.addresses[0][:2]
     try:
         async with aiohttp.ClientSession() as http:
-            yield RunningGateway(runner.app, f"http://{host}:{port}", http)
+            yield RunningGateway(
+                runner.app, f"http://{host}:{port}", http, runner.app[SMPP_SERVER].port
+            )
     finally:
         await runner.cleanup()
 

@@ -1,0 +1,766 @@
+"""The SMPP 3.4 server: ESMEs bind to us as they would to an operator's SMSC.
+
+A thin asyncio layer around the sans-IO parts: bytes go through the `Framer`,
+frames through `decode`, each PDU is checked against the session table and
+dispatched through `SmppConnection.HANDLERS`. Submits become `SubmitRequest`s for
+the one submit pipeline; all submit_sm PDUs that arrive in one read go to the
+pipeline together, so a windowed client's burst shares one store commit and its
+responses go out in one write.
+
+Receipts and mobile-originated messages ("notices") go to a bound receiver or
+transceiver session of the tenant, at most ``deliver_window`` unacknowledged per
+session. While the tenant has no receiver, notices are kept in the store and sent
+when one binds, until they expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine
+from typing import ClassVar
+
+from prometheus_client import Gauge
+
+from gateway.config import Config, TenantConfig
+from gateway.domain import (
+    Interface,
+    Message,
+    Notice,
+    NoticeKind,
+    Part,
+    ReceiptRequest,
+    RejectCode,
+    SubmitRequest,
+)
+from gateway.metrics import Metrics
+from gateway.pipeline import SubmitPipeline
+from gateway.store import Store
+from smpp import session
+from smpp.framer import FrameError, Framer
+from smpp.pdu import (
+    CommandId,
+    CommandStatus,
+    DistributionList,
+    Pdu,
+    PduError,
+    SmeAddress,
+    Tag,
+    UnsuccessSme,
+    decode,
+    encode,
+)
+from smpp.session import State
+from smpp.text import (
+    ESM_DELIVERY_RECEIPT,
+    ESM_UDHI,
+    MESSAGE_STATE,
+    ReceiptFacts,
+    TextError,
+    decode_text,
+    encode_text,
+    receipt_text,
+    split_udh,
+)
+
+log = logging.getLogger(__name__)
+
+# submit_sm and data_sm PDUs read in one go, with their requests for the pipeline.
+Submits = list[tuple[Pdu, SubmitRequest]]
+
+S = CommandStatus
+C = CommandId
+
+# The one table from pipeline rejections to command_status.
+REJECT_STATUS: dict[RejectCode, CommandStatus] = {
+    RejectCode.INVALID_REQUEST: S.ESME_RSUBMITFAIL,
+    RejectCode.INVALID_RECIPIENT: S.ESME_RINVDSTADR,
+    RejectCode.UNKNOWN_SENDER: S.ESME_RINVSRCADR,
+    RejectCode.BODY_TOO_LONG: S.ESME_RINVMSGLEN,
+    RejectCode.CALLBACK_NOT_ALLOWED: S.ESME_RSUBMITFAIL,
+    RejectCode.STORE_UNAVAILABLE: S.ESME_RSYSERR,
+    RejectCode.THROTTLED: S.ESME_RTHROTTLED,
+    RejectCode.QUEUE_FULL: S.ESME_RMSGQFUL,
+    RejectCode.SYSTEM_ERROR: S.ESME_RSYSERR,
+    RejectCode.NO_RESPONSE: S.ESME_RSYSERR,
+    RejectCode.NOT_PENDING: S.ESME_RREPLACEFAIL,
+}
+
+BIND_TYPE = {
+    State.BOUND_TX: "transmitter",
+    State.BOUND_RX: "receiver",
+    State.BOUND_TRX: "transceiver",
+}
+
+TON_INTERNATIONAL = 1
+TON_NATIONAL = 2
+TON_ALPHANUMERIC = 5
+NPI_ISDN = 1
+# Most submits one connection may have in the pipeline before we stop reading from it.
+MAX_PENDING_SUBMITS = 2000
+MAX_BIND_DELAY = 8.0
+SYSTEM_ID = "smsgw"
+
+
+class TokenBucket:
+    """A submit rate limit shared by a tenant's sessions."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class SmppServer:
+    def __init__(
+        self,
+        config: Config,
+        pipeline: SubmitPipeline,
+        store: Store,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.tenants_by_system_id = {t.smpp.system_id: t for t in config.tenants if t.smpp}
+        self.sessions: dict[str, set[SmppConnection]] = {}
+        self.buckets = {
+            t.id: TokenBucket(t.smpp.max_submit_rate)
+            for t in config.tenants
+            if t.smpp and t.smpp.max_submit_rate
+        }
+        self._failed_binds: OrderedDict[str, int] = OrderedDict()
+        self._waiting: dict[str, deque[Notice]] = {}
+        self._loading: set[str] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pdu_counters: dict[tuple[str, int, int], Callable[[], None]] = {}
+
+    async def start(self) -> int:
+        """Listen on ``[smpp] host/port``; returns the bound port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
+        )
+        self.metrics.notices_pending.set(await self.store.count_notices())
+        self._schedule_sweep()
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("smpp.listening host=%s port=%d", self.config.smpp.host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening, close every session, keep undelivered notices in the store."""
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for sessions in list(self.sessions.values()):
+            for connection in list(sessions):
+                connection.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiting in self._waiting.values():
+            self.store.keep_notices(n for n in waiting if n.queue_id is None)
+        self._waiting.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        """Run a session's background work; close() cancels whatever is left."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def count_pdu(self, direction: str, command_id: int, status: int) -> None:
+        key = (direction, command_id, status)
+        inc = self._pdu_counters.get(key)
+        if inc is None:
+            command = C(command_id).name if command_id in C._value2member_map_ else "unknown"
+            status_name = S(status).name if status in S._value2member_map_ else "vendor"
+            inc = self.metrics.smpp_pdus.labels(direction, command, status_name).inc
+            self._pdu_counters[key] = inc
+        inc()
+
+    # --- binds ---------------------------------------------------------------------------
+
+    def authenticate(self, system_id: str, password: str) -> TenantConfig | CommandStatus:
+        tenant = self.tenants_by_system_id.get(system_id)
+        if tenant is None or tenant.smpp is None:
+            return S.ESME_RINVSYSID
+        if not hmac.compare_digest(password.encode(), tenant.smpp.password.encode()):
+            return S.ESME_RINVPASWD
+        if len(self.sessions.get(tenant.id, ())) >= tenant.smpp.max_sessions:
+            return S.ESME_RBINDFAIL
+        return tenant
+
+    def bind_delay(self, peer: str, failed: bool) -> float:
+        """Slow down repeated failed binds from one host: 0.5 s, 1 s, 2 s ... up to 8 s."""
+        if not failed:
+            self._failed_binds.pop(peer, None)
+            return 0.0
+        count = self._failed_binds.pop(peer, 0) + 1
+        self._failed_binds[peer] = count
+        if len(self._failed_binds) > 4096:
+            self._failed_binds.popitem(last=False)
+        return min(self.config.smpp.failed_bind_delay * 2 ** (count - 1), MAX_BIND_DELAY)
+
+    def bound(self, connection: SmppConnection) -> None:
+        assert connection.tenant is not None
+        self.sessions.setdefault(connection.tenant.id, set()).add(connection)
+        self.metrics.smpp_sessions.labels(connection.tenant.id, connection.bind_type).inc()
+        if connection.receives:
+            self.spawn(self._load_kept(connection.tenant.id))
+
+    def unbound(self, connection: SmppConnection) -> None:
+        tenant = connection.tenant
+        if tenant is None:
+            return
+        self.sessions.get(tenant.id, set()).discard(connection)
+        self.metrics.smpp_sessions.labels(tenant.id, connection.bind_type).dec()
+        for notice in connection.take_unacknowledged():
+            self.notify(notice, front=True)
+
+    # --- notices: receipts and mobile-originated messages --------------------------------
+
+    def on_final(self, message: Message) -> None:
+        """Network listener: a receipt for an SMPP message whose sender asked for one."""
+        if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
+            return
+        now = self.clock()
+        self.notify(
+            Notice(
+                tenant=message.tenant,
+                kind=NoticeKind.RECEIPT,
+                message_id=message.id,
+                handset=message.recipient,
+                address=message.sender,
+                created_at=now,
+                expires_at=now + self.config.smpp.notice_ttl,
+                status=message.status,
+                error=message.error,
+                submitted_at=message.submitted_at,
+            )
+        )
+
+    def notify(self, notice: Notice, *, front: bool = False) -> None:
+        """Send to a receiver with room in its window, else wait in memory or in the store."""
+        receivers = [c for c in self.sessions.get(notice.tenant, ()) if c.receives]
+        for connection in receivers:
+            if connection.has_room():
+                connection.send_notice(notice)
+                return
+        if receivers:
+            waiting = self._waiting.setdefault(notice.tenant, deque())
+            if front:
+                waiting.appendleft(notice)
+            else:
+                waiting.append(notice)
+            self.metrics.notices_pending.inc()
+        elif notice.queue_id is None:
+            self.store.keep_notices([notice])
+            self.metrics.notices_pending.inc()
+
+    def window_opened(self, connection: SmppConnection) -> None:
+        """A receiver acknowledged a notice: pass it the next waiting one."""
+        assert connection.tenant is not None
+        waiting = self._waiting.get(connection.tenant.id)
+        while waiting and connection.has_room():
+            self.metrics.notices_pending.dec()
+            connection.send_notice(waiting.popleft())
+        if not waiting and connection.tenant.id not in self._loading:
+            self.spawn(self._load_kept(connection.tenant.id))
+
+    def acknowledged(self, notice: Notice) -> None:
+        if notice.queue_id is not None:
+            self.store.forget_notice(notice.queue_id)
+            self.metrics.notices_pending.dec()
+
+    async def _load_kept(self, tenant: str) -> None:
+        """Move notices kept in the store to the tenant's receivers, a window at a time."""
+        if tenant in self._loading:
+            return
+        self._loading.add(tenant)
+        try:
+            limit = self.config.smpp.deliver_window * 4
+            kept = await self.store.kept_notices(tenant, self.clock(), limit)
+            in_memory = {n.queue_id for n in self._waiting.get(tenant, ())}
+            for sessions in self.sessions.get(tenant, ()):
+                in_memory |= sessions.outstanding_queue_ids()
+            fresh = [n for n in kept if n.queue_id not in in_memory]
+            waiting = self._waiting.setdefault(tenant, deque())
+            waiting.extend(fresh)
+        finally:
+            self._loading.discard(tenant)
+        for connection in [c for c in self.sessions.get(tenant, ()) if c.receives]:
+            waiting = self._waiting.get(tenant)
+            while waiting and connection.has_room():
+                connection.send_notice(waiting.popleft())
+
+    def _schedule_sweep(self) -> None:
+        interval = min(self.config.smpp.notice_ttl, 60.0)
+        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        self.spawn(self._forget_expired())
+        self._schedule_sweep()
+
+    async def _forget_expired(self) -> None:
+        for queue_id in await self.store.expired_notices(self.clock()):
+            self.store.forget_notice(queue_id)
+            self.metrics.notices_pending.dec()
+
+
+class SmppConnection(asyncio.Protocol):
+    """One ESME connection: framing, the session state, timers and the deliver_sm window."""
+
+    HANDLERS: ClassVar[dict[CommandId, Callable[[SmppConnection, Pdu, Submits], None]]]
+
+    def __init__(self, server: SmppServer) -> None:
+        self.server = server
+        config = server.config.smpp
+        self.config = config
+        self.framer = Framer(config.max_command_length)
+        self.state = State.OPEN
+        self.tenant: TenantConfig | None = None
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.loop = asyncio.get_running_loop()
+        self.last_seen = self.loop.time()
+        self.probe_sent: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.sequence = 0
+        self.outstanding: dict[int, Notice] = {}
+        self.pending_submits = 0
+        self.paused = False
+
+    # --- transport events ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else "?"
+        self.timer = self.loop.call_later(self.config.bind_timeout, self._bind_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        was_bound = self.state in BIND_TYPE
+        self.state = State.CLOSED
+        if was_bound:
+            self.server.unbound(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.framer.receive_data(data)
+        submits: Submits = []
+        while self.state is not State.CLOSED:
+            try:
+                frame = self.framer.next_frame()
+            except FrameError as error:
+                self._send(session.error_response(error), status=error.status)
+                self.close()
+                break
+            if frame is None:
+                break
+            self._handle(frame, submits)
+        if submits:
+            self._submit(submits)
+
+    def _handle(self, frame: bytes, submits: Submits) -> None:
+        self.last_seen = self.loop.time()
+        self.probe_sent = None
+        try:
+            pdu = decode(frame)
+        except PduError as error:
+            self.server.count_pdu("in", error.command_id or 0, error.status)
+            self._send(session.error_response(error))
+            return
+        self.server.count_pdu("in", pdu.command_id, pdu.command_status)
+        status = session.check(self.state, pdu.command_id)
+        if status != S.ESME_ROK:
+            if not pdu.command_id.is_response:
+                self._answer(pdu, status)
+            return
+        self.HANDLERS[pdu.command_id](self, pdu, submits)
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _send(self, pdu: Pdu, status: int | None = None) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(encode(pdu))
+        self.server.count_pdu("out", pdu.command_id, pdu.command_status)
+        self.state = session.transition(self.state, pdu.command_id, pdu.command_status)
+
+    def _answer(self, request: Pdu, status: int = S.ESME_ROK, **fields: object) -> None:
+        command = session.response_for(request.command_id)
+        self._send(Pdu.make(command, request.sequence_number, status=status, **fields))
+
+    def _next_sequence(self) -> int:
+        self.sequence = self.sequence % 0x7FFFFFFF + 1
+        return self.sequence
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # --- binds and session life -----------------------------------------------------------
+
+    def _bind(self, pdu: Pdu, submits: Submits) -> None:
+        result = self.server.authenticate(str(pdu.params["system_id"]), str(pdu.params["password"]))
+        delay = self.server.bind_delay(self.peer, failed=not isinstance(result, TenantConfig))
+        if not isinstance(result, TenantConfig):
+            log.info("smpp.bind_refused status=%s", result.name)
+            self.loop.call_later(delay, self._answer, pdu, result)
+            return
+        self.tenant = result
+        self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(self._tick_interval, self._tick)
+        log.info("smpp.bound tenant=%s bind_type=%s", result.id, self.bind_type)
+        self.server.bound(self)
+
+    @property
+    def bind_type(self) -> str:
+        return BIND_TYPE.get(self.state, "none")
+
+    @property
+    def receives(self) -> bool:
+        return self.state in (State.BOUND_RX, State.BOUND_TRX)
+
+    def _bind_timeout(self) -> None:
+        if self.state is State.OPEN:
+            log.info("smpp.bind_timeout")
+            self.close()
+
+    @property
+    def _tick_interval(self) -> float:
+        return min(self.config.enquire_link_interval, self.config.response_timeout)
+
+    def _tick(self) -> None:
+        """Probe an idle peer with enquire_link; close the session if it stops answering."""
+        now = self.loop.time()
+        if self.probe_sent is not None and now - self.probe_sent >= self.config.response_timeout:
+            log.info("smpp.peer_silent tenant=%s", self.tenant.id if self.tenant else "-")
+            self.close()
+            return
+        if self.probe_sent is None and now - self.last_seen >= self.config.enquire_link_interval:
+            self.probe_sent = now
+            self._send(Pdu.make(C.enquire_link, self._next_sequence()))
+        self.timer = self.loop.call_later(self._tick_interval, self._tick)
+
+    def _enquire_link(self, pdu: Pdu, submits: Submits) -> None:
+        self._answer(pdu)
+
+    def _ignore(self, pdu: Pdu, submits: Submits) -> None:
+        """enquire_link_resp: any PDU already proved the peer alive."""
+
+    def _unbind(self, pdu: Pdu, submits: Submits) -> None:
+        self._answer(pdu)
+        self.close()
+
+    def _unbind_resp(self, pdu: Pdu, submits: Submits) -> None:
+        self.close()
+
+    # --- submits ----------------------------------------------------------------------------
+
+    def _submit_sm(self, pdu: Pdu, submits: Submits) -> None:
+        request = self._request(
+            pdu, str(pdu.params["destination_addr"]), pdu.params["dest_addr_ton"]
+        )
+        if isinstance(request, CommandStatus):
+            self._answer(pdu, request)
+        else:
+            submits.append((pdu, request))
+
+    _data_sm = _submit_sm
+
+    def _request(
+        self, pdu: Pdu, destination: str, dest_ton: object
+    ) -> SubmitRequest | CommandStatus:
+        """Translate submit_sm / data_sm / one submit_multi destination into a request."""
+        assert self.tenant is not None
+        params, tlvs = pdu.params, pdu.tlvs
+        bucket = self.server.buckets.get(self.tenant.id)
+        if bucket is not None and not bucket.take():
+            return S.ESME_RTHROTTLED
+        short_message = params.get("short_message", b"")
+        payload = tlvs.get(Tag.message_payload)
+        if payload is not None and short_message:
+            return S.ESME_RSUBMITFAIL  # the spec allows one or the other
+        data = payload if isinstance(payload, bytes) else short_message
+        assert isinstance(data, bytes)
+        esm_class = int(params.get("esm_class", 0))  # type: ignore[call-overload]
+        part: Part | None = None
+        try:
+            if esm_class & ESM_UDHI:
+                part, data = split_udh(data)
+            body = decode_text(int(params["data_coding"]), data)  # type: ignore[call-overload]
+        except TextError:
+            return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
+        if part is None and Tag.sar_msg_ref_num in tlvs:
+            try:
+                part = Part(
+                    int(tlvs[Tag.sar_msg_ref_num]),  # type: ignore[call-overload]
+                    int(tlvs[Tag.sar_segment_seqnum]),  # type: ignore[call-overload]
+                    int(tlvs[Tag.sar_total_segments]),  # type: ignore[call-overload]
+                )
+            except KeyError:
+                return S.ESME_RMISSINGOPTPARAM
+        service_type = str(params.get("service_type", ""))
+        purpose = self.server.config.smpp.service_types.get(service_type)
+        if purpose is None and service_type not in ("", "CMT"):
+            return S.ESME_RINVSERTYP
+        try:
+            receipt = ReceiptRequest(int(params.get("registered_delivery", 0)) & 0x03)  # type: ignore[call-overload]
+        except ValueError:
+            return S.ESME_RINVREGDLVFLG
+        return SubmitRequest(
+            tenant=self.tenant,
+            interface=Interface.SMPP,
+            to=_address(destination, dest_ton),
+            sender=_address(str(params["source_addr"]), params["source_addr_ton"]),
+            body=body,
+            purpose=purpose,
+            receipt=receipt,
+            part=part,
+        )
+
+    def _submit(self, submits: Submits) -> None:
+        self.pending_submits += len(submits)
+        if self.pending_submits > MAX_PENDING_SUBMITS and not self.paused and self.transport:
+            self.transport.pause_reading()
+            self.paused = True
+        self.server.spawn(self._run_submits(submits))
+
+    async def _run_submits(self, submits: Submits) -> None:
+        try:
+            results = await self.server.pipeline.submit_many([r for _, r in submits])
+        finally:
+            self.pending_submits -= len(submits)
+            if self.paused and self.pending_submits < MAX_PENDING_SUBMITS // 2 and self.transport:
+                self.transport.resume_reading()
+                self.paused = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        chunks = []
+        for (request, _), result in zip(submits, results, strict=True):
+            command = session.response_for(request.command_id)
+            if isinstance(result, Message):
+                pdu = Pdu.make(command, request.sequence_number, message_id=result.id)
+            elif result.code is RejectCode.NO_RESPONSE:
+                continue
+            else:
+                status = REJECT_STATUS[result.code]
+                pdu = Pdu.make(command, request.sequence_number, status=status)
+            chunks.append(encode(pdu))
+            self.server.count_pdu("out", pdu.command_id, pdu.command_status)
+        self.transport.write(b"".join(chunks))
+
+    def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
+        accepted: list[tuple[SmeAddress, SubmitRequest]] = []
+        refused: list[UnsuccessSme] = []
+        for dest in pdu.params["dest_address"]:  # type: ignore[attr-defined]
+            if isinstance(dest, DistributionList):
+                refused.append(UnsuccessSme(0, 0, dest.dl_name, S.ESME_RINVDLNAME))
+                continue
+            request = self._request(pdu, dest.destination_addr, dest.dest_addr_ton)
+            if isinstance(request, CommandStatus):
+                refused.append(_unsuccess(dest, request))
+            else:
+                accepted.append((dest, request))
+        self.server.spawn(self._run_multi(pdu, accepted, refused))
+
+    async def _run_multi(
+        self,
+        pdu: Pdu,
+        destinations: list[tuple[SmeAddress, SubmitRequest]],
+        refused: list[UnsuccessSme],
+    ) -> None:
+        """One submit_multi_resp: the first accepted message's id, and each refusal."""
+        results = await self.server.pipeline.submit_many([r for _, r in destinations])
+        first_id = ""
+        for (dest, _), result in zip(destinations, results, strict=True):
+            if isinstance(result, Message):
+                first_id = first_id or result.id
+            else:
+                refused.append(_unsuccess(dest, REJECT_STATUS[result.code]))
+        self._answer(pdu, message_id=first_id, unsuccess_sme=tuple(refused))
+
+    # --- operations on submitted messages ---------------------------------------------------
+
+    def _query_sm(self, pdu: Pdu, submits: Submits) -> None:
+        self.server.spawn(self._run_query(pdu))
+
+    async def _run_query(self, pdu: Pdu) -> None:
+        assert self.tenant is not None
+        message_id = str(pdu.params["message_id"])
+        message = await self.server.store.get_message(self.tenant.id, message_id)
+        if message is None:
+            self._answer(pdu, S.ESME_RQUERYFAIL)
+            return
+        final = ""
+        if message.final_at is not None:
+            final = time.strftime("%y%m%d%H%M%S", time.gmtime(message.final_at)) + "000+"
+        self._answer(
+            pdu,
+            message_id=message.id,
+            final_date=final,
+            message_state=MESSAGE_STATE[message.status],
+            error_code=0 if message.error is None else 1,
+        )
+
+    def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:
+        assert self.tenant is not None
+        cancelled = self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
+        self._answer(pdu, S.ESME_ROK if cancelled else S.ESME_RCANCELFAIL)
+
+    def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
+        assert self.tenant is not None
+        try:
+            body = decode_text(0, pdu.params["short_message"])  # type: ignore[arg-type]
+        except TextError:
+            self._answer(pdu, S.ESME_RREPLACEFAIL)
+            return
+        rejected = self.server.pipeline.replace(self.tenant, str(pdu.params["message_id"]), body)
+        self._answer(pdu, S.ESME_ROK if rejected is None else REJECT_STATUS[rejected.code])
+
+    # --- deliver_sm window ------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        return (
+            self.state in (State.BOUND_RX, State.BOUND_TRX)
+            and len(self.outstanding) < self.config.deliver_window
+        )
+
+    def send_notice(self, notice: Notice) -> None:
+        sequence = self._next_sequence()
+        self.outstanding[sequence] = notice
+        self._window_gauge().inc()
+        self._send(_deliver_sm(notice, sequence))
+
+    def outstanding_queue_ids(self) -> set[int | None]:
+        return {n.queue_id for n in self.outstanding.values()}
+
+    def take_unacknowledged(self) -> list[Notice]:
+        notices = list(self.outstanding.values())
+        self.outstanding.clear()
+        self._window_gauge().dec(len(notices))
+        return notices
+
+    def _window_gauge(self) -> Gauge:
+        assert self.tenant is not None
+        return self.server.metrics.smpp_window.labels(self.tenant.id)
+
+    def _release(self, sequence: int) -> Notice | None:
+        notice = self.outstanding.pop(sequence, None)
+        if notice is not None:
+            self._window_gauge().dec()
+        return notice
+
+    def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
+        notice = self._release(pdu.sequence_number)
+        if notice is None:
+            return
+        if pdu.command_status == S.ESME_RX_T_APPN:
+            self.server.notify(notice)  # the ESME asks us to try again later
+        else:
+            self.server.acknowledged(notice)
+        self.server.window_opened(self)
+
+    def _generic_nack(self, pdu: Pdu, submits: Submits) -> None:
+        notice = self._release(pdu.sequence_number)
+        if notice is not None:
+            self.server.acknowledged(notice)  # the ESME cannot take it; do not loop on it
+            self.server.window_opened(self)
+
+
+SmppConnection.HANDLERS = {
+    C.bind_transmitter: SmppConnection._bind,
+    C.bind_receiver: SmppConnection._bind,
+    C.bind_transceiver: SmppConnection._bind,
+    C.submit_sm: SmppConnection._submit_sm,
+    C.data_sm: SmppConnection._data_sm,
+    C.submit_multi: SmppConnection._submit_multi,
+    C.query_sm: SmppConnection._query_sm,
+    C.cancel_sm: SmppConnection._cancel_sm,
+    C.replace_sm: SmppConnection._replace_sm,
+    C.enquire_link: SmppConnection._enquire_link,
+    C.enquire_link_resp: SmppConnection._ignore,
+    C.deliver_sm_resp: SmppConnection._deliver_sm_resp,
+    C.data_sm_resp: SmppConnection._deliver_sm_resp,
+    C.generic_nack: SmppConnection._generic_nack,
+    C.unbind: SmppConnection._unbind,
+    C.unbind_resp: SmppConnection._unbind_resp,
+}
+
+
+def _unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
+    return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, status)
+
+
+def _address(address: str, ton: object) -> str:
+    """An SMPP address as the pipeline reads it: international numbers get their '+'."""
+    if ton == TON_INTERNATIONAL and address and not address.startswith("+"):
+        return "+" + address
+    return address
+
+
+def _wire_address(address: str) -> tuple[int, int, str]:
+    """``(ton, npi, addr)`` for an address we send: E.164 without '+', or alphanumeric."""
+    if address.startswith("+"):
+        return TON_INTERNATIONAL, NPI_ISDN, address[1:]
+    return TON_ALPHANUMERIC, 0, address
+
+
+def _deliver_sm(notice: Notice, sequence: int) -> Pdu:
+    source_ton, source_npi, source = _wire_address(notice.handset)
+    dest_ton, dest_npi, dest = _wire_address(notice.address)
+    tlvs: dict[int, object] = {}
+    if notice.kind is NoticeKind.RECEIPT:
+        assert notice.status is not None and notice.submitted_at is not None
+        esm_class, data_coding = ESM_DELIVERY_RECEIPT, 0
+        short_message = receipt_text(
+            ReceiptFacts(notice.message_id, notice.status, notice.submitted_at, notice.created_at)
+        )
+        tlvs[Tag.receipted_message_id] = notice.message_id
+        tlvs[Tag.message_state] = MESSAGE_STATE[notice.status]
+    else:
+        esm_class = 0
+        data_coding, short_message = encode_text(notice.body)
+        if len(short_message) > 254:
+            tlvs[Tag.message_payload] = short_message
+            short_message = b""
+    return Pdu.make(
+        C.deliver_sm,
+        sequence,
+        tlvs=tlvs,
+        source_addr_ton=source_ton,
+        source_addr_npi=source_npi,
+        source_addr=source,
+        dest_addr_ton=dest_ton,
+        dest_addr_npi=dest_npi,
+        destination_addr=dest,
+        esm_class=esm_class,
+        data_coding=data_coding,
+        short_message=short_message,
+    )
