@@ -224,6 +224,13 @@ class Store:
         self._wake.set()
         await waiter
 
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed (a read-your-writes barrier)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._batch.waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
     def record_status(
         self, change: StatusChange, after_commit: Callable[[], None] | None = None
     ) -> None:

@@ -300,6 +300,7 @@ class SmppServer:
         self._loading.add(tenant)
         try:
             limit = self.config.smpp.deliver_window * 4
+            await self.store.flush()  # notices kept a moment ago must be readable
             kept = await self.store.kept_notices(tenant, self.clock(), limit)
             in_memory = {n.queue_id for n in self._waiting.get(tenant, ())}
             for sessions in self.sessions.get(tenant, ()):

@@ -34,6 +34,7 @@ class SmpplibEsme:
         )
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.backlog: list[Any] = []
         self.window: threading.Semaphore | None = None
         self.client.set_message_sent_handler(self._on_event)
         self.client.set_message_received_handler(self._on_event)
@@ -67,11 +68,15 @@ class SmpplibEsme:
         return pdu
 
     async def next(self, command: str | None = None) -> Any:
-        """The next PDU from the gateway (of ``command``, skipping others)."""
+        """The next PDU from the gateway (of ``command``; others stay for later calls)."""
+        for index, pdu in enumerate(self.backlog):
+            if command is None or pdu.command == command:
+                return self.backlog.pop(index)
         while True:
             pdu = await asyncio.wait_for(self.events.get(), TIMEOUT)
             if command is None or pdu.command == command:
                 return pdu
+            self.backlog.append(pdu)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
