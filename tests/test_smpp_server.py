@@ -15,7 +15,7 @@ import smpplib.smpp
 
 from gateway.config import config_from_dict
 from gateway.encoding import gsm7_decode, gsm7_encode
-from smpp.pdu import CommandId, CommandStatus, DistributionList, Pdu, SmeAddress
+from smpp.pdu import CommandId, CommandStatus, DistributionList, Pdu, SmeAddress, Tag
 from tests.conftest import EVENT_TIMEOUT, CallbackReceiver, RunningGateway, running_gateway
 from tests.smpp_clients import RawEsme, SmpplibEsme, smpplib_esme
 
@@ -418,3 +418,56 @@ async def test_smpp_metrics(gateway: RunningGateway) -> None:
     )
     assert 'smsgw_messages_total{interface="smpp",outcome="accepted",tenant="acme"} 1.0' in metrics
     assert "46701234567" not in metrics
+
+
+async def test_sar_payload_16bit_udh_and_service_type(gateway: RunningGateway) -> None:
+    raw = await RawEsme.connect(gateway.smpp_port)
+    await raw.bind()
+    finals = gateway.finals()
+    sar = [
+        Pdu.make(
+            C.submit_sm,
+            2 + i,
+            tlvs={
+                Tag.sar_msg_ref_num: 77,
+                Tag.sar_total_segments: 2,
+                Tag.sar_segment_seqnum: i + 1,
+            },
+            **submit_fields(to="46701230010", text=text),
+        )
+        for i, text in enumerate((b"first half, ", b"second half"))
+    ]
+    udh16 = [
+        Pdu.make(
+            C.submit_sm,
+            4 + i,
+            **submit_fields(
+                to="46701230011",
+                esm_class=0x40,
+                text=bytes([6, 8, 4, 0x12, 0x34, 2, i + 1]) + text,
+            ),
+        )
+        for i, text in enumerate((b"sixteen ", b"bit ref"))
+    ]
+    payload = Pdu.make(
+        C.submit_sm,
+        6,
+        tlvs={Tag.message_payload: b"p" * 300},
+        **submit_fields(to="46701230012", text=b"", service_type="MKT"),
+    )
+    for pdu in (*sar, *udh16, payload):
+        assert (await raw.request(pdu)).command_status == S.ESME_ROK
+    for _ in range(5):
+        await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
+    for number, body in (
+        ("+46701230010", "first half, second half"),
+        ("+46701230011", "sixteen bit ref"),
+        ("+46701230012", "p" * 300),
+    ):
+        _, inbox = await gateway.get_json(f"/v1/simulator/handsets/{number}/messages")
+        assert [(m["body"], m["parts_missing"]) for m in inbox["messages"]] == [(body, 0)]
+    _, listing = await gateway.get_json("/v1/messages?to=%2B46701230012")
+    assert [(m["purpose"], m["segments"]) for m in listing["messages"]] == [("marketing", 2)]
+    unknown = await raw.request(Pdu.make(C.submit_sm, 7, **submit_fields(service_type="XYZ")))
+    assert unknown.command_status == S.ESME_RINVSERTYP
+    await raw.close()
