@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import http_api
+from gateway import http_api, http_consent
 from gateway.appkeys import (
+    AUDIT,
     CONFIG,
     METRICS,
     NETWORK,
     PIPELINE,
+    REGISTRY,
     SMPP_SERVER,
     STORE,
     TENANTS_BY_KEY,
@@ -31,6 +33,10 @@ from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
+from privacy.audit import AuditLog
+from privacy.handsets import KeywordResponder
+from privacy.keys import KeyRing
+from privacy.registry import ConsentRegistry
 from smpp.server import SmppServer
 
 log = logging.getLogger(__name__)
@@ -46,18 +52,29 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         digest: tenant for tenant in config.tenants for digest in tenant.api_key_digests()
     }
     http_api.add_routes(app)
+    http_consent.add_routes(app)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = await Store.open(config.storage, app[METRICS])
         yield
         await app[STORE].close()
 
+    async def privacy(app: web.Application) -> AsyncIterator[None]:
+        keys = KeyRing.open(config.privacy.key_file)
+        app[AUDIT] = audit = await AuditLog.open(app[STORE])
+        app[REGISTRY] = ConsentRegistry(config, app[STORE], keys, audit, app[METRICS], clock)
+        yield
+
     async def delivery(app: web.Application) -> AsyncIterator[None]:
-        store, metrics = app[STORE], app[METRICS]
+        store, metrics, registry = app[STORE], app[METRICS], app[REGISTRY]
         network = app[NETWORK] = SimulatedNetwork(config.simulator, store, metrics, clock)
+        network.add_delivery_check(registry.may_deliver)
         callbacks = CallbackDispatcher(config.callbacks, metrics)
         network.subscribe(callbacks.on_final)
-        pipeline = app[PIPELINE] = SubmitPipeline(config, store, network, metrics, clock)
+        responder = KeywordResponder(config, registry, clock)
+        pipeline = app[PIPELINE] = SubmitPipeline(
+            config, store, network, metrics, clock, gates=[registry], responder=responder
+        )
         mo_urls = {t.id: t.mo_url for t in config.tenants if t.mo_url}
 
         def post_mo(notice: Notice) -> None:
@@ -68,9 +85,14 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, store, metrics, clock)
         network.subscribe(smpp.on_final)
         pipeline.subscribe_inbound(smpp.notify)
+        # Resumed messages pass the gates again: an opt-out may have come since.
         unfinished = await store.unfinished()
-        for item in unfinished:
-            network.hand_over(item)
+        verdicts = await registry.check_many([item.message for item in unfinished])
+        for item, verdict in zip(unfinished, verdicts, strict=True):
+            if verdict is None:
+                network.hand_over(item)
+            else:
+                network.stop_before_delivery(item, verdict.code.value)
         log.info("network.resumed count=%d", len(unfinished))
         yield
         network.stop()
@@ -81,5 +103,5 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
         await app[SMPP_SERVER].close()
 
-    app.cleanup_ctx.extend([storage, delivery, smpp_listener])
+    app.cleanup_ctx.extend([storage, privacy, delivery, smpp_listener])
     return app

@@ -9,6 +9,8 @@ from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
+from privacy.audit import AuditLog
+from privacy.registry import ConsentRegistry
 from smpp.server import SmppServer
 
 CONFIG = web.AppKey("config", Config)
@@ -19,3 +21,5 @@ STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
 NETWORK = web.AppKey("network", SimulatedNetwork)
 SMPP_SERVER = web.AppKey("smpp_server", SmppServer)
+REGISTRY = web.AppKey("registry", ConsentRegistry)
+AUDIT = web.AppKey("audit", AuditLog)

@@ -75,6 +75,15 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SmppErrorCodes:
+    """command_status for privacy rejections, in the vendor-specific range 0x400-0x4FF."""
+
+    recipient_opted_out: int = 0x401
+    consent_required: int = 0x402
+    processing_restricted: int = 0x403
+
+
+@dataclass(frozen=True, slots=True)
 class SmppConfig:
     host: str = "127.0.0.1"
     port: int = 2775
@@ -88,6 +97,7 @@ class SmppConfig:
     service_types: dict[str, str] = field(
         default_factory=lambda: {"MKT": "marketing", "TXN": "transactional"}
     )
+    error_codes: SmppErrorCodes = field(default_factory=SmppErrorCodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +115,23 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PurposeConfig:
+    """A purpose of processing; ``requires_consent`` purposes need a recorded opt-in."""
+
+    name: str
+    requires_consent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PrivacyConfig:
     key_file: str = "var/keys.json"
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    purposes: tuple[PurposeConfig, ...] = (
+        PurposeConfig("transactional"),
+        PurposeConfig("marketing", requires_consent=True),
+    )
+    # Recipients whose consent state is kept in memory; the rest is an index lookup away.
+    registry_cache: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +198,24 @@ class SmppCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class KeywordsConfig:
+    """A tenant's own words, added to the default STOP / START / HELP families."""
+
+    stop: tuple[str, ...] = ()
+    start: tuple[str, ...] = ()
+    help: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepliesConfig:
+    """What a handset gets back after a keyword; ``{sender}`` is the number it wrote to."""
+
+    stop: str = "You will receive no more messages from {sender}. Reply START to undo."
+    start: str = "You will receive messages from {sender} again. Reply STOP to opt out."
+    help: str = "Reply STOP to opt out, START to opt back in."
+
+
+@dataclass(frozen=True, slots=True)
 class TenantConfig:
     id: str
     api_keys: tuple[str, ...] = ()
@@ -183,6 +225,10 @@ class TenantConfig:
     default_country: str = ""
     # Mobile-originated messages are POSTed here (as well as sent to bound receivers).
     mo_url: str = ""
+    keywords: KeywordsConfig = field(default_factory=KeywordsConfig)
+    replies: RepliesConfig = field(default_factory=RepliesConfig)
+    # "tenant": STOP opts out of every sender of the tenant; "sender": of the one written to.
+    stop_scope: str = "tenant"
 
     def api_key_digests(self) -> tuple[bytes, ...]:
         """SHA-256 digests of the API keys, whether given in clear or as ``sha256:<hex>``."""
@@ -279,6 +325,10 @@ def _convert(hint: Any, value: object, path: str) -> Any:
         if value not in allowed:
             raise ConfigError(path, f"must be one of {', '.join(allowed)}, got {value!r}")
         return hint(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {_type_name(value)}")
+        return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(path, f"expected a number, got {_type_name(value)}")
@@ -301,13 +351,23 @@ def _check(config: Config) -> None:
     _check_positive(config.http.max_batch, "http.max_batch")
     _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
     _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
+    for name in ("recipient_opted_out", "consent_required", "processing_restricted"):
+        if not 0x400 <= getattr(config.smpp.error_codes, name) <= 0x4FF:
+            raise ConfigError(f"smpp.error_codes.{name}", "must be in 0x400-0x4FF")
+    names = [p.name for p in config.privacy.purposes]
+    for i, name in enumerate(names):
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+            raise ConfigError(f"privacy.purposes[{i}].name", "use a lower-case token")
+        if name in names[:i]:
+            raise ConfigError(f"privacy.purposes[{i}].name", f"duplicate purpose {name!r}")
+    _check_positive(config.privacy.registry_cache, "privacy.registry_cache")
     if not 16 <= config.smpp.max_command_length <= 16 * 1024 * 1024:
         raise ConfigError("smpp.max_command_length", "must be 16-16777216")
     for service_type, purpose in config.smpp.service_types.items():
         if len(service_type) > 5:
             raise ConfigError(f"smpp.service_types.{service_type}", "service_type is 5 chars max")
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", purpose):
-            raise ConfigError(f"smpp.service_types.{service_type}", "not a purpose name")
+        if purpose not in names:
+            raise ConfigError(f"smpp.service_types.{service_type}", "not a configured purpose")
     if config.storage.synchronous not in ("normal", "full"):
         raise ConfigError("storage.synchronous", "must be one of normal, full")
     retention = config.privacy.retention
@@ -333,6 +393,11 @@ def _check(config: Config) -> None:
     _check_positive(config.callbacks.max_attempts, "callbacks.max_attempts")
     _check_positive(config.messages.max_segments, "messages.max_segments")
     _check_tenants(config.tenants)
+    for i, tenant in enumerate(config.tenants):
+        if tenant.default_purpose not in names:
+            raise ConfigError(f"tenants[{i}].default_purpose", "not a configured purpose")
+        if tenant.stop_scope not in ("tenant", "sender"):
+            raise ConfigError(f"tenants[{i}].stop_scope", "must be tenant or sender")
     for i, tenant in enumerate(config.tenants):
         if tenant.mo_url and not config.callbacks.allows(tenant.mo_url):
             raise ConfigError(

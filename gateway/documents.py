@@ -54,5 +54,6 @@ def notice_document(notice: Notice) -> dict[str, Any]:
         "from": notice.handset,
         "to": notice.address,
         "body": notice.body,
+        "keyword": notice.keyword,
         "received_at": iso_time(notice.created_at),
     }

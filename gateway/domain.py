@@ -25,6 +25,8 @@ class ReceiptRequest(IntEnum):
 class Interface(StrEnum):
     HTTP = "http"
     SMPP = "smpp"
+    # Messages the gateway sends itself (keyword replies); no front end can submit these.
+    SYSTEM = "system"
 
 
 class Status(StrEnum):
@@ -59,6 +61,9 @@ class RejectCode(StrEnum):
     NO_RESPONSE = "no_response"
     # replace_sm of a message that is final or unknown.
     NOT_PENDING = "not_pending"
+    # Privacy gates.
+    RECIPIENT_OPTED_OUT = "recipient_opted_out"
+    CONSENT_REQUIRED = "consent_required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +175,13 @@ class Notice:
     submitted_at: float | None = None
     body: str = ""
     queue_id: int | None = None
+    # The handset keyword the body matched (stop, start, help), for MO messages.
+    keyword: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundOutcome:
+    """What a mobile-originated message set off: the keyword it matched, and the reply."""
+
+    keyword: str | None = None
+    reply: str | None = None

@@ -40,6 +40,8 @@ REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.SYSTEM_ERROR: 500,
     RejectCode.NO_RESPONSE: 504,
     RejectCode.NOT_PENDING: 409,
+    RejectCode.RECIPIENT_OPTED_OUT: 403,
+    RejectCode.CONSENT_REQUIRED: 403,
 }
 
 _TITLES: dict[str, str] = {
@@ -55,6 +57,8 @@ _TITLES: dict[str, str] = {
     "system_error": "System error (simulated)",
     "no_response": "The SMSC did not answer (simulated)",
     "unauthorized": "Missing or invalid API key",
+    "recipient_opted_out": "The recipient opted out",
+    "consent_required": "The recipient has not consented to this purpose",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request is too large",
@@ -85,11 +89,11 @@ class Problem(Exception):
         }
 
 
-def _rejection_problem(rejection: Rejected) -> Problem:
+def rejection_problem(rejection: Rejected) -> Problem:
     return Problem(REJECT_STATUS[rejection.code], rejection.code.value, rejection.detail)
 
 
-def _json(
+def json_response(
     document: object, status: int = 200, content_type: str = "application/json"
 ) -> web.Response:
     return web.Response(
@@ -115,7 +119,7 @@ async def problem_middleware(
             raise
         error = Problem(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
     request.app[METRICS].http_errors.labels(error.code).inc()
-    response = _json(error.document(), error.status, PROBLEM_TYPE)
+    response = json_response(error.document(), error.status, PROBLEM_TYPE)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="smsgw"'
     return response
@@ -138,7 +142,7 @@ def authenticate(request: web.Request) -> TenantConfig:
     raise Problem(401, "unauthorized", "send 'Authorization: Bearer <api key>'")
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request) -> dict[str, Any]:
     try:
         document = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
@@ -148,19 +152,27 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     return document
 
 
-def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
-    """Check the shape of one message object; content is the pipeline's job."""
+def check_fields(
+    item: object, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A JSON object with these string fields (optional ones may be null) and no others."""
     if not isinstance(item, dict):
-        raise Problem(400, "invalid_request", "a message must be a JSON object")
-    unknown = sorted(set(item) - {*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS})
+        raise Problem(400, "invalid_request", "expected a JSON object")
+    unknown = sorted(set(item) - {*required, *optional})
     if unknown:
         raise Problem(400, "invalid_request", f"unknown field '{unknown[0]}'")
-    for name in _REQUIRED_FIELDS:
+    for name in required:
         if not isinstance(item.get(name), str):
             raise Problem(400, "invalid_request", f"'{name}' is required and must be a string")
-    for name in _OPTIONAL_FIELDS:
+    for name in optional:
         if item.get(name) is not None and not isinstance(item[name], str):
             raise Problem(400, "invalid_request", f"'{name}' must be a string")
+    return item
+
+
+def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
+    """Check the shape of one message object; content is the pipeline's job."""
+    item = check_fields(item, _REQUIRED_FIELDS, _OPTIONAL_FIELDS)
     return SubmitRequest(
         tenant=tenant,
         interface=Interface.HTTP,
@@ -175,18 +187,18 @@ def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
 
 async def post_message(request: web.Request) -> web.Response:
     tenant = authenticate(request)
-    submit = _submit_request(tenant, await _read_json(request))
+    submit = _submit_request(tenant, await read_json(request))
     result = await request.app[PIPELINE].submit(submit)
     if isinstance(result, Rejected):
-        raise _rejection_problem(result)
-    response = _json(message_document(result), 202)
+        raise rejection_problem(result)
+    response = json_response(message_document(result), 202)
     response.headers["Location"] = f"/v1/messages/{result.id}"
     return response
 
 
 async def post_batch(request: web.Request) -> web.Response:
     tenant = authenticate(request)
-    document = await _read_json(request)
+    document = await read_json(request)
     items = document.get("messages")
     if set(document) != {"messages"} or not isinstance(items, list) or not items:
         raise Problem(400, "invalid_request", 'send {"messages": [...]} with at least one item')
@@ -209,26 +221,22 @@ async def post_batch(request: web.Request) -> web.Response:
             accepted += 1
             results[index] = {"index": index, "message": message_document(outcome)}
         else:
-            results[index] = {"index": index, "problem": _rejection_problem(outcome).document()}
-    return _json({"accepted": accepted, "rejected": len(items) - accepted, "results": results})
+            results[index] = {"index": index, "problem": rejection_problem(outcome).document()}
+    return json_response(
+        {"accepted": accepted, "rejected": len(items) - accepted, "results": results}
+    )
 
 
 async def post_inbound(request: web.Request) -> web.Response:
     """A simulated handset sends an SMS to one of the tenant's numbers."""
     tenant = authenticate(request)
-    document = await _read_json(request)
-    unknown = sorted(set(document) - {"from", "to", "body"})
-    if unknown:
-        raise Problem(400, "invalid_request", f"unknown field '{unknown[0]}'")
-    for name in ("from", "to", "body"):
-        if not isinstance(document.get(name), str):
-            raise Problem(400, "invalid_request", f"'{name}' is required and must be a string")
-    result = request.app[PIPELINE].receive(
+    document = check_fields(await read_json(request), ("from", "to", "body"))
+    result = await request.app[PIPELINE].receive(
         tenant, document["from"], document["to"], document["body"]
     )
     if isinstance(result, Rejected):
-        raise _rejection_problem(result)
-    return _json(notice_document(result), 202)
+        raise rejection_problem(result)
+    return json_response(notice_document(result), 202)
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -237,13 +245,13 @@ async def get_message(request: web.Request) -> web.Response:
     message = await request.app[STORE].get_message(tenant.id, message_id)
     if message is None:
         raise Problem(404, "not_found", "no such message for this tenant")
-    return _json(message_document(message))
+    return json_response(message_document(message))
 
 
 async def list_messages(request: web.Request) -> web.Response:
     tenant = authenticate(request)
     query = request.query
-    recipient = _msisdn(query["to"], tenant) if "to" in query else None
+    recipient = msisdn_param(query["to"], tenant) if "to" in query else None
     status = None
     if "status" in query:
         try:
@@ -255,7 +263,7 @@ async def list_messages(request: web.Request) -> web.Response:
     cursor = query.get("cursor")
     if cursor is not None and not _ID_RE.fullmatch(cursor):
         raise Problem(400, "invalid_request", "'cursor' is not a cursor this API returned")
-    limit = _limit(query.get("limit"))
+    limit = page_limit(query.get("limit"))
     messages = await request.app[STORE].list_messages(
         tenant.id,
         recipient=recipient,
@@ -265,26 +273,28 @@ async def list_messages(request: web.Request) -> web.Response:
         limit=limit,
     )
     next_cursor = messages[-1].id if len(messages) == limit else None
-    return _json({"messages": [message_document(m) for m in messages], "next_cursor": next_cursor})
+    return json_response(
+        {"messages": [message_document(m) for m in messages], "next_cursor": next_cursor}
+    )
 
 
 async def handset_messages(request: web.Request) -> web.Response:
     tenant = authenticate(request)
-    msisdn = _msisdn(request.match_info["msisdn"], tenant)
-    limit = _limit(request.query.get("limit"))
+    msisdn = msisdn_param(request.match_info["msisdn"], tenant)
+    limit = page_limit(request.query.get("limit"))
     entries = await request.app[STORE].inbox(tenant.id, msisdn, limit)
-    return _json({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
+    return json_response({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     store = request.app.get(STORE)
     if store is None or not store.healthy or PIPELINE not in request.app:
-        return _json({"status": "starting"}, 503)
-    return _json({"status": "ready"})
+        return json_response({"status": "starting"}, 503)
+    return json_response({"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -293,10 +303,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return json_response(openapi_document())
 
 
-def _msisdn(raw: str, tenant: TenantConfig) -> str:
+def msisdn_param(raw: str, tenant: TenantConfig) -> str:
     try:
         return normalise_msisdn(raw, tenant.default_country or None)
     except InvalidNumber as exc:
@@ -322,7 +332,7 @@ def _timestamp(raw: str) -> float:
     return moment.timestamp()
 
 
-def _limit(raw: str | None) -> int:
+def page_limit(raw: str | None) -> int:
     if raw is None:
         return 100
     if not raw.isdigit() or not 1 <= int(raw) <= _MAX_PAGE:

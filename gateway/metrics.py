@@ -90,6 +90,18 @@ class Metrics:
             "Receipts and mobile-originated messages waiting for a receiver.",
             registry=r,
         )
+        self.privacy_blocks = Counter(
+            "smsgw_privacy_blocks_total",
+            "Messages stopped by the privacy gates (at submit or before delivery).",
+            ["tenant", "reason", "purpose"],
+            registry=r,
+        )
+        self.consent_changes = Counter(
+            "smsgw_consent_changes_total",
+            "Consent and opt-out events recorded, by kind.",
+            ["tenant", "kind"],
+            registry=r,
+        )
         self.http_errors = Counter(
             "smsgw_http_errors_total",
             "HTTP requests answered with a problem document, by code.",

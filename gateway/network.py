@@ -23,6 +23,8 @@ from gateway.metrics import Metrics
 from gateway.store import Store
 
 StatusListener = Callable[[Message], None]
+# Asked just before delivery; a reason (e.g. "opted_out") stops the message there.
+DeliveryCheck = Callable[[Message], str | None]
 
 # The reason a final state carries, as the traffic log and the API show it.
 OUTCOME_ERRORS: dict[Outcome, str | None] = {
@@ -70,11 +72,15 @@ class SimulatedNetwork:
         self._clock = clock
         self._rng = rng or random.Random()
         self._listeners: list[StatusListener] = []
+        self._delivery_checks: list[DeliveryCheck] = []
         self._in_flight: dict[str, _InFlight] = {}
 
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""
         self._listeners.append(listener)
+
+    def add_delivery_check(self, check: DeliveryCheck) -> None:
+        self._delivery_checks.append(check)
 
     def submit_fault(self, recipient: str) -> RejectCode | None:
         """The failure a rule imposes on submits to this recipient, if any."""
@@ -135,9 +141,18 @@ class SimulatedNetwork:
         self._store.replace_body(message_id, body)
         return True
 
+    def stop_before_delivery(self, item: Outgoing, reason: str) -> None:
+        """End a committed message ``rejected`` without handing it over (e.g. opted out)."""
+        self._end(item, Status.REJECTED, reason)
+
     def _finish(self, message_id: str) -> None:
         flight = self._in_flight.pop(message_id)
         self._metrics.in_flight.dec()
+        for check in self._delivery_checks:
+            reason = check(flight.item.message)
+            if reason is not None:
+                self._end(flight.item, Status.REJECTED, reason)
+                return
         status = Status(flight.outcome.value)
         if status is Status.DELIVERED:
             self._store.record_delivery(flight.item, self._clock())

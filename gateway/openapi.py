@@ -47,6 +47,9 @@ def _param(name: str, where: str, description: str) -> dict[str, Any]:
     }
 
 
+_MSISDN = _param("msisdn", "path", "phone number, any accepted form")
+_SENDER = _param("sender", "query", "limit to one of the tenant's senders")
+
 _PATHS: dict[str, dict[str, Any]] = {
     "/v1/messages": {
         "post": _op(
@@ -97,6 +100,38 @@ _PATHS: dict[str, dict[str, Any]] = {
             body="InboundRequest",
         ),
     },
+    "/v1/consents": {
+        "get": _op(
+            "This tenant's consent records, one per subject (pseudonym), in pages",
+            "200",
+            params=(_param("cursor", "query", "next_cursor"), _param("limit", "query", "1-1000")),
+        ),
+    },
+    "/v1/consents/{msisdn}": {
+        "put": _op("Record consent for a purpose", "200", params=(_MSISDN,), body="Consent"),
+        "get": _op("Current state and full history", "200", params=(_MSISDN,)),
+        "delete": _op(
+            "Withdraw consent for a purpose",
+            "200",
+            params=(_MSISDN, _param("purpose", "query", "required"), _SENDER),
+        ),
+    },
+    "/v1/opt-outs": {
+        "post": _op(
+            "Import opt-outs in bulk (up to 10,000)", "200", body="OptOutImport", errors=("413",)
+        ),
+    },
+    "/v1/opt-outs/{msisdn}": {
+        "get": _op("Whether the number opted out", "200", params=(_MSISDN,)),
+        "delete": _op("Lift an opt-out", "200", params=(_MSISDN, _SENDER)),
+    },
+    "/v1/audit": {
+        "get": _op(
+            "This tenant's audit log, newest first (hash-chained)",
+            "200",
+            params=(_param("cursor", "query", "next_cursor"), _param("limit", "query", "1-1000")),
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
@@ -115,6 +150,26 @@ _SCHEMAS: dict[str, Any] = {
             "purpose": {"type": "string", "description": "default: the tenant's default_purpose"},
             "callback_url": {"type": "string", "description": "receives the final status"},
             "client_ref": {"type": "string", "maxLength": 64},
+        },
+    },
+    "Consent": {
+        "type": "object",
+        "required": ["purpose"],
+        "additionalProperties": False,
+        "properties": {
+            "purpose": {"type": "string"},
+            "evidence": {"type": "string", "description": "proof: form id, text, reference"},
+            "sender": {"type": "string", "description": "scope the consent to one sender"},
+            "source": {"type": "string", "enum": ["api", "import"]},
+        },
+    },
+    "OptOutImport": {
+        "type": "object",
+        "required": ["msisdns"],
+        "properties": {
+            "msisdns": {"type": "array", "items": {"type": "string"}, "maxItems": 10000},
+            "evidence": {"type": "string"},
+            "sender": {"type": "string"},
         },
     },
     "InboundRequest": {

@@ -9,13 +9,15 @@ command_status; no front end can reach the store or the network around it.
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
+    InboundOutcome,
+    Interface,
     Message,
     Notice,
     NoticeKind,
@@ -32,8 +34,6 @@ from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
 from gateway.store import Store, StoreError
 
-_PURPOSE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
 SubmitResult = Message | Rejected
 InboundListener = Callable[[Notice], None]
 
@@ -41,9 +41,15 @@ InboundListener = Callable[[Notice], None]
 class PrivacyGate(Protocol):
     """A check every message must pass before it is persisted (consent, restriction...)."""
 
-    async def check(self, tenant: TenantConfig, recipient: str, purpose: str) -> Rejected | None:
-        """None lets the message through; a `Rejected` stops it."""
+    async def check_many(self, messages: Sequence[Message]) -> list[Rejected | None]:
+        """Per message: None lets it through; a `Rejected` stops it."""
         ...
+
+
+class InboundResponder(Protocol):
+    """Acts on what a handset sends (keywords) before the tenant hears of it."""
+
+    async def respond(self, tenant: TenantConfig, notice: Notice) -> InboundOutcome: ...
 
 
 class SubmitPipeline:
@@ -55,6 +61,7 @@ class SubmitPipeline:
         metrics: Metrics,
         clock: Callable[[], float],
         gates: Sequence[PrivacyGate] = (),
+        responder: InboundResponder | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -62,6 +69,8 @@ class SubmitPipeline:
         self._metrics = metrics
         self._clock = clock
         self._gates = tuple(gates)
+        self._responder = responder
+        self._purposes = frozenset(p.name for p in config.privacy.purposes)
         self._ids = MessageIds(clock)
         self._senders = {t.id: _canonical_senders(t) for t in config.tenants}
         self._inbound_listeners: list[InboundListener] = []
@@ -73,20 +82,14 @@ class SubmitPipeline:
         """Each request is accepted or rejected on its own; the accepted share one commit."""
         started = time.perf_counter()
         now = self._clock()
-        results: list[SubmitResult] = []
-        for request in requests:
-            result = self._validate(request, now)
-            if isinstance(result, Message):
-                for gate in self._gates:
-                    rejection = await gate.check(request.tenant, result.recipient, result.purpose)
-                    if rejection is not None:
-                        result = rejection
-                        break
+        results = [self._validate(request, now) for request in requests]
+        for gate in self._gates:
+            await self._apply_gate(gate, results)
+        for index, result in enumerate(results):
             if isinstance(result, Message):
                 fault = self._network.submit_fault(result.recipient)
                 if fault is not None:
-                    result = Rejected(fault, "the simulated SMSC failed this submit (a rule)")
-            results.append(result)
+                    results[index] = Rejected(fault, "the simulated SMSC failed this submit")
         accepted = [
             Outgoing(result, request.body, request.part)
             for result, request in zip(results, requests, strict=True)
@@ -104,6 +107,17 @@ class SubmitPipeline:
         self._count(requests, results, time.perf_counter() - started)
         return results
 
+    @staticmethod
+    async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:
+        """One call per gate for the whole batch, on what is still accepted."""
+        positions = [i for i, r in enumerate(results) if isinstance(r, Message)]
+        if not positions:
+            return
+        verdicts = await gate.check_many([results[i] for i in positions])  # type: ignore[misc]
+        for index, verdict in zip(positions, verdicts, strict=True):
+            if verdict is not None:
+                results[index] = verdict
+
     def _validate(self, request: SubmitRequest, now: float) -> SubmitResult:
         tenant = request.tenant
         country = tenant.default_country or None
@@ -111,12 +125,13 @@ class SubmitPipeline:
             recipient = normalise_msisdn(request.to, country)
         except InvalidNumber as exc:
             return Rejected(RejectCode.INVALID_RECIPIENT, f"'to' is not a phone number: {exc}")
-        sender = _canonical_sender(request.sender, country)
-        if sender is None or sender not in self._senders[tenant.id]:
+        sender = self.sender_of(tenant, request.sender)
+        if sender is None:
             return Rejected(RejectCode.UNKNOWN_SENDER, "'from' is not one of this tenant's senders")
         purpose = request.purpose or tenant.default_purpose
-        if not _PURPOSE_RE.fullmatch(purpose):
-            return Rejected(RejectCode.INVALID_REQUEST, "'purpose' must be a lower-case token")
+        if purpose not in self._purposes:
+            allowed = ", ".join(sorted(self._purposes))
+            return Rejected(RejectCode.INVALID_REQUEST, f"'purpose' must be one of {allowed}")
         if request.client_ref is not None and len(request.client_ref) > (
             limit := self._config.messages.max_client_ref
         ):
@@ -146,6 +161,11 @@ class SubmitPipeline:
             receipt=request.receipt,
         )
 
+    def sender_of(self, tenant: TenantConfig, raw: str) -> str | None:
+        """The canonical form of one of the tenant's senders, or None if it is not one."""
+        sender = _canonical_sender(raw, tenant.default_country or None)
+        return sender if sender in self._senders[tenant.id] else None
+
     def _analyse(self, body: str) -> BodyInfo | Rejected:
         try:
             info = analyse(body)
@@ -162,7 +182,7 @@ class SubmitPipeline:
         """Call ``listener`` with every mobile-originated message a handset sends."""
         self._inbound_listeners.append(listener)
 
-    def receive(
+    async def receive(
         self, tenant: TenantConfig, handset: str, address: str, body: str
     ) -> Notice | Rejected:
         """A simulated handset sends ``body`` to one of the tenant's numbers (an MO message)."""
@@ -171,8 +191,8 @@ class SubmitPipeline:
             handset = normalise_msisdn(handset, country)
         except InvalidNumber as exc:
             return Rejected(RejectCode.INVALID_REQUEST, f"'from' is not a phone number: {exc}")
-        canonical = _canonical_sender(address, country)
-        if canonical is None or canonical not in self._senders[tenant.id]:
+        canonical = self.sender_of(tenant, address)
+        if canonical is None:
             return Rejected(RejectCode.UNKNOWN_SENDER, "'to' is not one of this tenant's senders")
         info = self._analyse(body)
         if isinstance(info, Rejected):
@@ -188,8 +208,15 @@ class SubmitPipeline:
             expires_at=now + self._config.smpp.notice_ttl,
             body=body,
         )
+        outcome = InboundOutcome()
+        if self._responder is not None:
+            outcome = await self._responder.respond(tenant, notice)
+            notice = dataclasses.replace(notice, keyword=outcome.keyword)
         for listener in self._inbound_listeners:
             listener(notice)
+        if outcome.reply:
+            reply = SubmitRequest(tenant, Interface.SYSTEM, handset, canonical, outcome.reply)
+            await self.submit(reply)
         return notice
 
     def cancel(self, tenant: TenantConfig, message_id: str) -> bool:

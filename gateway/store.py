@@ -103,6 +103,39 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX notices_by_tenant ON notices (tenant, id);
     """,
+    # Privacy: the consent / opt-out registry (append-only events, subjects as keyed
+    # pseudonyms) and the hash-chained audit log with one head per tenant.
+    """
+    CREATE TABLE consent_events (
+        seq INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        purpose TEXT,
+        sender TEXT,
+        source TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX consent_by_subject ON consent_events (tenant, subject, seq);
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_tenant ON audit_log (tenant, seq);
+    CREATE TABLE audit_heads (
+        tenant TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 # In the order of `Message`'s fields, so a row maps onto it positionally.
@@ -153,6 +186,7 @@ class _Batch:
         "messages",
         "new_bodies",
         "notices",
+        "statements",
         "updates",
         "waiters",
     )
@@ -166,6 +200,7 @@ class _Batch:
         self.done_bodies: list[tuple[str]] = []
         self.notices: list[tuple[object, ...]] = []
         self.done_notices: list[tuple[int]] = []
+        self.statements: list[tuple[str, Sequence[Sequence[object]]]] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
 
@@ -177,6 +212,7 @@ class _Batch:
             + len(self.inbox)
             + len(self.notices)
             + len(self.done_notices)
+            + sum(len(rows) for _, rows in self.statements)
         )
 
 
@@ -223,6 +259,32 @@ class Store:
         batch.waiters.append(waiter)
         self._wake.set()
         await waiter
+
+    async def execute(
+        self,
+        statements: Sequence[tuple[str, Sequence[Sequence[object]]]],
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Run ``(sql, rows)`` pairs in the next group commit; returns once committed.
+
+        For tables the store does not know itself (the privacy registry, the audit log):
+        they share the one writer and its transactions.
+        """
+        if self._closing:
+            raise StoreError("store is closing")
+        batch = self._batch
+        batch.statements.extend(statements)
+        if after_commit is not None:
+            batch.after_commit.append(after_commit)
+        waiter = asyncio.get_running_loop().create_future()
+        batch.waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a read-only query on the reader connection."""
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     async def flush(self) -> None:
         """Wait until every write queued so far is committed (a read-your-writes barrier)."""
@@ -307,6 +369,8 @@ class Store:
                 await db.executemany(_INSERT_INBOX, batch.inbox)
             if batch.done_bodies:
                 await db.executemany(_DELETE_BODY, batch.done_bodies)
+            for sql, rows in batch.statements:
+                await db.executemany(sql, rows)
             if batch.notices:
                 await db.executemany(_INSERT_NOTICE, batch.notices)
             if batch.done_notices:

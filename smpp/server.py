@@ -74,8 +74,9 @@ Submits = list[tuple[Pdu, SubmitRequest]]
 S = CommandStatus
 C = CommandId
 
-# The one table from pipeline rejections to command_status.
-REJECT_STATUS: dict[RejectCode, CommandStatus] = {
+# The one table from pipeline rejections to command_status (privacy rejections come
+# from ``[smpp.error_codes]``, in the vendor-specific range).
+REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.INVALID_REQUEST: S.ESME_RSUBMITFAIL,
     RejectCode.INVALID_RECIPIENT: S.ESME_RINVDSTADR,
     RejectCode.UNKNOWN_SENDER: S.ESME_RINVSRCADR,
@@ -102,6 +103,9 @@ NPI_ISDN = 1
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
 MAX_BIND_DELAY = 8.0
+# Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
+# ("stop", "start", "help"), so the tenant sees an opt-out as one.
+TAG_KEYWORD = 0x1501
 SYSTEM_ID = "smsgw"
 
 
@@ -137,6 +141,12 @@ class SmppServer:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        codes = config.smpp.error_codes
+        self.reject_status: dict[RejectCode, int] = {
+            **REJECT_STATUS,
+            RejectCode.RECIPIENT_OPTED_OUT: codes.recipient_opted_out,
+            RejectCode.CONSENT_REQUIRED: codes.consent_required,
+        }
         self.tenants_by_system_id = {t.smpp.system_id: t for t in config.tenants if t.smpp}
         self.sessions: dict[str, set[SmppConnection]] = {}
         self.buckets = {
@@ -571,7 +581,7 @@ class SmppConnection(asyncio.Protocol):
             elif result.code is RejectCode.NO_RESPONSE:
                 continue
             else:
-                status = REJECT_STATUS[result.code]
+                status = self.server.reject_status[result.code]
                 pdu = Pdu.make(command, request.sequence_number, status=status)
             chunks.append(encode(pdu))
             self.server.count_pdu("out", pdu.command_id, pdu.command_status)
@@ -604,7 +614,7 @@ class SmppConnection(asyncio.Protocol):
             if isinstance(result, Message):
                 first_id = first_id or result.id
             else:
-                refused.append(_unsuccess(dest, REJECT_STATUS[result.code]))
+                refused.append(_unsuccess(dest, self.server.reject_status[result.code]))
         self._answer(pdu, message_id=first_id, unsuccess_sme=tuple(refused))
 
     # --- operations on submitted messages ---------------------------------------------------
@@ -643,7 +653,9 @@ class SmppConnection(asyncio.Protocol):
             self._answer(pdu, S.ESME_RREPLACEFAIL)
             return
         rejected = self.server.pipeline.replace(self.tenant, str(pdu.params["message_id"]), body)
-        self._answer(pdu, S.ESME_ROK if rejected is None else REJECT_STATUS[rejected.code])
+        self._answer(
+            pdu, S.ESME_ROK if rejected is None else self.server.reject_status[rejected.code]
+        )
 
     # --- deliver_sm window ------------------------------------------------------------------
 
@@ -748,6 +760,8 @@ def _deliver_sm(notice: Notice, sequence: int) -> Pdu:
     else:
         esm_class = 0
         data_coding, short_message = encode_text(notice.body)
+        if notice.keyword:
+            tlvs[TAG_KEYWORD] = notice.keyword.encode("ascii")
         if len(short_message) > 254:
             tlvs[Tag.message_payload] = short_message
             short_message = b""

@@ -113,11 +113,15 @@ class RawEsme:
         return cls(reader, writer)
 
     async def bind(
-        self, system_id: str = "acme", password: str = "acme-pw", sequence: int = 1
+        self,
+        system_id: str = "acme",
+        password: str = "acme-pw",
+        sequence: int = 1,
+        command: CommandId = CommandId.bind_transceiver,
     ) -> Pdu:
         await self.send(
             Pdu.make(
-                CommandId.bind_transceiver,
+                command,
                 sequence,
                 system_id=system_id,
                 password=password,

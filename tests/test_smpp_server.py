@@ -455,6 +455,12 @@ async def test_sar_payload_16bit_udh_and_service_type(gateway: RunningGateway) -
         tlvs={Tag.message_payload: b"p" * 300},
         **submit_fields(to="46701230012", text=b"", service_type="MKT"),
     )
+    async with gateway.http.put(
+        f"{gateway.url}/v1/consents/+46701230012",
+        json={"purpose": "marketing"},
+        headers=gateway.headers,
+    ) as response:
+        assert response.status == 200
     for pdu in (*sar, *udh16, payload):
         assert (await raw.request(pdu)).command_status == S.ESME_ROK
     for _ in range(5):

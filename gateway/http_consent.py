@@ -1,0 +1,244 @@
+"""HTTP API for the consent and opt-out registry and the audit log, tenant-scoped.
+
+Numbers arrive in any accepted form and leave only as the tenant's pseudonym
+(``subject``): the registry never holds them in clear, so it cannot show them.
+Withdrawing is as easy as giving: one DELETE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import AUDIT, PIPELINE, REGISTRY
+from gateway.config import TenantConfig
+from gateway.documents import iso_time
+from gateway.http_api import (
+    Problem,
+    authenticate,
+    check_fields,
+    json_response,
+    msisdn_param,
+    page_limit,
+    read_json,
+)
+from gateway.numbers import InvalidNumber, normalise_msisdn
+from privacy.registry import ConsentEvent, EventKind, Source, SubjectState
+
+MAX_OPT_OUT_IMPORT = 10_000
+
+
+def state_document(subject: str, state: SubjectState) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "opted_out": bool(state.opted_out),
+        "opt_outs": [_event_document(e) for e in state.opted_out.values()],
+        "consents": [_event_document(e) for e in state.consents.values()],
+    }
+
+
+def _event_document(event: ConsentEvent) -> dict[str, Any]:
+    return {
+        "kind": event.kind.value,
+        "purpose": event.purpose,
+        "sender": event.sender,
+        "source": event.source.value,
+        "evidence": event.evidence,
+        "at": iso_time(event.at),
+    }
+
+
+def _sender(request: web.Request, tenant: TenantConfig, raw: str | None) -> str | None:
+    """A sender scope: one of the tenant's senders (numbers compared as E.164)."""
+    if raw is None:
+        return None
+    sender = request.app[PIPELINE].sender_of(tenant, raw)
+    if sender is None:
+        raise Problem(400, "unknown_sender", "'sender' is not one of this tenant's senders")
+    return sender
+
+
+def _subject(request: web.Request, tenant: TenantConfig) -> str:
+    e164 = msisdn_param(request.match_info["msisdn"], tenant)
+    return request.app[REGISTRY].subject(tenant.id, e164)
+
+
+async def _record(request: web.Request, tenant: TenantConfig, events: list[ConsentEvent]) -> None:
+    await request.app[REGISTRY].record(events, actor=f"api:{tenant.id}")
+
+
+async def _state_response(request: web.Request, tenant: TenantConfig, subject: str) -> web.Response:
+    [state] = await request.app[REGISTRY].states(tenant.id, [subject])
+    return json_response(state_document(subject, state))
+
+
+def _source(raw: str | None) -> Source:
+    if raw is None:
+        return Source.API
+    if raw not in (Source.API, Source.IMPORT):
+        raise Problem(400, "invalid_request", "'source' must be api or import")
+    return Source(raw)
+
+
+async def put_consent(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    subject = _subject(request, tenant)
+    document = check_fields(
+        await read_json(request), ("purpose",), ("evidence", "sender", "source")
+    )
+    purpose = document["purpose"]
+    if not request.app[REGISTRY].knows_purpose(purpose):
+        raise Problem(400, "invalid_request", "'purpose' is not a configured purpose")
+    event = ConsentEvent(
+        tenant=tenant.id,
+        subject=subject,
+        kind=EventKind.CONSENT_GIVEN,
+        source=_source(document.get("source")),
+        at=request.app[REGISTRY].now(),
+        evidence=document.get("evidence") or "",
+        purpose=purpose,
+        sender=_sender(request, tenant, document.get("sender")),
+    )
+    await _record(request, tenant, [event])
+    return await _state_response(request, tenant, subject)
+
+
+async def delete_consent(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    subject = _subject(request, tenant)
+    purpose = request.query.get("purpose")
+    if purpose is None or not request.app[REGISTRY].knows_purpose(purpose):
+        raise Problem(400, "invalid_request", "give ?purpose= with a configured purpose")
+    event = ConsentEvent(
+        tenant=tenant.id,
+        subject=subject,
+        kind=EventKind.CONSENT_WITHDRAWN,
+        source=Source.API,
+        at=request.app[REGISTRY].now(),
+        purpose=purpose,
+        sender=_sender(request, tenant, request.query.get("sender")),
+    )
+    await _record(request, tenant, [event])
+    return await _state_response(request, tenant, subject)
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    subject = _subject(request, tenant)
+    registry = request.app[REGISTRY]
+    [state] = await registry.states(tenant.id, [subject])
+    history = await registry.history(tenant.id, subject)
+    return json_response(
+        {**state_document(subject, state), "history": [_event_document(e) for e in history]}
+    )
+
+
+async def list_consents(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    limit = page_limit(request.query.get("limit"))
+    subjects = await request.app[REGISTRY].subjects(tenant.id, request.query.get("cursor"), limit)
+    return json_response(
+        {
+            "subjects": [state_document(s, state) for s, state in subjects],
+            "next_cursor": subjects[-1][0] if len(subjects) == limit else None,
+        }
+    )
+
+
+async def post_opt_outs(request: web.Request) -> web.Response:
+    """Bulk import of opt-outs kept elsewhere (source: import)."""
+    tenant = authenticate(request)
+    document = await read_json(request)
+    numbers = document.get("msisdns")
+    if not isinstance(numbers, list) or not numbers:
+        raise Problem(400, "invalid_request", 'send {"msisdns": [...]} with at least one')
+    if len(numbers) > MAX_OPT_OUT_IMPORT:
+        raise Problem(413, "payload_too_large", f"at most {MAX_OPT_OUT_IMPORT} per request")
+    check_fields({k: v for k, v in document.items() if k != "msisdns"}, (), ("evidence", "sender"))
+    sender = _sender(request, tenant, document.get("sender"))
+    registry = request.app[REGISTRY]
+    now = registry.now()
+    events: list[ConsentEvent] = []
+    invalid: list[int] = []
+    for index, raw in enumerate(numbers):
+        try:
+            if not isinstance(raw, str):
+                raise InvalidNumber("not a string")
+            e164 = normalise_msisdn(raw, tenant.default_country or None)
+        except InvalidNumber:
+            invalid.append(index)
+            continue
+        events.append(
+            ConsentEvent(
+                tenant=tenant.id,
+                subject=registry.subject(tenant.id, e164),
+                kind=EventKind.OPTED_OUT,
+                source=Source.IMPORT,
+                at=now,
+                evidence=document.get("evidence") or "",
+                sender=sender,
+            )
+        )
+    await _record(request, tenant, events)
+    return json_response({"recorded": len(events), "invalid": invalid})
+
+
+async def get_opt_out(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    subject = _subject(request, tenant)
+    [state] = await request.app[REGISTRY].states(tenant.id, [subject])
+    document = state_document(subject, state)
+    return json_response({k: document[k] for k in ("subject", "opted_out", "opt_outs")})
+
+
+async def delete_opt_out(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    subject = _subject(request, tenant)
+    event = ConsentEvent(
+        tenant=tenant.id,
+        subject=subject,
+        kind=EventKind.OPT_OUT_LIFTED,
+        source=Source.API,
+        at=request.app[REGISTRY].now(),
+        sender=_sender(request, tenant, request.query.get("sender")),
+    )
+    await _record(request, tenant, [event])
+    return await get_opt_out(request)
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    limit = page_limit(request.query.get("limit"))
+    cursor = request.query.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        raise Problem(400, "invalid_request", "'cursor' is not a cursor this API returned")
+    entries = await request.app[AUDIT].entries(tenant.id, int(cursor) if cursor else None, limit)
+    return json_response(
+        {
+            "entries": [
+                {
+                    "seq": e.seq,
+                    "at": iso_time(e.at),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "subject": e.subject,
+                    "detail": e.detail,
+                    "hash": e.hash,
+                }
+                for e in entries
+            ],
+            "next_cursor": str(entries[-1].seq) if len(entries) == limit else None,
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/consents", list_consents)
+    app.router.add_put("/v1/consents/{msisdn}", put_consent)
+    app.router.add_get("/v1/consents/{msisdn}", get_consent)
+    app.router.add_delete("/v1/consents/{msisdn}", delete_consent)
+    app.router.add_post("/v1/opt-outs", post_opt_outs)
+    app.router.add_get("/v1/opt-outs/{msisdn}", get_opt_out)
+    app.router.add_delete("/v1/opt-outs/{msisdn}", delete_opt_out)
+    app.router.add_get("/v1/audit", get_audit)

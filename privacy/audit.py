@@ -1,0 +1,154 @@
+"""The audit log of privacy-relevant changes, hash-chained per tenant.
+
+Each entry's hash covers its fields and the previous entry's hash, so editing or
+deleting an entry breaks the chain from there on; ``audit_heads`` keeps each
+tenant's last sequence number and hash, so cutting entries off the end is seen
+too. Chains are per tenant (the controller), so offboarding one tenant removes a
+whole chain without touching the others. Subjects are pseudonyms, never numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.store import Store
+
+GENESIS = "0" * 64
+
+_INSERT = (
+    "INSERT INTO audit_log (tenant, at, actor, action, subject, detail, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_HEAD = (
+    "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)"
+    " ON CONFLICT (tenant) DO UPDATE SET seq = seq + 1, hash = excluded.hash"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    tenant: str
+    at: float
+    actor: str
+    action: str
+    subject: str
+    detail: str = ""
+    seq: int | None = None
+    hash: str = ""
+
+    def chained(self, prev_hash: str) -> str:
+        fields = [self.tenant, self.at, self.actor, self.action, self.subject, self.detail]
+        canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    tenant: str
+    entries: int
+    broken_at: int | None  # the seq of the first entry that does not verify
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None and not self.problem
+
+
+class AuditLog:
+    """Appends entries in the same group commit as the change they record."""
+
+    def __init__(self, store: Store, heads: dict[str, str]) -> None:
+        self._store = store
+        self._heads = heads
+
+    @classmethod
+    async def open(cls, store: Store) -> AuditLog:
+        rows = await store.fetch("SELECT tenant, hash FROM audit_heads")
+        return cls(store, {tenant: digest for tenant, digest in rows})
+
+    def statements(
+        self, entries: Sequence[AuditEntry]
+    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """The writes that append ``entries``; run them in the transaction of the change.
+
+        The chain advances here, in memory, in the order the entries will be written.
+        """
+        rows: list[tuple[object, ...]] = []
+        heads: list[tuple[object, ...]] = []
+        for entry in entries:
+            prev = self._heads.get(entry.tenant, GENESIS)
+            digest = entry.chained(prev)
+            self._heads[entry.tenant] = digest
+            rows.append(
+                (
+                    entry.tenant,
+                    entry.at,
+                    entry.actor,
+                    entry.action,
+                    entry.subject,
+                    entry.detail,
+                    prev,
+                    digest,
+                )
+            )
+            heads.append((entry.tenant, digest))
+        return [(_INSERT, rows), (_HEAD, heads)]
+
+    async def resync(self) -> None:
+        """Reload the heads after a failed commit moved them ahead of the database."""
+        rows = await self._store.fetch("SELECT tenant, hash FROM audit_heads")
+        self._heads = {tenant: digest for tenant, digest in rows}
+
+    async def entries(self, tenant: str, before: int | None, limit: int) -> list[AuditEntry]:
+        """A tenant's entries, newest first."""
+        rows = await self._store.fetch(
+            "SELECT seq, tenant, at, actor, action, subject, detail, hash FROM audit_log"
+            " WHERE tenant = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (tenant, before if before is not None else 2**63 - 1, limit),
+        )
+        return [
+            AuditEntry(
+                tenant=t,
+                at=at,
+                actor=actor,
+                action=action,
+                subject=subject,
+                detail=detail,
+                seq=seq,
+                hash=digest,
+            )
+            for seq, t, at, actor, action, subject, detail, digest in rows
+        ]
+
+
+async def verify(store: Store) -> list[Verdict]:
+    """Recompute every tenant's chain and compare it with its head."""
+    heads = {
+        t: (seq, h) for t, seq, h in await store.fetch("SELECT tenant, seq, hash FROM audit_heads")
+    }
+    tenants = {t for (t,) in await store.fetch("SELECT DISTINCT tenant FROM audit_log")}
+    verdicts = []
+    for tenant in sorted(tenants | heads.keys()):
+        rows = await store.fetch(
+            "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log"
+            " WHERE tenant = ? ORDER BY seq",
+            (tenant,),
+        )
+        prev = GENESIS
+        broken: int | None = None
+        for seq, at, actor, action, subject, detail, prev_hash, digest in rows:
+            expected = AuditEntry(tenant, at, actor, action, subject, detail).chained(prev)
+            if prev_hash != prev or digest != expected:
+                broken = seq
+                break
+            prev = digest
+        problem = ""
+        if broken is None:
+            head = heads.get(tenant)
+            if head is None or head[0] + 1 != len(rows) or head[1] != prev:
+                problem = "the chain does not end at the recorded head (entries cut off the end?)"
+        verdicts.append(Verdict(tenant, len(rows), broken, problem))
+    return verdicts
