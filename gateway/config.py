@@ -80,7 +80,6 @@ class SmppErrorCodes:
 
     recipient_opted_out: int = 0x401
     consent_required: int = 0x402
-    processing_restricted: int = 0x403
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +350,7 @@ def _check(config: Config) -> None:
     _check_positive(config.http.max_batch, "http.max_batch")
     _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
     _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
-    for name in ("recipient_opted_out", "consent_required", "processing_restricted"):
+    for name in ("recipient_opted_out", "consent_required"):
         if not 0x400 <= getattr(config.smpp.error_codes, name) <= 0x4FF:
             raise ConfigError(f"smpp.error_codes.{name}", "must be in 0x400-0x4FF")
     names = [p.name for p in config.privacy.purposes]

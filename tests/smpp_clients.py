@@ -39,13 +39,18 @@ class SmpplibEsme:
         self.client.set_message_sent_handler(self._on_event)
         self.client.set_message_received_handler(self._on_event)
         self.client.set_query_resp_handler(self._on_event)
-        self.client.set_error_pdu_handler(self._on_event)
+        self.client.set_error_pdu_handler(self._on_error)
         self._listener: threading.Thread | None = None
 
     def _on_event(self, pdu: Any = None, **_: Any) -> None:
         if self.window is not None and pdu.command == "submit_sm_resp":
             self.window.release()
         self.loop.call_soon_threadsafe(self.events.put_nowait, pdu)
+
+    def _on_error(self, pdu: Any) -> None:
+        """smpplib calls this before the regular handler of an error response: no duplicates."""
+        if pdu.command not in ("submit_sm_resp", "query_sm_resp"):
+            self._on_event(pdu)
 
     async def bind(
         self, kind: str = "transceiver", system_id: str = "acme", password: str = "acme-pw"

@@ -19,7 +19,7 @@ from tests.conftest import (
     RunningGateway,
     running_gateway,
 )
-from tests.smpp_clients import RawEsme
+from tests.smpp_clients import RawEsme, smpplib_esme
 from tests.test_process import write_toml
 
 C = CommandId
@@ -71,28 +71,36 @@ async def smpp_submit(raw: RawEsme, sequence: int, to: str, service_type: str = 
 
 
 async def test_stop_start_and_help_from_a_handset(gateway: RunningGateway) -> None:
-    raw = await RawEsme.connect(gateway.smpp_port)
-    await raw.bind(command=C.bind_transmitter)
-    assert await submit_code(gateway) == "accepted"
+    async with smpplib_esme(gateway.smpp_port, kind="transmitter") as esme:
 
-    stop = await inbound(gateway, "Stop.")
-    assert stop["keyword"] == "stop"
-    for form in (HANDSET, "070-111 22 33", "0046 70 111 22 33"):
-        assert await submit_code(gateway, to=form) == "recipient_opted_out"
-    assert await smpp_submit(raw, 2, HANDSET) == OPTED_OUT
-    _, state = await call(gateway, "GET", "/v1/opt-outs/0701112233")
-    assert state["opted_out"] is True
-    assert state["opt_outs"][0]["source"] == "keyword"
+        async def smpplib_submit() -> int:
+            await esme.send(
+                source_addr_ton=5,
+                source_addr="Acme",
+                dest_addr_ton=1,
+                destination_addr=HANDSET[1:],
+                short_message=b"hi",
+            )
+            return int((await esme.next("submit_sm_resp")).status)
 
-    await inbound(gateway, "START")
-    assert await submit_code(gateway) == "accepted"
-    assert await smpp_submit(raw, 3, HANDSET) == S.ESME_ROK
+        assert await submit_code(gateway) == "accepted"
+        stop = await inbound(gateway, "Stop.")
+        assert stop["keyword"] == "stop"
+        for form in (HANDSET, "070-111 22 33", "0046 70 111 22 33"):
+            assert await submit_code(gateway, to=form) == "recipient_opted_out"
+        assert await smpplib_submit() == OPTED_OUT
+        _, state = await call(gateway, "GET", "/v1/opt-outs/0701112233")
+        assert state["opted_out"] is True
+        assert state["opt_outs"][0]["source"] == "keyword"
+
+        await inbound(gateway, "START")
+        assert await submit_code(gateway) == "accepted"
+        assert await smpplib_submit() == S.ESME_ROK
 
     help_ = await inbound(gateway, " help ")
     assert help_["keyword"] == "help"
     assert (await inbound(gateway, "Don't stop me now"))["keyword"] is None
     assert await submit_code(gateway) == "accepted"
-    await raw.close()
 
     finals = gateway.finals()
     while True:  # the replies (confirmation, help) are delivered like any message

@@ -1,0 +1,145 @@
+"""Cost of the inline consent check as the registry grows: 10^4, 10^6, 10^7 records.
+
+For each size, fills a fresh SQLite registry (filler subjects are random 128-bit
+pseudonym-shaped strings; one event each), then measures through the real
+ConsentRegistry: a lookup that misses the cache (one index range scan), a batch
+of misses (one query, as a submit batch does), and a cache hit. Prints the
+figures and the process RSS side by side, with each size's ratio to 10^4.
+
+    .venv/bin/python bench/consent_lookup.py [--sizes 10000 1000000 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from gateway.config import config_from_dict
+from gateway.metrics import Metrics
+from gateway.store import Store
+from privacy.audit import AuditLog
+from privacy.keys import KeyRing
+from privacy.registry import ConsentRegistry
+
+SAMPLES = 2000
+BATCH = 500
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def fill(path: Path, size: int) -> list[str]:
+    """Insert ``size`` opt-out events straight into the table; return a sample of subjects."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    rng = random.Random(size)
+    sample: list[str] = []
+    chunk = 100_000
+    for start in range(0, size, chunk):
+        rows = []
+        for _ in range(min(chunk, size - start)):
+            subject = f"p1:{rng.getrandbits(128):032x}"
+            rows.append(("bench", subject, "opted_out", None, None, "import", "", 0.0))
+            if len(sample) < SAMPLES * 2 and rng.random() < SAMPLES * 4 / size:
+                sample.append(subject)
+        with db:
+            db.executemany(
+                "INSERT INTO consent_events"
+                " (tenant, subject, kind, purpose, sender, source, evidence, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return sample
+
+
+async def measure(size: int, workdir: Path) -> dict[str, float]:
+    path = workdir / f"registry-{size}.sqlite3"
+    config = config_from_dict(
+        {
+            "storage": {"path": str(path)},
+            "privacy": {"key_file": str(workdir / f"keys-{size}.json")},
+            "tenants": [{"id": "bench", "api_keys": ["bench-key-1"], "senders": ["Bench"]}],
+        }
+    )
+    store = await Store.open(config.storage, Metrics())  # creates the schema
+    await store.close()
+    started = time.perf_counter()
+    # Filled in a child process, so this one's RSS shows only what the registry holds.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        sample = pool.apply(fill, (path, size))
+    fill_seconds = time.perf_counter() - started
+
+    store = await Store.open(config.storage, Metrics())
+    keys = KeyRing.open(config.privacy.key_file)
+    registry = ConsentRegistry(
+        config, store, keys, await AuditLog.open(store), Metrics(), time.time
+    )
+    misses = sample[:SAMPLES]
+    started = time.perf_counter()
+    for subject in misses:
+        [state] = await registry.states("bench", [subject])
+        assert state.opted_out
+    miss_us = (time.perf_counter() - started) / len(misses) * 1e6
+
+    batch = sample[SAMPLES : SAMPLES + BATCH]
+    started = time.perf_counter()
+    states = await registry.states("bench", batch)
+    batch_us = (time.perf_counter() - started) / len(batch) * 1e6
+    assert all(s.opted_out for s in states)
+
+    started = time.perf_counter()
+    for _ in range(5):
+        for subject in misses:
+            await registry.states("bench", [subject])
+    hit_us = (time.perf_counter() - started) / (5 * len(misses)) * 1e6
+    rss = rss_mib()
+    await store.close()
+    return {
+        "size": size,
+        "fill_s": fill_seconds,
+        "miss_us": miss_us,
+        "batch_us": batch_us,
+        "hit_us": hit_us,
+        "rss_mib": rss,
+        "db_mib": path.stat().st_size / 2**20,
+    }
+
+
+async def run(sizes: list[int]) -> None:
+    with tempfile.TemporaryDirectory(prefix="smsgw-bench-") as tmp:
+        results = [await measure(size, Path(tmp)) for size in sizes]
+    base = results[0]
+    print(
+        f"{'records':>10} {'miss µs':>9} {'batch µs':>9} {'hit µs':>7} {'RSS MiB':>8}"
+        f" {'DB MiB':>8} {'miss x':>7} {'RSS x':>6}"
+    )
+    for r in results:
+        print(
+            f"{r['size']:>10,} {r['miss_us']:>9.1f} {r['batch_us']:>9.1f} {r['hit_us']:>7.2f}"
+            f" {r['rss_mib']:>8.1f} {r['db_mib']:>8.0f} {r['miss_us'] / base['miss_us']:>7.2f}"
+            f" {r['rss_mib'] / base['rss_mib']:>6.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
+    asyncio.run(run(parser.parse_args().sizes))
+
+
+if __name__ == "__main__":
+    main()
