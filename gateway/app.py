@@ -7,22 +7,27 @@ its last batch and closes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import http_api, http_consent
+from gateway import http_api, http_privacy
 from gateway.appkeys import (
     AUDIT,
     CONFIG,
+    KEYS,
     METRICS,
     NETWORK,
     PIPELINE,
     REGISTRY,
+    RETENTION,
     SMPP_SERVER,
     STORE,
+    SUBJECTS,
     TENANTS_BY_KEY,
 )
 from gateway.callbacks import CallbackDispatcher
@@ -37,6 +42,8 @@ from privacy.audit import AuditLog
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
 from privacy.registry import ConsentRegistry
+from privacy.retention import Retention
+from privacy.subjects import SubjectRights
 from smpp.server import SmppServer
 
 log = logging.getLogger(__name__)
@@ -52,7 +59,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         digest: tenant for tenant in config.tenants for digest in tenant.api_key_digests()
     }
     http_api.add_routes(app)
-    http_consent.add_routes(app)
+    http_privacy.add_routes(app)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = await Store.open(config.storage, app[METRICS])
@@ -60,9 +67,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[STORE].close()
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
-        keys = KeyRing.open(config.privacy.key_file)
+        keys = app[KEYS] = KeyRing.open(config.privacy.key_file)
         app[AUDIT] = audit = await AuditLog.open(app[STORE])
         app[REGISTRY] = ConsentRegistry(config, app[STORE], keys, audit, app[METRICS], clock)
+        app[RETENTION] = Retention(config, app[STORE], keys, app[METRICS], clock)
         yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
@@ -74,6 +82,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
             config, store, network, metrics, clock, gates=[registry], responder=responder
+        )
+        app[SUBJECTS] = SubjectRights(
+            store, app[KEYS], registry, app[AUDIT], metrics, clock, network
         )
         mo_urls = {t.id: t.mo_url for t in config.tenants if t.mo_url}
 
@@ -103,5 +114,23 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
         await app[SMPP_SERVER].close()
 
-    app.cleanup_ctx.extend([storage, privacy, delivery, smpp_listener])
+    async def retention_schedule(app: web.Application) -> AsyncIterator[None]:
+        """Run retention every ``privacy.retention.interval``; a failed run is retried next time."""
+
+        async def every_interval() -> None:
+            while True:
+                await asyncio.sleep(config.privacy.retention.interval)
+                try:
+                    await app[RETENTION].run()
+                except Exception:
+                    log.exception("retention.failed")
+
+        app[METRICS].oldest_identifiable.set(await app[RETENTION].oldest_identifiable_age(clock()))
+        task = asyncio.create_task(every_interval(), name="retention")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.extend([storage, privacy, delivery, smpp_listener, retention_schedule])
     return app

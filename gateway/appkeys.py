@@ -10,7 +10,10 @@ from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
 from privacy.audit import AuditLog
+from privacy.keys import KeyRing
 from privacy.registry import ConsentRegistry
+from privacy.retention import Retention
+from privacy.subjects import SubjectRights
 from smpp.server import SmppServer
 
 CONFIG = web.AppKey("config", Config)
@@ -23,3 +26,6 @@ NETWORK = web.AppKey("network", SimulatedNetwork)
 SMPP_SERVER = web.AppKey("smpp_server", SmppServer)
 REGISTRY = web.AppKey("registry", ConsentRegistry)
 AUDIT = web.AppKey("audit", AuditLog)
+KEYS = web.AppKey("keys", KeyRing)
+RETENTION = web.AppKey("retention", Retention)
+SUBJECTS = web.AppKey("subjects", SubjectRights)

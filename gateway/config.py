@@ -80,6 +80,7 @@ class SmppErrorCodes:
 
     recipient_opted_out: int = 0x401
     consent_required: int = 0x402
+    processing_restricted: int = 0x403
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,12 @@ class PrivacyConfig:
     )
     # Recipients whose consent state is kept in memory; the rest is an index lookup away.
     registry_cache: int = 100_000
+    # Delivered bodies (the handset inbox) are erased after this.
+    body_ttl: Seconds = 3600.0
+    # Pseudonyms of old traffic change with each epoch of this many months.
+    months_per_epoch: int = 1
+    # Timestamps of pseudonymised rows are rounded down to a multiple of this.
+    coarsen_to: Seconds = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +357,7 @@ def _check(config: Config) -> None:
     _check_positive(config.http.max_batch, "http.max_batch")
     _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
     _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
-    for name in ("recipient_opted_out", "consent_required"):
+    for name in ("recipient_opted_out", "consent_required", "processing_restricted"):
         if not 0x400 <= getattr(config.smpp.error_codes, name) <= 0x4FF:
             raise ConfigError(f"smpp.error_codes.{name}", "must be in 0x400-0x4FF")
     names = [p.name for p in config.privacy.purposes]
@@ -360,6 +367,12 @@ def _check(config: Config) -> None:
         if name in names[:i]:
             raise ConfigError(f"privacy.purposes[{i}].name", f"duplicate purpose {name!r}")
     _check_positive(config.privacy.registry_cache, "privacy.registry_cache")
+    if config.privacy.months_per_epoch not in (1, 2, 3, 4, 6, 12):
+        raise ConfigError("privacy.months_per_epoch", "must divide 12: 1, 2, 3, 4, 6 or 12")
+    if config.privacy.coarsen_to <= 0:
+        raise ConfigError("privacy.coarsen_to", "must be positive")
+    if config.privacy.retention.interval <= 0:
+        raise ConfigError("privacy.retention.interval", "must be positive")
     if not 16 <= config.smpp.max_command_length <= 16 * 1024 * 1024:
         raise ConfigError("smpp.max_command_length", "must be 16-16777216")
     for service_type, purpose in config.smpp.service_types.items():

@@ -32,6 +32,7 @@ def message_document(message: Message) -> dict[str, Any]:
         "submitted_at": iso_time(message.submitted_at),
         "enroute_at": iso_time(message.enroute_at),
         "final_at": iso_time(message.final_at),
+        "pseudonymised": message.pseudonym_epoch is not None,
     }
 
 

@@ -64,6 +64,7 @@ class RejectCode(StrEnum):
     # Privacy gates.
     RECIPIENT_OPTED_OUT = "recipient_opted_out"
     CONSENT_REQUIRED = "consent_required"
+    PROCESSING_RESTRICTED = "processing_restricted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,8 @@ class Message:
     final_at: float | None = None
     error: str | None = None
     receipt: ReceiptRequest = ReceiptRequest.NONE
+    # Set once retention replaced the identifiers by pseudonyms under this key epoch.
+    pseudonym_epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

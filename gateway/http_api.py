@@ -42,6 +42,7 @@ REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.NOT_PENDING: 409,
     RejectCode.RECIPIENT_OPTED_OUT: 403,
     RejectCode.CONSENT_REQUIRED: 403,
+    RejectCode.PROCESSING_RESTRICTED: 403,
 }
 
 _TITLES: dict[str, str] = {
@@ -59,6 +60,7 @@ _TITLES: dict[str, str] = {
     "unauthorized": "Missing or invalid API key",
     "recipient_opted_out": "The recipient opted out",
     "consent_required": "The recipient has not consented to this purpose",
+    "processing_restricted": "Processing of the recipient's data is restricted",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request is too large",

@@ -102,6 +102,35 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+        self.retention_rows = Counter(
+            "smsgw_retention_rows_total",
+            "Rows handled by the retention job (pseudonymised, deleted, bodies_erased,"
+            " notices_erased).",
+            ["action"],
+            registry=r,
+        )
+        self.retention_epochs_destroyed = Counter(
+            "smsgw_retention_epoch_keys_destroyed_total",
+            "Epoch keys destroyed once no record under them remained.",
+            registry=r,
+        )
+        self.retention_run = Histogram(
+            "smsgw_retention_run_seconds",
+            "Duration of one retention run.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.oldest_identifiable = Gauge(
+            "smsgw_retention_oldest_identifiable_seconds",
+            "Age of the oldest traffic record that still names a person.",
+            registry=r,
+        )
+        self.subject_requests = Counter(
+            "smsgw_subject_requests_total",
+            "Data-subject requests by kind (export, erase, restrict, unrestrict, object).",
+            ["tenant", "kind"],
+            registry=r,
+        )
         self.http_errors = Counter(
             "smsgw_http_errors_total",
             "HTTP requests answered with a problem document, by code.",

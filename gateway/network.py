@@ -122,6 +122,14 @@ class SimulatedNetwork:
             return None
         return flight.item.message
 
+    def pending_to(self, tenant: str, recipient: str) -> list[str]:
+        """Ids of this tenant's messages to ``recipient`` still on their way."""
+        return [
+            message_id
+            for message_id, flight in self._in_flight.items()
+            if flight.item.message.tenant == tenant and flight.item.message.recipient == recipient
+        ]
+
     def cancel(self, tenant: str, message_id: str) -> bool:
         """Withdraw a message that is not final yet; it ends ``deleted``."""
         if self.pending(tenant, message_id) is None:

@@ -132,6 +132,27 @@ _PATHS: dict[str, dict[str, Any]] = {
             params=(_param("cursor", "query", "next_cursor"), _param("limit", "query", "1-1000")),
         ),
     },
+    "/v1/subjects/{msisdn}/export": {
+        "get": _op(
+            "Everything held about this number within the tenant, as one document",
+            "200",
+            params=(_MSISDN,),
+        ),
+    },
+    "/v1/subjects/{msisdn}/erase": {
+        "post": _op(
+            "Erase the subject's data (a suppression entry stays if it opted out)",
+            "200",
+            params=(_MSISDN,),
+        ),
+    },
+    "/v1/subjects/{msisdn}/restriction": {
+        "put": _op("Restrict processing: every submit is refused", "200", params=(_MSISDN,)),
+        "delete": _op("Lift the restriction", "200", params=(_MSISDN,)),
+    },
+    "/v1/subjects/{msisdn}/objection": {
+        "post": _op("Object: an opt-out of every purpose", "200", params=(_MSISDN,)),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},

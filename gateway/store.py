@@ -124,11 +124,14 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL,
         actor TEXT NOT NULL,
         action TEXT NOT NULL,
-        subject TEXT NOT NULL,
+        subject TEXT,
+        salt TEXT,
+        commitment TEXT NOT NULL,
         detail TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     );
+    CREATE INDEX audit_by_subject ON audit_log (tenant, subject) WHERE subject IS NOT NULL;
     CREATE INDEX audit_by_tenant ON audit_log (tenant, seq);
     CREATE TABLE audit_heads (
         tenant TEXT PRIMARY KEY,
@@ -136,14 +139,32 @@ MIGRATIONS: tuple[str, ...] = (
         hash TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # Retention: pseudonymised rows name their key epoch; identifiable rows are found
+    # through a partial index; anonymous daily counts outlive deleted rows.
+    """
+    ALTER TABLE messages ADD COLUMN pseudonym_epoch TEXT;
+    CREATE INDEX messages_identifiable ON messages (id) WHERE pseudonym_epoch IS NULL;
+    CREATE INDEX messages_by_epoch ON messages (tenant, pseudonym_epoch)
+        WHERE pseudonym_epoch IS NOT NULL;
+    CREATE INDEX inbox_by_time ON inbox (received_at);
+    CREATE TABLE daily_counts (
+        day TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        interface TEXT NOT NULL,
+        status TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (day, tenant, interface, status)
+    ) WITHOUT ROWID;
+    """,
 )
 
 # In the order of `Message`'s fields, so a row maps onto it positionally.
-_MESSAGE_COLUMNS = (
+MESSAGE_COLUMNS = (
     "id, tenant, interface, sender, recipient, purpose, segments, encoding, status,"
-    " submitted_at, client_ref, callback_url, enroute_at, final_at, error, receipt"
+    " submitted_at, client_ref, callback_url, enroute_at, final_at, error, receipt,"
+    " pseudonym_epoch"
 )
-_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 _INSERT_BODY = (
     "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES (?, ?, ?, ?, ?)"
 )
@@ -180,6 +201,7 @@ class _Batch:
     __slots__ = (
         "after_commit",
         "bodies",
+        "checkpoint",
         "done_bodies",
         "done_notices",
         "inbox",
@@ -203,6 +225,7 @@ class _Batch:
         self.statements: list[tuple[str, Sequence[Sequence[object]]]] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
+        self.checkpoint = False
 
     def rows(self) -> int:
         return (
@@ -236,6 +259,8 @@ class Store:
         await writer.execute("PRAGMA journal_mode=WAL")
         await writer.execute(f"PRAGMA synchronous={config.synchronous.upper()}")
         await writer.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed, not left in free pages for a scan.
+        await writer.execute("PRAGMA secure_delete=ON")
         await _migrate(writer)
         reader = await aiosqlite.connect(path)
         await reader.execute("PRAGMA query_only=ON")
@@ -285,6 +310,14 @@ class Store:
         """Rows of a read-only query on the reader connection."""
         async with self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it, so replaced content is gone.
+
+        Runs on the writer between two group commits, never inside one.
+        """
+        self._batch.checkpoint = True
+        await self.flush()
 
     async def flush(self) -> None:
         """Wait until every write queued so far is committed (a read-your-writes barrier)."""
@@ -376,6 +409,8 @@ class Store:
             if batch.done_notices:
                 await db.executemany(_DELETE_NOTICE, batch.done_notices)
             await db.execute("COMMIT")
+            if batch.checkpoint:
+                await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except Exception as exc:
             log.error("store.commit_failed error=%s", type(exc).__name__)
             self._metrics.store_errors.inc()
@@ -397,11 +432,11 @@ class Store:
 
     async def get_message(self, tenant: str, message_id: str) -> Message | None:
         async with self._reader.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant = ?",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant = ?",
             (message_id, tenant),
         ) as cursor:
             row = await cursor.fetchone()
-        return _message_from_row(row) if row else None
+        return message_from_row(row) if row else None
 
     async def list_messages(
         self,
@@ -427,12 +462,12 @@ class Store:
                 params.append(value)
         params.append(limit)
         sql = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(clauses)}"
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(clauses)}"
             " ORDER BY id DESC LIMIT ?"
         )
         async with self._reader.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a handset received, newest first, with concatenated parts joined."""
@@ -446,13 +481,13 @@ class Store:
 
     async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
-        columns = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+        columns = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
         async with self._reader.execute(
             f"SELECT {columns}, o.body, o.part_ref, o.part_seq, o.part_total"
             " FROM outbox o JOIN messages m ON m.id = o.message_id"
         ) as cursor:
             rows = await cursor.fetchall()
-        return [Outgoing(_message_from_row(row[:-4]), row[-4], _part(*row[-3:])) for row in rows]
+        return [Outgoing(message_from_row(row[:-4]), row[-4], _part(*row[-3:])) for row in rows]
 
     async def kept_notices(self, tenant: str, now: float, limit: int) -> list[Notice]:
         """Notices kept for this tenant that have not expired, oldest first."""
@@ -468,6 +503,10 @@ class Store:
         async with self._reader.execute(
             "SELECT id FROM notices WHERE expires_at <= ? LIMIT ?", (now, limit)
         ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def tenants_with_notices(self) -> list[str]:
+        async with self._reader.execute("SELECT DISTINCT tenant FROM notices") as cursor:
             return [row[0] for row in await cursor.fetchall()]
 
     async def count_notices(self) -> int:
@@ -588,10 +627,11 @@ def _message_row(m: Message) -> tuple[object, ...]:
         m.final_at,
         m.error,
         m.receipt.value,
+        m.pseudonym_epoch,
     )
 
 
-def _message_from_row(row: Sequence[object]) -> Message:
+def message_from_row(row: Sequence[object]) -> Message:
     values = list(row)
     values[2] = Interface(values[2])
     values[7] = Encoding(values[7])

@@ -4,13 +4,19 @@ Each entry's hash covers its fields and the previous entry's hash, so editing or
 deleting an entry breaks the chain from there on; ``audit_heads`` keeps each
 tenant's last sequence number and hash, so cutting entries off the end is seen
 too. Chains are per tenant (the controller), so offboarding one tenant removes a
-whole chain without touching the others. Subjects are pseudonyms, never numbers.
+whole chain without touching the others.
+
+Subjects are pseudonyms, never numbers, and the chain covers only a salted
+commitment to the subject: erasing a subject clears its pseudonym and salt from
+its entries (``redact``), which leaves them unlinkable while the chain still
+verifies.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,13 +25,19 @@ from gateway.store import Store
 GENESIS = "0" * 64
 
 _INSERT = (
-    "INSERT INTO audit_log (tenant, at, actor, action, subject, detail, prev_hash, hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO audit_log"
+    " (tenant, at, actor, action, subject, salt, commitment, detail, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_REDACT = "UPDATE audit_log SET subject = NULL, salt = NULL WHERE tenant = ? AND subject = ?"
 _HEAD = (
     "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)"
     " ON CONFLICT (tenant) DO UPDATE SET seq = seq + 1, hash = excluded.hash"
 )
+
+
+def commit_to(subject: str, salt: str) -> str:
+    return hashlib.sha256(f"{salt}:{subject}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +46,16 @@ class AuditEntry:
     at: float
     actor: str
     action: str
-    subject: str
+    subject: str | None  # None once redacted (or for entries about no one subject)
     detail: str = ""
     seq: int | None = None
     hash: str = ""
 
-    def chained(self, prev_hash: str) -> str:
-        fields = [self.tenant, self.at, self.actor, self.action, self.subject, self.detail]
-        canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+def chain_hash(prev_hash: str, entry: AuditEntry, commitment: str) -> str:
+    fields = [entry.tenant, entry.at, entry.actor, entry.action, commitment, entry.detail]
+    canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +93,9 @@ class AuditLog:
         heads: list[tuple[object, ...]] = []
         for entry in entries:
             prev = self._heads.get(entry.tenant, GENESIS)
-            digest = entry.chained(prev)
+            salt = secrets.token_hex(16) if entry.subject else None
+            commitment = commit_to(entry.subject, salt) if entry.subject and salt else ""
+            digest = chain_hash(prev, entry, commitment)
             self._heads[entry.tenant] = digest
             rows.append(
                 (
@@ -89,6 +104,8 @@ class AuditLog:
                     entry.actor,
                     entry.action,
                     entry.subject,
+                    salt,
+                    commitment,
                     entry.detail,
                     prev,
                     digest,
@@ -96,6 +113,15 @@ class AuditLog:
             )
             heads.append((entry.tenant, digest))
         return [(_INSERT, rows), (_HEAD, heads)]
+
+    async def append(self, entries: Sequence[AuditEntry]) -> None:
+        """Record entries that go with no other write (e.g. a data export)."""
+        await self._store.execute(self.statements(entries))
+
+    @staticmethod
+    def redact(tenant: str, subject: str) -> tuple[str, list[tuple[object, ...]]]:
+        """The write that unlinks a subject's entries from it (erasure); the chain holds."""
+        return _REDACT, [(tenant, subject)]
 
     async def resync(self) -> None:
         """Reload the heads after a failed commit moved them ahead of the database."""
@@ -133,15 +159,16 @@ async def verify(store: Store) -> list[Verdict]:
     verdicts = []
     for tenant in sorted(tenants | heads.keys()):
         rows = await store.fetch(
-            "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log"
-            " WHERE tenant = ? ORDER BY seq",
+            "SELECT seq, at, actor, action, subject, salt, commitment, detail, prev_hash, hash"
+            " FROM audit_log WHERE tenant = ? ORDER BY seq",
             (tenant,),
         )
         prev = GENESIS
         broken: int | None = None
-        for seq, at, actor, action, subject, detail, prev_hash, digest in rows:
-            expected = AuditEntry(tenant, at, actor, action, subject, detail).chained(prev)
-            if prev_hash != prev or digest != expected:
+        for seq, at, actor, action, subject, salt, commitment, detail, prev_hash, digest in rows:
+            entry = AuditEntry(tenant, at, actor, action, subject, detail)
+            opened = subject is None or commit_to(subject, salt or "") == commitment
+            if not opened or prev_hash != prev or digest != chain_hash(prev, entry, commitment):
                 broken = seq
                 break
             prev = digest

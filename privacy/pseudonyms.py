@@ -19,7 +19,7 @@ MIN_KEY_BYTES: Final = 16  # KeyRing keys have 32
 _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
-def pseudonymise(key: bytes, e164: str) -> str:
+def pseudonymise(key: bytes, e164: str, *, number: bool = True) -> str:
     """``"p1:"`` + hex of HMAC-SHA256(key, number) truncated to `PSEUDONYM_BYTES`.
 
     A plain hash is no pseudonym: a country's mobile range holds some 10^9 numbers and a
@@ -32,9 +32,10 @@ def pseudonymise(key: bytes, e164: str) -> str:
     `e164` must be the output of `gateway.numbers.normalise_msisdn`: other spellings of the
     same number would give other pseudonyms, so they raise ValueError (the message never
     quotes the number). So do keys under `MIN_KEY_BYTES`: a guessable key is no key.
+    With ``number=False`` any other identifier (a client_ref) is taken as it is.
     """
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"a pseudonym key needs at least {MIN_KEY_BYTES} random bytes")
-    if not _E164.fullmatch(e164):
+    if number and not _E164.fullmatch(e164):
         raise ValueError("not an E.164 number; normalise it with normalise_msisdn first")
     return PREFIX + hmac.digest(key, e164.encode(), "sha256")[:PSEUDONYM_BYTES].hex()

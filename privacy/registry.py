@@ -21,8 +21,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from gateway.config import Config, TenantConfig
+from gateway.documents import iso_time
 from gateway.domain import Interface, Message, RejectCode, Rejected
 from gateway.metrics import Metrics
 from gateway.numbers import normalise_msisdn
@@ -37,6 +39,8 @@ class EventKind(StrEnum):
     CONSENT_WITHDRAWN = "consent_withdrawn"
     OPTED_OUT = "opted_out"
     OPT_OUT_LIFTED = "opt_out_lifted"
+    RESTRICTED = "restricted"
+    RESTRICTION_LIFTED = "restriction_lifted"
 
 
 class Source(StrEnum):
@@ -45,6 +49,8 @@ class Source(StrEnum):
     API = "api"
     KEYWORD = "keyword"
     IMPORT = "import"
+    # The suppression entry kept when an opted-out subject's data was erased.
+    ERASURE = "erasure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,17 @@ class ConsentEvent:
     sender: str | None = None
     seq: int | None = None
 
+    def document(self) -> dict[str, Any]:
+        """As the consent, audit and export APIs show it (the subject is shown apart)."""
+        return {
+            "kind": self.kind.value,
+            "purpose": self.purpose,
+            "sender": self.sender,
+            "source": self.source.value,
+            "evidence": self.evidence,
+            "at": iso_time(self.at),
+        }
+
 
 @dataclass(slots=True)
 class SubjectState:
@@ -72,9 +89,14 @@ class SubjectState:
 
     opted_out: dict[str | None, ConsentEvent] = field(default_factory=dict)
     consents: dict[tuple[str, str | None], ConsentEvent] = field(default_factory=dict)
+    restricted: ConsentEvent | None = None
 
     def apply(self, event: ConsentEvent) -> None:
-        if event.kind is EventKind.OPTED_OUT:
+        if event.kind is EventKind.RESTRICTED:
+            self.restricted = event
+        elif event.kind is EventKind.RESTRICTION_LIFTED:
+            self.restricted = None
+        elif event.kind is EventKind.OPTED_OUT:
             self.opted_out[event.sender] = event
         elif event.kind is EventKind.OPT_OUT_LIFTED:
             if event.sender is None:
@@ -91,6 +113,8 @@ class SubjectState:
                     del self.consents[key]
 
     def blocks(self, purpose: str, sender: str, requires_consent: bool) -> RejectCode | None:
+        if self.restricted is not None:
+            return RejectCode.PROCESSING_RESTRICTED
         if None in self.opted_out or sender in self.opted_out:
             return RejectCode.RECIPIENT_OPTED_OUT
         if (
@@ -106,8 +130,15 @@ _INSERT_EVENT = (
     "INSERT INTO consent_events (tenant, subject, kind, purpose, sender, source, evidence, at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Why a message on its way was stopped, as its final error says.
+_STOPPED_BECAUSE = {
+    RejectCode.PROCESSING_RESTRICTED: "processing_restricted",
+    RejectCode.RECIPIENT_OPTED_OUT: "opted_out",
+    RejectCode.CONSENT_REQUIRED: "consent_withdrawn",
+}
 _EVENT_COLUMNS = "seq, tenant, subject, kind, purpose, sender, source, evidence, at"
 _REASONS = {
+    RejectCode.PROCESSING_RESTRICTED: "processing of this recipient's data is restricted",
     RejectCode.RECIPIENT_OPTED_OUT: "the recipient opted out",
     RejectCode.CONSENT_REQUIRED: "this purpose needs the recipient's consent",
 }
@@ -273,6 +304,48 @@ class ConsentRegistry:
                 break
             del self._changed[key]
 
+    def erase_statements(
+        self, tenant: str, subject: str, state: SubjectState
+    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """Delete a subject's records, keeping one suppression entry if it had opted out.
+
+        An erased person who said STOP must never be messaged again, so the keyed
+        opt-out stays (documented in docs/privacy.md); nothing else about them does.
+        """
+        statements: list[tuple[str, list[tuple[object, ...]]]] = [
+            ("DELETE FROM consent_events WHERE tenant = ? AND subject = ?", [(tenant, subject)])
+        ]
+        if state.opted_out:
+            statements.append(
+                (
+                    _INSERT_EVENT,
+                    [
+                        (
+                            tenant,
+                            subject,
+                            EventKind.OPTED_OUT.value,
+                            None,
+                            None,
+                            Source.ERASURE.value,
+                            "",
+                            self._clock(),
+                        )
+                    ],
+                )
+            )
+        return statements
+
+    def forget(self, tenant: str, e164: str, subject: str, state: SubjectState) -> None:
+        """After an erasure: drop the subject from memory, keeping only its suppression."""
+        self._subjects.pop((tenant, e164), None)
+        self._changed.pop((tenant, subject), None)
+        suppression = SubjectState()
+        if state.opted_out:
+            suppression.opted_out[None] = ConsentEvent(
+                tenant, subject, EventKind.OPTED_OUT, Source.ERASURE, self._clock()
+            )
+        self._states[(tenant, subject)] = suppression
+
     # --- the privacy gate -----------------------------------------------------------------
 
     async def check_many(self, messages: Sequence[Message]) -> list[Rejected | None]:
@@ -303,7 +376,7 @@ class ConsentRegistry:
         code = self._blocks(message, changed[1])
         if code is None:
             return None
-        return "opted_out" if code is RejectCode.RECIPIENT_OPTED_OUT else "consent_withdrawn"
+        return _STOPPED_BECAUSE[code]
 
     def _blocks(self, message: Message, state: SubjectState) -> RejectCode | None:
         code = state.blocks(

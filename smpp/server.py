@@ -146,6 +146,7 @@ class SmppServer:
             **REJECT_STATUS,
             RejectCode.RECIPIENT_OPTED_OUT: codes.recipient_opted_out,
             RejectCode.CONSENT_REQUIRED: codes.consent_required,
+            RejectCode.PROCESSING_RESTRICTED: codes.processing_restricted,
         }
         self.tenants_by_system_id = {t.smpp.system_id: t for t in config.tenants if t.smpp}
         self.sessions: dict[str, set[SmppConnection]] = {}
@@ -157,6 +158,9 @@ class SmppServer:
         self._failed_binds: OrderedDict[str, int] = OrderedDict()
         self._waiting: dict[str, deque[Notice]] = {}
         self._loading: set[str] = set()
+        self._reload: set[str] = set()
+        # Tenants that may have notices in the store not yet loaded into memory.
+        self._maybe_kept: set[str] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -170,6 +174,7 @@ class SmppServer:
             lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
         )
         self.metrics.notices_pending.set(await self.store.count_notices())
+        self._maybe_kept = set(await self.store.tenants_with_notices())
         self._schedule_sweep()
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("smpp.listening host=%s port=%d", self.config.smpp.host, self.port)
@@ -236,7 +241,7 @@ class SmppServer:
         assert connection.tenant is not None
         self.sessions.setdefault(connection.tenant.id, set()).add(connection)
         self.metrics.smpp_sessions.labels(connection.tenant.id, connection.bind_type).inc()
-        if connection.receives:
+        if connection.receives and connection.tenant.id in self._maybe_kept:
             self.spawn(self._load_kept(connection.tenant.id))
 
     def unbound(self, connection: SmppConnection) -> None:
@@ -284,9 +289,11 @@ class SmppServer:
             else:
                 waiting.append(notice)
             self.metrics.notices_pending.inc()
-        elif notice.queue_id is None:
-            self.store.keep_notices([notice])
-            self.metrics.notices_pending.inc()
+        else:
+            if notice.queue_id is None:  # else it is in the store already
+                self.store.keep_notices([notice])
+                self.metrics.notices_pending.inc()
+            self._maybe_kept.add(notice.tenant)
 
     def window_opened(self, connection: SmppConnection) -> None:
         """A receiver acknowledged a notice: pass it the next waiting one."""
@@ -295,7 +302,7 @@ class SmppServer:
         while waiting and connection.has_room():
             self.metrics.notices_pending.dec()
             connection.send_notice(waiting.popleft())
-        if not waiting and connection.tenant.id not in self._loading:
+        if not waiting and connection.tenant.id in self._maybe_kept:
             self.spawn(self._load_kept(connection.tenant.id))
 
     def acknowledged(self, notice: Notice) -> None:
@@ -304,24 +311,37 @@ class SmppServer:
             self.metrics.notices_pending.dec()
 
     async def _load_kept(self, tenant: str) -> None:
-        """Move notices kept in the store to the tenant's receivers, a window at a time."""
+        """Move notices kept in the store to the tenant's receivers, a window at a time.
+
+        A request that comes while a load runs makes it run once more when done: the
+        notice that prompted it may have been kept after the running load read.
+        """
         if tenant in self._loading:
+            self._reload.add(tenant)
             return
         self._loading.add(tenant)
         try:
-            limit = self.config.smpp.deliver_window * 4
-            await self.store.flush()  # notices kept a moment ago must be readable
-            kept = await self.store.kept_notices(tenant, self.clock(), limit)
-            in_memory = {n.queue_id for n in self._waiting.get(tenant, ())}
-            for sessions in self.sessions.get(tenant, ()):
-                in_memory |= sessions.outstanding_queue_ids()
-            fresh = [n for n in kept if n.queue_id not in in_memory]
-            waiting = self._waiting.setdefault(tenant, deque())
-            waiting.extend(fresh)
+            while True:
+                self._reload.discard(tenant)
+                await self._load_once(tenant)
+                if tenant not in self._reload:
+                    break
         finally:
             self._loading.discard(tenant)
+
+    async def _load_once(self, tenant: str) -> None:
+        limit = self.config.smpp.deliver_window * 4
+        self._maybe_kept.discard(tenant)
+        await self.store.flush()  # notices kept a moment ago must be readable
+        kept = await self.store.kept_notices(tenant, self.clock(), limit)
+        if len(kept) == limit:
+            self._maybe_kept.add(tenant)  # more than one window's worth: load again later
+        in_memory = {n.queue_id for n in self._waiting.get(tenant, ())}
+        for connection in self.sessions.get(tenant, ()):
+            in_memory |= connection.outstanding_queue_ids()
+        waiting = self._waiting.setdefault(tenant, deque())
+        waiting.extend(n for n in kept if n.queue_id not in in_memory)
         for connection in [c for c in self.sessions.get(tenant, ()) if c.receives]:
-            waiting = self._waiting.get(tenant)
             while waiting and connection.has_room():
                 connection.send_notice(waiting.popleft())
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,24 @@ class RunningGateway:
             return response.status, await response.json(content_type=None)
 
 
+class ManualClock:
+    """A clock the test moves, so retention across months runs in milliseconds."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextlib.asynccontextmanager
-async def running_gateway(config: Config) -> AsyncIterator[RunningGateway]:
-    runner = web.AppRunner(create_app(config))
+async def running_gateway(
+    config: Config, clock: Callable[[], float] = time.time
+) -> AsyncIterator[RunningGateway]:
+    runner = web.AppRunner(create_app(config, clock))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, 0)
     await site.start()

@@ -1,4 +1,4 @@
-"""HTTP API for the consent and opt-out registry and the audit log, tenant-scoped.
+"""HTTP API for consent and opt-out, data-subject rights and the audit log, tenant-scoped.
 
 Numbers arrive in any accepted form and leave only as the tenant's pseudonym
 (``subject``): the registry never holds them in clear, so it cannot show them.
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import AUDIT, PIPELINE, REGISTRY
+from gateway.appkeys import AUDIT, PIPELINE, REGISTRY, SUBJECTS
 from gateway.config import TenantConfig
 from gateway.documents import iso_time
 from gateway.http_api import (
@@ -33,19 +33,9 @@ def state_document(subject: str, state: SubjectState) -> dict[str, Any]:
     return {
         "subject": subject,
         "opted_out": bool(state.opted_out),
-        "opt_outs": [_event_document(e) for e in state.opted_out.values()],
-        "consents": [_event_document(e) for e in state.consents.values()],
-    }
-
-
-def _event_document(event: ConsentEvent) -> dict[str, Any]:
-    return {
-        "kind": event.kind.value,
-        "purpose": event.purpose,
-        "sender": event.sender,
-        "source": event.source.value,
-        "evidence": event.evidence,
-        "at": iso_time(event.at),
+        "restricted": state.restricted is not None,
+        "opt_outs": [e.document() for e in state.opted_out.values()],
+        "consents": [e.document() for e in state.consents.values()],
     }
 
 
@@ -65,7 +55,7 @@ def _subject(request: web.Request, tenant: TenantConfig) -> str:
 
 
 async def _record(request: web.Request, tenant: TenantConfig, events: list[ConsentEvent]) -> None:
-    await request.app[REGISTRY].record(events, actor=f"api:{tenant.id}")
+    await request.app[REGISTRY].record(events, actor=_actor(tenant))
 
 
 async def _state_response(request: web.Request, tenant: TenantConfig, subject: str) -> web.Response:
@@ -130,7 +120,7 @@ async def get_consent(request: web.Request) -> web.Response:
     [state] = await registry.states(tenant.id, [subject])
     history = await registry.history(tenant.id, subject)
     return json_response(
-        {**state_document(subject, state), "history": [_event_document(e) for e in history]}
+        {**state_document(subject, state), "history": [e.document() for e in history]}
     )
 
 
@@ -233,6 +223,45 @@ async def get_audit(request: web.Request) -> web.Response:
     )
 
 
+def _actor(tenant: TenantConfig) -> str:
+    return f"api:{tenant.id}"
+
+
+async def export_subject(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    e164 = msisdn_param(request.match_info["msisdn"], tenant)
+    return json_response(await request.app[SUBJECTS].export(tenant, e164, _actor(tenant)))
+
+
+async def erase_subject(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    e164 = msisdn_param(request.match_info["msisdn"], tenant)
+    counts = await request.app[SUBJECTS].erase(tenant, e164, _actor(tenant))
+    return json_response({"erased": counts})
+
+
+async def put_restriction(request: web.Request) -> web.Response:
+    return await _restriction(request, on=True)
+
+
+async def delete_restriction(request: web.Request) -> web.Response:
+    return await _restriction(request, on=False)
+
+
+async def _restriction(request: web.Request, *, on: bool) -> web.Response:
+    tenant = authenticate(request)
+    e164 = msisdn_param(request.match_info["msisdn"], tenant)
+    await request.app[SUBJECTS].restrict(tenant, e164, _actor(tenant), on=on)
+    return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))
+
+
+async def post_objection(request: web.Request) -> web.Response:
+    tenant = authenticate(request)
+    e164 = msisdn_param(request.match_info["msisdn"], tenant)
+    await request.app[SUBJECTS].object(tenant, e164, _actor(tenant))
+    return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/consents", list_consents)
     app.router.add_put("/v1/consents/{msisdn}", put_consent)
@@ -242,3 +271,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/opt-outs/{msisdn}", get_opt_out)
     app.router.add_delete("/v1/opt-outs/{msisdn}", delete_opt_out)
     app.router.add_get("/v1/audit", get_audit)
+    app.router.add_get("/v1/subjects/{msisdn}/export", export_subject)
+    app.router.add_post("/v1/subjects/{msisdn}/erase", erase_subject)
+    app.router.add_put("/v1/subjects/{msisdn}/restriction", put_restriction)
+    app.router.add_delete("/v1/subjects/{msisdn}/restriction", delete_restriction)
+    app.router.add_post("/v1/subjects/{msisdn}/objection", post_objection)

@@ -1,0 +1,254 @@
+"""Retention: traffic data is identifiable only while needed, then pseudonymised, then gone.
+
+One run, in bounded batches so traffic keeps flowing, each batch its own group
+commit (safe to interrupt and run again: every step picks up what is left):
+
+1. bodies: handset inbox entries older than ``privacy.body_ttl`` (or the
+   pseudonymisation window, if shorter) are erased, and so are notices (receipts,
+   MO messages kept for an unbound receiver) past the window;
+2. pseudonymise: final traffic rows older than ``pseudonymise_after`` get every
+   direct identifier (recipient; sender when it is a number; client_ref) replaced
+   by a keyed pseudonym under the key of their tenant and epoch, lose their
+   callback URL, and have their timestamps rounded down (``privacy.coarsen_to``);
+3. delete: rows older than ``delete_after`` are deleted, after adding them to the
+   anonymous ``daily_counts`` (day, tenant, interface, status);
+4. destroy: an epoch key under which no row remains, and under which none can be
+   pseudonymised any more, is destroyed, so nothing left can be re-linked;
+5. the WAL is checkpointed and truncated; with ``secure_delete`` on, replaced and
+   deleted content does not linger in free pages or the log.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from gateway.config import Config
+from gateway.domain import Status
+from gateway.ids import id_floor
+from gateway.metrics import Metrics
+from gateway.numbers import is_numeric_address
+from gateway.store import Store
+from privacy.keys import KeyRing, epoch_of
+from privacy.pseudonyms import pseudonymise
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000
+_FINAL = tuple(s.value for s in Status if s.is_final)
+_PSEUDONYMISE = """
+    UPDATE messages SET recipient = ?, sender = ?, client_ref = ?, callback_url = NULL,
+        submitted_at = ?, enroute_at = ?, final_at = ?, pseudonym_epoch = ?
+    WHERE id = ? AND pseudonym_epoch IS NULL
+"""
+_COUNT_DELETED = """
+    INSERT INTO daily_counts (day, tenant, interface, status, count)
+    SELECT date(submitted_at, 'unixepoch'), tenant, interface, status, count(*)
+    FROM messages WHERE id IN ({ids}) GROUP BY 1, 2, 3, 4
+    ON CONFLICT (day, tenant, interface, status) DO UPDATE SET count = count + excluded.count
+"""
+
+
+@dataclass(slots=True)
+class RetentionReport:
+    pseudonymised: int = 0
+    deleted: int = 0
+    bodies_erased: int = 0
+    notices_erased: int = 0
+    epochs_destroyed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Retention:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        keys: KeyRing,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._privacy = config.privacy
+        self._store = store
+        self._keys = keys
+        self._metrics = metrics
+        self._clock = clock
+
+    async def run(self) -> RetentionReport:
+        started = time.perf_counter()
+        now = self._clock()
+        window = self._privacy.retention.pseudonymise_after
+        report = RetentionReport()
+        report.bodies_erased = await self._delete_in_batches(
+            "inbox", "seq", "received_at < ?", (now - min(self._privacy.body_ttl, window),)
+        )
+        report.notices_erased = await self._delete_in_batches(
+            "notices", "id", "created_at < ? OR expires_at <= ?", (now - window, now)
+        )
+        report.pseudonymised = await self._pseudonymise(now - window)
+        report.deleted = await self._delete_old(now - self._privacy.retention.delete_after)
+        report.epochs_destroyed = await self._destroy_spent_epochs(now - window)
+        await self._store.checkpoint()
+        report.seconds = time.perf_counter() - started
+        await self._observe(report, now)
+        return report
+
+    async def _delete_in_batches(
+        self, table: str, key: str, where: str, params: tuple[object, ...]
+    ) -> int:
+        total = 0
+        while True:
+            rows = await self._store.fetch(
+                f"SELECT {key} FROM {table} WHERE {where} LIMIT {BATCH}", params
+            )
+            if not rows:
+                return total
+            await self._store.execute([(f"DELETE FROM {table} WHERE {key} = ?", rows)])
+            total += len(rows)
+
+    async def _pseudonymise(self, cutoff: float) -> int:
+        total = 0
+        months = self._privacy.months_per_epoch
+        while True:
+            rows = await self._store.fetch(
+                "SELECT id, tenant, sender, recipient, client_ref, submitted_at, enroute_at,"
+                " final_at FROM messages INDEXED BY messages_identifiable"
+                f" WHERE pseudonym_epoch IS NULL AND id < ? AND status IN"
+                f" ({', '.join('?' * len(_FINAL))}) ORDER BY id LIMIT {BATCH}",
+                (id_floor(cutoff), *_FINAL),
+            )
+            rows = [r for r in rows if r[5] < cutoff]
+            if not rows:
+                return total
+            updates = []
+            for id_, tenant, sender, recipient, client_ref, submitted, enroute, final in rows:
+                epoch = epoch_of(submitted, months)
+                key = self._keys.epoch_key(tenant, epoch)
+                assert key is not None
+                updates.append(
+                    (
+                        pseudonymise(key, recipient),
+                        pseudonymise(key, sender) if is_numeric_address(sender) else sender,
+                        pseudonymise(key, client_ref, number=False) if client_ref else None,
+                        self._coarse(submitted),
+                        self._coarse(enroute),
+                        self._coarse(final),
+                        epoch,
+                        id_,
+                    )
+                )
+            await self._store.execute([(_PSEUDONYMISE, updates)])
+            total += len(updates)
+
+    def _coarse(self, timestamp: float | None) -> float | None:
+        if timestamp is None:
+            return None
+        step = self._privacy.coarsen_to
+        return timestamp - timestamp % step
+
+    async def _delete_old(self, cutoff: float) -> int:
+        total = 0
+        while True:
+            rows = await self._store.fetch(
+                f"SELECT id FROM messages WHERE id < ? ORDER BY id LIMIT {BATCH}",
+                (id_floor(cutoff),),
+            )
+            if not rows:
+                return total
+            ids = [row[0] for row in rows]
+            placeholders = ", ".join("?" * len(ids))
+            await self._store.execute(
+                [
+                    (_COUNT_DELETED.format(ids=placeholders), [tuple(ids)]),
+                    ("DELETE FROM outbox WHERE message_id = ?", rows),
+                    ("DELETE FROM messages WHERE id = ?", rows),
+                ]
+            )
+            total += len(ids)
+
+    async def _destroy_spent_epochs(self, cutoff: float) -> list[tuple[str, str]]:
+        """Destroy keys of epochs that ended before the window and hold no row any more."""
+        destroyed = []
+        months = self._privacy.months_per_epoch
+        for tenant in self._keys.tenant_ids():
+            for epoch in self._keys.epochs(tenant):
+                if _epoch_end(epoch, months) > cutoff:
+                    continue  # rows of this epoch may still be pseudonymised under it
+                rows = await self._store.fetch(
+                    "SELECT 1 FROM messages WHERE tenant = ? AND pseudonym_epoch = ? LIMIT 1",
+                    (tenant, epoch),
+                )
+                if not rows:
+                    self._keys.destroy_epoch(tenant, epoch)
+                    destroyed.append((tenant, epoch))
+        return destroyed
+
+    async def oldest_identifiable_age(self, now: float) -> float:
+        rows = await self._store.fetch(
+            "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
+            " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
+        )
+        return max(0.0, now - rows[0][0]) if rows else 0.0
+
+    async def _observe(self, report: RetentionReport, now: float) -> None:
+        metrics = self._metrics
+        metrics.retention_rows.labels("pseudonymised").inc(report.pseudonymised)
+        metrics.retention_rows.labels("deleted").inc(report.deleted)
+        metrics.retention_rows.labels("bodies_erased").inc(report.bodies_erased)
+        metrics.retention_rows.labels("notices_erased").inc(report.notices_erased)
+        metrics.retention_epochs_destroyed.inc(len(report.epochs_destroyed))
+        metrics.retention_run.observe(report.seconds)
+        metrics.oldest_identifiable.set(await self.oldest_identifiable_age(now))
+        log.info(
+            "retention.run pseudonymised=%d deleted=%d bodies_erased=%d epochs_destroyed=%d"
+            " seconds=%.3f",
+            report.pseudonymised,
+            report.deleted,
+            report.bodies_erased,
+            len(report.epochs_destroyed),
+            report.seconds,
+        )
+
+
+def _epoch_end(epoch: str, months: int) -> float:
+    """The first second after an epoch labelled ``YYYY-MM`` of ``months`` months."""
+    year, month = (int(part) for part in epoch.split("-"))
+    month += months
+    year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+    return float(calendar.timegm(datetime(year, month, 1, tzinfo=UTC).timetuple()))
+
+
+TENANT_TABLES = (
+    "outbox",  # first: found through the tenant's messages
+    "messages",
+    "inbox",
+    "notices",
+    "consent_events",
+    "audit_log",
+    "audit_heads",
+    "daily_counts",
+)
+
+
+async def purge_tenant(store: Store, keys: KeyRing, tenant: str) -> dict[str, int]:
+    """Offboarding: delete every row of a tenant, then destroy its keys."""
+    counts: dict[str, int] = {}
+    statements: list[tuple[str, list[tuple[object, ...]]]] = []
+    for table in TENANT_TABLES:
+        if table == "outbox":
+            where = "message_id IN (SELECT id FROM messages WHERE tenant = ?)"
+        else:
+            where = "tenant = ?"
+        counts[table] = int(
+            (await store.fetch(f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)))[0][0]
+        )
+        statements.append((f"DELETE FROM {table} WHERE {where}", [(tenant,)]))
+    await store.execute(statements)
+    await store.checkpoint()
+    keys.destroy_tenant(tenant)
+    return counts

@@ -1,0 +1,180 @@
+"""Data-subject rights, per tenant: export, erasure, restriction, objection.
+
+A subject is found by its number in clear (identifiable traffic rows, the handset
+inbox, kept notices), by its registry pseudonym (consent records, audit entries)
+and by its pseudonym under each live epoch key (pseudonymised traffic rows). Once
+an epoch key is destroyed, rows under it cannot be linked to anyone any more, so
+they are neither exported nor erased: they are anonymous. Every request is
+recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import TenantConfig
+from gateway.documents import iso_time, message_document
+from gateway.metrics import Metrics
+from gateway.network import SimulatedNetwork
+from gateway.store import MESSAGE_COLUMNS, Store, message_from_row
+from privacy.audit import AuditEntry, AuditLog
+from privacy.keys import KeyRing
+from privacy.pseudonyms import pseudonymise
+from privacy.registry import ConsentEvent, ConsentRegistry, EventKind, Source
+
+
+class SubjectRights:
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyRing,
+        registry: ConsentRegistry,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        network: SimulatedNetwork | None = None,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._registry = registry
+        self._audit = audit
+        self._metrics = metrics
+        self._clock = clock
+        self._network = network
+
+    def _names(self, tenant: str, e164: str) -> list[str]:
+        """Every value a traffic row may hold for this number: clear, and one per live epoch."""
+        names = [e164]
+        for epoch in self._keys.epochs(tenant):
+            key = self._keys.epoch_key(tenant, epoch, create=False)
+            if key is not None:
+                names.append(pseudonymise(key, e164))
+        return names
+
+    async def export(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, Any]:
+        subject = self._registry.subject(tenant.id, e164)
+        names = self._names(tenant.id, e164)
+        marks = ", ".join("?" * len(names))
+        rows = await self._store.fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ?"
+            f" AND (recipient IN ({marks}) OR sender IN ({marks})) ORDER BY id",
+            (tenant.id, *names, *names),
+        )
+        messages = [message_document(message_from_row(row)) for row in rows]
+        inbox = await self._store.fetch(
+            "SELECT message_id, sender, body, received_at FROM inbox"
+            " WHERE tenant = ? AND msisdn = ? ORDER BY seq",
+            (tenant.id, e164),
+        )
+        notices = await self._store.fetch(
+            "SELECT kind, message_id, address, body, created_at FROM notices"
+            " WHERE tenant = ? AND handset = ? ORDER BY id",
+            (tenant.id, e164),
+        )
+        [state] = await self._registry.states(tenant.id, [subject])
+        history = await self._registry.history(tenant.id, subject)
+        await self._record(tenant.id, subject, actor, "subject_export")
+        return {
+            "msisdn": e164,
+            "subject": subject,
+            "tenant": tenant.id,
+            "exported_at": iso_time(self._clock()),
+            "consent": {
+                "opted_out": bool(state.opted_out),
+                "restricted": state.restricted is not None,
+                "consents": sorted({p for p, _ in state.consents}),
+                "history": [e.document() for e in history],
+            },
+            "messages": [m for m in messages if not m["pseudonymised"]],
+            "pseudonymised_messages": [m for m in messages if m["pseudonymised"]],
+            "handset_inbox": [
+                {"message_id": m, "from": s, "body": b, "received_at": iso_time(t)}
+                for m, s, b, t in inbox
+            ],
+            "pending_notices": [
+                {"kind": k, "id": m, "to": a, "body": b, "created_at": iso_time(t)}
+                for k, m, a, b, t in notices
+            ],
+        }
+
+    async def erase(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, int]:
+        """Delete everything about the subject but a suppression entry if it opted out."""
+        subject = self._registry.subject(tenant.id, e164)
+        names = self._names(tenant.id, e164)
+        marks = ", ".join("?" * len(names))
+        match = f"tenant = ? AND (recipient IN ({marks}) OR sender IN ({marks}))"
+        params = (tenant.id, *names, *names)
+        if self._network is not None:
+            for message_id in self._network.pending_to(tenant.id, e164):
+                self._network.cancel(tenant.id, message_id)
+        counts = {
+            "messages": await self._count(f"SELECT count(*) FROM messages WHERE {match}", params),
+            "inbox": await self._count(
+                "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant.id, e164)
+            ),
+            "notices": await self._count(
+                "SELECT count(*) FROM notices WHERE tenant = ? AND handset = ?", (tenant.id, e164)
+            ),
+            "consent_events": await self._count(
+                "SELECT count(*) FROM consent_events WHERE tenant = ? AND subject = ?",
+                (tenant.id, subject),
+            ),
+        }
+        [state] = await self._registry.states(tenant.id, [subject])
+        await self._store.execute(
+            [
+                (
+                    "DELETE FROM outbox WHERE message_id IN"
+                    f" (SELECT id FROM messages WHERE {match})",
+                    [params],
+                ),
+                (f"DELETE FROM messages WHERE {match}", [params]),
+                ("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", [(tenant.id, e164)]),
+                ("DELETE FROM notices WHERE tenant = ? AND handset = ?", [(tenant.id, e164)]),
+                *self._registry.erase_statements(tenant.id, subject, state),
+                AuditLog.redact(tenant.id, subject),
+                *self._audit.statements(
+                    [AuditEntry(tenant.id, self._clock(), actor, "subject_erased", None)]
+                ),
+            ]
+        )
+        self._registry.forget(tenant.id, e164, subject, state)
+        self._metrics.subject_requests.labels(tenant.id, "erase").inc()
+        await self._store.checkpoint()
+        return {**counts, "suppression_kept": int(bool(state.opted_out))}
+
+    async def restrict(self, tenant: TenantConfig, e164: str, actor: str, on: bool) -> None:
+        kind = EventKind.RESTRICTED if on else EventKind.RESTRICTION_LIFTED
+        await self._event(tenant, e164, actor, kind, "restrict" if on else "unrestrict")
+
+    async def object(self, tenant: TenantConfig, e164: str, actor: str) -> None:
+        """An objection: an opt-out of every purpose, from every sender of the tenant."""
+        await self._event(tenant, e164, actor, EventKind.OPTED_OUT, "object", "objection")
+
+    async def _event(
+        self,
+        tenant: TenantConfig,
+        e164: str,
+        actor: str,
+        kind: EventKind,
+        request: str,
+        evidence: str = "",
+    ) -> None:
+        event = ConsentEvent(
+            tenant=tenant.id,
+            subject=self._registry.subject(tenant.id, e164),
+            kind=kind,
+            source=Source.API,
+            at=self._clock(),
+            evidence=evidence,
+        )
+        await self._registry.record([event], actor=actor)
+        self._metrics.subject_requests.labels(tenant.id, request).inc()
+
+    async def _record(self, tenant: str, subject: str, actor: str, action: str) -> None:
+        await self._audit.append([AuditEntry(tenant, self._clock(), actor, action, subject)])
+        self._metrics.subject_requests.labels(tenant, action.removeprefix("subject_")).inc()
+
+    async def _count(self, sql: str, params: tuple[object, ...]) -> int:
+        return int((await self._store.fetch(sql, params))[0][0])
