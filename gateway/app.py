@@ -54,6 +54,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         client_max_size=config.http.max_request_bytes, middlewares=[http_api.problem_middleware]
     )
     app[CONFIG] = config
+    # Before anything opens: a key file others can read stops the start (KeyFileError).
+    app[KEYS] = KeyRing.open(config.privacy.key_file)
     app[METRICS] = Metrics()
     app[TENANTS_BY_KEY] = {
         digest: tenant for tenant in config.tenants for digest in tenant.api_key_digests()
@@ -67,7 +69,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[STORE].close()
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
-        keys = app[KEYS] = KeyRing.open(config.privacy.key_file)
+        keys = app[KEYS]
         app[AUDIT] = audit = await AuditLog.open(app[STORE])
         app[REGISTRY] = ConsentRegistry(config, app[STORE], keys, audit, app[METRICS], clock)
         app[RETENTION] = Retention(config, app[STORE], keys, app[METRICS], clock)

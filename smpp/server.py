@@ -150,6 +150,7 @@ class SmppServer:
         }
         self.tenants_by_system_id = {t.smpp.system_id: t for t in config.tenants if t.smpp}
         self.sessions: dict[str, set[SmppConnection]] = {}
+        self.connections: set[SmppConnection] = set()
         self.buckets = {
             t.id: TokenBucket(t.smpp.max_submit_rate)
             for t in config.tenants
@@ -186,9 +187,8 @@ class SmppServer:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for sessions in list(self.sessions.values()):
-            for connection in list(sessions):
-                connection.close()
+        for connection in list(self.connections):  # bound or not
+            connection.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -387,11 +387,13 @@ class SmppConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.server.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
         self.timer = self.loop.call_later(self.config.bind_timeout, self._bind_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
         was_bound = self.state in BIND_TYPE
