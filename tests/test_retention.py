@@ -330,3 +330,32 @@ async def test_tenant_purge_and_key_file_mode(config_dict: dict[str, Any], tmp_p
 
     os.chmod(tmp_path / "keys.json", 0o644)
     assert await asyncio.to_thread(main, ["serve", "--config", str(config_path)]) == 2
+
+
+async def test_subject_commands_on_the_command_line(
+    config_dict: dict[str, Any], tmp_path: Path, capsys: Any
+) -> None:
+    async with running_gateway(config_from_dict(config_dict)) as gateway:
+        await send_and_settle(gateway, [{"to": NUMBERS[0]}, {"to": NUMBERS[1]}])
+    config_path = tmp_path / "config.toml"
+    write_toml(config_path, config_dict)
+
+    def smsgw(*args: str) -> int:
+        return main([*args, "--config", str(config_path)])
+
+    assert (
+        await asyncio.to_thread(smsgw, "subject", "export", "--tenant", "acme", "0701230001") == 0
+    )
+    export = json.loads(capsys.readouterr().out)
+    assert [m["to"] for m in export["messages"]] == [NUMBERS[0]]
+    assert (
+        await asyncio.to_thread(smsgw, "subject", "restrict", "--tenant", "acme", NUMBERS[0]) == 0
+    )
+    assert await asyncio.to_thread(smsgw, "subject", "erase", "--tenant", "acme", NUMBERS[0]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == 1
+    assert (
+        await asyncio.to_thread(smsgw, "subject", "export", "--tenant", "nobody", NUMBERS[0]) == 2
+    )
+    assert await asyncio.to_thread(smsgw, "retention", "run") == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["pseudonymised"] == 0
+    assert rows(tmp_path / "smsgw.sqlite3", "SELECT count(*) FROM messages") == [(1,)]
