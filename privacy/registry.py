@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from gateway.config import Config, TenantConfig
+from gateway.config import Config
 from gateway.documents import iso_time
 from gateway.domain import Interface, Message, RejectCode, Rejected
 from gateway.metrics import Metrics
-from gateway.numbers import normalise_msisdn
 from gateway.store import Store, StoreError
 from privacy.audit import AuditEntry, AuditLog
 from privacy.keys import KeyRing
@@ -184,11 +183,6 @@ class ConsentRegistry:
             if len(self._subjects) > self._cache_size:
                 self._subjects.popitem(last=False)
         return subject
-
-    def subject_of(self, tenant: TenantConfig, msisdn: str) -> tuple[str, str]:
-        """``(e164, subject)`` for a number in any accepted form; raises InvalidNumber."""
-        e164 = normalise_msisdn(msisdn, tenant.default_country or None)
-        return e164, self.subject(tenant.id, e164)
 
     # --- reading state --------------------------------------------------------------------
 

@@ -682,9 +682,8 @@ class SmppConnection(asyncio.Protocol):
     # --- deliver_sm window ------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return (
-            self.state in (State.BOUND_RX, State.BOUND_TRX)
-            and len(self.outstanding) < self.config.deliver_window
+        return session.can_send(self.state, C.deliver_sm) and (
+            len(self.outstanding) < self.config.deliver_window
         )
 
     def send_notice(self, notice: Notice) -> None:
