@@ -58,6 +58,26 @@ async def _record(request: web.Request, tenant: TenantConfig, events: list[Conse
     await request.app[REGISTRY].record(events, actor=_actor(tenant))
 
 
+async def _record_one(
+    request: web.Request,
+    tenant: TenantConfig,
+    subject: str,
+    kind: EventKind,
+    source: Source = Source.API,
+    **details: Any,
+) -> None:
+    """Record one change to the subject named in the path, dated now."""
+    event = ConsentEvent(
+        tenant=tenant.id,
+        subject=subject,
+        kind=kind,
+        source=source,
+        at=request.app[REGISTRY].now(),
+        **details,
+    )
+    await _record(request, tenant, [event])
+
+
 async def _state_response(request: web.Request, tenant: TenantConfig, subject: str) -> web.Response:
     [state] = await request.app[REGISTRY].states(tenant.id, [subject])
     return json_response(state_document(subject, state))
@@ -80,17 +100,16 @@ async def put_consent(request: web.Request) -> web.Response:
     purpose = document["purpose"]
     if not request.app[REGISTRY].knows_purpose(purpose):
         raise Problem(400, "invalid_request", "'purpose' is not a configured purpose")
-    event = ConsentEvent(
-        tenant=tenant.id,
-        subject=subject,
-        kind=EventKind.CONSENT_GIVEN,
+    await _record_one(
+        request,
+        tenant,
+        subject,
+        EventKind.CONSENT_GIVEN,
         source=_source(document.get("source")),
-        at=request.app[REGISTRY].now(),
         evidence=document.get("evidence") or "",
         purpose=purpose,
         sender=_sender(request, tenant, document.get("sender")),
     )
-    await _record(request, tenant, [event])
     return await _state_response(request, tenant, subject)
 
 
@@ -100,16 +119,14 @@ async def delete_consent(request: web.Request) -> web.Response:
     purpose = request.query.get("purpose")
     if purpose is None or not request.app[REGISTRY].knows_purpose(purpose):
         raise Problem(400, "invalid_request", "give ?purpose= with a configured purpose")
-    event = ConsentEvent(
-        tenant=tenant.id,
-        subject=subject,
-        kind=EventKind.CONSENT_WITHDRAWN,
-        source=Source.API,
-        at=request.app[REGISTRY].now(),
+    await _record_one(
+        request,
+        tenant,
+        subject,
+        EventKind.CONSENT_WITHDRAWN,
         purpose=purpose,
         sender=_sender(request, tenant, request.query.get("sender")),
     )
-    await _record(request, tenant, [event])
     return await _state_response(request, tenant, subject)
 
 
@@ -185,15 +202,13 @@ async def get_opt_out(request: web.Request) -> web.Response:
 async def delete_opt_out(request: web.Request) -> web.Response:
     tenant = authenticate(request)
     subject = _subject(request, tenant)
-    event = ConsentEvent(
-        tenant=tenant.id,
-        subject=subject,
-        kind=EventKind.OPT_OUT_LIFTED,
-        source=Source.API,
-        at=request.app[REGISTRY].now(),
+    await _record_one(
+        request,
+        tenant,
+        subject,
+        EventKind.OPT_OUT_LIFTED,
         sender=_sender(request, tenant, request.query.get("sender")),
     )
-    await _record(request, tenant, [event])
     return await get_opt_out(request)
 
 

@@ -21,6 +21,7 @@ from tests.conftest import (
 )
 from tests.smpp_clients import RawEsme, smpplib_esme
 from tests.test_process import write_toml
+from tests.test_smpp_server import submit_fields
 
 C = CommandId
 S = CommandStatus
@@ -55,18 +56,8 @@ async def submit_code(gateway: RunningGateway, to: str = HANDSET, **fields: Any)
 
 
 async def smpp_submit(raw: RawEsme, sequence: int, to: str, service_type: str = "") -> int:
-    answer = await raw.request(
-        Pdu.make(
-            C.submit_sm,
-            sequence,
-            source_addr_ton=5,
-            source_addr="Acme",
-            dest_addr_ton=1,
-            destination_addr=to.lstrip("+"),
-            short_message=b"hi",
-            service_type=service_type,
-        )
-    )
+    fields = submit_fields(to=to.lstrip("+"), service_type=service_type)
+    answer = await raw.request(Pdu.make(C.submit_sm, sequence, **fields))
     return answer.command_status
 
 

@@ -19,7 +19,7 @@ import aiohttp
 from gateway.appkeys import KEYS, RETENTION
 from gateway.cli import main
 from gateway.config import config_from_dict
-from smpp.pdu import CommandId, Pdu
+from smpp.pdu import CommandId
 from tests.conftest import (
     API_KEY,
     EVENT_TIMEOUT,
@@ -31,6 +31,7 @@ from tests.conftest import (
     running_gateway,
 )
 from tests.smpp_clients import RawEsme
+from tests.test_consent import inbound, smpp_submit
 from tests.test_process import gateway_process, write_toml
 
 DAY = 86400.0
@@ -174,12 +175,7 @@ async def test_export_erase_restrict_and_object(
             json={"purpose": "marketing"},
             headers=gateway.headers,
         )
-        async with gateway.http.post(
-            f"{gateway.url}/v1/simulator/inbound",
-            json={"from": mine, "to": SENDER_NUMBER, "body": "STOP"},
-            headers=gateway.headers,
-        ) as response:
-            assert response.status == 202
+        await inbound(gateway, "STOP", handset=mine)
 
         status, export = await gateway.get_json(f"/v1/subjects/{mine}/export")
         assert status == 200
@@ -235,18 +231,7 @@ async def test_restriction_and_objection(gateway: RunningGateway) -> None:
     assert (response.status, (await response.json())["code"]) == (403, "processing_restricted")
     raw = await RawEsme.connect(gateway.smpp_port)
     await raw.bind(command=CommandId.bind_transmitter)
-    answer = await raw.request(
-        Pdu.make(
-            CommandId.submit_sm,
-            2,
-            source_addr_ton=5,
-            source_addr="Acme",
-            dest_addr_ton=1,
-            destination_addr=restricted[1:],
-            short_message=b"hi",
-        )
-    )
-    assert answer.command_status == 0x403
+    assert await smpp_submit(raw, 2, restricted) == 0x403
     await raw.close()
     async with gateway.http.delete(
         f"{gateway.url}/v1/subjects/{restricted}/restriction", headers=gateway.headers
