@@ -34,6 +34,7 @@ from gateway.callbacks import CallbackDispatcher
 from gateway.config import Config
 from gateway.documents import notice_document
 from gateway.domain import Notice
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(
-        client_max_size=config.http.max_request_bytes, middlewares=[http_api.problem_middleware]
+        client_max_size=config.http.max_request_bytes,
+        middlewares=[http_api.observe_middleware, http_api.problem_middleware],
     )
     app[CONFIG] = config
     # Before anything opens: a key file others can read stops the start (KeyFileError).
@@ -106,7 +108,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 network.hand_over(item)
             else:
                 network.stop_before_delivery(item, verdict.code.value)
-        log.info("network.resumed count=%d", len(unfinished))
+        log_event(log, "network.resumed", count=len(unfinished))
         yield
         network.stop()
         await callbacks.close()
@@ -125,9 +127,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 try:
                     await app[RETENTION].run()
                 except Exception:
-                    log.exception("retention.failed")
+                    app[METRICS].retention_failures.inc()
+                    log_event(log, "retention.failed", logging.ERROR, exc_info=True)
 
-        app[METRICS].oldest_identifiable.set(await app[RETENTION].oldest_identifiable_age(clock()))
+        await app[RETENTION].find_oldest_identifiable()
         task = asyncio.create_task(every_interval(), name="retention")
         yield
         task.cancel()

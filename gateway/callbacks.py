@@ -17,6 +17,7 @@ import aiohttp
 from gateway.config import CallbackConfig
 from gateway.documents import message_document
 from gateway.domain import Message
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class CallbackDispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, config.max_retry)
         self._metrics.callbacks.labels("failed").inc()
-        log.warning("callback.failed id=%s attempts=%d", ref, attempt)
+        log_event(log, "callback.failed", logging.WARNING, id=ref, attempts=attempt)
 
     async def close(self) -> None:
         for task in self._tasks:

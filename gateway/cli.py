@@ -16,6 +16,8 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.logs import configure as configure_logging
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.numbers import InvalidNumber, normalise_msisdn
 from gateway.store import Store
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(config.log)
     try:
         if args.command == "serve":
             asyncio.run(serve_until_signalled(config))
@@ -157,12 +159,12 @@ async def serve_until_signalled(config: Config) -> None:
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
     for host, port, *_ in runner.addresses:
-        log.info("http.listening host=%s port=%d", host, port)
+        log_event(log, "http.listening", host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    log.info("shutdown.started")
+    log_event(log, "shutdown.started")
     await runner.cleanup()
-    log.info("shutdown.finished")
+    log_event(log, "shutdown.finished")

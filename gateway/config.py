@@ -66,6 +66,24 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: LogFormat = LogFormat.TEXT
+    level: LogLevel = LogLevel.INFO
+
+
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     host: str = "127.0.0.1"
@@ -197,7 +215,7 @@ class MessagesConfig:
 @dataclass(frozen=True, slots=True)
 class SmppCredentials:
     system_id: str
-    password: str
+    password: str = field(repr=False)
     max_sessions: int = 10
     # Submits per second across the tenant's sessions; 0 means no limit.
     max_submit_rate: float = 0.0
@@ -224,7 +242,7 @@ class RepliesConfig:
 @dataclass(frozen=True, slots=True)
 class TenantConfig:
     id: str
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     senders: tuple[str, ...] = ()
     smpp: SmppCredentials | None = None
     default_purpose: str = "transactional"
@@ -250,6 +268,7 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     callbacks: CallbackConfig = field(default_factory=CallbackConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     tenants: tuple[TenantConfig, ...] = ()
 
 

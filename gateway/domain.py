@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from gateway.config import TenantConfig
@@ -82,12 +82,12 @@ class SubmitRequest:
 
     tenant: TenantConfig
     interface: Interface
-    to: str
-    sender: str
-    body: str
+    to: str = field(repr=False)
+    sender: str = field(repr=False)
+    body: str = field(repr=False)
     purpose: str | None = None
-    callback_url: str | None = None
-    client_ref: str | None = None
+    callback_url: str | None = field(default=None, repr=False)
+    client_ref: str | None = field(default=None, repr=False)
     receipt: ReceiptRequest = ReceiptRequest.NONE
     part: Part | None = None
 
@@ -99,15 +99,15 @@ class Message:
     id: str
     tenant: str
     interface: Interface
-    sender: str
-    recipient: str
+    sender: str = field(repr=False)
+    recipient: str = field(repr=False)
     purpose: str
     segments: int
     encoding: Encoding
     status: Status
     submitted_at: float
-    client_ref: str | None = None
-    callback_url: str | None = None
+    client_ref: str | None = field(default=None, repr=False)
+    callback_url: str | None = field(default=None, repr=False)
     enroute_at: float | None = None
     final_at: float | None = None
     error: str | None = None
@@ -121,7 +121,7 @@ class Outgoing:
     """An accepted message with what the network needs to deliver it."""
 
     message: Message
-    body: str
+    body: str = field(repr=False)
     part: Part | None = None
 
 
@@ -147,9 +147,9 @@ class InboxEntry:
 
     message_ids: tuple[str, ...]
     tenant: str
-    msisdn: str
-    sender: str
-    body: str
+    msisdn: str = field(repr=False)
+    sender: str = field(repr=False)
+    body: str = field(repr=False)
     received_at: float
     parts_missing: int = 0
 
@@ -169,14 +169,14 @@ class Notice:
     tenant: str
     kind: NoticeKind
     message_id: str
-    handset: str
-    address: str
+    handset: str = field(repr=False)
+    address: str = field(repr=False)
     created_at: float
     expires_at: float
     status: Status | None = None
     error: str | None = None
     submitted_at: float | None = None
-    body: str = ""
+    body: str = field(default="", repr=False)
     queue_id: int | None = None
     # The handset keyword the body matched (stop, start, help), for MO messages.
     keyword: str | None = None
@@ -187,4 +187,4 @@ class InboundOutcome:
     """What a mobile-originated message set off: the keyword it matched, and the reply."""
 
     keyword: str | None = None
-    reply: str | None = None
+    reply: str | None = field(default=None, repr=False)

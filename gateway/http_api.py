@@ -7,10 +7,13 @@ statuses.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,10 +26,15 @@ from gateway.config import TenantConfig
 from gateway.documents import inbox_document, message_document, notice_document
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor
+from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
 from gateway.openapi import openapi_document
 
 PROBLEM_TYPE = "application/problem+json"
+# Any other method is counted as "other", so a client cannot grow the label set.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+access_log = logging.getLogger("gateway.http")
 
 REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.INVALID_REQUEST: 400,
@@ -106,6 +114,43 @@ def json_response(
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@web.middleware
+async def observe_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count and log every request by its route template, never by its path.
+
+    Paths such as ``/v1/consents/+46701234567`` name a person; the template
+    ``/v1/consents/{msisdn}`` does not, and keeps the label set bounded.
+    """
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away before the answer
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        request.app[METRICS].http_requests.labels(method, route, str(status)).inc()
+        log_event(
+            access_log,
+            "http.request",
+            logging.DEBUG,
+            method=method,
+            route=route,
+            status=status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
 
 
 @web.middleware

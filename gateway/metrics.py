@@ -6,7 +6,9 @@ values); never a number, body, message id or client address.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from importlib.metadata import version
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -16,6 +18,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        Gauge(
+            "smsgw_build_info", "Always 1; the version is a label.", ["version"], registry=r
+        ).labels(version("smsgw")).set(1)
         self.messages = Counter(
             "smsgw_messages_total",
             "Submitted messages by front end and outcome (accepted or rejected).",
@@ -85,6 +91,11 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.smpp_window_size = Gauge(
+            "smsgw_smpp_deliver_window_size",
+            "deliver_sm a single session may have unacknowledged (smpp.deliver_window).",
+            registry=r,
+        )
         self.notices_pending = Gauge(
             "smsgw_smpp_notices_pending",
             "Receipts and mobile-originated messages waiting for a receiver.",
@@ -125,10 +136,38 @@ class Metrics:
             "Age of the oldest traffic record that still names a person.",
             registry=r,
         )
+        self.retention_window = Gauge(
+            "smsgw_retention_window_seconds",
+            "The configured promise: records are pseudonymised after this age"
+            " (pseudonymise_after) and deleted after that (delete_after).",
+            ["stage"],
+            registry=r,
+        )
+        self.retention_interval = Gauge(
+            "smsgw_retention_interval_seconds",
+            "Time between two scheduled retention runs.",
+            registry=r,
+        )
+        self.retention_last_success = Gauge(
+            "smsgw_retention_last_success_timestamp_seconds",
+            "Unix time at which the last retention run finished without error.",
+            registry=r,
+        )
+        self.retention_failures = Counter(
+            "smsgw_retention_failures_total",
+            "Scheduled retention runs that failed (the next interval retries).",
+            registry=r,
+        )
         self.subject_requests = Counter(
             "smsgw_subject_requests_total",
             "Data-subject requests by kind (export, erase, restrict, unrestrict, object).",
             ["tenant", "kind"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "smsgw_http_requests_total",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
             registry=r,
         )
         self.http_errors = Counter(

@@ -37,6 +37,7 @@ from gateway.domain import (
     StatusChange,
 )
 from gateway.encoding import Encoding
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -412,7 +413,7 @@ class Store:
             if batch.checkpoint:
                 await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except Exception as exc:
-            log.error("store.commit_failed error=%s", type(exc).__name__)
+            log_event(log, "store.commit_failed", logging.ERROR, error=type(exc).__name__)
             self._metrics.store_errors.inc()
             if db.in_transaction:
                 await db.execute("ROLLBACK")

@@ -18,7 +18,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.store import Store
 
@@ -46,8 +46,9 @@ class AuditEntry:
     at: float
     actor: str
     action: str
-    subject: str | None  # None once redacted (or for entries about no one subject)
-    detail: str = ""
+    # None once redacted (or for entries about no one subject).
+    subject: str | None = field(repr=False)
+    detail: str = field(default="", repr=False)
     seq: int | None = None
     hash: str = ""
 

@@ -61,11 +61,11 @@ class ConsentEvent:
     """
 
     tenant: str
-    subject: str
+    subject: str = field(repr=False)
     kind: EventKind
     source: Source
     at: float
-    evidence: str = ""
+    evidence: str = field(default="", repr=False)
     purpose: str | None = None
     sender: str | None = None
     seq: int | None = None

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from gateway.config import Config
 from gateway.domain import Status
 from gateway.ids import id_floor
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.numbers import is_numeric_address
 from gateway.store import Store
@@ -79,6 +80,26 @@ class Retention:
         self._keys = keys
         self._metrics = metrics
         self._clock = clock
+        # Submit time of the oldest identifiable record at the last look; the gauge
+        # ages it at every scrape, so a stalled job shows as a growing age.
+        self._oldest_identifiable_at: float | None = None
+        retention = self._privacy.retention
+        metrics.retention_window.labels("pseudonymise").set(retention.pseudonymise_after)
+        metrics.retention_window.labels("delete").set(retention.delete_after)
+        metrics.retention_interval.set(retention.interval)
+        metrics.oldest_identifiable.set_function(self.oldest_identifiable_age)
+
+    def oldest_identifiable_age(self) -> float:
+        if self._oldest_identifiable_at is None:
+            return 0.0
+        return max(0.0, self._clock() - self._oldest_identifiable_at)
+
+    async def find_oldest_identifiable(self) -> None:
+        rows = await self._store.fetch(
+            "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
+            " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
+        )
+        self._oldest_identifiable_at = rows[0][0] if rows else None
 
     async def run(self) -> RetentionReport:
         started = time.perf_counter()
@@ -96,7 +117,7 @@ class Retention:
         report.epochs_destroyed = await self._destroy_spent_epochs(now - window)
         await self._store.checkpoint()
         report.seconds = time.perf_counter() - started
-        await self._observe(report, now)
+        await self._observe(report)
         return report
 
     async def _delete_in_batches(
@@ -192,14 +213,7 @@ class Retention:
                     destroyed.append((tenant, epoch))
         return destroyed
 
-    async def oldest_identifiable_age(self, now: float) -> float:
-        rows = await self._store.fetch(
-            "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
-            " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
-        )
-        return max(0.0, now - rows[0][0]) if rows else 0.0
-
-    async def _observe(self, report: RetentionReport, now: float) -> None:
+    async def _observe(self, report: RetentionReport) -> None:
         metrics = self._metrics
         metrics.retention_rows.labels("pseudonymised").inc(report.pseudonymised)
         metrics.retention_rows.labels("deleted").inc(report.deleted)
@@ -207,15 +221,17 @@ class Retention:
         metrics.retention_rows.labels("notices_erased").inc(report.notices_erased)
         metrics.retention_epochs_destroyed.inc(len(report.epochs_destroyed))
         metrics.retention_run.observe(report.seconds)
-        metrics.oldest_identifiable.set(await self.oldest_identifiable_age(now))
-        log.info(
-            "retention.run pseudonymised=%d deleted=%d bodies_erased=%d epochs_destroyed=%d"
-            " seconds=%.3f",
-            report.pseudonymised,
-            report.deleted,
-            report.bodies_erased,
-            len(report.epochs_destroyed),
-            report.seconds,
+        await self.find_oldest_identifiable()
+        metrics.retention_last_success.set(self._clock())
+        log_event(
+            log,
+            "retention.run",
+            pseudonymised=report.pseudonymised,
+            deleted=report.deleted,
+            bodies_erased=report.bodies_erased,
+            notices_erased=report.notices_erased,
+            epochs_destroyed=len(report.epochs_destroyed),
+            seconds=round(report.seconds, 3),
         )
 
 

@@ -36,6 +36,7 @@ from gateway.domain import (
     RejectCode,
     SubmitRequest,
 )
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
@@ -141,6 +142,7 @@ class SmppServer:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        metrics.smpp_window_size.set(config.smpp.deliver_window)
         codes = config.smpp.error_codes
         self.reject_status: dict[RejectCode, int] = {
             **REJECT_STATUS,
@@ -178,7 +180,7 @@ class SmppServer:
         self._maybe_kept = set(await self.store.tenants_with_notices())
         self._schedule_sweep()
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("smpp.listening host=%s port=%d", self.config.smpp.host, self.port)
+        log_event(log, "smpp.listening", host=self.config.smpp.host, port=self.port)
         return self.port
 
     async def close(self) -> None:
@@ -371,6 +373,9 @@ class SmppConnection(asyncio.Protocol):
         self.framer = Framer(config.max_command_length)
         self.state = State.OPEN
         self.tenant: TenantConfig | None = None
+        # Set by a successful bind and kept after an unbind, so the end of the
+        # connection still finds the session to deregister.
+        self.bind_type: str | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.loop = asyncio.get_running_loop()
@@ -396,9 +401,8 @@ class SmppConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
-        was_bound = self.state in BIND_TYPE
         self.state = State.CLOSED
-        if was_bound:
+        if self.bind_type is not None:
             self.server.unbound(self)
 
     def data_received(self, data: bytes) -> None:
@@ -461,20 +465,19 @@ class SmppConnection(asyncio.Protocol):
         result = self.server.authenticate(str(pdu.params["system_id"]), str(pdu.params["password"]))
         delay = self.server.bind_delay(self.peer, failed=not isinstance(result, TenantConfig))
         if not isinstance(result, TenantConfig):
-            log.info("smpp.bind_refused status=%s", result.name)
+            log_event(log, "smpp.bind_refused", status=result.name)
             self.loop.call_later(delay, self._answer, pdu, result)
             return
         self.tenant = result
         self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
+        if self.state not in BIND_TYPE:
+            return  # the peer left before the answer could go out
         if self.timer is not None:
             self.timer.cancel()
         self.timer = self.loop.call_later(self._tick_interval, self._tick)
-        log.info("smpp.bound tenant=%s bind_type=%s", result.id, self.bind_type)
+        self.bind_type = BIND_TYPE[self.state]
+        log_event(log, "smpp.bound", tenant=result.id, bind_type=self.bind_type)
         self.server.bound(self)
-
-    @property
-    def bind_type(self) -> str:
-        return BIND_TYPE.get(self.state, "none")
 
     @property
     def receives(self) -> bool:
@@ -482,7 +485,7 @@ class SmppConnection(asyncio.Protocol):
 
     def _bind_timeout(self) -> None:
         if self.state is State.OPEN:
-            log.info("smpp.bind_timeout")
+            log_event(log, "smpp.bind_timeout")
             self.close()
 
     @property
@@ -493,7 +496,7 @@ class SmppConnection(asyncio.Protocol):
         """Probe an idle peer with enquire_link; close the session if it stops answering."""
         now = self.loop.time()
         if self.probe_sent is not None and now - self.probe_sent >= self.config.response_timeout:
-            log.info("smpp.peer_silent tenant=%s", self.tenant.id if self.tenant else "-")
+            log_event(log, "smpp.peer_silent", tenant=self.tenant.id if self.tenant else None)
             self.close()
             return
         if self.probe_sent is None and now - self.last_seen >= self.config.enquire_link_interval:

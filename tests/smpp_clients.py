@@ -83,11 +83,23 @@ class SmpplibEsme:
                 return pdu
             self.backlog.append(pdu)
 
+    async def unbind(self) -> None:
+        """Send unbind; the gateway answers and closes, which ends the listener thread."""
+        await self.send(command="unbind")
+        assert self._listener is not None
+        await asyncio.to_thread(self._listener.join, TIMEOUT)
+        assert not self._listener.is_alive(), "the gateway did not close after unbind"
+
     def close(self) -> None:
+        sock = self.client._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # shutdown, unlike close, wakes the listener thread blocked in recv.
+                sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(Exception):
-            # shutdown, unlike close, wakes the listener thread blocked in recv.
-            self.client._socket.shutdown(socket.SHUT_RDWR)
             self.client.disconnect()
+        if sock is not None:
+            sock.close()  # after an unbind or a refused bind smpplib leaves it open
         if self._listener is not None:
             self._listener.join(TIMEOUT)
 

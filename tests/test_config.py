@@ -59,6 +59,8 @@ BAD: list[tuple[str, str, str]] = [
     ("unknown nested key", "[http]\nprot = 1\n" + GOOD, "http.prot: unknown key"),
     ("wrong type", '[http]\nport = "80"\n' + GOOD, "http.port: expected an integer"),
     ("port range", "[http]\nport = 70000\n" + GOOD, "http.port: must be 0-65535"),
+    ("log format", '[log]\nformat = "xml"\n' + GOOD, "log.format: must be one of text, json"),
+    ("log level", '[log]\nlevel = "loud"\n' + GOOD, "log.level: must be one of debug, info"),
     (
         "bad duration",
         '[privacy.retention]\ninterval = "soon"\n' + GOOD,

@@ -39,7 +39,36 @@ def write_toml(path: Path, config: dict[str, Any]) -> None:
 class GatewayProcess:
     process: asyncio.subprocess.Process
     url: str
-    log: list[str]
+    smpp_port: int
+    log: list[str]  # every stderr line so far, read as it comes so the pipe never fills
+    drained: asyncio.Task[None]
+    awaited: list[tuple[str, asyncio.Future[str]]]
+
+    async def line_with(self, text: str) -> str:
+        """The first log line containing ``text``, as soon as it is written."""
+        for line in self.log:
+            if text in line:
+                return line
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.awaited.append((text, future))
+        return await asyncio.wait_for(future, EVENT_TIMEOUT)
+
+    async def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
+        """Signal the process; its exit status once it and its log have ended."""
+        self.process.send_signal(signum)
+        status = await asyncio.wait_for(self.process.wait(), EVENT_TIMEOUT)
+        await asyncio.wait_for(self.drained, EVENT_TIMEOUT)
+        return status
+
+
+def listening_address(line: str) -> tuple[str, str, int] | None:
+    """("http" or "smpp", host, port) from a listening event, in text or JSON lines."""
+    if line.startswith("{"):
+        entry = json.loads(line)
+        kind = str(entry["event"]).removesuffix(".listening")
+        return (kind, entry["host"], entry["port"]) if kind in ("http", "smpp") else None
+    match = re.search(r"(http|smpp)\.listening host=(\S+) port=(\d+)", line)
+    return (match.group(1), match.group(2), int(match.group(3))) if match else None
 
 
 @contextlib.asynccontextmanager
@@ -54,27 +83,38 @@ async def gateway_process(config_path: Path) -> AsyncIterator[GatewayProcess]:
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert process.stderr is not None
     log: list[str] = []
+    awaited: list[tuple[str, asyncio.Future[str]]] = []
+    addresses: dict[str, asyncio.Future[tuple[str, int]]] = {
+        kind: asyncio.get_running_loop().create_future() for kind in ("http", "smpp")
+    }
 
-    async def read_until_listening() -> str:
+    async def drain() -> None:
         assert process.stderr is not None
-        while True:
-            line = (await process.stderr.readline()).decode()
-            if not line:
-                raise AssertionError("gateway exited: " + "".join(log))
+        while line := (await process.stderr.readline()).decode():
             log.append(line)
-            match = re.search(r"http\.listening host=(\S+) port=(\d+)", line)
-            if match:
-                return f"http://{match.group(1)}:{match.group(2)}"
+            for text, future in awaited:
+                if text in line and not future.done():
+                    future.set_result(line)
+            address = listening_address(line)
+            if address is not None and not addresses[address[0]].done():
+                addresses[address[0]].set_result(address[1:])
+        for future in addresses.values():
+            if not future.done():
+                future.set_exception(AssertionError("gateway exited: " + "".join(log)))
 
+    drained = asyncio.create_task(drain())
     try:
-        url = await asyncio.wait_for(read_until_listening(), EVENT_TIMEOUT)
-        yield GatewayProcess(process, url, log)
+        (host, port), (_, smpp_port) = await asyncio.wait_for(
+            asyncio.gather(addresses["http"], addresses["smpp"]), EVENT_TIMEOUT
+        )
+        url = f"http://{host}:{port}"
+        yield GatewayProcess(process, url, smpp_port, log, drained, awaited)
     finally:
         if process.returncode is None:
             process.kill()
         await process.wait()
+        await drained
 
 
 async def _submit(
@@ -133,8 +173,5 @@ async def test_signal_stops_gracefully(tmp_path: Path, signum: signal.Signals) -
         async with http.get(f"{gateway.url}/healthz") as response:
             assert response.status == 200
         await _submit(http, gateway.url, 1)
-        gateway.process.send_signal(signum)
-        assert await asyncio.wait_for(gateway.process.wait(), EVENT_TIMEOUT) == 0
-        assert gateway.process.stderr is not None
-        rest = (await gateway.process.stderr.read()).decode()
-        assert "shutdown.finished" in rest
+        assert await gateway.stop(signum) == 0
+        assert "shutdown.finished" in gateway.log[-1]
