@@ -207,11 +207,14 @@ class SmppServer:
         task.add_done_callback(self._tasks.discard)
 
     def count_pdu(self, direction: str, command_id: int, status: int) -> None:
+        # Unknown ids and statuses share one key, so a peer cannot grow this cache.
+        command_id = command_id if command_id in C._value2member_map_ else -1
+        status = status if status in S._value2member_map_ else -1
         key = (direction, command_id, status)
         inc = self._pdu_counters.get(key)
         if inc is None:
-            command = C(command_id).name if command_id in C._value2member_map_ else "unknown"
-            status_name = S(status).name if status in S._value2member_map_ else "vendor"
+            command = C(command_id).name if command_id != -1 else "unknown"
+            status_name = S(status).name if status != -1 else "vendor"
             inc = self.metrics.smpp_pdus.labels(direction, command, status_name).inc
             self._pdu_counters[key] = inc
         inc()
