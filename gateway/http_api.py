@@ -141,7 +141,7 @@ async def observe_middleware(
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         method = request.method if request.method in KNOWN_METHODS else "other"
-        request.app[METRICS].http_requests.labels(method, route, str(status)).inc()
+        request.app[METRICS].http_requests.inc(method, route, str(status))
         log_event(
             access_log,
             "http.request",

@@ -6,12 +6,45 @@ values); never a number, body, message id or client address.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib.metadata import version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class EventCounter(Collector):
+    """A labelled counter for per-message paths: one dict update per event.
+
+    prometheus_client's Counter takes a lock and looks up its child on every
+    increment; the event loop is the only writer here, so plain ints will do, and
+    Prometheus reads them at scrape time like any counter.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.counts: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def inc(self, *labels: str, amount: float = 1) -> None:
+        self.counts[labels] = self.counts.get(labels, 0) + amount
+
+    def value(self, *labels: str) -> float:
+        return self.counts.get(labels, 0)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, count in list(self.counts.items()):
+            family.add_metric(labels, count)
+        yield family
 
 
 class Metrics:
@@ -22,23 +55,23 @@ class Metrics:
         Gauge(
             "smsgw_build_info", "Always 1; the version is a label.", ["version"], registry=r
         ).labels(version("smsgw")).set(1)
-        self.messages = Counter(
+        self.messages = EventCounter(
             "smsgw_messages_total",
             "Submitted messages by front end and outcome (accepted or rejected).",
             ["tenant", "interface", "outcome"],
-            registry=r,
+            r,
         )
-        self.rejections = Counter(
+        self.rejections = EventCounter(
             "smsgw_rejections_total",
             "Rejected submits by stable rejection code.",
             ["tenant", "interface", "code"],
-            registry=r,
+            r,
         )
-        self.deliveries = Counter(
+        self.deliveries = EventCounter(
             "smsgw_delivery_outcomes_total",
             "Messages that reached a final state in the simulated network.",
             ["tenant", "status"],
-            registry=r,
+            r,
         )
         self.submit_latency = Histogram(
             "smsgw_submit_latency_seconds",
@@ -79,11 +112,11 @@ class Metrics:
             ["tenant", "bind_type"],
             registry=r,
         )
-        self.smpp_pdus = Counter(
+        self.smpp_pdus = EventCounter(
             "smsgw_smpp_pdus_total",
             "SMPP PDUs by direction (in, out), command and command_status.",
             ["direction", "command", "status"],
-            registry=r,
+            r,
         )
         self.smpp_window = Gauge(
             "smsgw_smpp_deliver_window_outstanding",
@@ -101,11 +134,11 @@ class Metrics:
             "Receipts and mobile-originated messages waiting for a receiver.",
             registry=r,
         )
-        self.privacy_blocks = Counter(
+        self.privacy_blocks = EventCounter(
             "smsgw_privacy_blocks_total",
             "Messages stopped by the privacy gates (at submit or before delivery).",
             ["tenant", "reason", "purpose"],
-            registry=r,
+            r,
         )
         self.consent_changes = Counter(
             "smsgw_consent_changes_total",
@@ -164,11 +197,11 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
-        self.http_requests = Counter(
+        self.http_requests = EventCounter(
             "smsgw_http_requests_total",
             "HTTP requests by method, route template and status code.",
             ["method", "route", "status"],
-            registry=r,
+            r,
         )
         self.http_errors = Counter(
             "smsgw_http_errors_total",

@@ -74,6 +74,7 @@ class SimulatedNetwork:
         self._listeners: list[StatusListener] = []
         self._delivery_checks: list[DeliveryCheck] = []
         self._in_flight: dict[str, _InFlight] = {}
+        metrics.in_flight.set_function(lambda: len(self._in_flight))
 
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""
@@ -113,7 +114,6 @@ class SimulatedNetwork:
         )
         timer = asyncio.get_running_loop().call_later(decision.latency, self._finish, message.id)
         self._in_flight[message.id] = _InFlight(enroute, decision.outcome, timer)
-        self._metrics.in_flight.inc()
 
     def pending(self, tenant: str, message_id: str) -> Message | None:
         """The message if it is still on its way (not final), for this tenant only."""
@@ -136,7 +136,6 @@ class SimulatedNetwork:
             return False
         flight = self._in_flight.pop(message_id)
         flight.timer.cancel()
-        self._metrics.in_flight.dec()
         self._end(flight.item, Status.DELETED, "cancelled")
         return True
 
@@ -155,7 +154,6 @@ class SimulatedNetwork:
 
     def _finish(self, message_id: str) -> None:
         flight = self._in_flight.pop(message_id)
-        self._metrics.in_flight.dec()
         for check in self._delivery_checks:
             reason = check(flight.item.message)
             if reason is not None:
@@ -174,7 +172,7 @@ class SimulatedNetwork:
         )
 
     def _announce(self, message: Message) -> None:
-        self._metrics.deliveries.labels(message.tenant, message.status.value).inc()
+        self._metrics.deliveries.inc(message.tenant, message.status.value)
         for listener in self._listeners:
             listener(message)
 
@@ -182,5 +180,4 @@ class SimulatedNetwork:
         """Drop pending timers; those messages stay unfinished and resume at the next start."""
         for flight in self._in_flight.values():
             flight.timer.cancel()
-        self._metrics.in_flight.dec(len(self._in_flight))
         self._in_flight.clear()

@@ -247,10 +247,10 @@ class SubmitPipeline:
         for request, result in zip(requests, results, strict=True):
             tenant, interface = request.tenant.id, request.interface.value
             if isinstance(result, Message):
-                metrics.messages.labels(tenant, interface, "accepted").inc()
+                metrics.messages.inc(tenant, interface, "accepted")
             else:
-                metrics.messages.labels(tenant, interface, "rejected").inc()
-                metrics.rejections.labels(tenant, interface, result.code.value).inc()
+                metrics.messages.inc(tenant, interface, "rejected")
+                metrics.rejections.inc(tenant, interface, result.code.value)
         if requests:
             metrics.submit_latency.labels(requests[0].interface.value).observe(elapsed)
 

@@ -377,7 +377,7 @@ class ConsentRegistry:
             message.purpose, message.sender, self._requires_consent[message.purpose]
         )
         if code is not None:
-            self._metrics.privacy_blocks.labels(message.tenant, code.value, message.purpose).inc()
+            self._metrics.privacy_blocks.inc(message.tenant, code.value, message.purpose)
         return code
 
     def knows_purpose(self, purpose: str) -> bool:

@@ -16,14 +16,13 @@ when one binds, until they expire.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
-
-from prometheus_client import Gauge
 
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
@@ -143,6 +142,11 @@ class SmppServer:
         self.metrics = metrics
         self.clock = clock
         metrics.smpp_window_size.set(config.smpp.deliver_window)
+        for tenant in config.tenants:
+            if tenant.smpp is not None:
+                metrics.smpp_window.labels(tenant.id).set_function(
+                    functools.partial(self._outstanding, tenant.id)
+                )
         codes = config.smpp.error_codes
         self.reject_status: dict[RejectCode, int] = {
             **REJECT_STATUS,
@@ -168,7 +172,7 @@ class SmppServer:
         self.port = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pdu_counters: dict[tuple[str, int, int], Callable[[], None]] = {}
+        self._pdu_labels: dict[tuple[str, int, int], tuple[str, str, str]] = {}
 
     async def start(self) -> int:
         """Listen on ``[smpp] host/port``; returns the bound port."""
@@ -211,13 +215,12 @@ class SmppServer:
         command_id = command_id if command_id in C._value2member_map_ else -1
         status = status if status in S._value2member_map_ else -1
         key = (direction, command_id, status)
-        inc = self._pdu_counters.get(key)
-        if inc is None:
+        labels = self._pdu_labels.get(key)
+        if labels is None:
             command = C(command_id).name if command_id != -1 else "unknown"
             status_name = S(status).name if status != -1 else "vendor"
-            inc = self.metrics.smpp_pdus.labels(direction, command, status_name).inc
-            self._pdu_counters[key] = inc
-        inc()
+            labels = self._pdu_labels[key] = (direction, command, status_name)
+        self.metrics.smpp_pdus.inc(*labels)
 
     # --- binds ---------------------------------------------------------------------------
 
@@ -248,6 +251,9 @@ class SmppServer:
         self.metrics.smpp_sessions.labels(connection.tenant.id, connection.bind_type).inc()
         if connection.receives and connection.tenant.id in self._maybe_kept:
             self.spawn(self._load_kept(connection.tenant.id))
+
+    def _outstanding(self, tenant: str) -> int:
+        return sum(len(c.outstanding) for c in self.sessions.get(tenant, ()))
 
     def unbound(self, connection: SmppConnection) -> None:
         tenant = connection.tenant
@@ -384,6 +390,7 @@ class SmppConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.last_seen = self.loop.time()
         self.probe_sent: float | None = None
+        self._outgoing: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
         self.sequence = 0
         self.outstanding: dict[int, Notice] = {}
@@ -446,7 +453,7 @@ class SmppConnection(asyncio.Protocol):
     def _send(self, pdu: Pdu, status: int | None = None) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(encode(pdu))
+        self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self.state = session.transition(self.state, pdu.command_id, pdu.command_status)
 
@@ -458,8 +465,21 @@ class SmppConnection(asyncio.Protocol):
         self.sequence = self.sequence % 0x7FFFFFFF + 1
         return self.sequence
 
+    def _write(self, data: bytes) -> None:
+        """Queue bytes; what one turn of the event loop queues leaves in one write."""
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._flush()
             self.transport.close()
 
     # --- binds and session life -----------------------------------------------------------
@@ -613,7 +633,7 @@ class SmppConnection(asyncio.Protocol):
                 pdu = Pdu.make(command, request.sequence_number, status=status)
             chunks.append(encode(pdu))
             self.server.count_pdu("out", pdu.command_id, pdu.command_status)
-        self.transport.write(b"".join(chunks))
+        self._write(b"".join(chunks))
 
     def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
         accepted: list[tuple[SmeAddress, SubmitRequest]] = []
@@ -695,7 +715,6 @@ class SmppConnection(asyncio.Protocol):
     def send_notice(self, notice: Notice) -> None:
         sequence = self._next_sequence()
         self.outstanding[sequence] = notice
-        self._window_gauge().inc()
         self._send(_deliver_sm(notice, sequence))
 
     def outstanding_queue_ids(self) -> set[int | None]:
@@ -704,18 +723,10 @@ class SmppConnection(asyncio.Protocol):
     def take_unacknowledged(self) -> list[Notice]:
         notices = list(self.outstanding.values())
         self.outstanding.clear()
-        self._window_gauge().dec(len(notices))
         return notices
 
-    def _window_gauge(self) -> Gauge:
-        assert self.tenant is not None
-        return self.server.metrics.smpp_window.labels(self.tenant.id)
-
     def _release(self, sequence: int) -> Notice | None:
-        notice = self.outstanding.pop(sequence, None)
-        if notice is not None:
-            self._window_gauge().dec()
-        return notice
+        return self.outstanding.pop(sequence, None)
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
         notice = self._release(pdu.sequence_number)

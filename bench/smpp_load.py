@@ -1,0 +1,223 @@
+"""SMPP end to end: submits per second through the real gateway, against a bare responder.
+
+Starts `smsgw serve` as its own process (SQLite under a temp dir, delivery latency
+1 ms, receipts on) and a bare asyncio SMPP responder that only answers, in another
+process; then one load client in this process binds as a transceiver to each in
+turn and keeps ``--window`` submit_sm in flight until ``--messages`` are answered
+and, for the gateway, every delivery receipt has come back (and been answered).
+
+    .venv/bin/python bench/smpp_load.py [--messages 100000] [--window 2000]
+
+Prints messages/s for both and their ratio: the figure that holds on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import re
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from smpp.framer import Framer
+from smpp.pdu import CommandId, Pdu, encode
+
+HEADER = struct.Struct(">IIII")
+RESP = 0x80000000
+PLACEHOLDER = b"46799999999"
+
+
+def submit_template() -> tuple[bytearray, int]:
+    """An encoded submit_sm asking for a receipt, and where its destination digits are."""
+    pdu = Pdu.make(
+        CommandId.submit_sm,
+        1,
+        source_addr_ton=5,
+        source_addr="Bench",
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        destination_addr=PLACEHOLDER.decode(),
+        registered_delivery=1,
+        short_message=b"benchmark message",
+    )
+    frame = bytearray(encode(pdu))
+    return frame, frame.index(PLACEHOLDER)
+
+
+class LoadClient(asyncio.Protocol):
+    """Keeps ``window`` submits outstanding; answers every deliver_sm it gets."""
+
+    def __init__(self, total: int, window: int, receipts: bool) -> None:
+        self.total, self.window, self.expect_receipts = total, window, receipts
+        self.framer = Framer()
+        self.template, self.dest_at = submit_template()
+        self.sent = self.answered = self.failed = self.receipts = 0
+        self.bound = asyncio.get_running_loop().create_future()
+        self.done = asyncio.get_running_loop().create_future()
+        self.started = self.submits_done = self.finished = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        bind = Pdu.make(CommandId.bind_transceiver, 1, system_id="bench", password="bench")
+        transport.write(encode(bind))
+
+    def send_more(self) -> None:
+        assert self.transport is not None
+        burst = []
+        while self.sent < self.total and self.sent - self.answered < self.window:
+            self.sent += 1
+            frame = self.template
+            struct.pack_into(">I", frame, 12, self.sent + 1)
+            frame[self.dest_at : self.dest_at + 11] = b"4670%07d" % self.sent
+            burst.append(bytes(frame))
+        if burst:
+            self.transport.write(b"".join(burst))
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.framer.receive_data(data)
+        replies = []
+        while (frame := self.framer.next_frame()) is not None:
+            _, command, status, sequence = HEADER.unpack_from(frame)
+            if command == CommandId.submit_sm_resp:
+                self.answered += 1
+                self.failed += status != 0
+                if self.answered == self.total:
+                    self.submits_done = time.perf_counter()
+            elif command == CommandId.deliver_sm:
+                self.receipts += 1
+                replies.append(HEADER.pack(17, CommandId.deliver_sm_resp, 0, sequence) + b"\0")
+            elif command == CommandId.bind_transceiver_resp:
+                self.started = time.perf_counter()
+                self.bound.set_result(status)
+        if replies:
+            self.transport.write(b"".join(replies))
+        if self.bound.done():
+            self.send_more()
+        complete = self.answered == self.total and (
+            not self.expect_receipts or self.receipts >= self.total - self.failed
+        )
+        if complete and not self.done.done():
+            self.finished = time.perf_counter()
+            self.done.set_result(None)
+
+
+async def load(port: int, total: int, window: int, receipts: bool) -> LoadClient:
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(
+        lambda: LoadClient(total, window, receipts), "127.0.0.1", port
+    )
+    if await client.bound != 0:
+        raise SystemExit("bind refused")
+    client.send_more()
+    await asyncio.wait_for(client.done, 600)
+    assert client.transport is not None
+    client.transport.close()
+    return client
+
+
+class BareResponder(asyncio.Protocol):
+    """Answers binds and submits with hand-packed responses; nothing else."""
+
+    def __init__(self) -> None:
+        self.framer = Framer()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.framer.receive_data(data)
+        out = []
+        while (frame := self.framer.next_frame()) is not None:
+            _, command, _, sequence = HEADER.unpack_from(frame)
+            body = b"bare\0" if command != CommandId.submit_sm else b"%016x\0" % sequence
+            out.append(HEADER.pack(16 + len(body), command | RESP, 0, sequence) + body)
+        self.transport.write(b"".join(out))
+
+
+def run_bare(ports: multiprocessing.Queue[int]) -> None:
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(BareResponder, "127.0.0.1", 0)
+        ports.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+CONFIG = """
+[http]
+port = 0
+[smpp]
+port = 0
+[storage]
+path = "{dir}/bench.sqlite3"
+[privacy]
+key_file = "{dir}/keys.json"
+[simulator]
+latency = ["1ms", "1ms"]
+[[tenants]]
+id = "bench"
+senders = ["Bench"]
+smpp = {{ system_id = "bench", password = "bench" }}
+"""
+
+
+async def gateway_port(process: asyncio.subprocess.Process) -> int:
+    assert process.stderr is not None
+    while line := (await process.stderr.readline()).decode():
+        match = re.search(r"smpp\.listening host=\S+ port=(\d+)", line)
+        if match:
+            return int(match.group(1))
+    raise SystemExit("the gateway exited")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=2000)
+    args = parser.parse_args()
+
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    bare = multiprocessing.Process(target=run_bare, args=(ports,), daemon=True)
+    bare.start()
+    bare_client = await load(ports.get(timeout=10), args.messages, args.window, receipts=False)
+    bare.terminate()
+    bare_rate = args.messages / (bare_client.submits_done - bare_client.started)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.toml"
+        config.write_text(CONFIG.format(dir=tmp))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--config", str(config),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            port = await asyncio.wait_for(gateway_port(process), 30)
+            client = await load(port, args.messages, args.window, receipts=True)
+        finally:
+            process.terminate()
+            await process.wait()
+
+    submits = args.messages / (client.submits_done - client.started)
+    end_to_end = args.messages / (client.finished - client.started)
+    print(f"messages: {args.messages}, window: {args.window}")
+    for what, rate in (
+        ("bare responder, submit_sm_resp", bare_rate),
+        ("gateway, submit_sm_resp", submits),
+        ("gateway, with receipts", end_to_end),
+    ):
+        print(f"{what:32} {rate:10,.0f} messages/s  {rate / bare_rate:.3f}x bare")
+    print(f"refused: {client.failed}, receipts: {client.receipts}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
