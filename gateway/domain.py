@@ -1,4 +1,10 @@
-"""Domain objects shared by the pipeline, the store, the network and the front ends."""
+"""Domain objects shared by the pipeline, the store, the network and the front ends.
+
+Several of these are built for every message, so they are plain slots dataclasses
+rather than frozen ones: a frozen dataclass sets each field through
+object.__setattr__, which makes building a Message five times as slow. None is
+changed after it is built; a new state is a new object (`Message.moved_to`).
+"""
 
 from __future__ import annotations
 
@@ -76,7 +82,7 @@ class Part:
     total: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubmitRequest:
     """What a front end asks the pipeline to send, already decoded from its wire format."""
 
@@ -92,7 +98,7 @@ class SubmitRequest:
     part: Part | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A message as the traffic log keeps it: no body."""
 
@@ -115,8 +121,31 @@ class Message:
     # Set once retention replaced the identifiers by pseudonyms under this key epoch.
     pseudonym_epoch: str | None = None
 
+    def moved_to(self, status: Status, at: float, error: str | None = None) -> Message:
+        """This message in ``status`` since ``at`` (dataclasses.replace is twice as slow)."""
+        enroute = status is Status.ENROUTE
+        return Message(
+            self.id,
+            self.tenant,
+            self.interface,
+            self.sender,
+            self.recipient,
+            self.purpose,
+            self.segments,
+            self.encoding,
+            status,
+            self.submitted_at,
+            self.client_ref,
+            self.callback_url,
+            at if enroute else self.enroute_at,
+            self.final_at if enroute else at,
+            error,
+            self.receipt,
+            self.pseudonym_epoch,
+        )
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Outgoing:
     """An accepted message with what the network needs to deliver it."""
 
@@ -131,7 +160,7 @@ class Rejected:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatusChange:
     """One transition of one message, as the network reports it."""
 
@@ -159,7 +188,7 @@ class NoticeKind(StrEnum):
     MO = "mo"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notice:
     """Something for a tenant's receiving ESME: a delivery receipt or a mobile-originated SMS.
 

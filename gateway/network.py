@@ -108,7 +108,7 @@ class SimulatedNetwork:
         now = self._clock()
         self._store.record_status(StatusChange(message.id, Status.ENROUTE, now))
         enroute = Outgoing(
-            dataclasses.replace(message, status=Status.ENROUTE, enroute_at=now),
+            message.moved_to(Status.ENROUTE, now),
             item.body,
             item.part,
         )
@@ -166,7 +166,7 @@ class SimulatedNetwork:
 
     def _end(self, item: Outgoing, status: Status, error: str | None) -> None:
         now = self._clock()
-        final = dataclasses.replace(item.message, status=status, final_at=now, error=error)
+        final = item.message.moved_to(status, now, error)
         self._store.record_status(
             StatusChange(final.id, status, now, error), after_commit=lambda: self._announce(final)
         )

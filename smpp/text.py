@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from dataclasses import dataclass
@@ -125,4 +126,10 @@ def receipt_text(facts: ReceiptFacts) -> bytes:
 
 
 def _smpp_date(timestamp: float) -> str:
-    return time.strftime("%y%m%d%H%M", time.gmtime(timestamp))
+    return _smpp_minute(int(timestamp // 60))
+
+
+@functools.lru_cache(maxsize=16)
+def _smpp_minute(minute: int) -> str:
+    """YYMMDDhhmm; receipts of one burst share a few minutes, so formatting is cached."""
+    return time.strftime("%y%m%d%H%M", time.gmtime(minute * 60))
