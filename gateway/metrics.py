@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from importlib.metadata import version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -49,6 +56,8 @@ class EventCounter(Collector):
 
 class Metrics:
     def __init__(self) -> None:
+        # EventCounter has no *_created series; the client's own metrics match it.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)

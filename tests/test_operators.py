@@ -65,7 +65,7 @@ def test_metric_names_finds_selectors_only() -> None:
 
 def exported_names(exposition: str) -> set[str]:
     """Every series name a /metrics page can carry, from its TYPE lines."""
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count")}
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     names = set()
     for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.M):
         names.add(name)
