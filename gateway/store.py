@@ -177,14 +177,14 @@ _INSERT_BODY = (
     "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES (?, ?, ?, ?, ?)"
 )
 _REPLACE_BODY = "UPDATE outbox SET body = ? WHERE message_id = ?"
-# One statement for every transition keeps a message's changes in the order they happened.
+# A message's transitions within one batch are folded into one row (see record_status).
 _UPDATE_STATUS = """
     UPDATE messages SET
         status = ?1,
-        enroute_at = CASE WHEN ?1 = 'enroute' THEN ?2 ELSE enroute_at END,
-        final_at = CASE WHEN ?1 = 'enroute' THEN final_at ELSE ?2 END,
-        error = ?3
-    WHERE id = ?4
+        enroute_at = coalesce(?2, enroute_at),
+        final_at = coalesce(?3, final_at),
+        error = ?4
+    WHERE id = ?5
 """
 _DELETE_BODY = "DELETE FROM outbox WHERE message_id = ?"
 _INSERT_INBOX = (
@@ -224,7 +224,8 @@ class _Batch:
     def __init__(self) -> None:
         self.messages: list[tuple[object, ...]] = []
         self.bodies: list[tuple[object, ...]] = []
-        self.updates: list[tuple[object, ...]] = []
+        # message id -> [status, enroute_at, final_at, error, message id]
+        self.updates: dict[str, list[object]] = {}
         self.new_bodies: list[tuple[str, str]] = []
         self.inbox: list[tuple[object, ...]] = []
         self.done_bodies: list[tuple[str]] = []
@@ -331,7 +332,19 @@ class Store:
     ) -> None:
         """Queue a transition; ``after_commit`` runs once it is durable."""
         batch = self._batch
-        batch.updates.append((change.status.value, change.at, change.error, change.message_id))
+        enroute = change.status is Status.ENROUTE
+        row = batch.updates.get(change.message_id)
+        if row is None:
+            batch.updates[change.message_id] = [
+                change.status.value,
+                change.at if enroute else None,
+                None if enroute else change.at,
+                change.error,
+                change.message_id,
+            ]
+        else:  # enroute and final in one batch: one UPDATE instead of two
+            row[0], row[3] = change.status.value, change.error
+            row[1 if enroute else 2] = change.at
         if change.status.is_final:
             batch.done_bodies.append((change.message_id,))
         if after_commit is not None:
@@ -537,7 +550,7 @@ def _write_batch(db: sqlite3.Connection, batch: _Batch) -> None:
             db.executemany(_INSERT_MESSAGE, batch.messages)
             db.executemany(_INSERT_BODY, batch.bodies)
         if batch.updates:
-            db.executemany(_UPDATE_STATUS, batch.updates)
+            db.executemany(_UPDATE_STATUS, batch.updates.values())
         if batch.new_bodies:
             db.executemany(_REPLACE_BODY, batch.new_bodies)
         if batch.inbox:

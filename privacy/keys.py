@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from privacy.pseudonyms import forget_keys
+
 KEY_BYTES: Final = 32
 _VERSION: Final = 1
 _EPOCH: Final = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])")
@@ -165,6 +167,7 @@ class KeyRing:
             if remaining:
                 epochs[tenant_id] = remaining
             self._commit(self._registry, epochs)
+            forget_keys()  # the pseudonym function's copy of the key goes too
 
     def destroy_tenant(self, tenant_id: str) -> None:
         """Destroy all of a tenant's keys, registry key included. Idempotent."""
@@ -175,6 +178,7 @@ class KeyRing:
                 {tid: key for tid, key in self._registry.items() if tid != tenant_id},
                 {tid: e for tid, e in self._epochs.items() if tid != tenant_id},
             )
+            forget_keys()
 
     def _commit(self, registry: dict[str, bytes], epochs: _Epochs) -> None:
         """Persist the new state, then publish it (readers see old or new, never a mix)."""

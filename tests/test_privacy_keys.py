@@ -312,6 +312,12 @@ def test_other_keys_or_numbers_give_other_pseudonyms(
         assert pseudonymise(key, number) != pseudonymise(key, other_number)
 
 
+@given(st.binary(min_size=16, max_size=200), e164_numbers)
+def test_pseudonyms_are_hmac_sha256_for_any_key_length(key: bytes, number: str) -> None:
+    expected = hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32]
+    assert pseudonymise(key, number) == "p1:" + expected
+
+
 def test_a_pseudonym_is_truncated_hmac_sha256() -> None:
     key = bytes(range(32))
     expected = hmac.new(key, NUMBER.encode(), hashlib.sha256).hexdigest()[:32]
