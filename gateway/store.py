@@ -172,31 +172,39 @@ MESSAGE_COLUMNS = (
     " submitted_at, client_ref, callback_url, enroute_at, final_at, error, receipt,"
     " pseudonym_epoch"
 )
-_INSERT_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
+# The group commit's statements write many rows each: ``{values}`` becomes up to
+# `_MAX_PARAMETERS` worth of "(?, ...)" groups (see `_write_rows` for why).
+_INSERT_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {{values}}"
 _INSERT_BODY = (
-    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES {values}"
 )
-_REPLACE_BODY = "UPDATE outbox SET body = ? WHERE message_id = ?"
+_REPLACE_BODY = (
+    "UPDATE outbox SET body = v.column1 FROM (VALUES {values}) AS v"
+    " WHERE outbox.message_id = v.column2"
+)
 # A message's transitions within one batch are folded into one row (see record_status).
 _UPDATE_STATUS = """
     UPDATE messages SET
-        status = ?1,
-        enroute_at = coalesce(?2, enroute_at),
-        final_at = coalesce(?3, final_at),
-        error = ?4
-    WHERE id = ?5
+        status = v.column1,
+        enroute_at = coalesce(v.column2, enroute_at),
+        final_at = coalesce(v.column3, final_at),
+        error = v.column4
+    FROM (VALUES {values}) AS v
+    WHERE messages.id = v.column5
 """
-_DELETE_BODY = "DELETE FROM outbox WHERE message_id = ?"
+_DELETE_BODY = "DELETE FROM outbox WHERE message_id IN (VALUES {values})"
 _INSERT_INBOX = (
     "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
-    " part_ref, part_seq, part_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " part_ref, part_seq, part_total) VALUES {values}"
 )
 _NOTICE_COLUMNS = (
     "tenant, kind, message_id, handset, address, created_at, expires_at, status, error,"
     " submitted_at, body"
 )
-_INSERT_NOTICE = f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES ({', '.join('?' * 11)})"
-_DELETE_NOTICE = "DELETE FROM notices WHERE id = ?"
+_INSERT_NOTICE = f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES {{values}}"
+_DELETE_NOTICE = "DELETE FROM notices WHERE id IN (VALUES {values})"
+# SQLite's default limit on host parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
+_MAX_PARAMETERS = 32766
 
 
 class StoreError(Exception):
@@ -226,7 +234,7 @@ class _Batch:
         self.bodies: list[tuple[object, ...]] = []
         # message id -> [status, enroute_at, final_at, error, message id]
         self.updates: dict[str, list[object]] = {}
-        self.new_bodies: list[tuple[str, str]] = []
+        self.new_bodies: dict[str, tuple[str, str]] = {}  # the last replace_sm wins
         self.inbox: list[tuple[object, ...]] = []
         self.done_bodies: list[tuple[str]] = []
         self.notices: list[tuple[object, ...]] = []
@@ -368,7 +376,7 @@ class Store:
         self._wake.set()
 
     def replace_body(self, message_id: str, body: str) -> None:
-        self._batch.new_bodies.append((body, message_id))
+        self._batch.new_bodies[message_id] = (body, message_id)
         self._wake.set()
 
     def keep_notices(self, notices: Iterable[Notice]) -> None:
@@ -546,23 +554,16 @@ def _write_batch(db: sqlite3.Connection, batch: _Batch) -> None:
     """One group commit, on the writer's thread; rolled back whole if any part fails."""
     db.execute("BEGIN")
     try:
-        if batch.messages:
-            db.executemany(_INSERT_MESSAGE, batch.messages)
-            db.executemany(_INSERT_BODY, batch.bodies)
-        if batch.updates:
-            db.executemany(_UPDATE_STATUS, batch.updates.values())
-        if batch.new_bodies:
-            db.executemany(_REPLACE_BODY, batch.new_bodies)
-        if batch.inbox:
-            db.executemany(_INSERT_INBOX, batch.inbox)
-        if batch.done_bodies:
-            db.executemany(_DELETE_BODY, batch.done_bodies)
+        _write_rows(db, _INSERT_MESSAGE, batch.messages)
+        _write_rows(db, _INSERT_BODY, batch.bodies)
+        _write_rows(db, _UPDATE_STATUS, list(batch.updates.values()))
+        _write_rows(db, _REPLACE_BODY, list(batch.new_bodies.values()))
+        _write_rows(db, _INSERT_INBOX, batch.inbox)
+        _write_rows(db, _DELETE_BODY, batch.done_bodies)
         for sql, rows in batch.statements:
             db.executemany(sql, rows)
-        if batch.notices:
-            db.executemany(_INSERT_NOTICE, batch.notices)
-        if batch.done_notices:
-            db.executemany(_DELETE_NOTICE, batch.done_notices)
+        _write_rows(db, _INSERT_NOTICE, batch.notices)
+        _write_rows(db, _DELETE_NOTICE, batch.done_notices)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -570,6 +571,24 @@ def _write_batch(db: sqlite3.Connection, batch: _Batch) -> None:
         raise
     if batch.checkpoint:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _write_rows(db: sqlite3.Connection, template: str, rows: Sequence[Sequence[object]]) -> None:
+    """Run ``template`` with its ``{values}`` standing for as many rows as fit in one statement.
+
+    executemany steps once per row, and sqlite3 releases the GIL around each step and
+    must take it back from the event loop after; while the loop is busy every retake
+    waits up to a switch interval. One statement per few thousand rows steps once.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    group = "(" + ",".join("?" * width) + ")"
+    per_statement = _MAX_PARAMETERS // width
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = template.format(values=",".join([group] * len(chunk)))
+        db.execute(sql, [value for row in chunk for value in row])
 
 
 def _migrate(db: sqlite3.Connection) -> None:
