@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.domain import InboxEntry, Message, Notice
 
 
+@functools.lru_cache(maxsize=1024)
 def iso_time(timestamp: float | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as APIs such as Twilio's and Mailpit's use."""
+    """RFC 3339 UTC with milliseconds, as APIs such as Twilio's and Mailpit's use.
+
+    Cached: the messages of one batch share their submit time.
+    """
     if timestamp is None:
         return None
     moment = datetime.fromtimestamp(timestamp, UTC)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 from collections.abc import Callable
 
@@ -52,7 +53,12 @@ class Decision:
 class _InFlight:
     item: Outgoing
     outcome: Outcome
-    timer: asyncio.TimerHandle
+
+
+# Deliveries are due on millisecond ticks: the messages of one tick share one timer.
+# A batch of a thousand submits with the same latency then costs one call_later, not
+# a thousand, and the loop's timer heap stays small.
+TICK = 0.001
 
 
 class SimulatedNetwork:
@@ -74,6 +80,8 @@ class SimulatedNetwork:
         self._listeners: list[StatusListener] = []
         self._delivery_checks: list[DeliveryCheck] = []
         self._in_flight: dict[str, _InFlight] = {}
+        self._due: dict[int, list[str]] = {}  # tick -> ids of messages due then
+        self._tick_timers: dict[int, asyncio.TimerHandle] = {}
         metrics.in_flight.set_function(lambda: len(self._in_flight))
 
     def subscribe(self, listener: StatusListener) -> None:
@@ -112,8 +120,23 @@ class SimulatedNetwork:
             item.body,
             item.part,
         )
-        timer = asyncio.get_running_loop().call_later(decision.latency, self._finish, message.id)
-        self._in_flight[message.id] = _InFlight(enroute, decision.outcome, timer)
+        self._in_flight[message.id] = _InFlight(enroute, decision.outcome)
+        self._finish_after(message.id, decision.latency)
+
+    def _finish_after(self, message_id: str, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + delay) / TICK)
+        due = self._due.get(tick)
+        if due is None:
+            due = self._due[tick] = []
+            self._tick_timers[tick] = loop.call_at(tick * TICK, self._finish_tick, tick)
+        due.append(message_id)
+
+    def _finish_tick(self, tick: int) -> None:
+        del self._tick_timers[tick]
+        for message_id in self._due.pop(tick):
+            if message_id in self._in_flight:  # not cancelled meanwhile
+                self._finish(message_id)
 
     def pending(self, tenant: str, message_id: str) -> Message | None:
         """The message if it is still on its way (not final), for this tenant only."""
@@ -134,8 +157,7 @@ class SimulatedNetwork:
         """Withdraw a message that is not final yet; it ends ``deleted``."""
         if self.pending(tenant, message_id) is None:
             return False
-        flight = self._in_flight.pop(message_id)
-        flight.timer.cancel()
+        flight = self._in_flight.pop(message_id)  # its tick will find it gone
         self._end(flight.item, Status.DELETED, "cancelled")
         return True
 
@@ -178,6 +200,8 @@ class SimulatedNetwork:
 
     def stop(self) -> None:
         """Drop pending timers; those messages stay unfinished and resume at the next start."""
-        for flight in self._in_flight.values():
-            flight.timer.cancel()
+        for timer in self._tick_timers.values():
+            timer.cancel()
+        self._tick_timers.clear()
+        self._due.clear()
         self._in_flight.clear()
