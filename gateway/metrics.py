@@ -44,9 +44,6 @@ class EventCounter(Collector):
     def inc(self, *labels: str, amount: float = 1) -> None:
         self.counts[labels] = self.counts.get(labels, 0) + amount
 
-    def value(self, *labels: str) -> float:
-        return self.counts.get(labels, 0)
-
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for labels, count in list(self.counts.items()):

@@ -17,7 +17,9 @@ import aiohttp
 import pytest
 import smpplib.exceptions
 
-from gateway.config import LogFormat
+from gateway.config import LogFormat, SmppCredentials, TenantConfig
+from gateway.domain import Interface, Message, Notice, NoticeKind, Status, SubmitRequest
+from gateway.encoding import Encoding
 from gateway.logs import JsonLinesFormatter, TextFormatter, log_event
 from tests.conftest import base_config, merged
 from tests.smpp_clients import SmpplibEsme, smpplib_esme
@@ -68,6 +70,22 @@ def test_library_arguments_and_exception_messages_are_left_out(
     failed = formatter.format(record("store.failed", exc=True))
     assert "builtins.ValueError" in failed and "test_logs.py" in failed
     assert RECIPIENT not in failed
+
+
+def test_domain_objects_leave_numbers_bodies_and_secrets_out_of_their_repr() -> None:
+    tenant = TenantConfig("acme", api_keys=(API_KEY,), smpp=SmppCredentials("acme", SMPP_PASSWORD))
+    request = SubmitRequest(
+        tenant, Interface.SMPP, RECIPIENT, HANDSET, BODY_SMPP, client_ref=CLIENT_REF
+    )
+    message = Message(
+        "01a2", "acme", Interface.SMPP, HANDSET, RECIPIENT, "transactional", 1,
+        Encoding.GSM7, Status.ACCEPTED, 0.0, client_ref=CLIENT_REF,
+    )  # fmt: skip
+    notice = Notice("acme", NoticeKind.MO, "01a3", HANDSET, RECIPIENT, 0.0, 1.0, body=BODY_MO)
+    for thing in (tenant, request, message, message.moved_to(Status.DELIVERED, 1.0), notice):
+        text = repr(thing)
+        assert "acme" in text
+        assert not [needle for needle in needles() if needle in text], text
 
 
 def test_own_events_keep_their_fields(caplog: pytest.LogCaptureFixture) -> None:
