@@ -96,6 +96,9 @@ BIND_TYPE = {
     State.BOUND_TRX: "transceiver",
 }
 
+_KNOWN_COMMANDS = frozenset(C)
+_KNOWN_STATUSES = frozenset(S)
+
 TON_INTERNATIONAL = 1
 TON_NATIONAL = 2
 TON_ALPHANUMERIC = 5
@@ -142,6 +145,9 @@ class SmppServer:
         self.metrics = metrics
         self.clock = clock
         metrics.smpp_window_size.set(config.smpp.deliver_window)
+        # Receipts and MO messages waiting in memory or in the store; read at scrape time.
+        self.notices_pending = 0
+        metrics.notices_pending.set_function(lambda: self.notices_pending)
         for tenant in config.tenants:
             if tenant.smpp is not None:
                 metrics.smpp_window.labels(tenant.id).set_function(
@@ -180,7 +186,7 @@ class SmppServer:
         self._server = await loop.create_server(
             lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
         )
-        self.metrics.notices_pending.set(await self.store.count_notices())
+        self.notices_pending = await self.store.count_notices()
         self._maybe_kept = set(await self.store.tenants_with_notices())
         self._schedule_sweep()
         self.port = int(self._server.sockets[0].getsockname()[1])
@@ -212,8 +218,8 @@ class SmppServer:
 
     def count_pdu(self, direction: str, command_id: int, status: int) -> None:
         # Unknown ids and statuses share one key, so a peer cannot grow this cache.
-        command_id = command_id if command_id in C._value2member_map_ else -1
-        status = status if status in S._value2member_map_ else -1
+        command_id = command_id if command_id in _KNOWN_COMMANDS else -1
+        status = status if status in _KNOWN_STATUSES else -1
         key = (direction, command_id, status)
         labels = self._pdu_labels.get(key)
         if labels is None:
@@ -299,11 +305,11 @@ class SmppServer:
                 waiting.appendleft(notice)
             else:
                 waiting.append(notice)
-            self.metrics.notices_pending.inc()
+            self.notices_pending += 1
         else:
             if notice.queue_id is None:  # else it is in the store already
                 self.store.keep_notices([notice])
-                self.metrics.notices_pending.inc()
+                self.notices_pending += 1
             self._maybe_kept.add(notice.tenant)
 
     def window_opened(self, connection: SmppConnection) -> None:
@@ -311,7 +317,7 @@ class SmppServer:
         assert connection.tenant is not None
         waiting = self._waiting.get(connection.tenant.id)
         while waiting and connection.has_room():
-            self.metrics.notices_pending.dec()
+            self.notices_pending -= 1
             connection.send_notice(waiting.popleft())
         if not waiting and connection.tenant.id in self._maybe_kept:
             self.spawn(self._load_kept(connection.tenant.id))
@@ -319,7 +325,7 @@ class SmppServer:
     def acknowledged(self, notice: Notice) -> None:
         if notice.queue_id is not None:
             self.store.forget_notice(notice.queue_id)
-            self.metrics.notices_pending.dec()
+            self.notices_pending -= 1
 
     async def _load_kept(self, tenant: str) -> None:
         """Move notices kept in the store to the tenant's receivers, a window at a time.
@@ -367,7 +373,7 @@ class SmppServer:
     async def _forget_expired(self) -> None:
         for queue_id in await self.store.expired_notices(self.clock()):
             self.store.forget_notice(queue_id)
-            self.metrics.notices_pending.dec()
+            self.notices_pending -= 1
 
 
 class SmppConnection(asyncio.Protocol):
