@@ -1,6 +1,6 @@
 """HTTP batches: messages per second through the real gateway, against a bare aiohttp app.
 
-Starts `smsgw serve` as its own process (the same settings as bench/smpp_load.py)
+Starts `smsgw serve` as its own process (bench/smpp_load.py's settings and start-up)
 and a bare aiohttp app that parses each batch and answers 200, in another
 process; one client in this process keeps ``--concurrency`` POST
 /v1/messages/batch requests of ``--batch`` messages in flight against each until
@@ -19,14 +19,11 @@ import asyncio
 import json
 import multiprocessing
 import re
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from smpp_load import CONFIG  # a sibling script: bench/ is on sys.path
+from smpp_load import gateway_process  # a sibling script: bench/ is on sys.path
 
 HEADERS = {"Authorization": "Bearer bench-key"}
 DELIVERED = re.compile(
@@ -97,15 +94,6 @@ def run_bare(ports: multiprocessing.Queue[int]) -> None:
     asyncio.run(serve())
 
 
-async def gateway_url(process: asyncio.subprocess.Process) -> str:
-    assert process.stderr is not None
-    while line := (await process.stderr.readline()).decode():
-        match = re.search(r"http\.listening host=(\S+) port=(\d+)", line)
-        if match:
-            return f"http://{match.group(1)}:{match.group(2)}"
-    raise SystemExit("the gateway exited")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100_000)
@@ -120,25 +108,11 @@ async def main() -> None:
     bare_seconds = await post_all(f"http://127.0.0.1:{ports.get(timeout=10)}", bodies, 4)
     bare.terminate()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.toml"
-        text = CONFIG.format(dir=tmp).replace(
-            'senders = ["Bench"]', 'senders = ["Bench"]\napi_keys = ["bench-key"]'
-        )
-        config.write_text(text)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--config", str(config),
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            url = await asyncio.wait_for(gateway_url(process), 30)
-            started = time.perf_counter()
-            accepted_seconds = await post_all(url, bodies, args.concurrency)
-            await wait_delivered(url, args.messages)
-            delivered_seconds = time.perf_counter() - started
-        finally:
-            process.terminate()
-            await process.wait()
+    async with gateway_process() as (_, url, _):
+        started = time.perf_counter()
+        accepted_seconds = await post_all(url, bodies, args.concurrency)
+        await wait_delivered(url, args.messages)
+        delivered_seconds = time.perf_counter() - started
 
     bare_rate = args.messages / bare_seconds
     print(f"messages: {args.messages}, batch: {args.batch}, concurrency: {args.concurrency}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -23,6 +24,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from smpp.framer import Framer
@@ -175,16 +177,38 @@ latency = ["1ms", "1ms"]
 [[tenants]]
 id = "bench"
 senders = ["Bench"]
+api_keys = ["bench-key"]
 smpp = {{ system_id = "bench", password = "bench" }}
 """
 
 
-async def gateway_port(process: asyncio.subprocess.Process) -> int:
+@contextlib.asynccontextmanager
+async def gateway_process() -> AsyncIterator[tuple[asyncio.subprocess.Process, str, int]]:
+    """`smsgw serve` on CONFIG in a temp dir: the process, its HTTP URL and SMPP port."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.toml"
+        config.write_text(CONFIG.format(dir=tmp))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--config", str(config),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            url, port = await asyncio.wait_for(listening(process), 30)
+            yield process, url, port
+        finally:
+            process.terminate()
+            await process.wait()
+
+
+async def listening(process: asyncio.subprocess.Process) -> tuple[str, int]:
+    """The HTTP URL and SMPP port from the gateway's listening lines (SMPP comes first)."""
     assert process.stderr is not None
+    port = 0
     while line := (await process.stderr.readline()).decode():
-        match = re.search(r"smpp\.listening host=\S+ port=(\d+)", line)
-        if match:
-            return int(match.group(1))
+        if match := re.search(r"smpp\.listening host=\S+ port=(\d+)", line):
+            port = int(match.group(1))
+        elif match := re.search(r"http\.listening host=(\S+) port=(\d+)", line):
+            return f"http://{match.group(1)}:{match.group(2)}", port
     raise SystemExit("the gateway exited")
 
 
@@ -205,21 +229,10 @@ async def main() -> None:
     bare.terminate()
     bare_rate = args.messages / (bare_client.submits_done - bare_client.started)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.toml"
-        config.write_text(CONFIG.format(dir=tmp))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--config", str(config),
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            port = await asyncio.wait_for(gateway_port(process), 30)
-            cpu_before = cpu_seconds(process.pid)
-            client = await load(port, args.messages, args.window, receipts=True)
-            gateway_cpu = cpu_seconds(process.pid) - cpu_before
-        finally:
-            process.terminate()
-            await process.wait()
+    async with gateway_process() as (process, _, port):
+        cpu_before = cpu_seconds(process.pid)
+        client = await load(port, args.messages, args.window, receipts=True)
+        gateway_cpu = cpu_seconds(process.pid) - cpu_before
 
     submits = args.messages / (client.submits_done - client.started)
     end_to_end = args.messages / (client.finished - client.started)
