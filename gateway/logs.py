@@ -15,10 +15,10 @@ import json
 import logging
 import sys
 import traceback
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import LogConfig, LogFormat
+from gateway.documents import iso_time
 
 FIELDS = "smsgw_fields"
 # Libraries that log every call at DEBUG (aiosqlite: two lines per SQL statement).
@@ -40,9 +40,8 @@ def log_event(
 
 def describe(record: logging.LogRecord) -> dict[str, Any]:
     """The safe content of a record, in output order."""
-    time = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
     entry: dict[str, Any] = {
-        "time": time.replace("+00:00", "Z"),
+        "time": iso_time(record.created),
         "level": record.levelname.lower(),
         "logger": record.name,
     }
