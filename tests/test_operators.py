@@ -23,6 +23,7 @@ from gateway.metrics import EventCounter, Metrics
 from tests.conftest import EVENT_TIMEOUT, RunningGateway, running_gateway
 from tests.prometheus_server import ALERT_RULES, ROOT, binary, prometheus_server
 from tests.smpp_clients import smpplib_esme
+from tests.test_consent import call
 from tests.test_smpp_server import submit_fields
 
 DASHBOARD = ROOT / "dashboards" / "smsgw.json"
@@ -101,10 +102,8 @@ def dashboard_exprs() -> list[str]:
 async def drive_traffic(gateway: RunningGateway) -> dict[str, int]:
     """HTTP and SMPP submits, some to an opted-out number; returns what was expected."""
     finals = gateway.finals()
-    async with gateway.http.post(
-        f"{gateway.url}/v1/opt-outs", json={"msisdns": [OPTED_OUT]}, headers=gateway.headers
-    ) as response:
-        assert response.status == 200, await response.text()
+    status, document = await call(gateway, "POST", "/v1/opt-outs", json={"msisdns": [OPTED_OUT]})
+    assert status == 200, document
     http_ok = [*DELIVERABLE[:3], UNDELIVERABLE]
     for to in http_ok:
         assert (await gateway.send(to=to)).status == 202
