@@ -80,8 +80,8 @@ class SimulatedNetwork:
         self._listeners: list[StatusListener] = []
         self._delivery_checks: list[DeliveryCheck] = []
         self._in_flight: dict[str, _InFlight] = {}
-        self._due: dict[int, list[str]] = {}  # tick -> ids of messages due then
-        self._tick_timers: dict[int, asyncio.TimerHandle] = {}
+        # tick -> its timer and the ids of the messages due then
+        self._ticks: dict[int, tuple[asyncio.TimerHandle, list[str]]] = {}
         metrics.in_flight.set_function(lambda: len(self._in_flight))
 
     def subscribe(self, listener: StatusListener) -> None:
@@ -126,15 +126,12 @@ class SimulatedNetwork:
     def _finish_after(self, message_id: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
         tick = math.ceil((loop.time() + delay) / TICK)
-        due = self._due.get(tick)
-        if due is None:
-            due = self._due[tick] = []
-            self._tick_timers[tick] = loop.call_at(tick * TICK, self._finish_tick, tick)
-        due.append(message_id)
+        if tick not in self._ticks:
+            self._ticks[tick] = (loop.call_at(tick * TICK, self._finish_tick, tick), [])
+        self._ticks[tick][1].append(message_id)
 
     def _finish_tick(self, tick: int) -> None:
-        del self._tick_timers[tick]
-        for message_id in self._due.pop(tick):
+        for message_id in self._ticks.pop(tick)[1]:
             if message_id in self._in_flight:  # not cancelled meanwhile
                 self._finish(message_id)
 
@@ -200,8 +197,7 @@ class SimulatedNetwork:
 
     def stop(self) -> None:
         """Drop pending timers; those messages stay unfinished and resume at the next start."""
-        for timer in self._tick_timers.values():
+        for timer, _ in self._ticks.values():
             timer.cancel()
-        self._tick_timers.clear()
-        self._due.clear()
+        self._ticks.clear()
         self._in_flight.clear()
