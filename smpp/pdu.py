@@ -294,16 +294,22 @@ def _c(name: str, max_len: int) -> Field:
     return Field(name, Kind.CSTRING, max_len)
 
 
+def _address(prefix: str, name: str, max_len: int) -> tuple[Field, ...]:
+    """An SME address as the spec lays it out: TON, NPI, then the digits (a C-string)."""
+    return (_f(f"{prefix}_ton"), _f(f"{prefix}_npi"), _c(name, max_len))
+
+
 _BIND = (
     _c("system_id", 16),
     _c("password", 9),
     _c("system_type", 13),
     _f("interface_version"),
-    _f("addr_ton"),
-    _f("addr_npi"),
-    _c("address_range", 41),
+    *_address("addr", "address_range", 41),
 )
 _BIND_RESP = (_c("system_id", 16),)
+
+_SOURCE = _address("source_addr", "source_addr", 21)
+_DEST = _address("dest_addr", "destination_addr", 21)
 _MESSAGE_TAIL = (
     _f("esm_class"),
     _f("protocol_id"),
@@ -319,12 +325,8 @@ _MESSAGE_TAIL = (
 )
 _SM = (
     _c("service_type", 6),
-    _f("source_addr_ton"),
-    _f("source_addr_npi"),
-    _c("source_addr", 21),
-    _f("dest_addr_ton"),
-    _f("dest_addr_npi"),
-    _c("destination_addr", 21),
+    *_SOURCE,
+    *_DEST,
     *_MESSAGE_TAIL,
 )
 _MESSAGE_ID = (_c("message_id", 65),)
@@ -350,9 +352,7 @@ BODIES: dict[CommandId, tuple[Field, ...]] = {
     CommandId.deliver_sm_resp: _MESSAGE_ID,
     CommandId.submit_multi: (
         _c("service_type", 6),
-        _f("source_addr_ton"),
-        _f("source_addr_npi"),
-        _c("source_addr", 21),
+        *_SOURCE,
         _f("number_of_dests"),
         _f("dest_address", Kind.DESTS, 254),
         *_MESSAGE_TAIL,
@@ -364,12 +364,8 @@ BODIES: dict[CommandId, tuple[Field, ...]] = {
     ),
     CommandId.data_sm: (
         _c("service_type", 6),
-        _f("source_addr_ton"),
-        _f("source_addr_npi"),
-        _c("source_addr", 65),
-        _f("dest_addr_ton"),
-        _f("dest_addr_npi"),
-        _c("destination_addr", 65),
+        *_address("source_addr", "source_addr", 65),
+        *_address("dest_addr", "destination_addr", 65),
         _f("esm_class"),
         _f("registered_delivery"),
         _f("data_coding"),
@@ -377,9 +373,7 @@ BODIES: dict[CommandId, tuple[Field, ...]] = {
     CommandId.data_sm_resp: _MESSAGE_ID,
     CommandId.query_sm: (
         _c("message_id", 65),
-        _f("source_addr_ton"),
-        _f("source_addr_npi"),
-        _c("source_addr", 21),
+        *_SOURCE,
     ),
     CommandId.query_sm_resp: (
         _c("message_id", 65),
@@ -390,19 +384,13 @@ BODIES: dict[CommandId, tuple[Field, ...]] = {
     CommandId.cancel_sm: (
         _c("service_type", 6),
         _c("message_id", 65),
-        _f("source_addr_ton"),
-        _f("source_addr_npi"),
-        _c("source_addr", 21),
-        _f("dest_addr_ton"),
-        _f("dest_addr_npi"),
-        _c("destination_addr", 21),
+        *_SOURCE,
+        *_DEST,
     ),
     CommandId.cancel_sm_resp: (),
     CommandId.replace_sm: (
         _c("message_id", 65),
-        _f("source_addr_ton"),
-        _f("source_addr_npi"),
-        _c("source_addr", 21),
+        *_SOURCE,
         _c("schedule_delivery_time", 17),
         _c("validity_period", 17),
         _f("registered_delivery"),
@@ -412,12 +400,8 @@ BODIES: dict[CommandId, tuple[Field, ...]] = {
     ),
     CommandId.replace_sm_resp: (),
     CommandId.alert_notification: (
-        _f("source_addr_ton"),
-        _f("source_addr_npi"),
-        _c("source_addr", 65),
-        _f("esme_addr_ton"),
-        _f("esme_addr_npi"),
-        _c("esme_addr", 65),
+        *_address("source_addr", "source_addr", 65),
+        *_address("esme_addr", "esme_addr", 65),
     ),
 }
 
