@@ -203,6 +203,13 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "smsgw_auth_failures_total",
+            "Failed credential checks (SMPP bind, HTTP API key) by verdict: failed, or"
+            " refused unchecked because the throttle's queue for that peer or identity was full.",
+            ["interface", "verdict"],
+            registry=r,
+        )
         self.http_requests = EventCounter(
             "smsgw_http_requests_total",
             "HTTP requests by method, route template and status code.",
