@@ -85,11 +85,20 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """A certificate (chain) and its private key, both PEM; the listener then speaks HTTPS."""
+
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_batch: int = 1000
     max_request_bytes: int = 4 * 1024 * 1024
+    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +269,19 @@ class TenantConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """Operators' access to the admin API (``/admin/v1``), which the CLI uses."""
+
+    # Operator tokens, in clear or as "sha256:<hex>"; none configured means no admin API.
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    # Answer peers other than loopback too (only sensible with [http.tls]).
+    allow_remote: bool = False
+
+    def token_digests(self) -> tuple[bytes, ...]:
+        return tuple(api_key_digest(token) for token in self.tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     smpp: SmppConfig = field(default_factory=SmppConfig)
@@ -270,6 +292,7 @@ class Config:
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     log: LogConfig = field(default_factory=LogConfig)
     tenants: tuple[TenantConfig, ...] = ()
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
 
 def api_key_digest(key: str) -> bytes:
@@ -424,6 +447,7 @@ def _check(config: Config) -> None:
     _check_positive(config.callbacks.max_attempts, "callbacks.max_attempts")
     _check_positive(config.messages.max_segments, "messages.max_segments")
     _check_tenants(config.tenants)
+    _check_admin(config.admin, config.tenants)
     for i, tenant in enumerate(config.tenants):
         if tenant.default_purpose not in names:
             raise ConfigError(f"tenants[{i}].default_purpose", "not a configured purpose")
@@ -450,15 +474,7 @@ def _check_tenants(tenants: tuple[TenantConfig, ...]) -> None:
             raise ConfigError(f"{where}.id", f"duplicate tenant id {tenant.id!r}")
         ids.add(tenant.id)
         for k, key in enumerate(tenant.api_keys):
-            key_path = f"{where}.api_keys[{k}]"
-            if key.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", key):
-                raise ConfigError(key_path, "a sha256: digest needs 64 hex digits")
-            if len(key) < 8:
-                raise ConfigError(key_path, "too short (at least 8 characters)")
-            digest = api_key_digest(key)
-            if digest in digests:
-                raise ConfigError(key_path, "duplicate API key")
-            digests.add(digest)
+            _check_secret(key, f"{where}.api_keys[{k}]", digests, min_length=8)
         if not tenant.senders:
             raise ConfigError(f"{where}.senders", "at least one sender is needed")
         for s, sender in enumerate(tenant.senders):
@@ -477,6 +493,25 @@ def _check_tenants(tenants: tuple[TenantConfig, ...]) -> None:
             if tenant.smpp.system_id in system_ids:
                 raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")
             system_ids.add(tenant.smpp.system_id)
+
+
+def _check_admin(admin: AdminConfig, tenants: tuple[TenantConfig, ...]) -> None:
+    """Operator tokens are long, distinct, and never also a tenant's API key."""
+    digests = {digest for tenant in tenants for digest in tenant.api_key_digests()}
+    for i, token in enumerate(admin.tokens):
+        _check_secret(token, f"admin.tokens[{i}]", digests, min_length=16)
+
+
+def _check_secret(secret: str, path: str, seen: set[bytes], min_length: int) -> None:
+    """A key or token, in clear or as a digest, not seen before; adds it to ``seen``."""
+    if secret.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", secret):
+        raise ConfigError(path, "a sha256: digest needs 64 hex digits")
+    if len(secret) < min_length:
+        raise ConfigError(path, f"too short (at least {min_length} characters)")
+    digest = api_key_digest(secret)
+    if digest in seen:
+        raise ConfigError(path, "duplicate API key or token")
+    seen.add(digest)
 
 
 def _check_sender(sender: str, default_country: str | None, path: str) -> None:
