@@ -129,6 +129,10 @@ class AuditLog:
         rows = await self._store.fetch("SELECT tenant, hash FROM audit_heads")
         self._heads = {tenant: digest for tenant, digest in rows}
 
+    def forget_tenant(self, tenant: str) -> None:
+        """After a purge: the tenant's next entry starts a new chain from the genesis hash."""
+        self._heads.pop(tenant, None)
+
     async def entries(self, tenant: str, before: int | None, limit: int) -> list[AuditEntry]:
         """A tenant's entries, newest first."""
         rows = await self._store.fetch(

@@ -340,6 +340,19 @@ class ConsentRegistry:
             )
         self._states[(tenant, subject)] = suppression
 
+    def forget_tenant(self, tenant: str, configured: bool) -> None:
+        """After a purge: nothing of the tenant stays in memory; a configured one goes on.
+
+        Its pseudonyms were made under the destroyed registry key, so they are dropped
+        with every state; a tenant still configured gets a fresh registry key at once,
+        so its next opt-out is recorded under the key the next start will use.
+        """
+        for cache in (self._subjects, self._states, self._changed):
+            for key in [k for k in cache if k[0] == tenant]:
+                del cache[key]
+        if configured:
+            self._keys.registry_key(tenant)
+
     # --- the privacy gate -----------------------------------------------------------------
 
     async def check_many(self, messages: Sequence[Message]) -> list[Rejected | None]:

@@ -255,8 +255,27 @@ TENANT_TABLES = (
 )
 
 
-async def purge_tenant(store: Store, keys: KeyRing, tenant: str) -> dict[str, int]:
-    """Offboarding: delete every row of a tenant, then destroy its keys."""
+class UnknownTenant(LookupError):
+    """A tenant that is neither configured nor holds any key or row."""
+
+
+async def purge_tenant(
+    store: Store,
+    keys: KeyRing,
+    tenant: str,
+    *,
+    configured: bool,
+    forget: Callable[[], None] = lambda: None,
+) -> dict[str, int]:
+    """Offboarding: destroy a tenant's keys and delete every row of it.
+
+    The keys go and ``forget`` drops what the process holds in memory of the tenant in
+    the same step, with no await in between, as the deletes are queued: whatever is
+    written for the tenant from then on (it may still be configured and sending) starts
+    afresh, under new keys and a new audit chain, and lands after the deletes. Raises
+    UnknownTenant for a tenant with nothing to purge that is not configured either (a
+    typo must not look like a success).
+    """
     counts: dict[str, int] = {}
     statements: list[tuple[str, list[tuple[object, ...]]]] = []
     for table in TENANT_TABLES:
@@ -268,7 +287,10 @@ async def purge_tenant(store: Store, keys: KeyRing, tenant: str) -> dict[str, in
             (await store.fetch(f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)))[0][0]
         )
         statements.append((f"DELETE FROM {table} WHERE {where}", [(tenant,)]))
+    if not configured and tenant not in keys.tenant_ids() and not any(counts.values()):
+        raise UnknownTenant(tenant)
+    keys.destroy_tenant(tenant)
+    forget()
     await store.execute(statements)
     await store.checkpoint()
-    keys.destroy_tenant(tenant)
     return counts
