@@ -1,8 +1,11 @@
 """The application factory: one place that wires the parts together.
 
+``create_app`` locks the store and key file first (`gateway.lock`), so a second
+gateway or a CLI writing the files is refused before anything is touched.
 ``cleanup_ctx`` brings the store up first and the network and pipeline after
 it; clean-up runs in reverse, so pending timers stop before the store flushes
-its last batch and closes.
+its last batch and closes, and the lock goes last. A start-up failure the
+operator can fix is a `StartupError` naming the cause.
 """
 
 from __future__ import annotations
@@ -10,22 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import http_api, http_privacy
+from gateway import http_admin, http_api, http_privacy
 from gateway.appkeys import (
     AUDIT,
     CONFIG,
     KEYS,
     METRICS,
     NETWORK,
+    OPERATOR,
     PIPELINE,
     REGISTRY,
     RETENTION,
     SMPP_SERVER,
+    STORAGE_LOCK,
     STORE,
     SUBJECTS,
     TENANTS_BY_KEY,
@@ -34,9 +40,11 @@ from gateway.callbacks import CallbackDispatcher
 from gateway.config import Config
 from gateway.documents import notice_document
 from gateway.domain import Notice
+from gateway.lock import StorageLock
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
+from gateway.operator import Operator
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
 from privacy.audit import AuditLog
@@ -50,23 +58,42 @@ from smpp.server import SmppServer
 log = logging.getLogger(__name__)
 
 
+class StartupError(Exception):
+    """The gateway cannot start, for a reason the message names in one line."""
+
+
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(
         client_max_size=config.http.max_request_bytes,
         middlewares=[http_api.observe_middleware, http_api.problem_middleware],
     )
     app[CONFIG] = config
-    # Before anything opens: a key file others can read stops the start (KeyFileError).
-    app[KEYS] = KeyRing.open(config.privacy.key_file)
+    # Before anything opens: storage another process holds stops the start (StorageBusy),
+    # and so does a key file others can read (KeyFileError).
+    lock = StorageLock.acquire(config)
+    try:
+        app[KEYS] = KeyRing.open(config.privacy.key_file)
+    except BaseException:
+        lock.release()
+        raise
+    app[STORAGE_LOCK] = lock
     app[METRICS] = Metrics()
     app[TENANTS_BY_KEY] = {
         digest: tenant for tenant in config.tenants for digest in tenant.api_key_digests()
     }
     http_api.add_routes(app)
     http_privacy.add_routes(app)
+    http_admin.add_routes(app)
+
+    async def ownership(app: web.Application) -> AsyncIterator[None]:
+        yield
+        app[STORAGE_LOCK].release()
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
-        app[STORE] = await Store.open(config.storage, app[METRICS])
+        try:
+            app[STORE] = await Store.open(config.storage, app[METRICS])
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"storage.path {config.storage.path}: cannot open: {exc}") from None
         yield
         await app[STORE].close()
 
@@ -89,6 +116,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         )
         app[SUBJECTS] = SubjectRights(
             store, app[KEYS], registry, app[AUDIT], metrics, clock, network
+        )
+        app[OPERATOR] = Operator(
+            config, store, app[KEYS], app[AUDIT], registry, app[SUBJECTS], app[RETENTION]
         )
         mo_urls = {t.id: t.mo_url for t in config.tenants if t.mo_url}
 
@@ -114,7 +144,11 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await callbacks.close()
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:
-        await app[SMPP_SERVER].start()
+        try:
+            await app[SMPP_SERVER].start()
+        except OSError as exc:
+            await app[SMPP_SERVER].close()
+            raise StartupError(f"smpp.port {config.smpp.port}: {exc.strerror or exc}") from None
         yield
         await app[SMPP_SERVER].close()
 
@@ -137,5 +171,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.extend([storage, privacy, delivery, smpp_listener, retention_schedule])
+    app.cleanup_ctx.extend(
+        [ownership, storage, privacy, delivery, smpp_listener, retention_schedule]
+    )
     return app

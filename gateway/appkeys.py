@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Config, TenantConfig
+from gateway.lock import StorageLock
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
+from gateway.operator import Operator
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
 from privacy.audit import AuditLog
@@ -29,3 +31,8 @@ AUDIT = web.AppKey("audit", AuditLog)
 KEYS = web.AppKey("keys", KeyRing)
 RETENTION = web.AppKey("retention", Retention)
 SUBJECTS = web.AppKey("subjects", SubjectRights)
+OPERATOR = web.AppKey("operator", Operator)
+# SHA-256 digests of the operator tokens; see `gateway.http_admin.authorise`.
+ADMIN_TOKENS = web.AppKey("admin_tokens", tuple[bytes, ...])
+# The flock on the store and key file, held from create_app to the end of clean-up.
+STORAGE_LOCK = web.AppKey("storage_lock", StorageLock)

@@ -1,86 +1,87 @@
-"""``smsgw`` command line: serve, audit verify, retention run, subject ..., tenant purge."""
+"""``smsgw`` command line: serve, audit verify, retention run, subject ..., tenant purge.
+
+Operator commands act through the owner of the files: while a gateway runs (its lock
+file names its admin URL, or ``--url`` does) they call its admin API, so its caches and
+in-memory keys change with its store; only when none runs do they open the store and key
+file themselves, holding the same lock meanwhile. Every failure is one line on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.config import Config, ConfigError, load_config
+from gateway.app import StartupError, create_app
+from gateway.appkeys import STORAGE_LOCK
+from gateway.config import Config, ConfigError, TlsConfig, load_config
+from gateway.lock import StorageBusy, StorageLock
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
 from gateway.metrics import Metrics
-from gateway.numbers import InvalidNumber, normalise_msisdn
+from gateway.operator import Operator, OperatorError
 from gateway.store import Store
-from privacy.audit import AuditLog, verify
+from privacy.audit import AuditLog
 from privacy.keys import KeyFileError, KeyRing
 from privacy.registry import ConsentRegistry
-from privacy.retention import Retention, purge_tenant
+from privacy.retention import Retention
 from privacy.subjects import SubjectRights
 
 log = logging.getLogger("gateway")
 
 EXIT_CONFIG = 2
+TOKEN_VARIABLE = "SMSGW_ADMIN_TOKEN"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smsgw", description="SMS gateway simulator")
-    commands = parser.add_subparsers(dest="command", required=True)
-    configured = [commands.add_parser("serve", help="run the gateway")]
-    audit = commands.add_parser("audit", help="the audit log").add_subparsers(
-        dest="action", required=True
-    )
-    configured.append(audit.add_parser("verify", help="check every tenant's hash chain"))
-    retention = commands.add_parser("retention", help="pseudonymise and delete old data")
-    retention_actions = retention.add_subparsers(dest="action", required=True)
-    configured.append(retention_actions.add_parser("run", help="one retention run, now"))
-    subject = commands.add_parser("subject", help="data-subject rights").add_subparsers(
-        dest="action", required=True
-    )
-    for action, text in SUBJECT_ACTIONS.items():
-        command = subject.add_parser(action, help=text)
-        command.add_argument("--tenant", required=True, help="the tenant (controller) id")
-        command.add_argument("msisdn", help="the subject's number, any accepted form")
-        configured.append(command)
-    tenant = commands.add_parser("tenant", help="tenants").add_subparsers(
-        dest="action", required=True
-    )
-    purge = tenant.add_parser("purge", help="delete a tenant's data and destroy its keys")
-    purge.add_argument("tenant_id")
-    configured.append(purge)
-    for command in configured:
-        command.add_argument(
-            "--config",
-            default=os.environ.get("SMSGW_CONFIG", "config.toml"),
-            help="config file (default: $SMSGW_CONFIG or ./config.toml)",
-        )
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure_logging(config.log)
-    try:
-        if args.command == "serve":
-            asyncio.run(serve_until_signalled(config))
-            return 0
-        if args.command == "audit":
-            return asyncio.run(verify_audit(config))
-        return asyncio.run(offline_command(config, args))
-    except KeyFileError as exc:
-        print(f"{config.privacy.key_file}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One operator command: its admin API call, and the same on an offline Operator."""
 
+    method: str
+    path: str  # under /admin/v1, with {tenant} and {msisdn} filled from the arguments
+    call: Callable[[Operator, argparse.Namespace], Awaitable[Any]]
+
+
+_SUBJECT = "tenants/{tenant}/subjects/{msisdn}"
+ACTIONS: dict[tuple[str, str], Action] = {
+    ("subject", "export"): Action(
+        "GET", f"{_SUBJECT}/export", lambda op, a: op.export(a.tenant, a.msisdn)
+    ),
+    ("subject", "erase"): Action(
+        "POST", f"{_SUBJECT}/erase", lambda op, a: op.erase(a.tenant, a.msisdn)
+    ),
+    ("subject", "restrict"): Action(
+        "PUT", f"{_SUBJECT}/restriction", lambda op, a: op.restrict(a.tenant, a.msisdn, on=True)
+    ),
+    ("subject", "unrestrict"): Action(
+        "DELETE",
+        f"{_SUBJECT}/restriction",
+        lambda op, a: op.restrict(a.tenant, a.msisdn, on=False),
+    ),
+    ("subject", "object"): Action(
+        "POST", f"{_SUBJECT}/objection", lambda op, a: op.object(a.tenant, a.msisdn)
+    ),
+    ("tenant", "purge"): Action(
+        "POST", "tenants/{tenant_id}/purge", lambda op, a: op.purge(a.tenant_id)
+    ),
+    ("retention", "run"): Action("POST", "retention/run", lambda op, a: op.run_retention()),
+    ("audit", "verify"): Action("GET", "audit/verify", lambda op, a: op.verify_audit()),
+}
 
 SUBJECT_ACTIONS = {
     "export": "print everything held about the number as JSON",
@@ -91,75 +92,252 @@ SUBJECT_ACTIONS = {
 }
 
 
-async def offline_command(config: Config, args: argparse.Namespace) -> int:
-    """Retention, subject and tenant commands, on the store and key file directly.
+class CommandFailed(Exception):
+    """An operator command failed; the message is the one line to print."""
 
-    The key file has one owner at a time: run these while the gateway is stopped (a
-    running gateway does retention itself, and offers the subject routes over HTTP).
-    """
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsgw", description="SMS gateway simulator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    audit = commands.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True
+    )
+    operated = [audit.add_parser("verify", help="check every tenant's hash chain")]
+    retention = commands.add_parser("retention", help="pseudonymise and delete old data")
+    retention_actions = retention.add_subparsers(dest="action", required=True)
+    operated.append(retention_actions.add_parser("run", help="one retention run, now"))
+    subject = commands.add_parser("subject", help="data-subject rights").add_subparsers(
+        dest="action", required=True
+    )
+    for action, text in SUBJECT_ACTIONS.items():
+        command = subject.add_parser(action, help=text)
+        command.add_argument("--tenant", required=True, help="the tenant (controller) id")
+        command.add_argument("msisdn", help="the subject's number, any accepted form")
+        operated.append(command)
+    tenant = commands.add_parser("tenant", help="tenants").add_subparsers(
+        dest="action", required=True
+    )
+    purge = tenant.add_parser("purge", help="delete a tenant's data and destroy its keys")
+    purge.add_argument("tenant_id")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    operated.append(purge)
+    for command in [serve, *operated]:
+        command.add_argument(
+            "--config",
+            default=os.environ.get("SMSGW_CONFIG", "config.toml"),
+            help="config file (default: $SMSGW_CONFIG or ./config.toml)",
+        )
+    for command in operated:
+        command.add_argument(
+            "--url", help="a running gateway's base URL (default: found through its lock file)"
+        )
+        command.add_argument(
+            "--token",
+            help=f"operator token (default: ${TOKEN_VARIABLE}, else the first in [admin] tokens)",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.log)
+    try:
+        if args.command == "serve":
+            asyncio.run(serve_until_signalled(config))
+            return 0
+        return operate(config, args)
+    except KeyFileError as exc:
+        print(f"{config.privacy.key_file}: {exc}", file=sys.stderr)
+    except (StorageBusy, StartupError, CommandFailed) as exc:
+        print(f"smsgw: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+# --- operator commands ----------------------------------------------------------------------
+
+
+def operate(config: Config, args: argparse.Namespace) -> int:
+    """Through the running gateway if there is one, else on the files, locked."""
+    if args.command == "tenant" and not args.yes:
+        _confirm_purge(args.tenant_id)
+    action = ACTIONS[(args.command, args.action)]
+    if args.url:
+        return _report(args, asyncio.run(_call_gateway(config, args, action, args.url)))
+    try:
+        lock = StorageLock.acquire(config)
+    except StorageBusy as busy:
+        if busy.owner is None or not busy.owner.admin_url:
+            raise CommandFailed(
+                f"{busy.path} is held by a gateway that is not listening (yet); try again"
+            ) from None
+        url = busy.owner.admin_url
+        return _report(args, asyncio.run(_call_gateway(config, args, action, url)))
+    try:
+        return _report(args, asyncio.run(_call_offline(config, args, action)))
+    finally:
+        lock.release()
+
+
+def _confirm_purge(tenant_id: str) -> None:
+    if not sys.stdin.isatty():
+        raise CommandFailed(
+            f"tenant purge destroys every row and key of {tenant_id!r}:"
+            " confirm on a terminal, or pass --yes"
+        )
+    print(
+        f"Purge tenant {tenant_id!r}: delete all its data and destroy its keys for good?"
+        " Type the tenant id to confirm: ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+    if sys.stdin.readline().strip() != tenant_id:
+        raise CommandFailed("not confirmed; nothing was purged")
+
+
+def _report(args: argparse.Namespace, result: Any) -> int:
+    """Print a command's result; exit status 1 for a broken audit chain."""
+    if (args.command, args.action) != ("audit", "verify"):
+        indent = 2 if args.action == "export" else None
+        print(json.dumps(result, indent=indent, ensure_ascii=False))
+        return 0
+    if not result["tenants"]:
+        print("no audit entries yet")
+    for verdict in result["tenants"]:
+        name = verdict["tenant"]
+        if verdict["ok"]:
+            print(f"{name}: ok ({verdict['entries']} entries)")
+        elif verdict["broken_at"] is not None:
+            print(f"{name}: BROKEN at seq {verdict['broken_at']} (edited or deleted)")
+        else:
+            print(f"{name}: BROKEN: {verdict['problem']}")
+    return 0 if result["ok"] else 1
+
+
+async def _call_offline(config: Config, args: argparse.Namespace, action: Action) -> Any:
+    """The action on the files themselves, with the parts a gateway would use."""
     metrics = Metrics()
     store = await Store.open(config.storage, metrics)
     try:
         keys = KeyRing.open(config.privacy.key_file)
-        if args.command == "tenant":
-            print(json.dumps(await purge_tenant(store, keys, args.tenant_id)))
-            return 0
-        if args.command == "retention":
-            report = await Retention(config, store, keys, metrics, time.time).run()
-            print(json.dumps(dataclasses.asdict(report)))
-            return 0
-        tenants = {t.id: t for t in config.tenants}
-        if args.tenant not in tenants:
-            print(f"no tenant {args.tenant!r} in {args.config}", file=sys.stderr)
-            return EXIT_CONFIG
-        tenant = tenants[args.tenant]
-        try:
-            e164 = normalise_msisdn(args.msisdn, tenant.default_country or None)
-        except InvalidNumber as exc:
-            print(f"not a phone number: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
         audit = await AuditLog.open(store)
         registry = ConsentRegistry(config, store, keys, audit, metrics, time.time)
-        rights = SubjectRights(store, keys, registry, audit, metrics, time.time)
-        actor = "cli"
-        if args.action == "export":
-            print(json.dumps(await rights.export(tenant, e164, actor), indent=2))
-        elif args.action == "erase":
-            print(json.dumps(await rights.erase(tenant, e164, actor)))
-        elif args.action in ("restrict", "unrestrict"):
-            await rights.restrict(tenant, e164, actor, on=args.action == "restrict")
-        else:
-            await rights.object(tenant, e164, actor)
-        return 0
+        subjects = SubjectRights(store, keys, registry, audit, metrics, time.time)
+        retention = Retention(config, store, keys, metrics, time.time)
+        operator = Operator(config, store, keys, audit, registry, subjects, retention)
+        try:
+            return await action.call(operator, args)
+        except OperatorError as exc:
+            raise CommandFailed(exc.detail) from None
     finally:
         await store.close()
 
 
-async def verify_audit(config: Config) -> int:
-    """Print one line per tenant; exit status 1 if any chain is broken."""
-    store = await Store.open(config.storage, Metrics())
+async def _call_gateway(config: Config, args: argparse.Namespace, action: Action, url: str) -> Any:
+    """The action through the admin API of the gateway at ``url``."""
+    token = args.token or os.environ.get(TOKEN_VARIABLE) or _token_in(config)
+    values = {name: quote(str(value), safe="+") for name, value in vars(args).items()}
+    target = f"{url.rstrip('/')}/admin/v1/{action.path.format(**values)}"
+    context = _client_tls(config.http.tls) if target.startswith("https:") else None
+    headers = {"Authorization": f"Bearer {token}"}
     try:
-        verdicts = await verify(store)
-    finally:
-        await store.close()
-    for verdict in verdicts:
-        if verdict.ok:
-            print(f"{verdict.tenant}: ok ({verdict.entries} entries)")
-        elif verdict.broken_at is not None:
-            print(f"{verdict.tenant}: BROKEN at seq {verdict.broken_at} (edited or deleted)")
-        else:
-            print(f"{verdict.tenant}: BROKEN: {verdict.problem}")
-    return 0 if all(v.ok for v in verdicts) else 1
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http,
+            http.request(action.method, target, headers=headers, ssl=context) as response,
+        ):
+            document = await response.json(content_type=None)
+    except (aiohttp.ClientError, ValueError) as exc:
+        raise CommandFailed(f"cannot reach the gateway at {url}: {exc}") from None
+    if response.status >= 400:
+        raise CommandFailed(f"{document.get('detail')} ({document.get('code')})")
+    return document
+
+
+def _token_in(config: Config) -> str:
+    for token in config.admin.tokens:
+        if not token.startswith("sha256:"):
+            return token
+    raise CommandFailed(
+        f"a gateway is running: give its operator token with --token or ${TOKEN_VARIABLE}"
+        " ([admin] tokens holds none in clear)"
+    )
+
+
+def _client_tls(tls: TlsConfig | None) -> ssl.SSLContext:
+    """Trust the system's CAs and the gateway's own certificate (self-signed or not)."""
+    context = ssl.create_default_context()
+    if tls is not None:
+        context.load_verify_locations(tls.cert_file)
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+def _server_tls(tls: TlsConfig | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"http.tls: cannot load {tls.cert_file} / {tls.key_file}: {exc}"
+        ) from None
+    return context
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The HTTP socket, bound before anything else starts, so a taken port fails first."""
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        raise StartupError(
+            f"http.port {port}: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
+
+
+def _admin_url(scheme: str, host: str, port: int) -> str:
+    """Where the CLI reaches this listener: a wildcard address is reached on loopback."""
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{scheme}://{shown}:{port}"
 
 
 async def serve_until_signalled(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then stop accepting and flush the store."""
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port)
-    await site.start()
+    """Serve until SIGTERM or SIGINT, then stop accepting and flush the store.
+
+    A start-up failure undoes whatever had started (listeners, store, lock) before it is
+    raised, so the process ends at once instead of lingering half up.
+    """
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    sock: socket.socket | None = None
+    try:
+        ssl_context = _server_tls(config.http.tls)
+        sock = _listen(config.http.host, config.http.port)
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+    except BaseException:
+        await runner.cleanup()
+        if sock is not None:
+            sock.close()
+        app[STORAGE_LOCK].release()
+        raise
     for host, port, *_ in runner.addresses:
         log_event(log, "http.listening", host=host, port=port)
+    host, port = runner.addresses[0][:2]
+    app[STORAGE_LOCK].publish(_admin_url("https" if ssl_context else "http", host, port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

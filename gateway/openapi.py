@@ -159,6 +159,32 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/openapi.json": {"get": _op("This document", "200", auth=False)},
 }
 
+_TENANT = _param("tenant", "path", "the tenant (controller) id")
+
+
+def _admin(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
+    """An admin API operation: an operator token, from loopback unless allowed (403)."""
+    operation = _op(summary, "200", params=params, errors=("403", "404"))
+    operation["security"] = [{"operator": []}]
+    return operation
+
+
+_SUBJECT = "/admin/v1/tenants/{tenant}/subjects/{msisdn}"
+_ADMIN_PATHS: dict[str, dict[str, Any]] = {
+    f"{_SUBJECT}/export": {"get": _admin("Export a subject's data", _TENANT, _MSISDN)},
+    f"{_SUBJECT}/erase": {"post": _admin("Erase a subject's data", _TENANT, _MSISDN)},
+    f"{_SUBJECT}/restriction": {
+        "put": _admin("Restrict processing of a subject's data", _TENANT, _MSISDN),
+        "delete": _admin("Lift a restriction", _TENANT, _MSISDN),
+    },
+    f"{_SUBJECT}/objection": {"post": _admin("Record an objection", _TENANT, _MSISDN)},
+    "/admin/v1/tenants/{tenant}/purge": {
+        "post": _admin("Delete every row of a tenant and destroy its keys", _TENANT)
+    },
+    "/admin/v1/retention/run": {"post": _admin("One retention run, now")},
+    "/admin/v1/audit/verify": {"get": _admin("Verify every tenant's audit chain")},
+}
+
 _SCHEMAS: dict[str, Any] = {
     "MessageRequest": {
         "type": "object",
@@ -227,10 +253,13 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "smsgw", "version": "1"},
-        "paths": _PATHS,
+        "paths": {**_PATHS, **_ADMIN_PATHS},
         "components": {
             "schemas": _SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "operator": {"type": "http", "scheme": "bearer", "description": "[admin] tokens"},
+            },
             "responses": {
                 "Problem": {
                     "description": "application/problem+json with a stable code",

@@ -16,12 +16,13 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.appkeys import NETWORK, SMPP_SERVER
+from gateway.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
 from gateway.config import Config, config_from_dict
 from gateway.domain import Message
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
+ADMIN_TOKEN = "operator-test-token"
 EVENT_TIMEOUT = 10.0
 
 
@@ -37,6 +38,7 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
             "rules": [{"prefix": "+4670999", "outcome": "undeliverable"}],
         },
         "callbacks": {"first_retry": "10ms", "max_retry": "50ms"},
+        "admin": {"tokens": [ADMIN_TOKEN]},
         "tenants": [
             {
                 "id": "acme",
@@ -112,6 +114,7 @@ async def running_gateway(
     site = web.TCPSite(runner, config.http.host, 0)
     await site.start()
     host, port = runner.addresses[0][:2]
+    runner.app[STORAGE_LOCK].publish(f"http://{host}:{port}")  # as `smsgw serve` does
     try:
         async with aiohttp.ClientSession() as http:
             yield RunningGateway(

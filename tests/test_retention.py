@@ -304,14 +304,20 @@ async def test_tenant_purge_and_key_file_mode(config_dict: dict[str, Any], tmp_p
         )
     config_path = tmp_path / "config.toml"
     write_toml(config_path, config_dict)
+    old_key = json.loads((tmp_path / "keys.json").read_text())["tenants"]["acme"]
     assert (
-        await asyncio.to_thread(main, ["tenant", "purge", "acme", "--config", str(config_path)])
+        await asyncio.to_thread(
+            main, ["tenant", "purge", "acme", "--yes", "--config", str(config_path)]
+        )
         == 0
     )
     database = tmp_path / "smsgw.sqlite3"
     for table in ("messages", "inbox", "consent_events", "audit_log"):
         assert rows(database, f"SELECT count(*) FROM {table} WHERE tenant = 'acme'") == [(0,)]
-    assert "acme" not in json.loads((tmp_path / "keys.json").read_text())["tenants"]
+    # Still configured, so it goes on under a fresh registry key; the old keys are gone.
+    new_key = json.loads((tmp_path / "keys.json").read_text())["tenants"]["acme"]
+    assert old_key["registry_key"] != new_key["registry_key"]
+    assert new_key["epochs"] == {}
 
     os.chmod(tmp_path / "keys.json", 0o644)
     assert await asyncio.to_thread(main, ["serve", "--config", str(config_path)]) == 2
@@ -336,6 +342,7 @@ async def test_subject_commands_on_the_command_line(
     assert (
         await asyncio.to_thread(smsgw, "subject", "restrict", "--tenant", "acme", NUMBERS[0]) == 0
     )
+    assert json.loads(capsys.readouterr().out)["restricted"] is True
     assert await asyncio.to_thread(smsgw, "subject", "erase", "--tenant", "acme", NUMBERS[0]) == 0
     assert json.loads(capsys.readouterr().out)["messages"] == 1
     assert (

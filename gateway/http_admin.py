@@ -1,0 +1,124 @@
+"""The admin API (``/admin/v1``): every operator action, through the running gateway.
+
+The CLI talks to it whenever a gateway runs, so the gateway's caches and in-memory keys
+change together with its store. Operator tokens come from ``[admin] tokens`` (in clear or
+as ``sha256:`` digests, looked up by digest like tenant API keys); peers other than
+loopback are refused unless ``[admin] allow_remote`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from gateway.appkeys import ADMIN_TOKENS, CONFIG, OPERATOR
+from gateway.http_api import Problem, json_response
+from gateway.logs import log_event
+from gateway.operator import Operator, OperatorError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/admin/v1"
+
+_Action = Callable[[Operator, web.Request], Awaitable[Any]]
+
+
+class AdminProblem(Problem):
+    """A problem of the admin API, titled here (the tenant API's titles do not cover it)."""
+
+    TITLES: ClassVar[dict[str, str]] = {
+        "unauthorized": "Missing or invalid operator token",
+        "admin_not_local": "The admin API answers loopback peers only",
+        "unknown_tenant": "No such tenant",
+    }
+
+    def document(self) -> dict[str, Any]:
+        document = super().document()
+        document["title"] = self.TITLES.get(self.code, document["title"])
+        return document
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def authorise(request: web.Request) -> None:
+    """Loopback (unless remote peers are allowed), then a known operator token."""
+    if not request.app[CONFIG].admin.allow_remote and not _is_loopback(request.remote):
+        raise AdminProblem(
+            403, "admin_not_local", "the admin API answers loopback peers only ([admin])"
+        )
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        # Every known digest is compared, in constant time, whatever the token.
+        matches = [hmac.compare_digest(digest, known) for known in request.app[ADMIN_TOKENS]]
+        if any(matches):
+            return
+    raise AdminProblem(401, "unauthorized", "send 'Authorization: Bearer <operator token>'")
+
+
+def _route(name: str, action: _Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        authorise(request)
+        tenant = request.match_info.get("tenant")
+        log_event(log, "admin.action", action=name, tenant=tenant or "-")
+        try:
+            return json_response(await action(request.app[OPERATOR], request))
+        except OperatorError as error:
+            raise AdminProblem(error.status, error.code, error.detail) from None
+
+    return handler
+
+
+def _subject_args(request: web.Request) -> tuple[str, str]:
+    return request.match_info["tenant"], request.match_info["msisdn"]
+
+
+def add_routes(app: web.Application) -> None:
+    app[ADMIN_TOKENS] = app[CONFIG].admin.token_digests()
+    subject = f"{PREFIX}/tenants/{{tenant}}/subjects/{{msisdn}}"
+    router = app.router
+    router.add_get(
+        f"{subject}/export",
+        _route("subject_export", lambda op, r: op.export(*_subject_args(r))),
+    )
+    router.add_post(
+        f"{subject}/erase", _route("subject_erase", lambda op, r: op.erase(*_subject_args(r)))
+    )
+    router.add_put(
+        f"{subject}/restriction",
+        _route("subject_restrict", lambda op, r: op.restrict(*_subject_args(r), on=True)),
+    )
+    router.add_delete(
+        f"{subject}/restriction",
+        _route("subject_unrestrict", lambda op, r: op.restrict(*_subject_args(r), on=False)),
+    )
+    router.add_post(
+        f"{subject}/objection",
+        _route("subject_object", lambda op, r: op.object(*_subject_args(r))),
+    )
+    router.add_post(
+        f"{PREFIX}/tenants/{{tenant}}/purge",
+        _route("tenant_purge", lambda op, r: op.purge(r.match_info["tenant"])),
+    )
+    router.add_post(
+        f"{PREFIX}/retention/run", _route("retention_run", lambda op, r: op.run_retention())
+    )
+    router.add_get(
+        f"{PREFIX}/audit/verify", _route("audit_verify", lambda op, r: op.verify_audit())
+    )

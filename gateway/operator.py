@@ -1,0 +1,131 @@
+"""Operator actions, one implementation for the admin API and the offline CLI.
+
+The running gateway calls these with its own parts (so its caches and in-memory keys
+change with the store); the CLI, when no gateway runs, builds the same parts on the files
+it has locked. Errors are `OperatorError`s, which the admin API answers as problem+json
+and the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from gateway.config import Config, TenantConfig
+from gateway.numbers import InvalidNumber, normalise_msisdn
+from gateway.store import Store
+from privacy.audit import AuditLog, verify
+from privacy.keys import KeyRing
+from privacy.registry import ConsentRegistry
+from privacy.retention import Retention, UnknownTenant, purge_tenant
+from privacy.subjects import SubjectRights
+
+ACTOR = "operator"
+
+
+class OperatorError(Exception):
+    """A refused operator action; ``status`` and ``code`` as the admin API answers it."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class Operator:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        keys: KeyRing,
+        audit: AuditLog,
+        registry: ConsentRegistry,
+        subjects: SubjectRights,
+        retention: Retention,
+    ) -> None:
+        self._tenants = {tenant.id: tenant for tenant in config.tenants}
+        self._store = store
+        self._keys = keys
+        self._audit = audit
+        self._registry = registry
+        self._subjects = subjects
+        self._retention = retention
+
+    def _tenant(self, tenant_id: str) -> TenantConfig:
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise OperatorError(404, "unknown_tenant", f"no tenant {tenant_id!r} is configured")
+        return tenant
+
+    def _number(self, tenant: TenantConfig, raw: str) -> str:
+        try:
+            return normalise_msisdn(raw, tenant.default_country or None)
+        except InvalidNumber as exc:
+            raise OperatorError(400, "invalid_recipient", f"not a phone number: {exc}") from None
+
+    async def export(self, tenant_id: str, msisdn: str) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        return await self._subjects.export(tenant, self._number(tenant, msisdn), ACTOR)
+
+    async def erase(self, tenant_id: str, msisdn: str) -> dict[str, int]:
+        tenant = self._tenant(tenant_id)
+        return await self._subjects.erase(tenant, self._number(tenant, msisdn), ACTOR)
+
+    async def restrict(self, tenant_id: str, msisdn: str, on: bool) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        e164 = self._number(tenant, msisdn)
+        await self._subjects.restrict(tenant, e164, ACTOR, on=on)
+        return await self._state(tenant, e164)
+
+    async def object(self, tenant_id: str, msisdn: str) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        e164 = self._number(tenant, msisdn)
+        await self._subjects.object(tenant, e164, ACTOR)
+        return await self._state(tenant, e164)
+
+    async def _state(self, tenant: TenantConfig, e164: str) -> dict[str, Any]:
+        subject = self._registry.subject(tenant.id, e164)
+        [state] = await self._registry.states(tenant.id, [subject])
+        return {
+            "tenant": tenant.id,
+            "subject": subject,
+            "opted_out": bool(state.opted_out),
+            "restricted": state.restricted is not None,
+        }
+
+    async def purge(self, tenant_id: str) -> dict[str, int]:
+        """Delete the tenant's rows and keys, and forget it in memory in the same step."""
+        configured = tenant_id in self._tenants
+
+        def forget() -> None:
+            self._audit.forget_tenant(tenant_id)
+            self._registry.forget_tenant(tenant_id, configured)
+
+        try:
+            return await purge_tenant(
+                self._store, self._keys, tenant_id, configured=configured, forget=forget
+            )
+        except UnknownTenant:
+            raise OperatorError(
+                404, "unknown_tenant", f"no tenant {tenant_id!r}: not configured, no keys, no data"
+            ) from None
+
+    async def run_retention(self) -> dict[str, Any]:
+        return dataclasses.asdict(await self._retention.run())
+
+    async def verify_audit(self) -> dict[str, Any]:
+        verdicts = await verify(self._store)
+        return {
+            "ok": all(v.ok for v in verdicts),
+            "tenants": [
+                {
+                    "tenant": v.tenant,
+                    "entries": v.entries,
+                    "ok": v.ok,
+                    "broken_at": v.broken_at,
+                    "problem": v.problem,
+                }
+                for v in verdicts
+            ],
+        }
