@@ -300,9 +300,9 @@ def _listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family, backlog=1024)
     except OSError as exc:
-        raise StartupError(
-            f"http.port {port}: cannot listen on {host}:{port}: {exc.strerror}"
-        ) from None
+        # The bare cause ("Address already in use"); getaddrinfo's codes are negative.
+        cause = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc)
+        raise StartupError(f"http.port {port}: cannot listen on {host}:{port}: {cause}") from None
 
 
 def _admin_url(scheme: str, host: str, port: int) -> str:

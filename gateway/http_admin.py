@@ -75,10 +75,13 @@ def authorise(request: web.Request) -> None:
 def _route(name: str, action: _Action) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         authorise(request)
-        tenant = request.match_info.get("tenant")
-        log_event(log, "admin.action", action=name, tenant=tenant or "-")
+        operator = request.app[OPERATOR]
+        tenant = request.match_info.get("tenant", "-")
+        # A path segment is whatever was typed (a number, by mistake): named only if known.
+        shown = tenant if tenant == "-" or operator.knows(tenant) else "unknown"
+        log_event(log, "admin.action", action=name, tenant=shown)
         try:
-            return json_response(await action(request.app[OPERATOR], request))
+            return json_response(await action(operator, request))
         except OperatorError as error:
             raise AdminProblem(error.status, error.code, error.detail) from None
 

@@ -8,6 +8,7 @@ and the CLI prints as one line.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -51,6 +52,12 @@ class Operator:
         self._registry = registry
         self._subjects = subjects
         self._retention = retention
+        # A purge and an audit verify see each other's whole effect, never half of it.
+        self._purging = asyncio.Lock()
+
+    def knows(self, tenant_id: str) -> bool:
+        """A configured tenant, or one that still holds keys (safe to name in a log)."""
+        return tenant_id in self._tenants or tenant_id in self._keys.tenant_ids()
 
     def _tenant(self, tenant_id: str) -> TenantConfig:
         tenant = self._tenants.get(tenant_id)
@@ -103,9 +110,11 @@ class Operator:
             self._registry.forget_tenant(tenant_id, configured)
 
         try:
-            return await purge_tenant(
-                self._store, self._keys, tenant_id, configured=configured, forget=forget
-            )
+            # No retention run meanwhile: it would make keys for rows about to go.
+            async with self._purging, self._retention.lock:
+                return await purge_tenant(
+                    self._store, self._keys, tenant_id, configured=configured, forget=forget
+                )
         except UnknownTenant:
             raise OperatorError(
                 404, "unknown_tenant", f"no tenant {tenant_id!r}: not configured, no keys, no data"
@@ -115,7 +124,8 @@ class Operator:
         return dataclasses.asdict(await self._retention.run())
 
     async def verify_audit(self) -> dict[str, Any]:
-        verdicts = await verify(self._store)
+        async with self._purging:
+            verdicts = await verify(self._store)
         return {
             "ok": all(v.ok for v in verdicts),
             "tenants": [

@@ -155,32 +155,44 @@ class AuditLog:
         ]
 
 
+_CUT_OFF = "the chain does not end at the recorded head (entries cut off the end?)"
+# Rounds of reading on while entries keep being committed during a verify.
+_MAX_ROUNDS = 100
+
+
 async def verify(store: Store) -> list[Verdict]:
     """Recompute every tenant's chain and compare it with its head."""
-    heads = {
-        t: (seq, h) for t, seq, h in await store.fetch("SELECT tenant, seq, hash FROM audit_heads")
-    }
+    heads = {t for (t,) in await store.fetch("SELECT tenant FROM audit_heads")}
     tenants = {t for (t,) in await store.fetch("SELECT DISTINCT tenant FROM audit_log")}
-    verdicts = []
-    for tenant in sorted(tenants | heads.keys()):
+    return [await _verify_tenant(store, tenant) for tenant in sorted(tenants | heads)]
+
+
+async def _verify_tenant(store: Store, tenant: str) -> Verdict:
+    """One tenant's chain, read on until its head is the last entry read.
+
+    A running gateway appends entries (and moves the head, in the same commit) while
+    this reads, so the head is read after the entries: a head past the last entry read
+    means entries committed meanwhile, which are read too; a head that is missing or
+    behind the entries, or does not hash to the last one, is a chain cut off or forged.
+    """
+    prev, entries, last_seq = GENESIS, 0, -1
+    head: tuple[int, str] | None = None
+    for _ in range(_MAX_ROUNDS):
         rows = await store.fetch(
             "SELECT seq, at, actor, action, subject, salt, commitment, detail, prev_hash, hash"
-            " FROM audit_log WHERE tenant = ? ORDER BY seq",
-            (tenant,),
+            " FROM audit_log WHERE tenant = ? AND seq > ? ORDER BY seq",
+            (tenant, last_seq),
         )
-        prev = GENESIS
-        broken: int | None = None
         for seq, at, actor, action, subject, salt, commitment, detail, prev_hash, digest in rows:
             entry = AuditEntry(tenant, at, actor, action, subject, detail)
             opened = subject is None or commit_to(subject, salt or "") == commitment
             if not opened or prev_hash != prev or digest != chain_hash(prev, entry, commitment):
-                broken = seq
-                break
-            prev = digest
-        problem = ""
-        if broken is None:
-            head = heads.get(tenant)
-            if head is None or head[0] + 1 != len(rows) or head[1] != prev:
-                problem = "the chain does not end at the recorded head (entries cut off the end?)"
-        verdicts.append(Verdict(tenant, len(rows), broken, problem))
-    return verdicts
+                return Verdict(tenant, entries + len(rows), seq)
+            prev, entries, last_seq = digest, entries + 1, seq
+        found = await store.fetch("SELECT seq, hash FROM audit_heads WHERE tenant = ?", (tenant,))
+        head = (found[0][0], found[0][1]) if found else None
+        if head is None or head[0] + 1 <= entries:
+            break
+    if head is None or head[0] + 1 != entries or head[1] != prev:
+        return Verdict(tenant, entries, None, _CUT_OFF)
+    return Verdict(tenant, entries, None)

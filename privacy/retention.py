@@ -83,6 +83,9 @@ class Retention:
         # Submit time of the oldest identifiable record at the last look; the gauge
         # ages it at every scrape, so a stalled job shows as a growing age.
         self._oldest_identifiable_at: float | None = None
+        # One run at a time (the schedule, an operator's run now, a purge): two runs
+        # selecting the same old rows would count them twice into daily_counts.
+        self.lock = asyncio.Lock()
         retention = self._privacy.retention
         metrics.retention_window.labels("pseudonymise").set(retention.pseudonymise_after)
         metrics.retention_window.labels("delete").set(retention.delete_after)
@@ -102,6 +105,10 @@ class Retention:
         self._oldest_identifiable_at = rows[0][0] if rows else None
 
     async def run(self) -> RetentionReport:
+        async with self.lock:
+            return await self._run()
+
+    async def _run(self) -> RetentionReport:
         started = time.perf_counter()
         now = self._clock()
         window = self._privacy.retention.pseudonymise_after

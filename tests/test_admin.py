@@ -283,3 +283,54 @@ async def test_https_with_a_certificate_of_the_config(tmp_path: Path) -> None:
         assert await smsgw(config_path, "audit", "verify") == (0, "no audit entries yet\n", "")
         assert await gateway.stop() == 0
         assert not [line for line in gateway.log if "Traceback" in line]
+
+
+async def test_audit_verify_beside_traffic_sees_no_tamper(tmp_path: Path) -> None:
+    """Entries committed while a verify reads are not mistaken for a cut-off chain."""
+    async with running_gateway(config_from_dict(base_config(tmp_path))) as gateway:
+        verify = f"{gateway.url}/admin/v1/audit/verify"
+        consent = f"{gateway.url}/v1/consents/{HANDSET}"
+        changes = 200
+
+        async def change_consent() -> None:
+            for i in range(changes):
+                if i % 2:
+                    request = gateway.http.delete(f"{consent}?purpose=marketing", headers=HEADERS)
+                else:
+                    request = gateway.http.put(
+                        consent, json={"purpose": "marketing"}, headers=HEADERS
+                    )
+                async with request as response:
+                    assert response.status == 200
+
+        traffic = asyncio.create_task(change_consent())
+        verdicts = []
+        while not traffic.done():
+            verdicts.append(await admin_call(gateway.http, "GET", verify))
+        await traffic
+        assert len(verdicts) > 1
+        assert [v for v in verdicts if v[1]["ok"] is not True] == []
+        final = {"tenant": "acme", "entries": changes, "ok": True, "broken_at": None, "problem": ""}
+        assert await admin_call(gateway.http, "GET", verify) == (
+            200,
+            {"ok": True, "tenants": [final]},
+        )
+
+
+async def test_purging_a_tenant_removed_from_the_config(tmp_path: Path) -> None:
+    config = base_config(tmp_path)
+    async with running_gateway(config_from_dict(config)) as gateway:
+        other = {"Authorization": "Bearer other-test-key"}
+        document = {"to": HANDSET, "from": "Other", "body": "hello"}
+        async with gateway.http.post(
+            f"{gateway.url}/v1/messages", json=document, headers=other
+        ) as response:
+            assert response.status == 202
+    config["tenants"] = config["tenants"][:1]  # "other" is gone from the config, not from disk
+    async with running_gateway(config_from_dict(config)) as gateway:
+        url = f"{gateway.url}/admin/v1/tenants/other/purge"
+        status, counts = await admin_call(gateway.http, "POST", url)
+        assert (status, counts["messages"]) == (200, 1)
+        assert (await admin_call(gateway.http, "POST", url))[1]["code"] == "unknown_tenant"
+    keys = (tmp_path / "keys.json").read_text()
+    assert '"other"' not in keys and '"acme"' in keys
