@@ -60,6 +60,7 @@ from smpp.text import (
     MESSAGE_STATE,
     ReceiptFacts,
     TextError,
+    concatenation_part,
     decode_text,
     encode_text,
     receipt_text,
@@ -584,13 +585,15 @@ class SmppConnection(asyncio.Protocol):
             return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
         if part is None and Tag.sar_msg_ref_num in tlvs:
             try:
-                part = Part(
+                part = concatenation_part(
                     int(tlvs[Tag.sar_msg_ref_num]),  # type: ignore[call-overload]
                     int(tlvs[Tag.sar_segment_seqnum]),  # type: ignore[call-overload]
                     int(tlvs[Tag.sar_total_segments]),  # type: ignore[call-overload]
                 )
             except KeyError:
                 return S.ESME_RMISSINGOPTPARAM
+            except TextError:
+                return S.ESME_RINVOPTPARAMVAL
         service_type = str(params.get("service_type", ""))
         purpose = self.server.config.smpp.service_types.get(service_type)
         if purpose is None and service_type not in ("", "CMT"):

@@ -477,3 +477,22 @@ async def test_sar_payload_16bit_udh_and_service_type(gateway: RunningGateway) -
     unknown = await raw.request(Pdu.make(C.submit_sm, 7, **submit_fields(service_type="XYZ")))
     assert unknown.command_status == S.ESME_RINVSERTYP
     await raw.close()
+
+
+async def test_concatenation_and_gsm_octets_are_checked(gateway: RunningGateway) -> None:
+    raw = await RawEsme.connect(gateway.smpp_port)
+    await raw.bind()
+    for sequence, (ref, seq, total) in enumerate(((7, 0, 0), (7, 0, 2), (7, 3, 2)), start=2):
+        sar = {Tag.sar_msg_ref_num: ref, Tag.sar_segment_seqnum: seq, Tag.sar_total_segments: total}
+        answer = await raw.request(Pdu.make(C.submit_sm, sequence, tlvs=sar, **submit_fields()))
+        assert answer.command_status == S.ESME_RINVOPTPARAMVAL
+        # The same part numbers in a user data header are refused too.
+        udh = bytes([5, 0, 3, ref, total, seq])
+        answer = await raw.request(
+            Pdu.make(C.submit_sm, sequence, **submit_fields(esm_class=0x40, text=udh + b"x"))
+        )
+        assert answer.command_status == S.ESME_RINVESMCLASS
+    for coding in (0x00, 0xF0):
+        high = Pdu.make(C.submit_sm, 9, **submit_fields(text=b"caf\xe9", data_coding=coding))
+        assert (await raw.request(high)).command_status == S.ESME_RSUBMITFAIL
+    await raw.close()
