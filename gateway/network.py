@@ -151,7 +151,7 @@ class SimulatedNetwork:
         ]
 
     def cancel(self, tenant: str, message_id: str) -> bool:
-        """Withdraw a message that is not final yet; it ends ``deleted``."""
+        """Withdraw a message that is not final yet; it ends ``deleted`` (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
         flight = self._in_flight.pop(message_id)  # its tick will find it gone
@@ -159,7 +159,7 @@ class SimulatedNetwork:
         return True
 
     def replace(self, tenant: str, message_id: str, body: str) -> bool:
-        """Replace the body of a message that is not final yet."""
+        """Replace the body of a message that is not final yet (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
         flight = self._in_flight[message_id]

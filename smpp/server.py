@@ -698,18 +698,32 @@ class SmppConnection(asyncio.Protocol):
         )
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:
+        self.server.spawn(self._run_cancel(pdu))
+
+    async def _run_cancel(self, pdu: Pdu) -> None:
+        """Answered once the ``deleted`` state is committed."""
         assert self.tenant is not None
-        cancelled = self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
-        self._answer(pdu, S.ESME_ROK if cancelled else S.ESME_RCANCELFAIL)
+        rejected = await self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
+        if rejected is None:
+            self._answer(pdu)
+        elif rejected.code is RejectCode.NOT_PENDING:
+            self._answer(pdu, S.ESME_RCANCELFAIL)
+        else:
+            self._answer(pdu, self.server.reject_status[rejected.code])
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
-        assert self.tenant is not None
         try:
             body = decode_text(0, pdu.params["short_message"])  # type: ignore[arg-type]
         except TextError:
             self._answer(pdu, S.ESME_RREPLACEFAIL)
             return
-        rejected = self.server.pipeline.replace(self.tenant, str(pdu.params["message_id"]), body)
+        self.server.spawn(self._run_replace(pdu, body))
+
+    async def _run_replace(self, pdu: Pdu, body: str) -> None:
+        """Answered once the new body is committed."""
+        assert self.tenant is not None
+        message_id = str(pdu.params["message_id"])
+        rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
         self._answer(
             pdu, S.ESME_ROK if rejected is None else self.server.reject_status[rejected.code]
         )

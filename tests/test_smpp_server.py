@@ -479,6 +479,22 @@ async def test_sar_payload_16bit_udh_and_service_type(gateway: RunningGateway) -
     await raw.close()
 
 
+async def test_cancel_is_answered_after_its_commit(config_dict: dict[str, Any]) -> None:
+    config_dict["simulator"]["rules"].append({"prefix": "+46709950", "latency": ["1h", "1h"]})
+    async with running_gateway(config_from_dict(config_dict)) as gateway:
+        raw = await RawEsme.connect(gateway.smpp_port)
+        await raw.bind()
+        for i in range(30):
+            sequence = 2 + 3 * i
+            submit = Pdu.make(C.submit_sm, sequence, **submit_fields(to=f"467099500{i:02d}"))
+            message_id = (await raw.request(submit)).params["message_id"]
+            cancel = Pdu.make(C.cancel_sm, sequence + 1, message_id=message_id, source_addr="Acme")
+            assert (await raw.request(cancel)).command_status == S.ESME_ROK
+            query = Pdu.make(C.query_sm, sequence + 2, message_id=message_id, source_addr="Acme")
+            assert (await raw.request(query)).params["message_state"] == 4  # DELETED
+        await raw.close()
+
+
 async def test_concatenation_and_gsm_octets_are_checked(gateway: RunningGateway) -> None:
     raw = await RawEsme.connect(gateway.smpp_port)
     await raw.bind()
