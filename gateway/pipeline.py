@@ -212,6 +212,10 @@ class SubmitPipeline:
         if self._responder is not None:
             outcome = await self._responder.respond(tenant, notice)
             notice = dataclasses.replace(notice, keyword=outcome.keyword)
+        if tenant.smpp is not None:  # kept for its SMPP receivers until one acknowledges it
+            self._store.keep_notice(notice)
+            if (rejected := await self._committed()) is not None:
+                return rejected
         for listener in self._inbound_listeners:
             listener(notice)
         if outcome.reply:

@@ -9,8 +9,8 @@ responses go out in one write.
 
 Receipts and mobile-originated messages ("notices") go to a bound receiver or
 transceiver session of the tenant, at most ``deliver_window`` unacknowledged per
-session. While the tenant has no receiver, notices are kept in the store and sent
-when one binds, until they expire.
+session. Each is in the store from the commit of what it reports until a receiver
+acknowledges it (`smpp.notices.NoticeQueue`), until it expires.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import functools
 import hmac
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
@@ -41,6 +41,7 @@ from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
 from smpp import session
 from smpp.framer import FrameError, Framer
+from smpp.notices import NoticeQueue
 from smpp.pdu import (
     CommandId,
     CommandStatus,
@@ -145,14 +146,13 @@ class SmppServer:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        self.notices = NoticeQueue(store, config.smpp, metrics, clock)
         metrics.smpp_window_size.set(config.smpp.deliver_window)
-        # Receipts and MO messages waiting in memory or in the store; read at scrape time.
-        self.notices_pending = 0
-        metrics.notices_pending.set_function(lambda: self.notices_pending)
+        metrics.notices_pending.set_function(lambda: self.notices.pending)
         for tenant in config.tenants:
             if tenant.smpp is not None:
                 metrics.smpp_window.labels(tenant.id).set_function(
-                    functools.partial(self._outstanding, tenant.id)
+                    functools.partial(self.notices.outstanding, tenant.id)
                 )
         codes = config.smpp.error_codes
         self.reject_status: dict[RejectCode, int] = {
@@ -170,11 +170,6 @@ class SmppServer:
             if t.smpp and t.smpp.max_submit_rate
         }
         self._failed_binds: OrderedDict[str, int] = OrderedDict()
-        self._waiting: dict[str, deque[Notice]] = {}
-        self._loading: set[str] = set()
-        self._reload: set[str] = set()
-        # Tenants that may have notices in the store not yet loaded into memory.
-        self._maybe_kept: set[str] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -184,18 +179,17 @@ class SmppServer:
     async def start(self) -> int:
         """Listen on ``[smpp] host/port``; returns the bound port."""
         loop = asyncio.get_running_loop()
+        await self.notices.open()
         self._server = await loop.create_server(
             lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
         )
-        self.notices_pending = await self.store.count_notices()
-        self._maybe_kept = set(await self.store.tenants_with_notices())
         self._schedule_sweep()
         self.port = int(self._server.sockets[0].getsockname()[1])
         log_event(log, "smpp.listening", host=self.config.smpp.host, port=self.port)
         return self.port
 
     async def close(self) -> None:
-        """Stop listening, close every session, keep undelivered notices in the store."""
+        """Stop listening and close every session; notices stay in the store."""
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -205,9 +199,7 @@ class SmppServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for waiting in self._waiting.values():
-            self.store.keep_notices(n for n in waiting if n.queue_id is None)
-        self._waiting.clear()
+        await self.notices.close()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -256,11 +248,8 @@ class SmppServer:
         assert connection.tenant is not None
         self.sessions.setdefault(connection.tenant.id, set()).add(connection)
         self.metrics.smpp_sessions.labels(connection.tenant.id, connection.bind_type).inc()
-        if connection.receives and connection.tenant.id in self._maybe_kept:
-            self.spawn(self._load_kept(connection.tenant.id))
-
-    def _outstanding(self, tenant: str) -> int:
-        return sum(len(c.outstanding) for c in self.sessions.get(tenant, ()))
+        if connection.receives:
+            self.notices.attach(connection, connection.tenant.id)
 
     def unbound(self, connection: SmppConnection) -> None:
         tenant = connection.tenant
@@ -268,100 +257,33 @@ class SmppServer:
             return
         self.sessions.get(tenant.id, set()).discard(connection)
         self.metrics.smpp_sessions.labels(tenant.id, connection.bind_type).dec()
-        for notice in connection.take_unacknowledged():
-            self.notify(notice, front=True)
+        self.notices.detach(connection)
 
     # --- notices: receipts and mobile-originated messages --------------------------------
 
-    def on_final(self, message: Message) -> None:
-        """Network listener: a receipt for an SMPP message whose sender asked for one."""
+    def keep_receipt(self, message: Message) -> None:
+        """Network final hook: the receipt an SMPP sender asked for, committed with the state."""
         if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
             return
         now = self.clock()
-        self.notify(
-            Notice(
-                tenant=message.tenant,
-                kind=NoticeKind.RECEIPT,
-                message_id=message.id,
-                handset=message.recipient,
-                address=message.sender,
-                created_at=now,
-                expires_at=now + self.config.smpp.notice_ttl,
-                status=message.status,
-                error=message.error,
-                submitted_at=message.submitted_at,
-            )
+        notice = Notice(
+            tenant=message.tenant,
+            kind=NoticeKind.RECEIPT,
+            message_id=message.id,
+            handset=message.recipient,
+            address=message.sender,
+            created_at=now,
+            expires_at=now + self.config.smpp.notice_ttl,
+            status=message.status,
+            error=message.error,
+            submitted_at=message.submitted_at,
         )
+        self.store.keep_notice(notice, after_commit=functools.partial(self.notices.offer, notice))
 
-    def notify(self, notice: Notice, *, front: bool = False) -> None:
-        """Send to a receiver with room in its window, else wait in memory or in the store."""
-        receivers = [c for c in self.sessions.get(notice.tenant, ()) if c.receives]
-        for connection in receivers:
-            if connection.has_room():
-                connection.send_notice(notice)
-                return
-        if receivers:
-            waiting = self._waiting.setdefault(notice.tenant, deque())
-            if front:
-                waiting.appendleft(notice)
-            else:
-                waiting.append(notice)
-            self.notices_pending += 1
-        else:
-            if notice.queue_id is None:  # else it is in the store already
-                self.store.keep_notices([notice])
-                self.notices_pending += 1
-            self._maybe_kept.add(notice.tenant)
-
-    def window_opened(self, connection: SmppConnection) -> None:
-        """A receiver acknowledged a notice: pass it the next waiting one."""
-        assert connection.tenant is not None
-        waiting = self._waiting.get(connection.tenant.id)
-        while waiting and connection.has_room():
-            self.notices_pending -= 1
-            connection.send_notice(waiting.popleft())
-        if not waiting and connection.tenant.id in self._maybe_kept:
-            self.spawn(self._load_kept(connection.tenant.id))
-
-    def acknowledged(self, notice: Notice) -> None:
+    def notify(self, notice: Notice) -> None:
+        """Pipeline inbound listener: an MO message, already committed if it has a row."""
         if notice.queue_id is not None:
-            self.store.forget_notice(notice.queue_id)
-            self.notices_pending -= 1
-
-    async def _load_kept(self, tenant: str) -> None:
-        """Move notices kept in the store to the tenant's receivers, a window at a time.
-
-        A request that comes while a load runs makes it run once more when done: the
-        notice that prompted it may have been kept after the running load read.
-        """
-        if tenant in self._loading:
-            self._reload.add(tenant)
-            return
-        self._loading.add(tenant)
-        try:
-            while True:
-                self._reload.discard(tenant)
-                await self._load_once(tenant)
-                if tenant not in self._reload:
-                    break
-        finally:
-            self._loading.discard(tenant)
-
-    async def _load_once(self, tenant: str) -> None:
-        limit = self.config.smpp.deliver_window * 4
-        self._maybe_kept.discard(tenant)
-        await self.store.flush()  # notices kept a moment ago must be readable
-        kept = await self.store.kept_notices(tenant, self.clock(), limit)
-        if len(kept) == limit:
-            self._maybe_kept.add(tenant)  # more than one window's worth: load again later
-        in_memory = {n.queue_id for n in self._waiting.get(tenant, ())}
-        for connection in self.sessions.get(tenant, ()):
-            in_memory |= connection.outstanding_queue_ids()
-        waiting = self._waiting.setdefault(tenant, deque())
-        waiting.extend(n for n in kept if n.queue_id not in in_memory)
-        for connection in [c for c in self.sessions.get(tenant, ()) if c.receives]:
-            while waiting and connection.has_room():
-                connection.send_notice(waiting.popleft())
+            self.notices.offer(notice)
 
     def _schedule_sweep(self) -> None:
         interval = min(self.config.smpp.notice_ttl, 60.0)
@@ -400,7 +322,6 @@ class SmppConnection(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
         self.sequence = 0
-        self.outstanding: dict[int, Notice] = {}
         self.pending_submits = 0
         self.paused = False
 
@@ -728,44 +649,23 @@ class SmppConnection(asyncio.Protocol):
             pdu, S.ESME_ROK if rejected is None else self.server.reject_status[rejected.code]
         )
 
-    # --- deliver_sm window ------------------------------------------------------------------
+    # --- deliver_sm window (kept by the server's NoticeQueue) -------------------------------
 
-    def has_room(self) -> bool:
-        return session.can_send(self.state, C.deliver_sm) and (
-            len(self.outstanding) < self.config.deliver_window
+    def can_deliver(self) -> bool:
+        return session.can_send(self.state, C.deliver_sm) and not (
+            self.transport is None or self.transport.is_closing()
         )
 
-    def send_notice(self, notice: Notice) -> None:
+    def deliver(self, notice: Notice) -> int:
         sequence = self._next_sequence()
-        self.outstanding[sequence] = notice
         self._send(_deliver_sm(notice, sequence))
-
-    def outstanding_queue_ids(self) -> set[int | None]:
-        return {n.queue_id for n in self.outstanding.values()}
-
-    def take_unacknowledged(self) -> list[Notice]:
-        notices = list(self.outstanding.values())
-        self.outstanding.clear()
-        return notices
-
-    def _release(self, sequence: int) -> Notice | None:
-        return self.outstanding.pop(sequence, None)
+        return sequence
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
-        notice = self._release(pdu.sequence_number)
-        if notice is None:
-            return
-        if pdu.command_status == S.ESME_RX_T_APPN:
-            self.server.notify(notice)  # the ESME asks us to try again later
-        else:
-            self.server.acknowledged(notice)
-        self.server.window_opened(self)
+        self.server.notices.answered(self, pdu.sequence_number, pdu.command_status)
 
     def _generic_nack(self, pdu: Pdu, submits: Submits) -> None:
-        notice = self._release(pdu.sequence_number)
-        if notice is not None:
-            self.server.acknowledged(notice)  # the ESME cannot take it; do not loop on it
-            self.server.window_opened(self)
+        self.server.notices.nacked(self, pdu.sequence_number)
 
 
 SmppConnection.HANDLERS = {
