@@ -117,6 +117,7 @@ class SmppConfig:
     notice_first_retry: Seconds = 1.0
     notice_max_retry: Seconds = 60.0
     failed_bind_delay: Seconds = 0.5
+    max_bind_delay: Seconds = 8.0
     service_types: dict[str, str] = field(
         default_factory=lambda: {"MKT": "marketing", "TXN": "transactional"}
     )

@@ -11,6 +11,9 @@ Receipts and mobile-originated messages ("notices") go to a bound receiver or
 transceiver session of the tenant, at most ``deliver_window`` unacknowledged per
 session. Each is in the store from the commit of what it reports until a receiver
 acknowledges it (`smpp.notices.NoticeQueue`), until it expires.
+
+Binds are checked one at a time per connection, each after its slot in the shared
+`GuessThrottle`; answers wait for their commit (submits, cancel_sm, replace_sm).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import functools
 import hmac
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
@@ -39,6 +41,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
+from gateway.throttle import GuessThrottle
 from smpp import session
 from smpp.framer import FrameError, Framer
 from smpp.notices import NoticeQueue
@@ -107,7 +110,6 @@ TON_ALPHANUMERIC = 5
 NPI_ISDN = 1
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
-MAX_BIND_DELAY = 8.0
 # Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
 # ("stop", "start", "help"), so the tenant sees an opt-out as one.
 TAG_KEYWORD = 0x1501
@@ -169,7 +171,12 @@ class SmppServer:
             for t in config.tenants
             if t.smpp and t.smpp.max_submit_rate
         }
-        self._failed_binds: OrderedDict[str, int] = OrderedDict()
+        # Checks that would wait more than a few capped delays are refused unchecked.
+        self.throttle = GuessThrottle(
+            config.smpp.failed_bind_delay,
+            config.smpp.max_bind_delay,
+            max_wait=4 * config.smpp.max_bind_delay,
+        )
         self._server: asyncio.Server | None = None
         self.port = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -223,26 +230,37 @@ class SmppServer:
 
     # --- binds ---------------------------------------------------------------------------
 
-    def authenticate(self, system_id: str, password: str) -> TenantConfig | CommandStatus:
-        tenant = self.tenants_by_system_id.get(system_id)
-        if tenant is None or tenant.smpp is None:
-            return S.ESME_RINVSYSID
-        if not hmac.compare_digest(password.encode(), tenant.smpp.password.encode()):
-            return S.ESME_RINVPASWD
-        if len(self.sessions.get(tenant.id, ())) >= tenant.smpp.max_sessions:
-            return S.ESME_RBINDFAIL
-        return tenant
+    def _session_room(self, tenant: TenantConfig) -> bool:
+        assert tenant.smpp is not None
+        return len(self.sessions.get(tenant.id, ())) < tenant.smpp.max_sessions
 
-    def bind_delay(self, peer: str, failed: bool) -> float:
-        """Slow down repeated failed binds from one host: 0.5 s, 1 s, 2 s ... up to 8 s."""
-        if not failed:
-            self._failed_binds.pop(peer, None)
-            return 0.0
-        count = self._failed_binds.pop(peer, 0) + 1
-        self._failed_binds[peer] = count
-        if len(self._failed_binds) > 4096:
-            self._failed_binds.popitem(last=False)
-        return min(self.config.smpp.failed_bind_delay * 2 ** (count - 1), MAX_BIND_DELAY)
+    async def authenticate(
+        self, peer: str, system_id: str, password: str
+    ) -> TenantConfig | CommandStatus:
+        """The tenant these credentials bind, or the command_status that refuses the bind.
+
+        A tenant with all its sessions bound is refused at once: that is no failed
+        guess. Otherwise the check waits for its slot in the guess throttle (per peer
+        address, and per system_id the config knows), so guesses cannot run faster
+        than the throttle allows however they are pipelined or spread over connections.
+        """
+        tenant = self.tenants_by_system_id.get(system_id)
+        if tenant is not None and not self._session_room(tenant):
+            return S.ESME_RBINDFAIL
+        identity = system_id if tenant is not None else None
+        if not await self.throttle.admit(peer, identity):
+            self.metrics.auth_failures.labels("smpp", "refused").inc()
+            return S.ESME_RBINDFAIL
+        if tenant is None or tenant.smpp is None:
+            status = S.ESME_RINVSYSID
+        elif not hmac.compare_digest(password.encode(), tenant.smpp.password.encode()):
+            status = S.ESME_RINVPASWD
+        else:
+            self.throttle.succeeded(peer, identity)
+            return tenant if self._session_room(tenant) else S.ESME_RBINDFAIL
+        self.throttle.failed(peer, identity)
+        self.metrics.auth_failures.labels("smpp", "failed").inc()
+        return status
 
     def bound(self, connection: SmppConnection) -> None:
         assert connection.tenant is not None
@@ -290,17 +308,18 @@ class SmppServer:
         self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
 
     def _sweep(self) -> None:
-        self.spawn(self._forget_expired())
+        self.spawn(self.notices.forget_expired())
         self._schedule_sweep()
-
-    async def _forget_expired(self) -> None:
-        for queue_id in await self.store.expired_notices(self.clock()):
-            self.store.forget_notice(queue_id)
-            self.notices_pending -= 1
 
 
 class SmppConnection(asyncio.Protocol):
-    """One ESME connection: framing, the session state, timers and the deliver_sm window."""
+    """One ESME connection: framing, the session state, timers and the deliver_sm window.
+
+    Frames are handled in order until something must finish first: a bind (answered
+    after its throttled check) or a full output buffer (the transport asked us to
+    pause writing). Then the frames already read stay in the framer and reading
+    pauses, so a peer can make us hold neither guesses nor answers it does not read.
+    """
 
     HANDLERS: ClassVar[dict[CommandId, Callable[[SmppConnection, Pdu, Submits], None]]]
 
@@ -323,7 +342,10 @@ class SmppConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.sequence = 0
         self.pending_submits = 0
-        self.paused = False
+        # Reasons to stop reading: each is cleared by the event that ends it.
+        self.binding = False  # a bind waits for its check and answer
+        self.write_paused = False  # the transport's output buffer is over its high-water mark
+        self.submits_paused = False  # too many submits of this connection in the pipeline
 
     # --- transport events ---------------------------------------------------------------
 
@@ -345,8 +367,20 @@ class SmppConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.framer.receive_data(data)
+        self._handle_frames()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._handle_frames()
+
+    def _handle_frames(self) -> None:
+        """Handle the frames read so far, until one must be answered before the rest."""
         submits: Submits = []
-        while self.state is not State.CLOSED:
+        while self.state is not State.CLOSED and not (self.binding or self.write_paused):
             try:
                 frame = self.framer.next_frame()
             except FrameError as error:
@@ -358,6 +392,17 @@ class SmppConnection(asyncio.Protocol):
             self._handle(frame, submits)
         if submits:
             self._submit(submits)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self.binding or self.write_paused or self.submits_paused
+        if pause and transport.is_reading():
+            transport.pause_reading()
+        elif not pause and not transport.is_reading():
+            transport.resume_reading()
 
     def _handle(self, frame: bytes, submits: Submits) -> None:
         self.last_seen = self.loop.time()
@@ -384,6 +429,10 @@ class SmppConnection(asyncio.Protocol):
         self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self.state = session.transition(self.state, pdu.command_id, pdu.command_status)
+        if pdu.command_id == C.unbind_resp:
+            # However the unbind was answered (even with an error for its trailing
+            # octets), the session is over: an UNBOUND one must not hold its slot.
+            self.close()
 
     def _answer(self, request: Pdu, status: int = S.ESME_ROK, **fields: object) -> None:
         command = session.response_for(request.command_id)
@@ -413,13 +462,26 @@ class SmppConnection(asyncio.Protocol):
     # --- binds and session life -----------------------------------------------------------
 
     def _bind(self, pdu: Pdu, submits: Submits) -> None:
-        result = self.server.authenticate(str(pdu.params["system_id"]), str(pdu.params["password"]))
-        delay = self.server.bind_delay(self.peer, failed=not isinstance(result, TenantConfig))
-        if not isinstance(result, TenantConfig):
-            log_event(log, "smpp.bind_refused", status=result.name)
-            self.loop.call_later(delay, self._answer, pdu, result)
-            return
-        self.tenant = result
+        """One bind at a time: the PDUs after it wait until it is answered."""
+        self.binding = True
+        self.server.spawn(self._run_bind(pdu))
+
+    async def _run_bind(self, pdu: Pdu) -> None:
+        try:
+            result = await self.server.authenticate(
+                self.peer, str(pdu.params["system_id"]), str(pdu.params["password"])
+            )
+            if not isinstance(result, TenantConfig):
+                log_event(log, "smpp.bind_refused", status=result.name)
+                self._answer(pdu, result)
+                return
+            self._bound(pdu, result)
+        finally:
+            self.binding = False
+            self._handle_frames()
+
+    def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
+        self.tenant = tenant
         self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
         if self.state not in BIND_TYPE:
             return  # the peer left before the answer could go out
@@ -427,7 +489,7 @@ class SmppConnection(asyncio.Protocol):
             self.timer.cancel()
         self.timer = self.loop.call_later(self._tick_interval, self._tick)
         self.bind_type = BIND_TYPE[self.state]
-        log_event(log, "smpp.bound", tenant=result.id, bind_type=self.bind_type)
+        log_event(log, "smpp.bound", tenant=tenant.id, bind_type=self.bind_type)
         self.server.bound(self)
 
     @property
@@ -462,8 +524,7 @@ class SmppConnection(asyncio.Protocol):
         """enquire_link_resp: any PDU already proved the peer alive."""
 
     def _unbind(self, pdu: Pdu, submits: Submits) -> None:
-        self._answer(pdu)
-        self.close()
+        self._answer(pdu)  # and close (see _send)
 
     def _unbind_resp(self, pdu: Pdu, submits: Submits) -> None:
         self.close()
@@ -536,9 +597,8 @@ class SmppConnection(asyncio.Protocol):
 
     def _submit(self, submits: Submits) -> None:
         self.pending_submits += len(submits)
-        if self.pending_submits > MAX_PENDING_SUBMITS and not self.paused and self.transport:
-            self.transport.pause_reading()
-            self.paused = True
+        if self.pending_submits > MAX_PENDING_SUBMITS:
+            self.submits_paused = True
         self.server.spawn(self._run_submits(submits))
 
     async def _run_submits(self, submits: Submits) -> None:
@@ -546,9 +606,9 @@ class SmppConnection(asyncio.Protocol):
             results = await self.server.pipeline.submit_many([r for _, r in submits])
         finally:
             self.pending_submits -= len(submits)
-            if self.paused and self.pending_submits < MAX_PENDING_SUBMITS // 2 and self.transport:
-                self.transport.resume_reading()
-                self.paused = False
+            if self.submits_paused and self.pending_submits < MAX_PENDING_SUBMITS // 2:
+                self.submits_paused = False
+                self._update_reading()
         if self.transport is None or self.transport.is_closing():
             return
         chunks = []
