@@ -113,6 +113,7 @@ class NoticeQueue:
         # Temporary errors so far, per notice id, for the backoff.
         self._attempts: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def open(self) -> None:
         """Count what the store kept (from before a restart or crash)."""
@@ -121,6 +122,7 @@ class NoticeQueue:
 
     async def close(self) -> None:
         """Stop timers and loads; every notice stays in the store for the next start."""
+        self._closed = True  # sessions that end after this start no new loads
         for queue in self._tenants.values():
             for _, timer in queue.retrying.values():
                 timer.cancel()
@@ -309,6 +311,7 @@ class NoticeQueue:
                 sent[receiver.deliver(notice)] = notice
         if (
             queue.stored
+            and not self._closed
             and queue.receivers
             and not queue.loading
             and queue.in_memory() <= self._memory // 2
