@@ -114,12 +114,6 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         pipeline = app[PIPELINE] = SubmitPipeline(
             config, store, network, metrics, clock, gates=[registry], responder=responder
         )
-        app[SUBJECTS] = SubjectRights(
-            store, app[KEYS], registry, app[AUDIT], metrics, clock, network
-        )
-        app[OPERATOR] = Operator(
-            config, store, app[KEYS], app[AUDIT], registry, app[SUBJECTS], app[RETENTION]
-        )
         mo_urls = {t.id: t.mo_url for t in config.tenants if t.mo_url}
 
         def post_mo(notice: Notice) -> None:
@@ -128,7 +122,13 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
 
         pipeline.subscribe_inbound(post_mo)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, store, metrics, clock)
-        network.subscribe(smpp.on_final)
+        network.add_final_hook(smpp.keep_receipt)
+        app[SUBJECTS] = SubjectRights(
+            store, app[KEYS], registry, app[AUDIT], metrics, clock, network, smpp.notices
+        )
+        app[OPERATOR] = Operator(
+            config, store, app[KEYS], app[AUDIT], registry, app[SUBJECTS], app[RETENTION]
+        )
         pipeline.subscribe_inbound(smpp.notify)
         # Resumed messages pass the gates again: an opt-out may have come since.
         unfinished = await store.unfinished()

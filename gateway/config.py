@@ -120,7 +120,13 @@ class SmppConfig:
     response_timeout: Seconds = 10.0
     deliver_window: int = 64
     notice_ttl: Seconds = 72 * 3600.0
+    # Notices per tenant held in memory; the rest wait in the store until there is room.
+    notice_memory: int = 1000
+    # A deliver_sm answered with a temporary error goes again after this, doubling to the cap.
+    notice_first_retry: Seconds = 1.0
+    notice_max_retry: Seconds = 60.0
     failed_bind_delay: Seconds = 0.5
+    max_bind_delay: Seconds = 8.0
     service_types: dict[str, str] = field(
         default_factory=lambda: {"MKT": "marketing", "TXN": "transactional"}
     )
@@ -399,6 +405,9 @@ def _check(config: Config) -> None:
     _check_positive(config.http.max_batch, "http.max_batch")
     _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
     _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
+    _check_positive(config.smpp.notice_memory, "smpp.notice_memory")
+    if not 0 < config.smpp.notice_first_retry <= config.smpp.notice_max_retry:
+        raise ConfigError("smpp.notice_first_retry", "must be positive, at most notice_max_retry")
     for name in ("recipient_opted_out", "consent_required", "processing_restricted"):
         if not 0x400 <= getattr(config.smpp.error_codes, name) <= 0x4FF:
             raise ConfigError(f"smpp.error_codes.{name}", "must be in 0x400-0x4FF")

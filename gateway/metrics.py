@@ -137,7 +137,21 @@ class Metrics:
         )
         self.notices_pending = Gauge(
             "smsgw_smpp_notices_pending",
-            "Receipts and mobile-originated messages waiting for a receiver.",
+            "Receipts and mobile-originated messages kept until a receiver acknowledges them"
+            " (in memory or in the store).",
+            registry=r,
+        )
+        self.notice_retries = Counter(
+            "smsgw_smpp_notice_retries_total",
+            "deliver_sm answered with a temporary error and sent again after a backoff.",
+            ["tenant"],
+            registry=r,
+        )
+        self.notices_given_up = Counter(
+            "smsgw_smpp_notices_given_up_total",
+            "Receipts and mobile-originated messages dropped unacknowledged, by reason"
+            " (permanent_error, generic_nack, expired).",
+            ["tenant", "reason"],
             registry=r,
         )
         self.privacy_blocks = EventCounter(

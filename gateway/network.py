@@ -7,7 +7,8 @@ delivered after a random latency from ``[simulator] latency``. Rules with a
 ``submit_error`` act earlier: they make the submit itself fail.
 
 Listeners hear of a final state only after it is committed, so a callback or a
-receipt never announces something a crash could take back.
+receipt never announces something a crash could take back. Final hooks run just
+before the state is queued, so what they queue (a receipt's row) commits with it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class SimulatedNetwork:
         self._clock = clock
         self._rng = rng or random.Random()
         self._listeners: list[StatusListener] = []
+        self._final_hooks: list[StatusListener] = []
         self._delivery_checks: list[DeliveryCheck] = []
         self._in_flight: dict[str, _InFlight] = {}
         # tick -> its timer and the ids of the messages due then
@@ -87,6 +89,13 @@ class SimulatedNetwork:
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""
         self._listeners.append(listener)
+
+    def add_final_hook(self, hook: StatusListener) -> None:
+        """Call ``hook`` with each final message before its state is queued for commit.
+
+        Writes the hook queues in the store share that commit: a crash keeps both or neither.
+        """
+        self._final_hooks.append(hook)
 
     def add_delivery_check(self, check: DeliveryCheck) -> None:
         self._delivery_checks.append(check)
@@ -151,7 +160,7 @@ class SimulatedNetwork:
         ]
 
     def cancel(self, tenant: str, message_id: str) -> bool:
-        """Withdraw a message that is not final yet; it ends ``deleted``."""
+        """Withdraw a message that is not final yet; it ends ``deleted`` (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
         flight = self._in_flight.pop(message_id)  # its tick will find it gone
@@ -159,7 +168,7 @@ class SimulatedNetwork:
         return True
 
     def replace(self, tenant: str, message_id: str, body: str) -> bool:
-        """Replace the body of a message that is not final yet."""
+        """Replace the body of a message that is not final yet (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
         flight = self._in_flight[message_id]
@@ -186,6 +195,8 @@ class SimulatedNetwork:
     def _end(self, item: Outgoing, status: Status, error: str | None) -> None:
         now = self._clock()
         final = item.message.moved_to(status, now, error)
+        for hook in self._final_hooks:
+            hook(final)
         self._store.record_status(
             StatusChange(final.id, status, now, error), after_commit=lambda: self._announce(final)
         )

@@ -212,6 +212,10 @@ class SubmitPipeline:
         if self._responder is not None:
             outcome = await self._responder.respond(tenant, notice)
             notice = dataclasses.replace(notice, keyword=outcome.keyword)
+        if tenant.smpp is not None:  # kept for its SMPP receivers until one acknowledges it
+            self._store.keep_notice(notice)
+            if (rejected := await self._committed()) is not None:
+                return rejected
         for listener in self._inbound_listeners:
             listener(notice)
         if outcome.reply:
@@ -219,15 +223,22 @@ class SubmitPipeline:
             await self.submit(reply)
         return notice
 
-    def cancel(self, tenant: TenantConfig, message_id: str) -> bool:
-        """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm)."""
-        return self._network.cancel(tenant.id, message_id)
+    async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
+        """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).
 
-    def replace(self, tenant: TenantConfig, message_id: str, body: str) -> Rejected | None:
+        Returns once the ``deleted`` state is committed, so an acknowledged cancel
+        survives a crash and a query right after sees it.
+        """
+        if not self._network.cancel(tenant.id, message_id):
+            return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        return await self._committed()
+
+    async def replace(self, tenant: TenantConfig, message_id: str, body: str) -> Rejected | None:
         """Replace the body of a message of this tenant that is not final yet (replace_sm).
 
         The replacement may not need more segments than the message was accepted with:
-        the traffic log (and the bill) already counts them.
+        the traffic log (and the bill) already counts them. Returns once the new body
+        is committed.
         """
         message = self._network.pending(tenant.id, message_id)
         if message is None:
@@ -238,6 +249,14 @@ class SubmitPipeline:
         if info.segments > message.segments:
             return Rejected(RejectCode.BODY_TOO_LONG, "the replacement needs more segments")
         self._network.replace(tenant.id, message_id, body)
+        return await self._committed()
+
+    async def _committed(self) -> Rejected | None:
+        """Wait for the commit of what was just queued; a rejection if it failed."""
+        try:
+            await self._store.flush()
+        except StoreError:
+            return Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
         return None
 
     def _count(

@@ -164,6 +164,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, tenant, interface, status)
     ) WITHOUT ROWID;
     """,
+    # A kept mobile-originated notice remembers the keyword it matched (for its TLV).
+    """
+    ALTER TABLE notices ADD COLUMN keyword TEXT;
+    """,
 )
 
 # In the order of `Message`'s fields, so a row maps onto it positionally.
@@ -199,9 +203,9 @@ _INSERT_INBOX = (
 )
 _NOTICE_COLUMNS = (
     "tenant, kind, message_id, handset, address, created_at, expires_at, status, error,"
-    " submitted_at, body"
+    " submitted_at, body, keyword"
 )
-_INSERT_NOTICE = f"INSERT INTO notices ({_NOTICE_COLUMNS}) VALUES {{values}}"
+_INSERT_NOTICE = f"INSERT INTO notices (id, {_NOTICE_COLUMNS}) VALUES {{values}}"
 _DELETE_NOTICE = "DELETE FROM notices WHERE id IN (VALUES {values})"
 # SQLite's default limit on host parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
 _MAX_PARAMETERS = 32766
@@ -264,6 +268,9 @@ class Store:
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._closing = False
+        # Notice ids are assigned here when a notice is queued, so the SMPP queue knows
+        # each notice's row before it is committed; `open` starts after the highest.
+        self._last_notice_id = 0
         self._task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     @classmethod
@@ -273,7 +280,11 @@ class Store:
         writer = await _Writer.open(path, config.synchronous)
         reader = await aiosqlite.connect(path)
         await reader.execute("PRAGMA query_only=ON")
-        return cls(writer, reader, metrics)
+        store = cls(writer, reader, metrics)
+        async with reader.execute("SELECT coalesce(max(id), 0) FROM notices") as cursor:
+            row = await cursor.fetchone()
+        store._last_notice_id = int(row[0]) if row else 0
+        return store
 
     @property
     def healthy(self) -> bool:
@@ -379,13 +390,21 @@ class Store:
         self._batch.new_bodies[message_id] = (body, message_id)
         self._wake.set()
 
-    def keep_notices(self, notices: Iterable[Notice]) -> None:
-        """Queue notices for a tenant with no receiver able to take them now."""
-        self._batch.notices.extend(_notice_row(n) for n in notices)
+    def keep_notice(self, notice: Notice, after_commit: Callable[[], None] | None = None) -> None:
+        """Queue a notice's row, giving the notice its id; ``after_commit`` runs once durable.
+
+        Queued while a message's final state is, the row joins that state's commit: the
+        receipt exists exactly when the state it announces does.
+        """
+        self._last_notice_id += 1
+        notice.queue_id = self._last_notice_id
+        self._batch.notices.append((notice.queue_id, *_notice_row(notice)))
+        if after_commit is not None:
+            self._batch.after_commit.append(after_commit)
         self._wake.set()
 
     def forget_notice(self, queue_id: int) -> None:
-        """A kept notice was acknowledged by the ESME (or expired)."""
+        """A kept notice was acknowledged by the ESME, given up on, or expired."""
         self._batch.done_notices.append((queue_id,))
         self._wake.set()
 
@@ -497,20 +516,19 @@ class Store:
             rows = await cursor.fetchall()
         return [_notice_from_row(row) for row in rows]
 
-    async def expired_notices(self, now: float, limit: int = 1000) -> list[int]:
+    async def expired_notices(self, now: float, limit: int = 1000) -> list[tuple[int, str]]:
+        """``(id, tenant)`` of notices past their ``expires_at``."""
         async with self._reader.execute(
-            "SELECT id FROM notices WHERE expires_at <= ? LIMIT ?", (now, limit)
+            "SELECT id, tenant FROM notices WHERE expires_at <= ? LIMIT ?", (now, limit)
         ) as cursor:
-            return [row[0] for row in await cursor.fetchall()]
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
 
-    async def tenants_with_notices(self) -> list[str]:
-        async with self._reader.execute("SELECT DISTINCT tenant FROM notices") as cursor:
-            return [row[0] for row in await cursor.fetchall()]
-
-    async def count_notices(self) -> int:
-        async with self._reader.execute("SELECT count(*) FROM notices") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+    async def count_notices(self) -> dict[str, int]:
+        """Kept notices per tenant."""
+        async with self._reader.execute(
+            "SELECT tenant, count(*) FROM notices GROUP BY tenant"
+        ) as cursor:
+            return {tenant: int(count) for tenant, count in await cursor.fetchall()}
 
 
 class _Writer:
@@ -661,12 +679,13 @@ def _notice_row(n: Notice) -> tuple[object, ...]:
         n.error,
         n.submitted_at,
         n.body,
+        n.keyword,
     )
 
 
 def _notice_from_row(row: Sequence[Any]) -> Notice:
     queue_id, tenant, kind, message_id, handset, address, created, expires, *rest = row
-    status, error, submitted_at, body = rest
+    status, error, submitted_at, body, keyword = rest
     return Notice(
         tenant=tenant,
         kind=NoticeKind(kind),
@@ -680,6 +699,7 @@ def _notice_from_row(row: Sequence[Any]) -> Notice:
         submitted_at=submitted_at,
         body=body,
         queue_id=queue_id,
+        keyword=keyword,
     )
 
 

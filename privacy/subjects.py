@@ -11,7 +11,7 @@ recorded in the audit log.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import TenantConfig
 from gateway.documents import iso_time, message_document
@@ -22,6 +22,9 @@ from privacy.audit import AuditEntry, AuditLog
 from privacy.keys import KeyRing
 from privacy.pseudonyms import pseudonymise
 from privacy.registry import ConsentEvent, ConsentRegistry, EventKind, Source
+
+if TYPE_CHECKING:
+    from smpp.notices import NoticeQueue
 
 
 class SubjectRights:
@@ -34,6 +37,7 @@ class SubjectRights:
         metrics: Metrics,
         clock: Callable[[], float],
         network: SimulatedNetwork | None = None,
+        notices: NoticeQueue | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
@@ -42,6 +46,7 @@ class SubjectRights:
         self._metrics = metrics
         self._clock = clock
         self._network = network
+        self._notices = notices
 
     def _names(self, tenant: str, e164: str) -> list[str]:
         """Every value a traffic row may hold for this number: clear, and one per live epoch."""
@@ -140,6 +145,8 @@ class SubjectRights:
             ]
         )
         self._registry.forget(tenant.id, e164, subject, state)
+        if self._notices is not None:
+            self._notices.forget_handset(tenant.id, e164, counts["notices"])
         self._metrics.subject_requests.labels(tenant.id, "erase").inc()
         await self._store.checkpoint()
         return {**counts, "suppression_kept": int(bool(state.opted_out))}

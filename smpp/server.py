@@ -9,8 +9,11 @@ responses go out in one write.
 
 Receipts and mobile-originated messages ("notices") go to a bound receiver or
 transceiver session of the tenant, at most ``deliver_window`` unacknowledged per
-session. While the tenant has no receiver, notices are kept in the store and sent
-when one binds, until they expire.
+session. Each is in the store from the commit of what it reports until a receiver
+acknowledges it (`smpp.notices.NoticeQueue`), until it expires.
+
+Binds are checked one at a time per connection, each after its slot in the shared
+`GuessThrottle`; answers wait for their commit (submits, cancel_sm, replace_sm).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import functools
 import hmac
 import logging
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
@@ -39,8 +41,10 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
+from gateway.throttle import GuessThrottle
 from smpp import session
 from smpp.framer import FrameError, Framer
+from smpp.notices import NoticeQueue
 from smpp.pdu import (
     CommandId,
     CommandStatus,
@@ -60,6 +64,7 @@ from smpp.text import (
     MESSAGE_STATE,
     ReceiptFacts,
     TextError,
+    concatenation_part,
     decode_text,
     encode_text,
     receipt_text,
@@ -105,7 +110,6 @@ TON_ALPHANUMERIC = 5
 NPI_ISDN = 1
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
-MAX_BIND_DELAY = 8.0
 # Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
 # ("stop", "start", "help"), so the tenant sees an opt-out as one.
 TAG_KEYWORD = 0x1501
@@ -144,14 +148,13 @@ class SmppServer:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        self.notices = NoticeQueue(store, config.smpp, metrics, clock)
         metrics.smpp_window_size.set(config.smpp.deliver_window)
-        # Receipts and MO messages waiting in memory or in the store; read at scrape time.
-        self.notices_pending = 0
-        metrics.notices_pending.set_function(lambda: self.notices_pending)
+        metrics.notices_pending.set_function(lambda: self.notices.pending)
         for tenant in config.tenants:
             if tenant.smpp is not None:
                 metrics.smpp_window.labels(tenant.id).set_function(
-                    functools.partial(self._outstanding, tenant.id)
+                    functools.partial(self.notices.outstanding, tenant.id)
                 )
         codes = config.smpp.error_codes
         self.reject_status: dict[RejectCode, int] = {
@@ -168,12 +171,12 @@ class SmppServer:
             for t in config.tenants
             if t.smpp and t.smpp.max_submit_rate
         }
-        self._failed_binds: OrderedDict[str, int] = OrderedDict()
-        self._waiting: dict[str, deque[Notice]] = {}
-        self._loading: set[str] = set()
-        self._reload: set[str] = set()
-        # Tenants that may have notices in the store not yet loaded into memory.
-        self._maybe_kept: set[str] = set()
+        # Checks that would wait more than a few capped delays are refused unchecked.
+        self.throttle = GuessThrottle(
+            config.smpp.failed_bind_delay,
+            config.smpp.max_bind_delay,
+            max_wait=4 * config.smpp.max_bind_delay,
+        )
         self._server: asyncio.Server | None = None
         self.port = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -183,18 +186,17 @@ class SmppServer:
     async def start(self) -> int:
         """Listen on ``[smpp] host/port``; returns the bound port."""
         loop = asyncio.get_running_loop()
+        await self.notices.open()
         self._server = await loop.create_server(
             lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
         )
-        self.notices_pending = await self.store.count_notices()
-        self._maybe_kept = set(await self.store.tenants_with_notices())
         self._schedule_sweep()
         self.port = int(self._server.sockets[0].getsockname()[1])
         log_event(log, "smpp.listening", host=self.config.smpp.host, port=self.port)
         return self.port
 
     async def close(self) -> None:
-        """Stop listening, close every session, keep undelivered notices in the store."""
+        """Stop listening and close every session; notices stay in the store."""
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -204,9 +206,7 @@ class SmppServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for waiting in self._waiting.values():
-            self.store.keep_notices(n for n in waiting if n.queue_id is None)
-        self._waiting.clear()
+        await self.notices.close()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -230,36 +230,44 @@ class SmppServer:
 
     # --- binds ---------------------------------------------------------------------------
 
-    def authenticate(self, system_id: str, password: str) -> TenantConfig | CommandStatus:
-        tenant = self.tenants_by_system_id.get(system_id)
-        if tenant is None or tenant.smpp is None:
-            return S.ESME_RINVSYSID
-        if not hmac.compare_digest(password.encode(), tenant.smpp.password.encode()):
-            return S.ESME_RINVPASWD
-        if len(self.sessions.get(tenant.id, ())) >= tenant.smpp.max_sessions:
-            return S.ESME_RBINDFAIL
-        return tenant
+    def _session_room(self, tenant: TenantConfig) -> bool:
+        assert tenant.smpp is not None
+        return len(self.sessions.get(tenant.id, ())) < tenant.smpp.max_sessions
 
-    def bind_delay(self, peer: str, failed: bool) -> float:
-        """Slow down repeated failed binds from one host: 0.5 s, 1 s, 2 s ... up to 8 s."""
-        if not failed:
-            self._failed_binds.pop(peer, None)
-            return 0.0
-        count = self._failed_binds.pop(peer, 0) + 1
-        self._failed_binds[peer] = count
-        if len(self._failed_binds) > 4096:
-            self._failed_binds.popitem(last=False)
-        return min(self.config.smpp.failed_bind_delay * 2 ** (count - 1), MAX_BIND_DELAY)
+    async def authenticate(
+        self, peer: str, system_id: str, password: str
+    ) -> TenantConfig | CommandStatus:
+        """The tenant these credentials bind, or the command_status that refuses the bind.
+
+        A tenant with all its sessions bound is refused at once: that is no failed
+        guess. Otherwise the check waits for its slot in the guess throttle (per peer
+        address, and per system_id the config knows), so guesses cannot run faster
+        than the throttle allows however they are pipelined or spread over connections.
+        """
+        tenant = self.tenants_by_system_id.get(system_id)
+        if tenant is not None and not self._session_room(tenant):
+            return S.ESME_RBINDFAIL
+        identity = system_id if tenant is not None else None
+        if not await self.throttle.admit(peer, identity):
+            self.metrics.auth_failures.labels("smpp", "refused").inc()
+            return S.ESME_RBINDFAIL
+        if tenant is None or tenant.smpp is None:
+            status = S.ESME_RINVSYSID
+        elif not hmac.compare_digest(password.encode(), tenant.smpp.password.encode()):
+            status = S.ESME_RINVPASWD
+        else:
+            self.throttle.succeeded(peer, identity)
+            return tenant if self._session_room(tenant) else S.ESME_RBINDFAIL
+        self.throttle.failed(peer, identity)
+        self.metrics.auth_failures.labels("smpp", "failed").inc()
+        return status
 
     def bound(self, connection: SmppConnection) -> None:
         assert connection.tenant is not None
         self.sessions.setdefault(connection.tenant.id, set()).add(connection)
         self.metrics.smpp_sessions.labels(connection.tenant.id, connection.bind_type).inc()
-        if connection.receives and connection.tenant.id in self._maybe_kept:
-            self.spawn(self._load_kept(connection.tenant.id))
-
-    def _outstanding(self, tenant: str) -> int:
-        return sum(len(c.outstanding) for c in self.sessions.get(tenant, ()))
+        if connection.receives:
+            self.notices.attach(connection, connection.tenant.id)
 
     def unbound(self, connection: SmppConnection) -> None:
         tenant = connection.tenant
@@ -267,117 +275,51 @@ class SmppServer:
             return
         self.sessions.get(tenant.id, set()).discard(connection)
         self.metrics.smpp_sessions.labels(tenant.id, connection.bind_type).dec()
-        for notice in connection.take_unacknowledged():
-            self.notify(notice, front=True)
+        self.notices.detach(connection)
 
     # --- notices: receipts and mobile-originated messages --------------------------------
 
-    def on_final(self, message: Message) -> None:
-        """Network listener: a receipt for an SMPP message whose sender asked for one."""
+    def keep_receipt(self, message: Message) -> None:
+        """Network final hook: the receipt an SMPP sender asked for, committed with the state."""
         if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
             return
         now = self.clock()
-        self.notify(
-            Notice(
-                tenant=message.tenant,
-                kind=NoticeKind.RECEIPT,
-                message_id=message.id,
-                handset=message.recipient,
-                address=message.sender,
-                created_at=now,
-                expires_at=now + self.config.smpp.notice_ttl,
-                status=message.status,
-                error=message.error,
-                submitted_at=message.submitted_at,
-            )
+        notice = Notice(
+            tenant=message.tenant,
+            kind=NoticeKind.RECEIPT,
+            message_id=message.id,
+            handset=message.recipient,
+            address=message.sender,
+            created_at=now,
+            expires_at=now + self.config.smpp.notice_ttl,
+            status=message.status,
+            error=message.error,
+            submitted_at=message.submitted_at,
         )
+        self.store.keep_notice(notice, after_commit=functools.partial(self.notices.offer, notice))
 
-    def notify(self, notice: Notice, *, front: bool = False) -> None:
-        """Send to a receiver with room in its window, else wait in memory or in the store."""
-        receivers = [c for c in self.sessions.get(notice.tenant, ()) if c.receives]
-        for connection in receivers:
-            if connection.has_room():
-                connection.send_notice(notice)
-                return
-        if receivers:
-            waiting = self._waiting.setdefault(notice.tenant, deque())
-            if front:
-                waiting.appendleft(notice)
-            else:
-                waiting.append(notice)
-            self.notices_pending += 1
-        else:
-            if notice.queue_id is None:  # else it is in the store already
-                self.store.keep_notices([notice])
-                self.notices_pending += 1
-            self._maybe_kept.add(notice.tenant)
-
-    def window_opened(self, connection: SmppConnection) -> None:
-        """A receiver acknowledged a notice: pass it the next waiting one."""
-        assert connection.tenant is not None
-        waiting = self._waiting.get(connection.tenant.id)
-        while waiting and connection.has_room():
-            self.notices_pending -= 1
-            connection.send_notice(waiting.popleft())
-        if not waiting and connection.tenant.id in self._maybe_kept:
-            self.spawn(self._load_kept(connection.tenant.id))
-
-    def acknowledged(self, notice: Notice) -> None:
+    def notify(self, notice: Notice) -> None:
+        """Pipeline inbound listener: an MO message, already committed if it has a row."""
         if notice.queue_id is not None:
-            self.store.forget_notice(notice.queue_id)
-            self.notices_pending -= 1
-
-    async def _load_kept(self, tenant: str) -> None:
-        """Move notices kept in the store to the tenant's receivers, a window at a time.
-
-        A request that comes while a load runs makes it run once more when done: the
-        notice that prompted it may have been kept after the running load read.
-        """
-        if tenant in self._loading:
-            self._reload.add(tenant)
-            return
-        self._loading.add(tenant)
-        try:
-            while True:
-                self._reload.discard(tenant)
-                await self._load_once(tenant)
-                if tenant not in self._reload:
-                    break
-        finally:
-            self._loading.discard(tenant)
-
-    async def _load_once(self, tenant: str) -> None:
-        limit = self.config.smpp.deliver_window * 4
-        self._maybe_kept.discard(tenant)
-        await self.store.flush()  # notices kept a moment ago must be readable
-        kept = await self.store.kept_notices(tenant, self.clock(), limit)
-        if len(kept) == limit:
-            self._maybe_kept.add(tenant)  # more than one window's worth: load again later
-        in_memory = {n.queue_id for n in self._waiting.get(tenant, ())}
-        for connection in self.sessions.get(tenant, ()):
-            in_memory |= connection.outstanding_queue_ids()
-        waiting = self._waiting.setdefault(tenant, deque())
-        waiting.extend(n for n in kept if n.queue_id not in in_memory)
-        for connection in [c for c in self.sessions.get(tenant, ()) if c.receives]:
-            while waiting and connection.has_room():
-                connection.send_notice(waiting.popleft())
+            self.notices.offer(notice)
 
     def _schedule_sweep(self) -> None:
         interval = min(self.config.smpp.notice_ttl, 60.0)
         self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
 
     def _sweep(self) -> None:
-        self.spawn(self._forget_expired())
+        self.spawn(self.notices.forget_expired())
         self._schedule_sweep()
-
-    async def _forget_expired(self) -> None:
-        for queue_id in await self.store.expired_notices(self.clock()):
-            self.store.forget_notice(queue_id)
-            self.notices_pending -= 1
 
 
 class SmppConnection(asyncio.Protocol):
-    """One ESME connection: framing, the session state, timers and the deliver_sm window."""
+    """One ESME connection: framing, the session state, timers and the deliver_sm window.
+
+    Frames are handled in order until something must finish first: a bind (answered
+    after its throttled check) or a full output buffer (the transport asked us to
+    pause writing). Then the frames already read stay in the framer and reading
+    pauses, so a peer can make us hold neither guesses nor answers it does not read.
+    """
 
     HANDLERS: ClassVar[dict[CommandId, Callable[[SmppConnection, Pdu, Submits], None]]]
 
@@ -399,9 +341,11 @@ class SmppConnection(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
         self.sequence = 0
-        self.outstanding: dict[int, Notice] = {}
         self.pending_submits = 0
-        self.paused = False
+        # Reasons to stop reading: each is cleared by the event that ends it.
+        self.binding = False  # a bind waits for its check and answer
+        self.write_paused = False  # the transport's output buffer is over its high-water mark
+        self.submits_paused = False  # too many submits of this connection in the pipeline
 
     # --- transport events ---------------------------------------------------------------
 
@@ -423,8 +367,20 @@ class SmppConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.framer.receive_data(data)
+        self._handle_frames()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._handle_frames()
+
+    def _handle_frames(self) -> None:
+        """Handle the frames read so far, until one must be answered before the rest."""
         submits: Submits = []
-        while self.state is not State.CLOSED:
+        while self.state is not State.CLOSED and not (self.binding or self.write_paused):
             try:
                 frame = self.framer.next_frame()
             except FrameError as error:
@@ -436,6 +392,17 @@ class SmppConnection(asyncio.Protocol):
             self._handle(frame, submits)
         if submits:
             self._submit(submits)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self.binding or self.write_paused or self.submits_paused
+        if pause and transport.is_reading():
+            transport.pause_reading()
+        elif not pause and not transport.is_reading():
+            transport.resume_reading()
 
     def _handle(self, frame: bytes, submits: Submits) -> None:
         self.last_seen = self.loop.time()
@@ -462,6 +429,10 @@ class SmppConnection(asyncio.Protocol):
         self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self.state = session.transition(self.state, pdu.command_id, pdu.command_status)
+        if pdu.command_id == C.unbind_resp:
+            # However the unbind was answered (even with an error for its trailing
+            # octets), the session is over: an UNBOUND one must not hold its slot.
+            self.close()
 
     def _answer(self, request: Pdu, status: int = S.ESME_ROK, **fields: object) -> None:
         command = session.response_for(request.command_id)
@@ -491,13 +462,26 @@ class SmppConnection(asyncio.Protocol):
     # --- binds and session life -----------------------------------------------------------
 
     def _bind(self, pdu: Pdu, submits: Submits) -> None:
-        result = self.server.authenticate(str(pdu.params["system_id"]), str(pdu.params["password"]))
-        delay = self.server.bind_delay(self.peer, failed=not isinstance(result, TenantConfig))
-        if not isinstance(result, TenantConfig):
-            log_event(log, "smpp.bind_refused", status=result.name)
-            self.loop.call_later(delay, self._answer, pdu, result)
-            return
-        self.tenant = result
+        """One bind at a time: the PDUs after it wait until it is answered."""
+        self.binding = True
+        self.server.spawn(self._run_bind(pdu))
+
+    async def _run_bind(self, pdu: Pdu) -> None:
+        try:
+            result = await self.server.authenticate(
+                self.peer, str(pdu.params["system_id"]), str(pdu.params["password"])
+            )
+            if not isinstance(result, TenantConfig):
+                log_event(log, "smpp.bind_refused", status=result.name)
+                self._answer(pdu, result)
+                return
+            self._bound(pdu, result)
+        finally:
+            self.binding = False
+            self._handle_frames()
+
+    def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
+        self.tenant = tenant
         self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
         if self.state not in BIND_TYPE:
             return  # the peer left before the answer could go out
@@ -505,7 +489,7 @@ class SmppConnection(asyncio.Protocol):
             self.timer.cancel()
         self.timer = self.loop.call_later(self._tick_interval, self._tick)
         self.bind_type = BIND_TYPE[self.state]
-        log_event(log, "smpp.bound", tenant=result.id, bind_type=self.bind_type)
+        log_event(log, "smpp.bound", tenant=tenant.id, bind_type=self.bind_type)
         self.server.bound(self)
 
     @property
@@ -540,8 +524,7 @@ class SmppConnection(asyncio.Protocol):
         """enquire_link_resp: any PDU already proved the peer alive."""
 
     def _unbind(self, pdu: Pdu, submits: Submits) -> None:
-        self._answer(pdu)
-        self.close()
+        self._answer(pdu)  # and close (see _send)
 
     def _unbind_resp(self, pdu: Pdu, submits: Submits) -> None:
         self.close()
@@ -584,13 +567,15 @@ class SmppConnection(asyncio.Protocol):
             return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
         if part is None and Tag.sar_msg_ref_num in tlvs:
             try:
-                part = Part(
+                part = concatenation_part(
                     int(tlvs[Tag.sar_msg_ref_num]),  # type: ignore[call-overload]
                     int(tlvs[Tag.sar_segment_seqnum]),  # type: ignore[call-overload]
                     int(tlvs[Tag.sar_total_segments]),  # type: ignore[call-overload]
                 )
             except KeyError:
                 return S.ESME_RMISSINGOPTPARAM
+            except TextError:
+                return S.ESME_RINVOPTPARAMVAL
         service_type = str(params.get("service_type", ""))
         purpose = self.server.config.smpp.service_types.get(service_type)
         if purpose is None and service_type not in ("", "CMT"):
@@ -612,9 +597,8 @@ class SmppConnection(asyncio.Protocol):
 
     def _submit(self, submits: Submits) -> None:
         self.pending_submits += len(submits)
-        if self.pending_submits > MAX_PENDING_SUBMITS and not self.paused and self.transport:
-            self.transport.pause_reading()
-            self.paused = True
+        if self.pending_submits > MAX_PENDING_SUBMITS:
+            self.submits_paused = True
         self.server.spawn(self._run_submits(submits))
 
     async def _run_submits(self, submits: Submits) -> None:
@@ -622,9 +606,9 @@ class SmppConnection(asyncio.Protocol):
             results = await self.server.pipeline.submit_many([r for _, r in submits])
         finally:
             self.pending_submits -= len(submits)
-            if self.paused and self.pending_submits < MAX_PENDING_SUBMITS // 2 and self.transport:
-                self.transport.resume_reading()
-                self.paused = False
+            if self.submits_paused and self.pending_submits < MAX_PENDING_SUBMITS // 2:
+                self.submits_paused = False
+                self._update_reading()
         if self.transport is None or self.transport.is_closing():
             return
         chunks = []
@@ -695,60 +679,53 @@ class SmppConnection(asyncio.Protocol):
         )
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:
+        self.server.spawn(self._run_cancel(pdu))
+
+    async def _run_cancel(self, pdu: Pdu) -> None:
+        """Answered once the ``deleted`` state is committed."""
         assert self.tenant is not None
-        cancelled = self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
-        self._answer(pdu, S.ESME_ROK if cancelled else S.ESME_RCANCELFAIL)
+        rejected = await self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
+        if rejected is None:
+            self._answer(pdu)
+        elif rejected.code is RejectCode.NOT_PENDING:
+            self._answer(pdu, S.ESME_RCANCELFAIL)
+        else:
+            self._answer(pdu, self.server.reject_status[rejected.code])
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
-        assert self.tenant is not None
         try:
             body = decode_text(0, pdu.params["short_message"])  # type: ignore[arg-type]
         except TextError:
             self._answer(pdu, S.ESME_RREPLACEFAIL)
             return
-        rejected = self.server.pipeline.replace(self.tenant, str(pdu.params["message_id"]), body)
+        self.server.spawn(self._run_replace(pdu, body))
+
+    async def _run_replace(self, pdu: Pdu, body: str) -> None:
+        """Answered once the new body is committed."""
+        assert self.tenant is not None
+        message_id = str(pdu.params["message_id"])
+        rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
         self._answer(
             pdu, S.ESME_ROK if rejected is None else self.server.reject_status[rejected.code]
         )
 
-    # --- deliver_sm window ------------------------------------------------------------------
+    # --- deliver_sm window (kept by the server's NoticeQueue) -------------------------------
 
-    def has_room(self) -> bool:
-        return session.can_send(self.state, C.deliver_sm) and (
-            len(self.outstanding) < self.config.deliver_window
+    def can_deliver(self) -> bool:
+        return session.can_send(self.state, C.deliver_sm) and not (
+            self.transport is None or self.transport.is_closing()
         )
 
-    def send_notice(self, notice: Notice) -> None:
+    def deliver(self, notice: Notice) -> int:
         sequence = self._next_sequence()
-        self.outstanding[sequence] = notice
         self._send(_deliver_sm(notice, sequence))
-
-    def outstanding_queue_ids(self) -> set[int | None]:
-        return {n.queue_id for n in self.outstanding.values()}
-
-    def take_unacknowledged(self) -> list[Notice]:
-        notices = list(self.outstanding.values())
-        self.outstanding.clear()
-        return notices
-
-    def _release(self, sequence: int) -> Notice | None:
-        return self.outstanding.pop(sequence, None)
+        return sequence
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
-        notice = self._release(pdu.sequence_number)
-        if notice is None:
-            return
-        if pdu.command_status == S.ESME_RX_T_APPN:
-            self.server.notify(notice)  # the ESME asks us to try again later
-        else:
-            self.server.acknowledged(notice)
-        self.server.window_opened(self)
+        self.server.notices.answered(self, pdu.sequence_number, pdu.command_status)
 
     def _generic_nack(self, pdu: Pdu, submits: Submits) -> None:
-        notice = self._release(pdu.sequence_number)
-        if notice is not None:
-            self.server.acknowledged(notice)  # the ESME cannot take it; do not loop on it
-            self.server.window_opened(self)
+        self.server.notices.nacked(self, pdu.sequence_number)
 
 
 SmppConnection.HANDLERS = {

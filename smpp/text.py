@@ -54,6 +54,9 @@ class TextError(ValueError):
 
 def decode_text(data_coding: int, data: bytes) -> str:
     """The text of short_message or message_payload (without its UDH)."""
+    if (data_coding == DC_DEFAULT or data_coding & 0xF4 == 0xF0) and not data.isascii():
+        # One septet per octet: bit 7 set is no GSM 03.38 character, whatever it meant.
+        raise TextError("GSM 03.38 text has an octet of 0x80 or more")
     try:
         if data_coding == DC_DEFAULT:
             return gsm7_decode(data)
@@ -63,7 +66,7 @@ def decode_text(data_coding: int, data: bytes) -> str:
             return data.decode("latin-1")
         if data_coding == DC_UCS2:
             return decode_ucs2(data)
-        if data_coding & 0xF0 == 0xF0 and not data_coding & 0x04:
+        if data_coding & 0xF4 == 0xF0:
             return gsm7_decode(data)  # coding group 1111, default alphabet
     except ValueError as exc:
         raise TextError(f"text does not decode under data_coding {data_coding:#04x}") from exc
@@ -98,13 +101,21 @@ def split_udh(data: bytes) -> tuple[Part | None, bytes]:
         if len(value) != length or pos + 2 + length > end:
             raise TextError("information element runs past the user data header")
         if iei == 0x00 and length == 3:
-            part = Part(value[0], value[2], value[1])
+            part = concatenation_part(value[0], value[2], value[1])
         elif iei == 0x08 and length == 4:
-            part = Part(struct.unpack(">H", value[:2])[0], value[3], value[2])
+            part = concatenation_part(struct.unpack(">H", value[:2])[0], value[3], value[2])
         pos += 2 + length
-    if part is not None and not 1 <= part.seq <= part.total:
-        raise TextError("concatenation sequence number outside 1..total")
     return part, data[end:]
+
+
+def concatenation_part(ref: int, seq: int, total: int) -> Part:
+    """A part of a concatenated message, from a UDH or the sar_* TLVs alike.
+
+    Sequence numbers run 1..total: a part 0, or of 0 parts, could never be joined.
+    """
+    if not 1 <= seq <= total:
+        raise TextError("concatenation sequence number outside 1..total")
+    return Part(ref, seq, total)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, encode
 from tests.conftest import API_KEY, EVENT_TIMEOUT, CallbackReceiver, base_config, merged
+from tests.smpp_clients import RawEsme
+from tests.test_smpp_server import submit_fields
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+C = CommandId
 
 
 def toml_value(value: Any) -> str:
@@ -175,3 +179,91 @@ async def test_signal_stops_gracefully(tmp_path: Path, signum: signal.Signals) -
         await _submit(http, gateway.url, 1)
         assert await gateway.stop(signum) == 0
         assert "shutdown.finished" in gateway.log[-1]
+
+
+async def test_acknowledged_cancel_and_replace_survive_sigkill(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.toml"
+    slow = merged(base_config(tmp_path), {"simulator": {"latency": ["1h", "1h"]}})
+    write_toml(config_path, slow)
+    count = 20
+    async with gateway_process(config_path) as gateway:
+        raw = await RawEsme.connect(gateway.smpp_port)
+        await raw.bind()
+        ids = []
+        for i in range(2 * count):
+            fields = submit_fields(to=f"4670123{i:04d}", registered_delivery=1)
+            ids.append(
+                (await raw.request(Pdu.make(C.submit_sm, 2 + i, **fields))).params["message_id"]
+            )
+        # All in one write, so they share a commit; the kill follows the last answer.
+        changes = [
+            Pdu.make(C.cancel_sm, 100 + i, message_id=ids[i], source_addr="Acme")
+            for i in range(count)
+        ] + [
+            Pdu.make(C.replace_sm, 200 + i, message_id=ids[count + i], short_message=b"replaced")
+            for i in range(count)
+        ]
+        await raw.send_bytes(b"".join(encode(pdu) for pdu in changes))
+        answers = [await raw.next() for _ in changes]
+        gateway.process.send_signal(signal.SIGKILL)
+        assert await gateway.process.wait() == -signal.SIGKILL
+        await raw.close()
+        assert all(a.command_status == CommandStatus.ESME_ROK for a in answers)
+
+    write_toml(config_path, base_config(tmp_path))  # fast again: resumed messages deliver
+    async with aiohttp.ClientSession() as http, gateway_process(config_path) as gateway:
+        await gateway.line_with(f"network.resumed count={count}")
+        receiver = await RawEsme.connect(gateway.smpp_port)
+        await receiver.bind(command=C.bind_receiver)
+        outcomes: dict[str, bytes] = {}
+        while len(outcomes) < 2 * count:
+            deliver = await receiver.next()
+            stat = deliver.params["short_message"].split(b"stat:")[1][:7]
+            outcomes[deliver.tlvs[Tag.receipted_message_id]] = stat
+            await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
+        await receiver.close()
+        assert outcomes == {i: b"DELETED" for i in ids[:count]} | {
+            i: b"DELIVRD" for i in ids[count:]
+        }
+        for i in (0, count):
+            async with http.get(
+                f"{gateway.url}/v1/simulator/handsets/+4670123{i:04d}/messages", headers=HEADERS
+            ) as response:
+                inbox = (await response.json())["messages"]
+            assert [m["body"] for m in inbox] == ([] if i < count else ["replaced"])
+
+
+async def test_receipts_a_receiver_never_acknowledged_survive_sigkill(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.toml"
+    write_toml(config_path, base_config(tmp_path))
+    count = 20
+    async with gateway_process(config_path) as gateway:
+        silent = await RawEsme.connect(gateway.smpp_port)
+        await silent.bind(command=C.bind_receiver)
+        transmitter = await RawEsme.connect(gateway.smpp_port)
+        await transmitter.bind(command=C.bind_transmitter)
+        ids = set()
+        for i in range(count):
+            fields = submit_fields(to=f"4670123{i:04d}", registered_delivery=1)
+            ids.add(
+                (await transmitter.request(Pdu.make(C.submit_sm, 2 + i, **fields))).params[
+                    "message_id"
+                ]
+            )
+        receipted = {(await silent.next()).tlvs[Tag.receipted_message_id] for _ in range(count)}
+        assert receipted == ids  # delivered to the receiver, never acknowledged
+        gateway.process.send_signal(signal.SIGKILL)
+        assert await gateway.process.wait() == -signal.SIGKILL
+        await silent.close()
+        await transmitter.close()
+
+    async with gateway_process(config_path) as gateway:
+        receiver = await RawEsme.connect(gateway.smpp_port)
+        await receiver.bind(command=C.bind_receiver)
+        again = set()
+        while len(again) < count:
+            deliver = await receiver.next()
+            again.add(deliver.tlvs[Tag.receipted_message_id])
+            await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
+        assert again == ids
+        await receiver.close()

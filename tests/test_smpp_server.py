@@ -477,3 +477,38 @@ async def test_sar_payload_16bit_udh_and_service_type(gateway: RunningGateway) -
     unknown = await raw.request(Pdu.make(C.submit_sm, 7, **submit_fields(service_type="XYZ")))
     assert unknown.command_status == S.ESME_RINVSERTYP
     await raw.close()
+
+
+async def test_cancel_is_answered_after_its_commit(config_dict: dict[str, Any]) -> None:
+    config_dict["simulator"]["rules"].append({"prefix": "+46709950", "latency": ["1h", "1h"]})
+    async with running_gateway(config_from_dict(config_dict)) as gateway:
+        raw = await RawEsme.connect(gateway.smpp_port)
+        await raw.bind()
+        for i in range(30):
+            sequence = 2 + 3 * i
+            submit = Pdu.make(C.submit_sm, sequence, **submit_fields(to=f"467099500{i:02d}"))
+            message_id = (await raw.request(submit)).params["message_id"]
+            cancel = Pdu.make(C.cancel_sm, sequence + 1, message_id=message_id, source_addr="Acme")
+            assert (await raw.request(cancel)).command_status == S.ESME_ROK
+            query = Pdu.make(C.query_sm, sequence + 2, message_id=message_id, source_addr="Acme")
+            assert (await raw.request(query)).params["message_state"] == 4  # DELETED
+        await raw.close()
+
+
+async def test_concatenation_and_gsm_octets_are_checked(gateway: RunningGateway) -> None:
+    raw = await RawEsme.connect(gateway.smpp_port)
+    await raw.bind()
+    for sequence, (ref, seq, total) in enumerate(((7, 0, 0), (7, 0, 2), (7, 3, 2)), start=2):
+        sar = {Tag.sar_msg_ref_num: ref, Tag.sar_segment_seqnum: seq, Tag.sar_total_segments: total}
+        answer = await raw.request(Pdu.make(C.submit_sm, sequence, tlvs=sar, **submit_fields()))
+        assert answer.command_status == S.ESME_RINVOPTPARAMVAL
+        # The same part numbers in a user data header are refused too.
+        udh = bytes([5, 0, 3, ref, total, seq])
+        answer = await raw.request(
+            Pdu.make(C.submit_sm, sequence, **submit_fields(esm_class=0x40, text=udh + b"x"))
+        )
+        assert answer.command_status == S.ESME_RINVESMCLASS
+    for coding in (0x00, 0xF0):
+        high = Pdu.make(C.submit_sm, 9, **submit_fields(text=b"caf\xe9", data_coding=coding))
+        assert (await raw.request(high)).command_status == S.ESME_RSUBMITFAIL
+    await raw.close()
