@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.http_server import GatewayRunner
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -154,7 +155,7 @@ async def verify_audit(config: Config) -> int:
 
 async def serve_until_signalled(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting and flush the store."""
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = GatewayRunner(create_app(config))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
