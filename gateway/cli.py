@@ -30,6 +30,7 @@ from aiohttp import web
 from gateway.app import StartupError, create_app
 from gateway.appkeys import STORAGE_LOCK
 from gateway.config import Config, ConfigError, TlsConfig, load_config
+from gateway.http_server import GatewayRunner
 from gateway.lock import StorageBusy, StorageLock
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
@@ -321,7 +322,7 @@ async def serve_until_signalled(config: Config) -> None:
     raised, so the process ends at once instead of lingering half up.
     """
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatewayRunner(app)
     sock: socket.socket | None = None
     try:
         ssl_context = _server_tls(config.http.tls)

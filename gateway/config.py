@@ -99,6 +99,17 @@ class HttpConfig:
     max_batch: int = 1000
     max_request_bytes: int = 4 * 1024 * 1024
     tls: TlsConfig | None = None
+    # API key checks from an address that failed wait for their slot: base, doubling, cap;
+    # a check whose slot is further away than max_auth_wait is refused unchecked (429).
+    failed_auth_delay: Seconds = 0.1
+    max_auth_delay: Seconds = 5.0
+    max_auth_wait: Seconds = 10.0
+    # What a client can hold: a connection until its headers are in, a request until its
+    # body is in, an idle keep-alive connection; and how many connections at once.
+    header_timeout: Seconds = 10.0
+    body_timeout: Seconds = 30.0
+    idle_timeout: Seconds = 60.0
+    max_connections: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +415,12 @@ def _check(config: Config) -> None:
     _check_port(config.smpp.port, "smpp.port")
     _check_positive(config.http.max_batch, "http.max_batch")
     _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
+    _check_positive(config.http.max_connections, "http.max_connections")
+    for name in ("failed_auth_delay", "header_timeout", "body_timeout", "idle_timeout"):
+        if getattr(config.http, name) <= 0:
+            raise ConfigError(f"http.{name}", "must be positive")
+    if config.http.max_auth_delay < config.http.failed_auth_delay:
+        raise ConfigError("http.max_auth_delay", "must be at least failed_auth_delay")
     _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
     _check_positive(config.smpp.notice_memory, "smpp.notice_memory")
     if not 0 < config.smpp.notice_first_retry <= config.smpp.notice_max_retry:

@@ -2,14 +2,18 @@
 
 Numbers arrive in any accepted form and leave only as the tenant's pseudonym
 (``subject``): the registry never holds them in clear, so it cannot show them.
-Withdrawing is as easy as giving: one DELETE.
+Withdrawing is as easy as giving: one DELETE. Consent ``evidence`` is the
+tenant's free text, stored as written: so that no number reaches the registry
+through it in clear, evidence that holds a phone number is refused.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
+from phonenumbers import PhoneNumberMatcher
 
 from gateway.appkeys import AUDIT, PIPELINE, REGISTRY, SUBJECTS
 from gateway.config import TenantConfig
@@ -18,15 +22,21 @@ from gateway.http_api import (
     Problem,
     authenticate,
     check_fields,
+    checked_cursor,
     json_response,
     msisdn_param,
     page_limit,
     read_json,
 )
 from gateway.numbers import InvalidNumber, normalise_msisdn
+from privacy.pseudonyms import PREFIX, PSEUDONYM_BYTES
 from privacy.registry import ConsentEvent, EventKind, Source, SubjectState
 
 MAX_OPT_OUT_IMPORT = 10_000
+MAX_EVIDENCE = 500
+SUBJECT_CURSOR_RE = re.compile(re.escape(PREFIX) + f"[0-9a-f]{{{2 * PSEUDONYM_BYTES}}}")
+# Below 2**63 (SQLite's integer range) by construction.
+AUDIT_CURSOR_RE = re.compile(r"[0-9]{1,18}")
 
 
 def state_document(subject: str, state: SubjectState) -> dict[str, Any]:
@@ -83,6 +93,26 @@ async def _state_response(request: web.Request, tenant: TenantConfig, subject: s
     return json_response(state_document(subject, state))
 
 
+def _evidence(tenant: TenantConfig, raw: str | None) -> str:
+    """Evidence as given, if it holds no phone number (it is stored verbatim, never masked).
+
+    Refused rather than masked: evidence is the tenant's record of how consent was
+    obtained, and a gateway that silently rewrote it would weaken it as proof; a
+    refusal makes the tenant fix what it sends, and the number is never kept.
+    """
+    if raw is None:
+        return ""
+    if len(raw) > MAX_EVIDENCE:
+        raise Problem(400, "invalid_request", f"'evidence' exceeds {MAX_EVIDENCE} characters")
+    if any(True for _ in PhoneNumberMatcher(raw, tenant.default_country or None)):
+        raise Problem(
+            400,
+            "invalid_request",
+            "'evidence' holds a phone number; refer to the subject by the path only",
+        )
+    return raw
+
+
 def _source(raw: str | None) -> Source:
     if raw is None:
         return Source.API
@@ -92,7 +122,7 @@ def _source(raw: str | None) -> Source:
 
 
 async def put_consent(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     subject = _subject(request, tenant)
     document = check_fields(
         await read_json(request), ("purpose",), ("evidence", "sender", "source")
@@ -106,7 +136,7 @@ async def put_consent(request: web.Request) -> web.Response:
         subject,
         EventKind.CONSENT_GIVEN,
         source=_source(document.get("source")),
-        evidence=document.get("evidence") or "",
+        evidence=_evidence(tenant, document.get("evidence")),
         purpose=purpose,
         sender=_sender(request, tenant, document.get("sender")),
     )
@@ -114,7 +144,7 @@ async def put_consent(request: web.Request) -> web.Response:
 
 
 async def delete_consent(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     subject = _subject(request, tenant)
     purpose = request.query.get("purpose")
     if purpose is None or not request.app[REGISTRY].knows_purpose(purpose):
@@ -131,7 +161,7 @@ async def delete_consent(request: web.Request) -> web.Response:
 
 
 async def get_consent(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     subject = _subject(request, tenant)
     registry = request.app[REGISTRY]
     [state] = await registry.states(tenant.id, [subject])
@@ -142,9 +172,10 @@ async def get_consent(request: web.Request) -> web.Response:
 
 
 async def list_consents(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     limit = page_limit(request.query.get("limit"))
-    subjects = await request.app[REGISTRY].subjects(tenant.id, request.query.get("cursor"), limit)
+    cursor = checked_cursor(request.query.get("cursor"), SUBJECT_CURSOR_RE)
+    subjects = await request.app[REGISTRY].subjects(tenant.id, cursor, limit)
     return json_response(
         {
             "subjects": [state_document(s, state) for s, state in subjects],
@@ -155,7 +186,7 @@ async def list_consents(request: web.Request) -> web.Response:
 
 async def post_opt_outs(request: web.Request) -> web.Response:
     """Bulk import of opt-outs kept elsewhere (source: import)."""
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     document = await read_json(request)
     numbers = document.get("msisdns")
     if not isinstance(numbers, list) or not numbers:
@@ -164,6 +195,7 @@ async def post_opt_outs(request: web.Request) -> web.Response:
         raise Problem(413, "payload_too_large", f"at most {MAX_OPT_OUT_IMPORT} per request")
     check_fields({k: v for k, v in document.items() if k != "msisdns"}, (), ("evidence", "sender"))
     sender = _sender(request, tenant, document.get("sender"))
+    evidence = _evidence(tenant, document.get("evidence"))
     registry = request.app[REGISTRY]
     now = registry.now()
     events: list[ConsentEvent] = []
@@ -183,7 +215,7 @@ async def post_opt_outs(request: web.Request) -> web.Response:
                 kind=EventKind.OPTED_OUT,
                 source=Source.IMPORT,
                 at=now,
-                evidence=document.get("evidence") or "",
+                evidence=evidence,
                 sender=sender,
             )
         )
@@ -192,7 +224,7 @@ async def post_opt_outs(request: web.Request) -> web.Response:
 
 
 async def get_opt_out(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     subject = _subject(request, tenant)
     [state] = await request.app[REGISTRY].states(tenant.id, [subject])
     document = state_document(subject, state)
@@ -200,7 +232,7 @@ async def get_opt_out(request: web.Request) -> web.Response:
 
 
 async def delete_opt_out(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     subject = _subject(request, tenant)
     await _record_one(
         request,
@@ -213,11 +245,9 @@ async def delete_opt_out(request: web.Request) -> web.Response:
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     limit = page_limit(request.query.get("limit"))
-    cursor = request.query.get("cursor")
-    if cursor is not None and not cursor.isdigit():
-        raise Problem(400, "invalid_request", "'cursor' is not a cursor this API returned")
+    cursor = checked_cursor(request.query.get("cursor"), AUDIT_CURSOR_RE)
     entries = await request.app[AUDIT].entries(tenant.id, int(cursor) if cursor else None, limit)
     return json_response(
         {
@@ -243,13 +273,13 @@ def _actor(tenant: TenantConfig) -> str:
 
 
 async def export_subject(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
     return json_response(await request.app[SUBJECTS].export(tenant, e164, _actor(tenant)))
 
 
 async def erase_subject(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
     counts = await request.app[SUBJECTS].erase(tenant, e164, _actor(tenant))
     return json_response({"erased": counts})
@@ -264,14 +294,14 @@ async def delete_restriction(request: web.Request) -> web.Response:
 
 
 async def _restriction(request: web.Request, *, on: bool) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
     await request.app[SUBJECTS].restrict(tenant, e164, _actor(tenant), on=on)
     return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))
 
 
 async def post_objection(request: web.Request) -> web.Response:
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
     await request.app[SUBJECTS].object(tenant, e164, _actor(tenant))
     return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))

@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 description served at ``/openapi.json``.
 
 Kept as data next to the routes; a test checks that every route registered in
-the app is described here and nothing else is.
+the app is described here and nothing else is, and that the bounds stated for
+``limit`` are the ones the handlers enforce. Patterns and lengths are those the
+handlers check (the msisdn pattern is the plain ASCII form; the handlers also
+fold full-width digits and no-break spaces).
 """
 
 from __future__ import annotations
@@ -10,6 +13,14 @@ from typing import Any
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _AUTH = [{"bearer": []}]
+# Any operation with an API key: 401 for a wrong one, 429 once an address sent too many.
+_AUTH_ERRORS = ("400", "401", "429")
+MSISDN_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^\+?[0-9][0-9 ().\-]*$",
+    "maxLength": 64,
+}
+PAGE_LIMIT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 
 
 def _op(
@@ -22,7 +33,8 @@ def _op(
     errors: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {ok: {"description": summary}}
-    for status in ("400", "401", *errors) if auth else errors:
+    # A body that does not arrive within http.body_timeout is answered 408.
+    for status in (*(_AUTH_ERRORS if auth else ()), *(("408",) if body else ()), *errors):
         responses[status] = _PROBLEM
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if auth:
@@ -37,18 +49,33 @@ def _op(
     return operation
 
 
-def _param(name: str, where: str, description: str) -> dict[str, Any]:
+def _param(
+    name: str, where: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": where,
         "required": where == "path",
         "description": description,
-        "schema": {"type": "string"},
+        "schema": schema or {"type": "string"},
     }
 
 
-_MSISDN = _param("msisdn", "path", "phone number, any accepted form")
+def _cursor(pattern: str) -> dict[str, Any]:
+    return _param(
+        "cursor",
+        "query",
+        "next_cursor of the previous page",
+        {
+            "type": "string",
+            "pattern": pattern,
+        },
+    )
+
+
+_MSISDN = _param("msisdn", "path", "phone number, any accepted form", MSISDN_SCHEMA)
 _SENDER = _param("sender", "query", "limit to one of the tenant's senders")
+_LIMIT = _param("limit", "query", "page size", PAGE_LIMIT)
 
 _PATHS: dict[str, dict[str, Any]] = {
     "/v1/messages": {
@@ -59,11 +86,16 @@ _PATHS: dict[str, dict[str, Any]] = {
             "List this tenant's messages, newest first",
             "200",
             params=(
-                _param("to", "query", "recipient, any common format"),
+                _param("to", "query", "recipient, any common format", MSISDN_SCHEMA),
                 _param("status", "query", "accepted, enroute, delivered, undeliverable, ..."),
-                _param("since", "query", "RFC 3339 time or epoch seconds"),
-                _param("limit", "query", "page size, 1-1000 (default 100)"),
-                _param("cursor", "query", "next_cursor of the previous page"),
+                _param(
+                    "since",
+                    "query",
+                    "RFC 3339 time with a zone (2026-11-29T10:00:00Z) or epoch seconds",
+                    {"type": "string", "maxLength": 40},
+                ),
+                _LIMIT,
+                _cursor("^[0-9a-f]{20}$"),
             ),
         ),
     },
@@ -87,10 +119,7 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "What the simulated handset received from this tenant",
             "200",
-            params=(
-                _param("msisdn", "path", "phone number"),
-                _param("limit", "query", "1-1000 (default 100)"),
-            ),
+            params=(_MSISDN, _LIMIT),
         ),
     },
     "/v1/simulator/inbound": {
@@ -104,7 +133,7 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "This tenant's consent records, one per subject (pseudonym), in pages",
             "200",
-            params=(_param("cursor", "query", "next_cursor"), _param("limit", "query", "1-1000")),
+            params=(_cursor("^p1:[0-9a-f]{32}$"), _LIMIT),
         ),
     },
     "/v1/consents/{msisdn}": {
@@ -129,7 +158,7 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "This tenant's audit log, newest first (hash-chained)",
             "200",
-            params=(_param("cursor", "query", "next_cursor"), _param("limit", "query", "1-1000")),
+            params=(_cursor("^[0-9]{1,18}$"), _LIMIT),
         ),
     },
     "/v1/subjects/{msisdn}/export": {
@@ -185,16 +214,25 @@ _ADMIN_PATHS: dict[str, dict[str, Any]] = {
     "/admin/v1/audit/verify": {"get": _admin("Verify every tenant's audit chain")},
 }
 
+# Purpose names are lower-case tokens (config.py checks them); only configured ones pass.
+_PURPOSE: dict[str, Any] = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}
+_EVIDENCE: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 500,
+    "description": "proof (form id, text, reference): stored as written, so it must hold"
+    " no personal data; text with a phone number in it is refused",
+}
+
 _SCHEMAS: dict[str, Any] = {
     "MessageRequest": {
         "type": "object",
         "required": ["to", "from", "body"],
         "additionalProperties": False,
         "properties": {
-            "to": {"type": "string", "description": "E.164, 00-prefixed or national form"},
+            "to": {**MSISDN_SCHEMA, "description": "E.164, 00-prefixed or national form"},
             "from": {"type": "string", "description": "one of the tenant's senders"},
             "body": {"type": "string"},
-            "purpose": {"type": "string", "description": "default: the tenant's default_purpose"},
+            "purpose": {**_PURPOSE, "description": "default: the tenant's default_purpose"},
             "callback_url": {"type": "string", "description": "receives the final status"},
             "client_ref": {"type": "string", "maxLength": 64},
         },
@@ -204,8 +242,8 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["purpose"],
         "additionalProperties": False,
         "properties": {
-            "purpose": {"type": "string"},
-            "evidence": {"type": "string", "description": "proof: form id, text, reference"},
+            "purpose": _PURPOSE,
+            "evidence": _EVIDENCE,
             "sender": {"type": "string", "description": "scope the consent to one sender"},
             "source": {"type": "string", "enum": ["api", "import"]},
         },
@@ -214,8 +252,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["msisdns"],
         "properties": {
-            "msisdns": {"type": "array", "items": {"type": "string"}, "maxItems": 10000},
-            "evidence": {"type": "string"},
+            "msisdns": {"type": "array", "items": MSISDN_SCHEMA, "maxItems": 10000},
+            "evidence": _EVIDENCE,
             "sender": {"type": "string"},
         },
     },
@@ -224,7 +262,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["from", "to", "body"],
         "additionalProperties": False,
         "properties": {
-            "from": {"type": "string", "description": "the handset's number"},
+            "from": {**MSISDN_SCHEMA, "description": "the handset's number"},
             "to": {"type": "string", "description": "one of the tenant's senders"},
             "body": {"type": "string"},
         },
@@ -244,6 +282,7 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "integer"},
             "code": {"type": "string"},
             "detail": {"type": "string"},
+            "request_id": {"type": "string", "description": "on a 500: quoted in the log"},
         },
     },
 }

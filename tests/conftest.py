@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
 from gateway.config import Config, config_from_dict
 from gateway.domain import Message
+from gateway.http_server import GatewayRunner
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
@@ -109,7 +110,7 @@ class ManualClock:
 async def running_gateway(
     config: Config, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[RunningGateway]:
-    runner = web.AppRunner(create_app(config, clock))
+    runner = GatewayRunner(create_app(config, clock))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, 0)
     await site.start()

@@ -174,6 +174,11 @@ async def test_bulk_import_blocks_every_form(gateway: RunningGateway) -> None:
     status, page = await call(gateway, "GET", "/v1/consents?limit=1000")
     assert status == 200 and len(page["subjects"]) == 1000 and page["next_cursor"]
     assert all(s["subject"].startswith("p1:") for s in page["subjects"])
+    status, rest = await call(gateway, "GET", f"/v1/consents?cursor={page['next_cursor']}")
+    assert status == 200 and rest["subjects"][0]["subject"] > page["next_cursor"]
+    status, audit = await call(gateway, "GET", "/v1/audit?limit=1")
+    status, older = await call(gateway, "GET", f"/v1/audit?limit=1&cursor={audit['next_cursor']}")
+    assert status == 200 and older["entries"][0]["seq"] < audit["entries"][0]["seq"]
 
 
 async def test_opt_out_while_messages_are_on_their_way(config_dict: dict[str, Any]) -> None:
@@ -276,6 +281,35 @@ async def test_registry_and_audit_hold_no_number_in_clear(
     assert texts
     for number in ("701112233", "705550123", "705550124"):
         assert not any(number in text for text in texts)
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    ["called 070-111 22 33 to confirm", "reply from +44 20 7946 0958", "x" * 501],
+    ids=["national", "international", "too long"],
+)
+async def test_evidence_with_a_phone_number_is_refused(
+    gateway: RunningGateway, evidence: str
+) -> None:
+    """Evidence is stored verbatim: a number in it would escape pseudonymisation."""
+    for method, path, document in [
+        ("PUT", f"/v1/consents/{HANDSET}", {"purpose": "marketing", "evidence": evidence}),
+        ("POST", "/v1/opt-outs", {"msisdns": [HANDSET], "evidence": evidence}),
+    ]:
+        status, problem = await call(gateway, method, path, json=document)
+        assert (status, problem["code"]) == (400, "invalid_request")
+        assert "'evidence'" in problem["detail"]
+    status, state = await call(gateway, "GET", f"/v1/consents/{HANDSET}")
+    assert (status, state["history"]) == (200, [])
+
+
+async def test_evidence_without_personal_data_is_kept_as_written(gateway: RunningGateway) -> None:
+    evidence = "web form 2026-11-29 #A17, checkbox v3"
+    document = {"purpose": "marketing", "evidence": evidence}
+    assert (await call(gateway, "PUT", f"/v1/consents/{HANDSET}", json=document))[0] == 200
+    status, state = await call(gateway, "GET", f"/v1/consents/{HANDSET}")
+    assert status == 200
+    assert [event["evidence"] for event in state["history"]] == [evidence]
 
 
 async def test_audit_chain_verifies_and_detects_tampering(

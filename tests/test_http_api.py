@@ -9,6 +9,7 @@ import pytest
 
 from gateway.appkeys import CONFIG
 from gateway.config import config_from_dict
+from gateway.http_privacy import MAX_EVIDENCE
 from tests.conftest import (
     API_KEY,
     EVENT_TIMEOUT,
@@ -278,6 +279,25 @@ async def test_health_readiness_and_openapi_cover_every_route(gateway: RunningGa
     }
     described = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert registered == described
+
+
+async def test_openapi_states_the_bounds_the_handlers_enforce(gateway: RunningGateway) -> None:
+    _, spec = await gateway.get_json("/openapi.json")
+    limits = [
+        (path.replace("{msisdn}", "+46701234567"), param["schema"])
+        for path, operations in spec["paths"].items()
+        for operation in operations.values()
+        for param in operation.get("parameters", [])
+        if param["name"] == "limit"
+    ]
+    assert len(limits) == 4
+    for path, schema in limits:
+        low, high = schema["minimum"], schema["maximum"]
+        for value, accepted in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+            status, _ = await gateway.get_json(f"{path}?limit={value}")
+            assert (status == 200) is accepted, (path, value)
+    evidence = spec["components"]["schemas"]["Consent"]["properties"]["evidence"]
+    assert evidence["maxLength"] == MAX_EVIDENCE
 
 
 async def test_metrics_count_outcomes_without_personal_data(gateway: RunningGateway) -> None:
