@@ -215,7 +215,7 @@ class StoreError(Exception):
 
 # One unit's writes: (statement, rows) pairs. A statement in `_PHASES` is a template
 # whose ``{values}`` stands for many rows; any other is run once per row.
-Steps = list[tuple[str, Sequence[Sequence[object]]]]
+Steps = Sequence[tuple[str, Sequence[Sequence[object]]]]
 
 
 class _Unit:
@@ -301,7 +301,7 @@ class Store:
         messages = [_message_row(item.message) for item in items]
         bodies = [(item.message.id, item.body, *_part_columns(item.part)) for item in items]
         await self._commit_unit(
-            "add_messages", [(_INSERT_MESSAGE, messages), (_INSERT_BODY, bodies)]
+            "add_messages", ((_INSERT_MESSAGE, messages), (_INSERT_BODY, bodies))
         )
 
     async def execute(
@@ -315,7 +315,7 @@ class Store:
         they share the one writer and its transactions. The statements commit or fail
         together, apart from the rest of the batch.
         """
-        await self._commit_unit("execute", list(statements), after_commit)
+        await self._commit_unit("execute", tuple(statements), after_commit)
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Rows of a read-only query on the reader connection."""
@@ -333,7 +333,7 @@ class Store:
     async def flush(self) -> None:
         """Wait until every write queued so far is committed (a read-your-writes barrier)."""
         waiter = asyncio.get_running_loop().create_future()
-        self._queue(_Unit("flush", [], waiter))
+        self._queue(_Unit("flush", (), waiter))
         await waiter
 
     def record_status(
@@ -348,10 +348,11 @@ class Store:
             change.error,
             change.message_id,
         )
-        steps: Steps = [(_UPDATE_STATUS, [row])]
         if change.status.is_final:
-            steps.append((_DELETE_BODY, [(change.message_id,)]))
-        self._queue(_Unit("record_status", steps, after_commit=after_commit))
+            steps: Steps = ((_UPDATE_STATUS, (row,)), (_DELETE_BODY, ((change.message_id,),)))
+        else:
+            steps = ((_UPDATE_STATUS, (row,)),)
+        self._queue(_Unit("record_status", steps, None, after_commit))
 
     def record_delivery(self, item: Outgoing, at: float) -> None:
         """Queue a body for the handset's inbox (committed with the final status)."""
@@ -365,18 +366,19 @@ class Store:
             at,
             *_part_columns(part),
         )
-        self._queue(_Unit("record_delivery", [(_INSERT_INBOX, [row])]))
+        self._queue(_Unit("record_delivery", ((_INSERT_INBOX, (row,)),)))
 
     def replace_body(self, message_id: str, body: str) -> None:
-        self._queue(_Unit("replace_body", [(_REPLACE_BODY, [(body, message_id)])]))
+        self._queue(_Unit("replace_body", ((_REPLACE_BODY, ((body, message_id),)),)))
 
     def keep_notices(self, notices: Iterable[Notice]) -> None:
         """Queue notices for a tenant with no receiver able to take them now."""
-        self._queue(_Unit("keep_notices", [(_INSERT_NOTICE, [_notice_row(n) for n in notices])]))
+        rows = [_notice_row(n) for n in notices]
+        self._queue(_Unit("keep_notices", ((_INSERT_NOTICE, rows),)))
 
     def forget_notice(self, queue_id: int) -> None:
         """A kept notice was acknowledged by the ESME (or expired)."""
-        self._queue(_Unit("forget_notice", [(_DELETE_NOTICE, [(queue_id,)])]))
+        self._queue(_Unit("forget_notice", ((_DELETE_NOTICE, ((queue_id,),)),)))
 
     async def close(self) -> None:
         """Flush everything queued, then close both connections."""
@@ -576,7 +578,7 @@ def _write_batch(db: sqlite3.Connection, batch: _Batch) -> None:
 def _write_together(db: sqlite3.Connection, units: Sequence[_Unit]) -> None:
     """Every unit's rows for one template in one statement, in `_PHASES` order."""
     grouped: dict[str, list[Sequence[object]]] = {template: [] for template in _TEMPLATES}
-    statements: Steps = []
+    statements: list[tuple[str, Sequence[Sequence[object]]]] = []
     for unit in units:
         for sql, rows in unit.steps:
             same = grouped.get(sql)
