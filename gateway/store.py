@@ -7,7 +7,8 @@ crash, and under load thousands of messages share one commit instead of each
 paying for its own. Each call's writes are a unit of their own (`_Unit`): if the
 batch fails, it is replayed unit by unit, so a value SQLite refuses fails only
 the call that brought it, never another tenant's traffic in the same commit.
-Reads use a second connection (aiosqlite): WAL lets them run beside the writer.
+Reads use connections of their own (aiosqlite), WAL lets them run beside the
+writer: one for the short reads on the path of traffic, one for long scans.
 
 The writer is a plain sqlite3 connection on a thread of its own, and a whole
 group commit is one call to that thread. With aiosqlite each statement is a
@@ -166,6 +167,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, tenant, interface, status)
     ) WITHOUT ROWID;
     """,
+    # Data-subject requests find a number as sender too, and kept notices by handset,
+    # through an index each instead of a scan of the tenant's rows.
+    """
+    CREATE INDEX messages_by_sender ON messages (tenant, sender, id);
+    CREATE INDEX notices_by_handset ON notices (tenant, handset, id);
+    """,
 )
 
 # In the order of `Message`'s fields, so a row maps onto it positionally.
@@ -258,9 +265,16 @@ class _Batch:
 
 
 class Store:
-    def __init__(self, writer: _Writer, reader: aiosqlite.Connection, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        writer: _Writer,
+        reader: aiosqlite.Connection,
+        bulk: aiosqlite.Connection,
+        metrics: Metrics,
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._bulk = bulk
         self._metrics = metrics
         self._batch = _Batch()
         self._wake = asyncio.Event()
@@ -272,9 +286,10 @@ class Store:
         path = Path(config.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _Writer.open(path, config.synchronous)
-        reader = await aiosqlite.connect(path)
-        await reader.execute("PRAGMA query_only=ON")
-        return cls(writer, reader, metrics)
+        readers = [await aiosqlite.connect(path) for _ in range(2)]
+        for reader in readers:
+            await reader.execute("PRAGMA query_only=ON")
+        return cls(writer, *readers, metrics)
 
     @property
     def healthy(self) -> bool:
@@ -320,6 +335,15 @@ class Store:
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Rows of a read-only query on the reader connection."""
         async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetch_bulk(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a long read-only query on a connection of its own.
+
+        For data-subject requests and retention scans, so the short reads that submits
+        wait for (consent lookups, get_message) never queue behind them.
+        """
+        async with self._bulk.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
     async def checkpoint(self) -> None:
@@ -381,11 +405,12 @@ class Store:
         self._queue(_Unit("forget_notice", ((_DELETE_NOTICE, ((queue_id,),)),)))
 
     async def close(self) -> None:
-        """Flush everything queued, then close both connections."""
+        """Flush everything queued, then close every connection."""
         self._closing = True
         self._wake.set()
         await self._task
         await self._reader.close()
+        await self._bulk.close()
         await self._writer.close()
 
     async def _write_loop(self) -> None:

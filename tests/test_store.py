@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +228,72 @@ async def test_another_tenants_poisoned_write_fails_only_itself(gateway: Running
     assert status == 200
     status, state = await call(gateway, "GET", "/v1/consents/+46701230002", key=OTHER_KEY)
     assert [c["purpose"] for c in state["consents"]] == ["marketing"]
+
+
+# Tables a subject's data lies in; each must be reached through an index on the subject.
+SUBJECT_TABLES = {"messages", "outbox", "inbox", "notices", "consent_events", "audit_log"}
+PLAN_STEP = re.compile(r"^(SCAN|SEARCH) (\w+)(?: USING .*?\((.*)\))?")
+
+
+def unindexed_steps(database: Path, statements: list[tuple[str, Sequence[object]]]) -> list[str]:
+    """The plan steps of ``statements`` that read a subject table by more than the subject."""
+    found = []
+    with sqlite3.connect(database) as db:
+        for sql, params in statements:
+            for *_, detail in db.execute(f"EXPLAIN QUERY PLAN {sql}", params):
+                step = PLAN_STEP.match(detail)
+                if step is None or step[2] not in SUBJECT_TABLES:
+                    continue
+                if step[1] == "SCAN" or step[3] in (None, "tenant=?"):
+                    found.append(f"{detail} in {sql[:60]}")
+    db.close()
+    return found
+
+
+async def test_subject_requests_use_indexes_on_the_bulk_reader(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    store = gateway.app[STORE]
+    sender, handset = "+46700000001", "+46701231234"
+    finals = gateway.finals()
+    for source in (sender, "Acme"):
+        response = await gateway.send(to=handset, **{"from": source})
+        assert response.status == 202
+    await gateway.send(to="+46701239999", **{"from": sender})
+    for _ in range(3):
+        await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
+
+    bulk: list[tuple[str, Sequence[object]]] = []
+    traffic: list[tuple[str, Sequence[object]]] = []
+    fetch, fetch_bulk, execute = store.fetch, store.fetch_bulk, store.execute
+
+    async def on_reader(sql: str, params: Sequence[object] = ()) -> list[Any]:
+        traffic.append((sql, params))
+        return await fetch(sql, params)
+
+    async def on_bulk_reader(sql: str, params: Sequence[object] = ()) -> list[Any]:
+        bulk.append((sql, params))
+        return await fetch_bulk(sql, params)
+
+    async def on_writer(statements: Any, after_commit: Any = None) -> None:
+        bulk.extend((sql, params) for sql, rows in statements for params in rows)
+        await execute(statements, after_commit)
+
+    store.fetch, store.fetch_bulk, store.execute = on_reader, on_bulk_reader, on_writer  # type: ignore[method-assign]
+    status, export = await gateway.get_json(f"/v1/subjects/{sender}/export")
+    assert status == 200
+    assert len(export["messages"]) == 2, "messages from the number are part of its export"
+    status, export = await gateway.get_json(f"/v1/subjects/{handset}/export")
+    assert status == 200
+    assert sorted(m["from"] for m in export["messages"]) == ["+46700000001", "Acme"]
+    assert [m["body"] for m in export["handset_inbox"]] == ["hello", "hello"]
+    async with gateway.http.post(
+        f"{gateway.url}/v1/subjects/{handset}/erase", headers=gateway.headers
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["erased"]["messages"] == 2
+    store.fetch, store.fetch_bulk, store.execute = fetch, fetch_bulk, execute  # type: ignore[method-assign]
+
+    traffic_tables = re.compile(r"\b(messages|outbox|inbox|notices)\b")
+    assert [sql for sql, _ in traffic if traffic_tables.search(sql)] == []
+    assert unindexed_steps(tmp_path / "smsgw.sqlite3", traffic + bulk) == []
