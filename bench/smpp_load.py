@@ -33,6 +33,8 @@ from smpp.pdu import CommandId, Pdu, encode
 HEADER = struct.Struct(">IIII")
 RESP = 0x80000000
 PLACEHOLDER = b"46799999999"
+# The load clients' bind, as CONFIG's tenant.
+BIND = encode(Pdu.make(CommandId.bind_transceiver, 1, system_id="bench", password="bench"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -74,8 +76,7 @@ class LoadClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        bind = Pdu.make(CommandId.bind_transceiver, 1, system_id="bench", password="bench")
-        transport.write(encode(bind))
+        transport.write(BIND)
 
     def send_more(self) -> None:
         assert self.transport is not None

@@ -99,7 +99,9 @@ class Metrics:
             registry=r,
         )
         self.store_errors = Counter(
-            "smsgw_store_errors_total", "Group commits that failed.", registry=r
+            "smsgw_store_errors_total",
+            "Writes the store refused, one per call (a submit batch, a consent change...).",
+            registry=r,
         )
         self.in_flight = Gauge(
             "smsgw_messages_in_flight",

@@ -4,8 +4,11 @@ Every write is queued; one writer task commits whatever accumulated while the
 previous commit ran, in one transaction. A submit is acknowledged only after
 the commit that holds its row returns, so an acknowledged message survives a
 crash, and under load thousands of messages share one commit instead of each
-paying for its own. Reads use a second connection (aiosqlite): WAL lets them run
-beside the writer.
+paying for its own. Each call's writes are a unit of their own (`_Unit`): if the
+batch fails, it is replayed unit by unit, so a value SQLite refuses fails only
+the call that brought it, never another tenant's traffic in the same commit.
+Reads use connections of their own (aiosqlite), WAL lets them run beside the
+writer: one for the short reads on the path of traffic, one for long scans.
 
 The writer is a plain sqlite3 connection on a thread of its own, and a whole
 group commit is one call to that thread. With aiosqlite each statement is a
@@ -168,6 +171,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE notices ADD COLUMN keyword TEXT;
     """,
+    # Data-subject requests find a number as sender too, and kept notices by handset,
+    # through an index each instead of a scan of the tenant's rows.
+    """
+    CREATE INDEX messages_by_sender ON messages (tenant, sender, id);
+    CREATE INDEX notices_by_handset ON notices (tenant, handset, id);
+    """,
 )
 
 # In the order of `Message`'s fields, so a row maps onto it positionally.
@@ -212,58 +221,64 @@ _MAX_PARAMETERS = 32766
 
 
 class StoreError(Exception):
-    """The store could not commit; nothing in the failed batch was acknowledged."""
+    """The store could not commit this write; nothing of it was acknowledged."""
+
+
+# One unit's writes: (statement, rows) pairs. A statement in `_PHASES` is a template
+# whose ``{values}`` stands for many rows; any other is run once per row.
+Steps = Sequence[tuple[str, Sequence[Sequence[object]]]]
+
+
+class _Unit:
+    """One call's writes (one add_messages, one execute, one record_status...).
+
+    The unit is what commits or is refused as a whole: a batch whose statements fail
+    together is replayed unit by unit, so one caller's bad value refuses only its own
+    write. ``kind`` names the call in logs; ``error`` is why it was refused, if it was.
+    A new kind of write is a Store method that queues one, with steps on the
+    templates of `_PHASES` (a new template goes there, where the fast path runs it).
+    """
+
+    __slots__ = ("after_commit", "error", "kind", "steps", "waiter")
+
+    def __init__(
+        self,
+        kind: str,
+        steps: Steps,
+        waiter: asyncio.Future[None] | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.steps = steps
+        self.waiter = waiter
+        self.after_commit = after_commit
+        self.error: str | None = None
+
+    def rows(self) -> int:
+        return sum(len(rows) for _, rows in self.steps)
 
 
 class _Batch:
-    """Writes queued since the last commit."""
+    """Units queued since the last commit, in the order they were queued."""
 
-    __slots__ = (
-        "after_commit",
-        "bodies",
-        "checkpoint",
-        "done_bodies",
-        "done_notices",
-        "inbox",
-        "messages",
-        "new_bodies",
-        "notices",
-        "statements",
-        "updates",
-        "waiters",
-    )
+    __slots__ = ("checkpoint", "units")
 
     def __init__(self) -> None:
-        self.messages: list[tuple[object, ...]] = []
-        self.bodies: list[tuple[object, ...]] = []
-        # message id -> [status, enroute_at, final_at, error, message id]
-        self.updates: dict[str, list[object]] = {}
-        self.new_bodies: dict[str, tuple[str, str]] = {}  # the last replace_sm wins
-        self.inbox: list[tuple[object, ...]] = []
-        self.done_bodies: list[tuple[str]] = []
-        self.notices: list[tuple[object, ...]] = []
-        self.done_notices: list[tuple[int]] = []
-        self.statements: list[tuple[str, Sequence[Sequence[object]]]] = []
-        self.waiters: list[asyncio.Future[None]] = []
-        self.after_commit: list[Callable[[], None]] = []
+        self.units: list[_Unit] = []
         self.checkpoint = False
-
-    def rows(self) -> int:
-        return (
-            len(self.messages)
-            + len(self.updates)
-            + len(self.new_bodies)
-            + len(self.inbox)
-            + len(self.notices)
-            + len(self.done_notices)
-            + sum(len(rows) for _, rows in self.statements)
-        )
 
 
 class Store:
-    def __init__(self, writer: _Writer, reader: aiosqlite.Connection, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        writer: _Writer,
+        reader: aiosqlite.Connection,
+        bulk: aiosqlite.Connection,
+        metrics: Metrics,
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._bulk = bulk
         self._metrics = metrics
         self._batch = _Batch()
         self._wake = asyncio.Event()
@@ -278,10 +293,11 @@ class Store:
         path = Path(config.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _Writer.open(path, config.synchronous)
-        reader = await aiosqlite.connect(path)
-        await reader.execute("PRAGMA query_only=ON")
-        store = cls(writer, reader, metrics)
-        async with reader.execute("SELECT coalesce(max(id), 0) FROM notices") as cursor:
+        readers = [await aiosqlite.connect(path) for _ in range(2)]
+        for reader in readers:
+            await reader.execute("PRAGMA query_only=ON")
+        store = cls(writer, *readers, metrics)
+        async with readers[0].execute("SELECT coalesce(max(id), 0) FROM notices") as cursor:
             row = await cursor.fetchone()
         store._last_notice_id = int(row[0]) if row else 0
         return store
@@ -292,18 +308,27 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------
 
-    async def add_messages(self, items: Sequence[Outgoing]) -> None:
-        """Persist new messages with their bodies; returns once they are committed."""
+    def _queue(self, unit: _Unit) -> None:
+        self._batch.units.append(unit)
+        self._wake.set()
+
+    async def _commit_unit(
+        self, kind: str, steps: Steps, after_commit: Callable[[], None] | None = None
+    ) -> None:
+        """Queue a unit and return once it is committed (StoreError if it was refused)."""
         if self._closing:
             raise StoreError("store is closing")
-        batch = self._batch
-        for item in items:
-            batch.messages.append(_message_row(item.message))
-            batch.bodies.append((item.message.id, item.body, *_part_columns(item.part)))
         waiter = asyncio.get_running_loop().create_future()
-        batch.waiters.append(waiter)
-        self._wake.set()
+        self._queue(_Unit(kind, steps, waiter, after_commit))
         await waiter
+
+    async def add_messages(self, items: Sequence[Outgoing]) -> None:
+        """Persist new messages with their bodies; returns once they are committed."""
+        messages = [_message_row(item.message) for item in items]
+        bodies = [(item.message.id, item.body, *_part_columns(item.part)) for item in items]
+        await self._commit_unit(
+            "add_messages", ((_INSERT_MESSAGE, messages), (_INSERT_BODY, bodies))
+        )
 
     async def execute(
         self,
@@ -313,22 +338,23 @@ class Store:
         """Run ``(sql, rows)`` pairs in the next group commit; returns once committed.
 
         For tables the store does not know itself (the privacy registry, the audit log):
-        they share the one writer and its transactions.
+        they share the one writer and its transactions. The statements commit or fail
+        together, apart from the rest of the batch.
         """
-        if self._closing:
-            raise StoreError("store is closing")
-        batch = self._batch
-        batch.statements.extend(statements)
-        if after_commit is not None:
-            batch.after_commit.append(after_commit)
-        waiter = asyncio.get_running_loop().create_future()
-        batch.waiters.append(waiter)
-        self._wake.set()
-        await waiter
+        await self._commit_unit("execute", tuple(statements), after_commit)
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Rows of a read-only query on the reader connection."""
         async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetch_bulk(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a long read-only query on a connection of its own.
+
+        For data-subject requests and retention scans, so the short reads that submits
+        wait for (consent lookups, get_message) never queue behind them.
+        """
+        async with self._bulk.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
     async def checkpoint(self) -> None:
@@ -342,53 +368,43 @@ class Store:
     async def flush(self) -> None:
         """Wait until every write queued so far is committed (a read-your-writes barrier)."""
         waiter = asyncio.get_running_loop().create_future()
-        self._batch.waiters.append(waiter)
-        self._wake.set()
+        self._queue(_Unit("flush", (), waiter))
         await waiter
 
     def record_status(
         self, change: StatusChange, after_commit: Callable[[], None] | None = None
     ) -> None:
         """Queue a transition; ``after_commit`` runs once it is durable."""
-        batch = self._batch
         enroute = change.status is Status.ENROUTE
-        row = batch.updates.get(change.message_id)
-        if row is None:
-            batch.updates[change.message_id] = [
-                change.status.value,
-                change.at if enroute else None,
-                None if enroute else change.at,
-                change.error,
-                change.message_id,
-            ]
-        else:  # enroute and final in one batch: one UPDATE instead of two
-            row[0], row[3] = change.status.value, change.error
-            row[1 if enroute else 2] = change.at
+        row = (
+            change.status.value,
+            change.at if enroute else None,
+            None if enroute else change.at,
+            change.error,
+            change.message_id,
+        )
         if change.status.is_final:
-            batch.done_bodies.append((change.message_id,))
-        if after_commit is not None:
-            batch.after_commit.append(after_commit)
-        self._wake.set()
+            steps: Steps = ((_UPDATE_STATUS, (row,)), (_DELETE_BODY, ((change.message_id,),)))
+        else:
+            steps = ((_UPDATE_STATUS, (row,)),)
+        self._queue(_Unit("record_status", steps, None, after_commit))
 
     def record_delivery(self, item: Outgoing, at: float) -> None:
         """Queue a body for the handset's inbox (committed with the final status)."""
         message, part = item.message, item.part
-        self._batch.inbox.append(
-            (
-                message.tenant,
-                message.recipient,
-                message.id,
-                message.sender,
-                item.body,
-                at,
-                *_part_columns(part),
-            )
+        row = (
+            message.tenant,
+            message.recipient,
+            message.id,
+            message.sender,
+            item.body,
+            at,
+            *_part_columns(part),
         )
-        self._wake.set()
+        self._queue(_Unit("record_delivery", ((_INSERT_INBOX, (row,)),)))
 
     def replace_body(self, message_id: str, body: str) -> None:
-        self._batch.new_bodies[message_id] = (body, message_id)
-        self._wake.set()
+        self._queue(_Unit("replace_body", ((_REPLACE_BODY, ((body, message_id),)),)))
 
     def keep_notice(self, notice: Notice, after_commit: Callable[[], None] | None = None) -> None:
         """Queue a notice's row, giving the notice its id; ``after_commit`` runs once durable.
@@ -398,29 +414,27 @@ class Store:
         """
         self._last_notice_id += 1
         notice.queue_id = self._last_notice_id
-        self._batch.notices.append((notice.queue_id, *_notice_row(notice)))
-        if after_commit is not None:
-            self._batch.after_commit.append(after_commit)
-        self._wake.set()
+        row = (notice.queue_id, *_notice_row(notice))
+        self._queue(_Unit("keep_notice", ((_INSERT_NOTICE, (row,)),), None, after_commit))
 
     def forget_notice(self, queue_id: int) -> None:
         """A kept notice was acknowledged by the ESME, given up on, or expired."""
-        self._batch.done_notices.append((queue_id,))
-        self._wake.set()
+        self._queue(_Unit("forget_notice", ((_DELETE_NOTICE, ((queue_id,),)),)))
 
     async def close(self) -> None:
-        """Flush everything queued, then close both connections."""
+        """Flush everything queued, then close every connection."""
         self._closing = True
         self._wake.set()
         await self._task
         await self._reader.close()
+        await self._bulk.close()
         await self._writer.close()
 
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._batch.rows() or self._batch.waiters:
+            while self._batch.units:
                 batch, self._batch = self._batch, _Batch()
                 await self._commit(batch)
             if self._closing:
@@ -430,20 +444,31 @@ class Store:
         started = time.perf_counter()
         try:
             await self._writer.run(_write_batch, batch)
-        except Exception as exc:
+        except Exception as exc:  # the transaction itself failed: nothing in it committed
             log_event(log, "store.commit_failed", logging.ERROR, error=type(exc).__name__)
-            self._metrics.store_errors.inc()
-            for waiter in batch.waiters:
-                if not waiter.done():
-                    waiter.set_exception(StoreError(type(exc).__name__))
-            return
-        self._metrics.store_commit.observe(time.perf_counter() - started)
-        self._metrics.store_batch.observe(batch.rows())
-        for waiter in batch.waiters:
-            if not waiter.done():
+            for unit in batch.units:
+                unit.error = type(exc).__name__
+        else:
+            self._metrics.store_commit.observe(time.perf_counter() - started)
+            self._metrics.store_batch.observe(sum(unit.rows() for unit in batch.units))
+            for unit in batch.units:
+                if unit.error is not None:
+                    log_event(
+                        log, "store.unit_refused", logging.ERROR, kind=unit.kind, error=unit.error
+                    )
+        for unit in batch.units:
+            if unit.error is not None:
+                self._metrics.store_errors.inc()
+            waiter = unit.waiter
+            if waiter is None or waiter.done():
+                continue
+            if unit.error is None:
                 waiter.set_result(None)
-        for callback in batch.after_commit:
-            callback()
+            else:
+                waiter.set_exception(StoreError(unit.error))
+        for unit in batch.units:
+            if unit.after_commit is not None and unit.error is None:
+                unit.after_commit()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -553,8 +578,15 @@ class _Writer:
         self._executor.shutdown()
 
 
+# Prepared statements the writer keeps. Group commits write a different number of rows
+# each time, so most of their statements are used once, yet a cached multi-row statement
+# holds about 1.3 MB at a thousand rows: sqlite3's default of 128 grew the process by
+# that much per new batch size, up to 170 MB, for no hits.
+_WRITER_CACHED_STATEMENTS = 8
+
+
 def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None, cached_statements=_WRITER_CACHED_STATEMENTS)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -569,26 +601,119 @@ def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
 
 
 def _write_batch(db: sqlite3.Connection, batch: _Batch) -> None:
-    """One group commit, on the writer's thread; rolled back whole if any part fails."""
+    """One group commit, on the writer's thread; refused units get their ``error`` set.
+
+    The fast path writes the whole batch in one transaction of multi-row statements.
+    If any of it fails, that transaction is rolled back and the batch replayed unit
+    by unit in a second one, each unit in a savepoint of its own, so the failing
+    units alone are refused and everything else (fire-and-forget status updates
+    included) still commits. Raises only if the transaction itself cannot go on.
+    """
     db.execute("BEGIN")
     try:
-        _write_rows(db, _INSERT_MESSAGE, batch.messages)
-        _write_rows(db, _INSERT_BODY, batch.bodies)
-        _write_rows(db, _UPDATE_STATUS, list(batch.updates.values()))
-        _write_rows(db, _REPLACE_BODY, list(batch.new_bodies.values()))
-        _write_rows(db, _INSERT_INBOX, batch.inbox)
-        _write_rows(db, _DELETE_BODY, batch.done_bodies)
-        for sql, rows in batch.statements:
-            db.executemany(sql, rows)
-        _write_rows(db, _INSERT_NOTICE, batch.notices)
-        _write_rows(db, _DELETE_NOTICE, batch.done_notices)
+        _write_together(db, batch.units)
         db.execute("COMMIT")
+    except Exception:
+        _roll_back(db)
+        _write_apart(db, batch.units)
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        _roll_back(db)
         raise
     if batch.checkpoint:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _write_together(db: sqlite3.Connection, units: Sequence[_Unit]) -> None:
+    """Every unit's rows for one template in one statement, in `_PHASES` order."""
+    grouped: dict[str, list[Sequence[object]]] = {template: [] for template in _TEMPLATES}
+    statements: list[tuple[str, Sequence[Sequence[object]]]] = []
+    for unit in units:
+        for sql, rows in unit.steps:
+            same = grouped.get(sql)
+            if same is None:
+                statements.append((sql, rows))
+            else:
+                same.extend(rows)
+    for phase in _PHASES:
+        if phase is None:
+            for sql, rows in statements:
+                db.executemany(sql, rows)
+        else:
+            fold = _FOLDS.get(phase)
+            _write_rows(db, phase, fold(grouped[phase]) if fold else grouped[phase])
+
+
+def _write_apart(db: sqlite3.Connection, units: Sequence[_Unit]) -> None:
+    """Replay ``units`` in the order they were queued, each in a savepoint of one transaction."""
+    db.execute("BEGIN")
+    try:
+        for unit in units:
+            db.execute("SAVEPOINT unit")
+            try:
+                for sql, rows in unit.steps:
+                    if sql in _TEMPLATES:
+                        _write_rows(db, sql, rows)
+                    else:
+                        db.executemany(sql, rows)
+            except Exception as exc:
+                if not db.in_transaction:  # SQLite gave up the whole transaction
+                    raise
+                db.execute("ROLLBACK TO unit")
+                unit.error = type(exc).__name__
+            db.execute("RELEASE unit")
+        db.execute("COMMIT")
+    except BaseException:
+        _roll_back(db)
+        raise
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _latest_status(rows: Sequence[Sequence[object]]) -> list[Sequence[object]]:
+    """One UPDATE row per message: its transitions in this batch folded in order.
+
+    Two rows for the same message in one UPDATE ... FROM would apply only one of them.
+    """
+    folded: dict[object, Sequence[object]] = {}
+    for row in rows:
+        old = folded.get(row[4])
+        if old is not None:  # enroute and final in one batch: keep both times
+            row = (
+                row[0],
+                old[1] if row[1] is None else row[1],
+                old[2] if row[2] is None else row[2],
+                row[3],
+                row[4],
+            )
+        folded[row[4]] = row
+    return list(folded.values())
+
+
+def _latest_body(rows: Sequence[Sequence[object]]) -> list[Sequence[object]]:
+    """The last replace_sm of a message wins."""
+    return list({row[1]: row for row in rows}.values())
+
+
+# The fast path's order of statements; None is where `execute`'s statements run.
+_PHASES: tuple[str | None, ...] = (
+    _INSERT_MESSAGE,
+    _INSERT_BODY,
+    _UPDATE_STATUS,
+    _REPLACE_BODY,
+    _INSERT_INBOX,
+    _DELETE_BODY,
+    None,
+    _INSERT_NOTICE,
+    _DELETE_NOTICE,
+)
+_TEMPLATES = tuple(phase for phase in _PHASES if phase is not None)
+_FOLDS: dict[str, Callable[[Sequence[Sequence[object]]], Sequence[Sequence[object]]]] = {
+    _UPDATE_STATUS: _latest_status,
+    _REPLACE_BODY: _latest_body,
+}
 
 
 def _write_rows(db: sqlite3.Connection, template: str, rows: Sequence[Sequence[object]]) -> None:

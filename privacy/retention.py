@@ -1,7 +1,8 @@
 """Retention: traffic data is identifiable only while needed, then pseudonymised, then gone.
 
 One run, in bounded batches so traffic keeps flowing, each batch its own group
-commit (safe to interrupt and run again: every step picks up what is left):
+commit (safe to interrupt and run again: every step picks up what is left), its
+scans on the store's bulk reader, away from the reads that submits wait for:
 
 1. bodies: handset inbox entries older than ``privacy.body_ttl`` (or the
    pseudonymisation window, if shorter) are erased, and so are notices (receipts,
@@ -98,7 +99,7 @@ class Retention:
         return max(0.0, self._clock() - self._oldest_identifiable_at)
 
     async def find_oldest_identifiable(self) -> None:
-        rows = await self._store.fetch(
+        rows = await self._store.fetch_bulk(
             "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
             " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
         )
@@ -132,7 +133,7 @@ class Retention:
     ) -> int:
         total = 0
         while True:
-            rows = await self._store.fetch(
+            rows = await self._store.fetch_bulk(
                 f"SELECT {key} FROM {table} WHERE {where} LIMIT {BATCH}", params
             )
             if not rows:
@@ -145,7 +146,7 @@ class Retention:
         months = self._privacy.months_per_epoch
         while True:
             batch_started = time.perf_counter()
-            rows = await self._store.fetch(
+            rows = await self._store.fetch_bulk(
                 "SELECT id, tenant, sender, recipient, client_ref, submitted_at, enroute_at,"
                 " final_at FROM messages INDEXED BY messages_identifiable"
                 f" WHERE pseudonym_epoch IS NULL AND id < ? AND status IN"
@@ -186,7 +187,7 @@ class Retention:
     async def _delete_old(self, cutoff: float) -> int:
         total = 0
         while True:
-            rows = await self._store.fetch(
+            rows = await self._store.fetch_bulk(
                 f"SELECT id FROM messages WHERE id < ? ORDER BY id LIMIT {BATCH}",
                 (id_floor(cutoff),),
             )
@@ -211,7 +212,7 @@ class Retention:
             for epoch in self._keys.epochs(tenant):
                 if _epoch_end(epoch, months) > cutoff:
                     continue  # rows of this epoch may still be pseudonymised under it
-                rows = await self._store.fetch(
+                rows = await self._store.fetch_bulk(
                     "SELECT 1 FROM messages WHERE tenant = ? AND pseudonym_epoch = ? LIMIT 1",
                     (tenant, epoch),
                 )
@@ -291,7 +292,7 @@ async def purge_tenant(
         else:
             where = "tenant = ?"
         counts[table] = int(
-            (await store.fetch(f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)))[0][0]
+            (await store.fetch_bulk(f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)))[0][0]
         )
         statements.append((f"DELETE FROM {table} WHERE {where}", [(tenant,)]))
     if not configured and tenant not in keys.tenant_ids() and not any(counts.values()):

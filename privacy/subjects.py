@@ -57,22 +57,33 @@ class SubjectRights:
                 names.append(pseudonymise(key, e164))
         return names
 
+    def _message_ids(self, tenant: str, e164: str) -> tuple[str, tuple[object, ...]]:
+        """A query for the ids of the subject's traffic rows, with its parameters.
+
+        Two index range scans, one on recipient and one on sender, joined by UNION:
+        ``recipient IN (...) OR sender IN (...)`` would read every row of the tenant.
+        """
+        names = self._names(tenant, e164)
+        marks = ", ".join("?" * len(names))
+        sql = (
+            f"SELECT id FROM messages WHERE tenant = ? AND recipient IN ({marks})"
+            f" UNION SELECT id FROM messages WHERE tenant = ? AND sender IN ({marks})"
+        )
+        return sql, (tenant, *names, tenant, *names)
+
     async def export(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, Any]:
         subject = self._registry.subject(tenant.id, e164)
-        names = self._names(tenant.id, e164)
-        marks = ", ".join("?" * len(names))
-        rows = await self._store.fetch(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ?"
-            f" AND (recipient IN ({marks}) OR sender IN ({marks})) ORDER BY id",
-            (tenant.id, *names, *names),
+        ids, params = self._message_ids(tenant.id, e164)
+        rows = await self._store.fetch_bulk(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({ids}) ORDER BY id", params
         )
         messages = [message_document(message_from_row(row)) for row in rows]
-        inbox = await self._store.fetch(
+        inbox = await self._store.fetch_bulk(
             "SELECT message_id, sender, body, received_at FROM inbox"
             " WHERE tenant = ? AND msisdn = ? ORDER BY seq",
             (tenant.id, e164),
         )
-        notices = await self._store.fetch(
+        notices = await self._store.fetch_bulk(
             "SELECT kind, message_id, address, body, created_at FROM notices"
             " WHERE tenant = ? AND handset = ? ORDER BY id",
             (tenant.id, e164),
@@ -106,15 +117,12 @@ class SubjectRights:
     async def erase(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, int]:
         """Delete everything about the subject but a suppression entry if it opted out."""
         subject = self._registry.subject(tenant.id, e164)
-        names = self._names(tenant.id, e164)
-        marks = ", ".join("?" * len(names))
-        match = f"tenant = ? AND (recipient IN ({marks}) OR sender IN ({marks}))"
-        params = (tenant.id, *names, *names)
+        ids, params = self._message_ids(tenant.id, e164)
         if self._network is not None:
             for message_id in self._network.pending_to(tenant.id, e164):
                 self._network.cancel(tenant.id, message_id)
         counts = {
-            "messages": await self._count(f"SELECT count(*) FROM messages WHERE {match}", params),
+            "messages": await self._count(f"SELECT count(*) FROM ({ids})", params),
             "inbox": await self._count(
                 "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant.id, e164)
             ),
@@ -129,12 +137,8 @@ class SubjectRights:
         [state] = await self._registry.states(tenant.id, [subject])
         await self._store.execute(
             [
-                (
-                    "DELETE FROM outbox WHERE message_id IN"
-                    f" (SELECT id FROM messages WHERE {match})",
-                    [params],
-                ),
-                (f"DELETE FROM messages WHERE {match}", [params]),
+                (f"DELETE FROM outbox WHERE message_id IN ({ids})", [params]),
+                (f"DELETE FROM messages WHERE id IN ({ids})", [params]),
                 ("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", [(tenant.id, e164)]),
                 ("DELETE FROM notices WHERE tenant = ? AND handset = ?", [(tenant.id, e164)]),
                 *self._registry.erase_statements(tenant.id, subject, state),
@@ -184,4 +188,4 @@ class SubjectRights:
         self._metrics.subject_requests.labels(tenant, action.removeprefix("subject_")).inc()
 
     async def _count(self, sql: str, params: tuple[object, ...]) -> int:
-        return int((await self._store.fetch(sql, params))[0][0])
+        return int((await self._store.fetch_bulk(sql, params))[0][0])
