@@ -120,9 +120,8 @@ class SubmitPipeline:
 
     def _validate(self, request: SubmitRequest, now: float) -> SubmitResult:
         tenant = request.tenant
-        country = tenant.default_country or None
         try:
-            recipient = normalise_msisdn(request.to, country)
+            recipient = normalise_msisdn(request.to, tenant.default_country)
         except InvalidNumber as exc:
             return Rejected(RejectCode.INVALID_RECIPIENT, f"'to' is not a phone number: {exc}")
         sender = self.sender_of(tenant, request.sender)
@@ -163,7 +162,7 @@ class SubmitPipeline:
 
     def sender_of(self, tenant: TenantConfig, raw: str) -> str | None:
         """The canonical form of one of the tenant's senders, or None if it is not one."""
-        sender = _canonical_sender(raw, tenant.default_country or None)
+        sender = _canonical_sender(raw, tenant.default_country)
         return sender if sender in self._senders[tenant.id] else None
 
     def _analyse(self, body: str) -> BodyInfo | Rejected:
@@ -186,9 +185,8 @@ class SubmitPipeline:
         self, tenant: TenantConfig, handset: str, address: str, body: str
     ) -> Notice | Rejected:
         """A simulated handset sends ``body`` to one of the tenant's numbers (an MO message)."""
-        country = tenant.default_country or None
         try:
-            handset = normalise_msisdn(handset, country)
+            handset = normalise_msisdn(handset, tenant.default_country)
         except InvalidNumber as exc:
             return Rejected(RejectCode.INVALID_REQUEST, f"'from' is not a phone number: {exc}")
         canonical = self.sender_of(tenant, address)
@@ -285,5 +283,5 @@ def _canonical_sender(sender: str, default_country: str | None) -> str | None:
 
 
 def _canonical_senders(tenant: TenantConfig) -> frozenset[str]:
-    country = tenant.default_country or None
+    country = tenant.default_country
     return frozenset(s for s in (_canonical_sender(x, country) for x in tenant.senders) if s)
