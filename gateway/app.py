@@ -38,8 +38,6 @@ from gateway.appkeys import (
 )
 from gateway.callbacks import CallbackDispatcher
 from gateway.config import Config
-from gateway.documents import notice_document
-from gateway.domain import Notice
 from gateway.lock import StorageLock
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -108,19 +106,13 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         store, metrics, registry = app[STORE], app[METRICS], app[REGISTRY]
         network = app[NETWORK] = SimulatedNetwork(config.simulator, store, metrics, clock)
         network.add_delivery_check(registry.may_deliver)
-        callbacks = CallbackDispatcher(config.callbacks, metrics)
+        callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
             config, store, network, metrics, clock, gates=[registry], responder=responder
         )
-        mo_urls = {t.id: t.mo_url for t in config.tenants if t.mo_url}
-
-        def post_mo(notice: Notice) -> None:
-            if notice.tenant in mo_urls:
-                callbacks.post(mo_urls[notice.tenant], notice_document(notice), notice.message_id)
-
-        pipeline.subscribe_inbound(post_mo)
+        pipeline.subscribe_inbound(callbacks.on_inbound)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, store, metrics, clock)
         network.add_final_hook(smpp.keep_receipt)
         app[SUBJECTS] = SubjectRights(
@@ -130,15 +122,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             config, store, app[KEYS], app[AUDIT], registry, app[SUBJECTS], app[RETENTION]
         )
         pipeline.subscribe_inbound(smpp.notify)
-        # Resumed messages pass the gates again: an opt-out may have come since.
-        unfinished = await store.unfinished()
-        verdicts = await registry.check_many([item.message for item in unfinished])
-        for item, verdict in zip(unfinished, verdicts, strict=True):
-            if verdict is None:
-                network.hand_over(item)
-            else:
-                network.stop_before_delivery(item, verdict.code.value)
-        log_event(log, "network.resumed", count=len(unfinished))
+        await pipeline.resume()
         yield
         network.stop()
         await callbacks.close()

@@ -10,6 +10,7 @@ command_status; no front end can reach the store or the network around it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -29,10 +30,13 @@ from gateway.domain import (
 )
 from gateway.encoding import BodyInfo, analyse
 from gateway.ids import MessageIds
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
 from gateway.store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 SubmitResult = Message | Rejected
 InboundListener = Callable[[Notice], None]
@@ -106,6 +110,23 @@ class SubmitPipeline:
                 self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
+
+    async def resume(self) -> None:
+        """Hand what the last run left unfinished back to the network (once, at start).
+
+        The messages pass the gates again: an opt-out or a restriction may have been
+        committed since they were accepted, and then they end before delivery.
+        """
+        unfinished = await self._store.unfinished()
+        results: list[SubmitResult] = [item.message for item in unfinished]
+        for gate in self._gates:
+            await self._apply_gate(gate, results)
+        for item, result in zip(unfinished, results, strict=True):
+            if isinstance(result, Message):
+                self._network.hand_over(item)
+            else:
+                self._network.stop_before_delivery(item, result.code.value)
+        log_event(log, "network.resumed", count=len(unfinished))
 
     @staticmethod
     async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:
