@@ -2,10 +2,13 @@
 
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
-``cleanup_ctx`` brings the store up first and the network and pipeline after
-it; clean-up runs in reverse, so pending timers stop before the store flushes
-its last batch and closes, and the lock goes last. A start-up failure the
-operator can fix is a `StartupError` naming the cause.
+``cleanup_ctx`` brings the store up first, then the privacy services, then the
+network and pipeline (which resumes what the last run left unfinished), the
+SMPP listener and the retention schedule; clean-up runs in reverse, so pending
+timers stop before the store flushes its last batch and closes, and the lock
+goes last. The parts themselves own their behaviour; this module only wires
+them. A start-up failure the operator can fix is a `StartupError` naming the
+cause.
 """
 
 from __future__ import annotations
@@ -42,18 +45,17 @@ from gateway.lock import StorageLock
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
-from gateway.operator import Operator
 from gateway.pipeline import SubmitPipeline
+from gateway.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.store import Store
-from privacy.audit import AuditLog
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
-from privacy.registry import ConsentRegistry
-from privacy.retention import Retention
-from privacy.subjects import SubjectRights
 from smpp.server import SmppServer
 
 log = logging.getLogger(__name__)
+
+# Held from the privacy context to the delivery context, which completes the services.
+PRIVACY_CORE = web.AppKey("privacy_core", PrivacyCore)
 
 
 class StartupError(Exception):
@@ -96,10 +98,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[STORE].close()
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
-        keys = app[KEYS]
-        app[AUDIT] = audit = await AuditLog.open(app[STORE])
-        app[REGISTRY] = ConsentRegistry(config, app[STORE], keys, audit, app[METRICS], clock)
-        app[RETENTION] = Retention(config, app[STORE], keys, app[METRICS], clock)
+        core = await open_privacy_core(config, app[STORE], app[KEYS], app[METRICS], clock)
+        app[PRIVACY_CORE] = core
+        app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
         yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
@@ -115,12 +116,17 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         pipeline.subscribe_inbound(callbacks.on_inbound)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, store, metrics, clock)
         network.add_final_hook(smpp.keep_receipt)
-        app[SUBJECTS] = SubjectRights(
-            store, app[KEYS], registry, app[AUDIT], metrics, clock, network, smpp.notices
+        services = open_privacy(
+            app[PRIVACY_CORE],
+            config,
+            store,
+            app[KEYS],
+            metrics,
+            clock,
+            network=network,
+            notices=smpp.notices,
         )
-        app[OPERATOR] = Operator(
-            config, store, app[KEYS], app[AUDIT], registry, app[SUBJECTS], app[RETENTION]
-        )
+        app[SUBJECTS], app[OPERATOR] = services.subjects, services.operator
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield
