@@ -393,7 +393,7 @@ class TenantConfig:
     stop_scope: StopScope = StopScope.TENANT
 
     def __post_init__(self) -> None:
-        # Configs written before default_country could be left out said "" for none.
+        # Older configs (and config.toml's example until now) wrote "" for none.
         if self.default_country == "":
             object.__setattr__(self, "default_country", None)
 
