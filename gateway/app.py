@@ -2,10 +2,13 @@
 
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
-``cleanup_ctx`` brings the store up first and the network and pipeline after
-it; clean-up runs in reverse, so pending timers stop before the store flushes
-its last batch and closes, and the lock goes last. A start-up failure the
-operator can fix is a `StartupError` naming the cause.
+``cleanup_ctx`` brings the store up first, then the privacy services, then the
+network and pipeline (which resumes what the last run left unfinished), the
+SMPP listener and the retention schedule; clean-up runs in reverse, so pending
+timers stop before the store flushes its last batch and closes, and the lock
+goes last. The parts themselves own their behaviour; this module only wires
+them. A start-up failure the operator can fix is a `StartupError` naming the
+cause.
 """
 
 from __future__ import annotations
@@ -38,24 +41,21 @@ from gateway.appkeys import (
 )
 from gateway.callbacks import CallbackDispatcher
 from gateway.config import Config
-from gateway.documents import notice_document
-from gateway.domain import Notice
 from gateway.lock import StorageLock
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
-from gateway.operator import Operator
 from gateway.pipeline import SubmitPipeline
+from gateway.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.store import Store
-from privacy.audit import AuditLog
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
-from privacy.registry import ConsentRegistry
-from privacy.retention import Retention
-from privacy.subjects import SubjectRights
 from smpp.server import SmppServer
 
 log = logging.getLogger(__name__)
+
+# Held from the privacy context to the delivery context, which completes the services.
+PRIVACY_CORE = web.AppKey("privacy_core", PrivacyCore)
 
 
 class StartupError(Exception):
@@ -98,47 +98,37 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[STORE].close()
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
-        keys = app[KEYS]
-        app[AUDIT] = audit = await AuditLog.open(app[STORE])
-        app[REGISTRY] = ConsentRegistry(config, app[STORE], keys, audit, app[METRICS], clock)
-        app[RETENTION] = Retention(config, app[STORE], keys, app[METRICS], clock)
+        core = await open_privacy_core(config, app[STORE], app[KEYS], app[METRICS], clock)
+        app[PRIVACY_CORE] = core
+        app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
         yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         store, metrics, registry = app[STORE], app[METRICS], app[REGISTRY]
         network = app[NETWORK] = SimulatedNetwork(config.simulator, store, metrics, clock)
         network.add_delivery_check(registry.may_deliver)
-        callbacks = CallbackDispatcher(config.callbacks, metrics)
+        callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
             config, store, network, metrics, clock, gates=[registry], responder=responder
         )
-        mo_urls = {t.id: t.mo_url for t in config.tenants if t.mo_url}
-
-        def post_mo(notice: Notice) -> None:
-            if notice.tenant in mo_urls:
-                callbacks.post(mo_urls[notice.tenant], notice_document(notice), notice.message_id)
-
-        pipeline.subscribe_inbound(post_mo)
+        pipeline.subscribe_inbound(callbacks.on_inbound)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, store, metrics, clock)
         network.add_final_hook(smpp.keep_receipt)
-        app[SUBJECTS] = SubjectRights(
-            store, app[KEYS], registry, app[AUDIT], metrics, clock, network, smpp.notices
+        services = open_privacy(
+            app[PRIVACY_CORE],
+            config,
+            store,
+            app[KEYS],
+            metrics,
+            clock,
+            network=network,
+            notices=smpp.notices,
         )
-        app[OPERATOR] = Operator(
-            config, store, app[KEYS], app[AUDIT], registry, app[SUBJECTS], app[RETENTION]
-        )
+        app[SUBJECTS], app[OPERATOR] = services.subjects, services.operator
         pipeline.subscribe_inbound(smpp.notify)
-        # Resumed messages pass the gates again: an opt-out may have come since.
-        unfinished = await store.unfinished()
-        verdicts = await registry.check_many([item.message for item in unfinished])
-        for item, verdict in zip(unfinished, verdicts, strict=True):
-            if verdict is None:
-                network.hand_over(item)
-            else:
-                network.stop_before_delivery(item, verdict.code.value)
-        log_event(log, "network.resumed", count=len(unfinished))
+        await pipeline.resume()
         yield
         network.stop()
         await callbacks.close()

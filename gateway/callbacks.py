@@ -1,4 +1,4 @@
-"""Delivery callbacks: POST a message's final status to its ``callback_url``.
+"""Webhooks: a message's final status to its ``callback_url``, MO messages to ``mo_url``.
 
 Retried with exponential backoff, bounded both in attempts and in total time,
 as webhook senders such as Twilio do; only hosts on the allow-list are called,
@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
-from gateway.config import CallbackConfig
-from gateway.documents import message_document
-from gateway.domain import Message
+from gateway.config import CallbackConfig, TenantConfig
+from gateway.documents import message_document, notice_document
+from gateway.domain import Message, Notice
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 
@@ -24,9 +25,12 @@ log = logging.getLogger(__name__)
 
 
 class CallbackDispatcher:
-    def __init__(self, config: CallbackConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, config: CallbackConfig, metrics: Metrics, tenants: Sequence[TenantConfig]
+    ) -> None:
         self._config = config
         self._metrics = metrics
+        self._mo_urls = {tenant.id: tenant.mo_url for tenant in tenants if tenant.mo_url}
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             headers={"User-Agent": "smsgw-callbacks"},
@@ -36,9 +40,15 @@ class CallbackDispatcher:
     def on_final(self, message: Message) -> None:
         """Network listener: schedule the POST for a message that asked for one."""
         if message.callback_url is not None:
-            self.post(message.callback_url, message_document(message), message.id)
+            self._post(message.callback_url, message_document(message), message.id)
 
-    def post(self, url: str, payload: dict[str, Any], ref: str) -> None:
+    def on_inbound(self, notice: Notice) -> None:
+        """Pipeline inbound listener: POST an MO message to its tenant's ``mo_url``, if any."""
+        url = self._mo_urls.get(notice.tenant)
+        if url is not None:
+            self._post(url, notice_document(notice), notice.message_id)
+
+    def _post(self, url: str, payload: dict[str, Any], ref: str) -> None:
         """POST ``payload`` in the background; ``ref`` (an id, never personal data) is logged."""
         task = asyncio.create_task(self._deliver(url, payload, ref))
         self._tasks.add(task)

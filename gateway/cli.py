@@ -36,12 +36,9 @@ from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.operator import Operator, OperatorError
+from gateway.privacy_services import open_privacy, open_privacy_core
 from gateway.store import Store
-from privacy.audit import AuditLog
 from privacy.keys import KeyFileError, KeyRing
-from privacy.registry import ConsentRegistry
-from privacy.retention import Retention
-from privacy.subjects import SubjectRights
 
 log = logging.getLogger("gateway")
 
@@ -227,13 +224,10 @@ async def _call_offline(config: Config, args: argparse.Namespace, action: Action
     store = await Store.open(config.storage, metrics)
     try:
         keys = KeyRing.open(config.privacy.key_file)
-        audit = await AuditLog.open(store)
-        registry = ConsentRegistry(config, store, keys, audit, metrics, time.time)
-        subjects = SubjectRights(store, keys, registry, audit, metrics, time.time)
-        retention = Retention(config, store, keys, metrics, time.time)
-        operator = Operator(config, store, keys, audit, registry, subjects, retention)
+        core = await open_privacy_core(config, store, keys, metrics, time.time)
+        services = open_privacy(core, config, store, keys, metrics, time.time)
         try:
-            return await action.call(operator, args)
+            return await action.call(services.operator, args)
         except OperatorError as exc:
             raise CommandFailed(exc.detail) from None
     finally:
@@ -245,7 +239,8 @@ async def _call_gateway(config: Config, args: argparse.Namespace, action: Action
     token = args.token or os.environ.get(TOKEN_VARIABLE) or _token_in(config)
     values = {name: quote(str(value), safe="+") for name, value in vars(args).items()}
     target = f"{url.rstrip('/')}/admin/v1/{action.path.format(**values)}"
-    context = _client_tls(config.http.tls) if target.startswith("https:") else None
+    # True is aiohttp's default (verify as usual); a plain http target does not use it.
+    context = _client_tls(config.http.tls) if target.startswith("https:") else True
     headers = {"Authorization": f"Bearer {token}"}
     try:
         async with (

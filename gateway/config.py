@@ -4,6 +4,12 @@ The dataclasses below are the schema: a generic loader walks their type hints,
 so an unknown key, a wrong type or a missing value is reported with the path of
 the key (``tenants[1].smpp.password: missing``) instead of failing later.
 Durations are strings with a unit so that tests can shrink every window.
+
+A section's rules sit next to its fields: the loader calls a section's
+``check(path)`` once it is built, with the key path of the section, so a new
+field and its check are one edit. `Config.check` holds the rules that span
+sections (uniqueness across tenants, references to purposes and to the
+callback allow-list).
 """
 
 from __future__ import annotations
@@ -66,6 +72,20 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
+class Synchronous(StrEnum):
+    """SQLite's ``synchronous`` pragma for the store."""
+
+    NORMAL = "normal"
+    FULL = "full"
+
+
+class StopScope(StrEnum):
+    """What a STOP from a handset opts out of."""
+
+    TENANT = "tenant"
+    SENDER = "sender"
+
+
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -111,6 +131,17 @@ class HttpConfig:
     idle_timeout: Seconds = 60.0
     max_connections: int = 1024
 
+    def check(self, path: str) -> None:
+        _check_port(self.port, f"{path}.port")
+        _check_positive(self.max_batch, f"{path}.max_batch")
+        _check_positive(self.max_request_bytes, f"{path}.max_request_bytes")
+        _check_positive(self.max_connections, f"{path}.max_connections")
+        for name in ("failed_auth_delay", "header_timeout", "body_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{path}.{name}", "must be positive")
+        if self.max_auth_delay < self.failed_auth_delay:
+            raise ConfigError(f"{path}.max_auth_delay", "must be at least failed_auth_delay")
+
 
 @dataclass(frozen=True, slots=True)
 class SmppErrorCodes:
@@ -119,6 +150,11 @@ class SmppErrorCodes:
     recipient_opted_out: int = 0x401
     consent_required: int = 0x402
     processing_restricted: int = 0x403
+
+    def check(self, path: str) -> None:
+        for name in ("recipient_opted_out", "consent_required", "processing_restricted"):
+            if not 0x400 <= getattr(self, name) <= 0x4FF:
+                raise ConfigError(f"{path}.{name}", "must be in 0x400-0x4FF")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +179,29 @@ class SmppConfig:
     )
     error_codes: SmppErrorCodes = field(default_factory=SmppErrorCodes)
 
+    def check(self, path: str) -> None:
+        """Purposes named by ``service_types`` are checked by `Config.check`."""
+        _check_port(self.port, f"{path}.port")
+        _check_positive(self.deliver_window, f"{path}.deliver_window")
+        _check_positive(self.notice_memory, f"{path}.notice_memory")
+        if not 0 < self.notice_first_retry <= self.notice_max_retry:
+            raise ConfigError(
+                f"{path}.notice_first_retry", "must be positive, at most notice_max_retry"
+            )
+        if not 16 <= self.max_command_length <= 16 * 1024 * 1024:
+            raise ConfigError(f"{path}.max_command_length", "must be 16-16777216")
+        for service_type in self.service_types:
+            if len(service_type) > 5:
+                raise ConfigError(
+                    f"{path}.service_types.{service_type}", "service_type is 5 chars max"
+                )
+
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     path: str = "var/smsgw.sqlite3"
     # "normal" survives a process crash (WAL); "full" also survives power loss.
-    synchronous: str = "normal"
+    synchronous: Synchronous = Synchronous.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +210,12 @@ class RetentionConfig:
     delete_after: Seconds = 365 * 86400.0
     interval: Seconds = 3600.0
 
+    def check(self, path: str) -> None:
+        if self.interval <= 0:
+            raise ConfigError(f"{path}.interval", "must be positive")
+        if self.delete_after <= self.pseudonymise_after:
+            raise ConfigError(f"{path}.delete_after", "must be longer than pseudonymise_after")
+
 
 @dataclass(frozen=True, slots=True)
 class PurposeConfig:
@@ -164,6 +223,10 @@ class PurposeConfig:
 
     name: str
     requires_consent: bool = False
+
+    def check(self, path: str) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", self.name):
+            raise ConfigError(f"{path}.name", "use a lower-case token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +246,20 @@ class PrivacyConfig:
     # Timestamps of pseudonymised rows are rounded down to a multiple of this.
     coarsen_to: Seconds = 3600.0
 
+    def check(self, path: str) -> None:
+        names = self.purpose_names()
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"{path}.purposes[{i}].name", f"duplicate purpose {name!r}")
+        _check_positive(self.registry_cache, f"{path}.registry_cache")
+        if self.months_per_epoch not in (1, 2, 3, 4, 6, 12):
+            raise ConfigError(f"{path}.months_per_epoch", "must divide 12: 1, 2, 3, 4, 6 or 12")
+        if self.coarsen_to <= 0:
+            raise ConfigError(f"{path}.coarsen_to", "must be positive")
+
+    def purpose_names(self) -> list[str]:
+        return [purpose.name for purpose in self.purposes]
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatorRule:
@@ -200,11 +277,28 @@ class SimulatorRule:
             return recipient == self.number
         return recipient.startswith(self.prefix)
 
+    def check(self, path: str) -> None:
+        if bool(self.prefix) == bool(self.number):
+            raise ConfigError(path, "give exactly one of prefix or number")
+        if not 0.0 < self.probability <= 1.0:
+            raise ConfigError(f"{path}.probability", "must be in (0, 1]")
+        if self.number:
+            try:
+                normalise_msisdn(self.number)
+            except InvalidNumber:
+                raise ConfigError(f"{path}.number", "not an E.164 number") from None
+        elif not re.fullmatch(r"\+\d{1,15}", self.prefix):
+            raise ConfigError(f"{path}.prefix", 'must be "+" followed by digits')
+        _check_latency(self.latency, f"{path}.latency", required=False)
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
     latency: tuple[Seconds, ...] = (0.05, 0.5)
     rules: tuple[SimulatorRule, ...] = ()
+
+    def check(self, path: str) -> None:
+        _check_latency(self.latency, f"{path}.latency", required=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +309,9 @@ class CallbackConfig:
     max_retry: Seconds = 30.0
     give_up_after: Seconds = 600.0
     timeout: Seconds = 5.0
+
+    def check(self, path: str) -> None:
+        _check_positive(self.max_attempts, f"{path}.max_attempts")
 
     def allows(self, url: str) -> bool:
         """True for an http(s) URL whose host is on the allow-list (``*`` allows every host).
@@ -237,6 +334,9 @@ class MessagesConfig:
     max_segments: int = 10
     max_client_ref: int = 64
 
+    def check(self, path: str) -> None:
+        _check_positive(self.max_segments, f"{path}.max_segments")
+
 
 @dataclass(frozen=True, slots=True)
 class SmppCredentials:
@@ -245,6 +345,17 @@ class SmppCredentials:
     max_sessions: int = 10
     # Submits per second across the tenant's sessions; 0 means no limit.
     max_submit_rate: float = 0.0
+
+    def check(self, path: str) -> None:
+        """Unique system ids across tenants are checked by `Config.check`."""
+        if not 1 <= len(self.system_id) <= 15:
+            raise ConfigError(f"{path}.system_id", "must be 1-15 characters")
+        if not 1 <= len(self.password) <= 8:
+            raise ConfigError(f"{path}.password", "must be 1-8 characters")
+        if self.max_sessions < 1:
+            raise ConfigError(f"{path}.max_sessions", "must be at least 1")
+        if self.max_submit_rate < 0:
+            raise ConfigError(f"{path}.max_submit_rate", "must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,17 +383,36 @@ class TenantConfig:
     senders: tuple[str, ...] = ()
     smpp: SmppCredentials | None = None
     default_purpose: str = "transactional"
-    default_country: str = ""
+    # ISO 3166 code for national number forms; None: only international forms are numbers.
+    default_country: str | None = None
     # Mobile-originated messages are POSTed here (as well as sent to bound receivers).
     mo_url: str = ""
     keywords: KeywordsConfig = field(default_factory=KeywordsConfig)
     replies: RepliesConfig = field(default_factory=RepliesConfig)
     # "tenant": STOP opts out of every sender of the tenant; "sender": of the one written to.
-    stop_scope: str = "tenant"
+    stop_scope: StopScope = StopScope.TENANT
+
+    def __post_init__(self) -> None:
+        # Older configs (and config.toml's example until now) wrote "" for none.
+        if self.default_country == "":
+            object.__setattr__(self, "default_country", None)
 
     def api_key_digests(self) -> tuple[bytes, ...]:
         """SHA-256 digests of the API keys, whether given in clear or as ``sha256:<hex>``."""
         return tuple(api_key_digest(key) for key in self.api_keys)
+
+    def check(self, path: str) -> None:
+        """Uniqueness across tenants and references to other sections: `Config.check`."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.id):
+            raise ConfigError(f"{path}.id", "use 1-64 letters, digits, '_', '.' or '-'")
+        for k, key in enumerate(self.api_keys):
+            _check_secret(key, f"{path}.api_keys[{k}]", min_length=8)
+        if not self.senders:
+            raise ConfigError(f"{path}.senders", "at least one sender is needed")
+        for s, sender in enumerate(self.senders):
+            _check_sender(sender, self.default_country, f"{path}.senders[{s}]")
+        if self.default_country is not None and self.default_country not in SUPPORTED_REGIONS:
+            raise ConfigError(f"{path}.default_country", "use an ISO 3166 code such as SE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +427,11 @@ class AdminConfig:
     def token_digests(self) -> tuple[bytes, ...]:
         return tuple(api_key_digest(token) for token in self.tokens)
 
+    def check(self, path: str) -> None:
+        """Tokens are long; that none is also a tenant's API key is `Config.check`'s."""
+        for i, token in enumerate(self.tokens):
+            _check_secret(token, f"{path}.tokens[{i}]", min_length=16)
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -310,6 +445,41 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     tenants: tuple[TenantConfig, ...] = ()
     admin: AdminConfig = field(default_factory=AdminConfig)
+
+    def check(self, path: str) -> None:
+        """Rules that span sections: uniqueness across tenants, cross-references."""
+        purposes = self.privacy.purpose_names()
+        for service_type, purpose in self.smpp.service_types.items():
+            if purpose not in purposes:
+                raise ConfigError(
+                    _join(path, f"smpp.service_types.{service_type}"), "not a configured purpose"
+                )
+        if not self.tenants:
+            raise ConfigError(_join(path, "tenants"), "at least one tenant is needed")
+        ids: set[str] = set()
+        digests: set[bytes] = set()
+        system_ids: set[str] = set()
+        for i, tenant in enumerate(self.tenants):
+            where = _join(path, f"tenants[{i}]")
+            if tenant.id in ids:
+                raise ConfigError(f"{where}.id", f"duplicate tenant id {tenant.id!r}")
+            ids.add(tenant.id)
+            for k, key in enumerate(tenant.api_keys):
+                _check_unique_secret(key, f"{where}.api_keys[{k}]", digests)
+            if tenant.smpp is not None:
+                if tenant.smpp.system_id in system_ids:
+                    raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")
+                system_ids.add(tenant.smpp.system_id)
+        for i, token in enumerate(self.admin.tokens):
+            _check_unique_secret(token, _join(path, f"admin.tokens[{i}]"), digests)
+        for i, tenant in enumerate(self.tenants):
+            where = _join(path, f"tenants[{i}]")
+            if tenant.default_purpose not in purposes:
+                raise ConfigError(f"{where}.default_purpose", "not a configured purpose")
+            if tenant.mo_url and not self.callbacks.allows(tenant.mo_url):
+                raise ConfigError(
+                    f"{where}.mo_url", "not an http(s) URL on callbacks.allowed_hosts"
+                )
 
 
 def api_key_digest(key: str) -> bytes:
@@ -332,12 +502,12 @@ def load_config(path: str | Path) -> Config:
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    config = _build(Config, raw, "")
-    _check(config)
+    config: Config = _build(Config, raw, "")
     return config
 
 
 def _build(cls: type, data: object, path: str) -> Any:
+    """An instance of the dataclass ``cls`` from the table ``data``, its ``check`` passed."""
     if not isinstance(data, dict):
         raise ConfigError(path, f"expected a table, got {_type_name(data)}")
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -352,7 +522,10 @@ def _build(cls: type, data: object, path: str) -> Any:
             values[f.name] = _convert(hints[f.name], data[f.name], key_path)
         elif f.default is MISSING and f.default_factory is MISSING:
             raise ConfigError(key_path, "missing")
-    return cls(**values)
+    section = cls(**values)
+    if hasattr(section, "check"):
+        section.check(path)
+    return section
 
 
 def _convert(hint: Any, value: object, path: str) -> Any:
@@ -409,131 +582,16 @@ def _convert(hint: Any, value: object, path: str) -> Any:
     raise TypeError(f"unsupported config type {hint!r} at {path}")
 
 
-def _check(config: Config) -> None:
-    """Rules that span keys: ranges, uniqueness, cross-references."""
-    _check_port(config.http.port, "http.port")
-    _check_port(config.smpp.port, "smpp.port")
-    _check_positive(config.http.max_batch, "http.max_batch")
-    _check_positive(config.http.max_request_bytes, "http.max_request_bytes")
-    _check_positive(config.http.max_connections, "http.max_connections")
-    for name in ("failed_auth_delay", "header_timeout", "body_timeout", "idle_timeout"):
-        if getattr(config.http, name) <= 0:
-            raise ConfigError(f"http.{name}", "must be positive")
-    if config.http.max_auth_delay < config.http.failed_auth_delay:
-        raise ConfigError("http.max_auth_delay", "must be at least failed_auth_delay")
-    _check_positive(config.smpp.deliver_window, "smpp.deliver_window")
-    _check_positive(config.smpp.notice_memory, "smpp.notice_memory")
-    if not 0 < config.smpp.notice_first_retry <= config.smpp.notice_max_retry:
-        raise ConfigError("smpp.notice_first_retry", "must be positive, at most notice_max_retry")
-    for name in ("recipient_opted_out", "consent_required", "processing_restricted"):
-        if not 0x400 <= getattr(config.smpp.error_codes, name) <= 0x4FF:
-            raise ConfigError(f"smpp.error_codes.{name}", "must be in 0x400-0x4FF")
-    names = [p.name for p in config.privacy.purposes]
-    for i, name in enumerate(names):
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
-            raise ConfigError(f"privacy.purposes[{i}].name", "use a lower-case token")
-        if name in names[:i]:
-            raise ConfigError(f"privacy.purposes[{i}].name", f"duplicate purpose {name!r}")
-    _check_positive(config.privacy.registry_cache, "privacy.registry_cache")
-    if config.privacy.months_per_epoch not in (1, 2, 3, 4, 6, 12):
-        raise ConfigError("privacy.months_per_epoch", "must divide 12: 1, 2, 3, 4, 6 or 12")
-    if config.privacy.coarsen_to <= 0:
-        raise ConfigError("privacy.coarsen_to", "must be positive")
-    if config.privacy.retention.interval <= 0:
-        raise ConfigError("privacy.retention.interval", "must be positive")
-    if not 16 <= config.smpp.max_command_length <= 16 * 1024 * 1024:
-        raise ConfigError("smpp.max_command_length", "must be 16-16777216")
-    for service_type, purpose in config.smpp.service_types.items():
-        if len(service_type) > 5:
-            raise ConfigError(f"smpp.service_types.{service_type}", "service_type is 5 chars max")
-        if purpose not in names:
-            raise ConfigError(f"smpp.service_types.{service_type}", "not a configured purpose")
-    if config.storage.synchronous not in ("normal", "full"):
-        raise ConfigError("storage.synchronous", "must be one of normal, full")
-    retention = config.privacy.retention
-    if retention.delete_after <= retention.pseudonymise_after:
-        raise ConfigError(
-            "privacy.retention.delete_after", "must be longer than pseudonymise_after"
-        )
-    _check_latency(config.simulator.latency, "simulator.latency", required=True)
-    for i, rule in enumerate(config.simulator.rules):
-        where = f"simulator.rules[{i}]"
-        if bool(rule.prefix) == bool(rule.number):
-            raise ConfigError(where, "give exactly one of prefix or number")
-        if not 0.0 < rule.probability <= 1.0:
-            raise ConfigError(f"{where}.probability", "must be in (0, 1]")
-        if rule.number:
-            try:
-                normalise_msisdn(rule.number)
-            except InvalidNumber:
-                raise ConfigError(f"{where}.number", "not an E.164 number") from None
-        elif not re.fullmatch(r"\+\d{1,15}", rule.prefix):
-            raise ConfigError(f"{where}.prefix", 'must be "+" followed by digits')
-        _check_latency(rule.latency, f"{where}.latency", required=False)
-    _check_positive(config.callbacks.max_attempts, "callbacks.max_attempts")
-    _check_positive(config.messages.max_segments, "messages.max_segments")
-    _check_tenants(config.tenants)
-    _check_admin(config.admin, config.tenants)
-    for i, tenant in enumerate(config.tenants):
-        if tenant.default_purpose not in names:
-            raise ConfigError(f"tenants[{i}].default_purpose", "not a configured purpose")
-        if tenant.stop_scope not in ("tenant", "sender"):
-            raise ConfigError(f"tenants[{i}].stop_scope", "must be tenant or sender")
-    for i, tenant in enumerate(config.tenants):
-        if tenant.mo_url and not config.callbacks.allows(tenant.mo_url):
-            raise ConfigError(
-                f"tenants[{i}].mo_url", "not an http(s) URL on callbacks.allowed_hosts"
-            )
-
-
-def _check_tenants(tenants: tuple[TenantConfig, ...]) -> None:
-    if not tenants:
-        raise ConfigError("tenants", "at least one tenant is needed")
-    ids: set[str] = set()
-    digests: set[bytes] = set()
-    system_ids: set[str] = set()
-    for i, tenant in enumerate(tenants):
-        where = f"tenants[{i}]"
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", tenant.id):
-            raise ConfigError(f"{where}.id", "use 1-64 letters, digits, '_', '.' or '-'")
-        if tenant.id in ids:
-            raise ConfigError(f"{where}.id", f"duplicate tenant id {tenant.id!r}")
-        ids.add(tenant.id)
-        for k, key in enumerate(tenant.api_keys):
-            _check_secret(key, f"{where}.api_keys[{k}]", digests, min_length=8)
-        if not tenant.senders:
-            raise ConfigError(f"{where}.senders", "at least one sender is needed")
-        for s, sender in enumerate(tenant.senders):
-            _check_sender(sender, tenant.default_country or None, f"{where}.senders[{s}]")
-        if tenant.default_country and tenant.default_country not in SUPPORTED_REGIONS:
-            raise ConfigError(f"{where}.default_country", "use an ISO 3166 code such as SE")
-        if tenant.smpp is not None:
-            if not 1 <= len(tenant.smpp.system_id) <= 15:
-                raise ConfigError(f"{where}.smpp.system_id", "must be 1-15 characters")
-            if not 1 <= len(tenant.smpp.password) <= 8:
-                raise ConfigError(f"{where}.smpp.password", "must be 1-8 characters")
-            if tenant.smpp.max_sessions < 1:
-                raise ConfigError(f"{where}.smpp.max_sessions", "must be at least 1")
-            if tenant.smpp.max_submit_rate < 0:
-                raise ConfigError(f"{where}.smpp.max_submit_rate", "must not be negative")
-            if tenant.smpp.system_id in system_ids:
-                raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")
-            system_ids.add(tenant.smpp.system_id)
-
-
-def _check_admin(admin: AdminConfig, tenants: tuple[TenantConfig, ...]) -> None:
-    """Operator tokens are long, distinct, and never also a tenant's API key."""
-    digests = {digest for tenant in tenants for digest in tenant.api_key_digests()}
-    for i, token in enumerate(admin.tokens):
-        _check_secret(token, f"admin.tokens[{i}]", digests, min_length=16)
-
-
-def _check_secret(secret: str, path: str, seen: set[bytes], min_length: int) -> None:
-    """A key or token, in clear or as a digest, not seen before; adds it to ``seen``."""
+def _check_secret(secret: str, path: str, min_length: int) -> None:
+    """A key or token, in clear or as a digest."""
     if secret.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", secret):
         raise ConfigError(path, "a sha256: digest needs 64 hex digits")
     if len(secret) < min_length:
         raise ConfigError(path, f"too short (at least {min_length} characters)")
+
+
+def _check_unique_secret(secret: str, path: str, seen: set[bytes]) -> None:
+    """A key or token not seen before (as a tenant's key or an operator's token)."""
     digest = api_key_digest(secret)
     if digest in seen:
         raise ConfigError(path, "duplicate API key or token")

@@ -540,7 +540,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 def msisdn_param(raw: str, tenant: TenantConfig) -> str:
     try:
-        return normalise_msisdn(raw, tenant.default_country or None)
+        return normalise_msisdn(raw, tenant.default_country)
     except InvalidNumber as exc:
         raise Problem(400, "invalid_recipient", f"not a phone number: {exc}") from None
 

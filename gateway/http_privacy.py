@@ -104,7 +104,7 @@ def _evidence(tenant: TenantConfig, raw: str | None) -> str:
         return ""
     if len(raw) > MAX_EVIDENCE:
         raise Problem(400, "invalid_request", f"'evidence' exceeds {MAX_EVIDENCE} characters")
-    if any(True for _ in PhoneNumberMatcher(raw, tenant.default_country or None)):
+    if any(True for _ in PhoneNumberMatcher(raw, tenant.default_country)):
         raise Problem(
             400,
             "invalid_request",
@@ -204,7 +204,7 @@ async def post_opt_outs(request: web.Request) -> web.Response:
         try:
             if not isinstance(raw, str):
                 raise InvalidNumber("not a string")
-            e164 = normalise_msisdn(raw, tenant.default_country or None)
+            e164 = normalise_msisdn(raw, tenant.default_country)
         except InvalidNumber:
             invalid.append(index)
             continue

@@ -67,7 +67,7 @@ class Operator:
 
     def _number(self, tenant: TenantConfig, raw: str) -> str:
         try:
-            return normalise_msisdn(raw, tenant.default_country or None)
+            return normalise_msisdn(raw, tenant.default_country)
         except InvalidNumber as exc:
             raise OperatorError(400, "invalid_recipient", f"not a phone number: {exc}") from None
 

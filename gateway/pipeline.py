@@ -10,6 +10,7 @@ command_status; no front end can reach the store or the network around it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -29,10 +30,13 @@ from gateway.domain import (
 )
 from gateway.encoding import BodyInfo, analyse
 from gateway.ids import MessageIds
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
 from gateway.store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 SubmitResult = Message | Rejected
 InboundListener = Callable[[Notice], None]
@@ -107,6 +111,23 @@ class SubmitPipeline:
         self._count(requests, results, time.perf_counter() - started)
         return results
 
+    async def resume(self) -> None:
+        """Hand what the last run left unfinished back to the network (once, at start).
+
+        The messages pass the gates again: an opt-out or a restriction may have been
+        committed since they were accepted, and then they end before delivery.
+        """
+        unfinished = await self._store.unfinished()
+        results: list[SubmitResult] = [item.message for item in unfinished]
+        for gate in self._gates:
+            await self._apply_gate(gate, results)
+        for item, result in zip(unfinished, results, strict=True):
+            if isinstance(result, Message):
+                self._network.hand_over(item)
+            else:
+                self._network.stop_before_delivery(item, result.code.value)
+        log_event(log, "network.resumed", count=len(unfinished))
+
     @staticmethod
     async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:
         """One call per gate for the whole batch, on what is still accepted."""
@@ -120,9 +141,8 @@ class SubmitPipeline:
 
     def _validate(self, request: SubmitRequest, now: float) -> SubmitResult:
         tenant = request.tenant
-        country = tenant.default_country or None
         try:
-            recipient = normalise_msisdn(request.to, country)
+            recipient = normalise_msisdn(request.to, tenant.default_country)
         except InvalidNumber as exc:
             return Rejected(RejectCode.INVALID_RECIPIENT, f"'to' is not a phone number: {exc}")
         sender = self.sender_of(tenant, request.sender)
@@ -163,7 +183,7 @@ class SubmitPipeline:
 
     def sender_of(self, tenant: TenantConfig, raw: str) -> str | None:
         """The canonical form of one of the tenant's senders, or None if it is not one."""
-        sender = _canonical_sender(raw, tenant.default_country or None)
+        sender = _canonical_sender(raw, tenant.default_country)
         return sender if sender in self._senders[tenant.id] else None
 
     def _analyse(self, body: str) -> BodyInfo | Rejected:
@@ -186,9 +206,8 @@ class SubmitPipeline:
         self, tenant: TenantConfig, handset: str, address: str, body: str
     ) -> Notice | Rejected:
         """A simulated handset sends ``body`` to one of the tenant's numbers (an MO message)."""
-        country = tenant.default_country or None
         try:
-            handset = normalise_msisdn(handset, country)
+            handset = normalise_msisdn(handset, tenant.default_country)
         except InvalidNumber as exc:
             return Rejected(RejectCode.INVALID_REQUEST, f"'from' is not a phone number: {exc}")
         canonical = self.sender_of(tenant, address)
@@ -285,5 +304,5 @@ def _canonical_sender(sender: str, default_country: str | None) -> str | None:
 
 
 def _canonical_senders(tenant: TenantConfig) -> frozenset[str]:
-    country = tenant.default_country or None
+    country = tenant.default_country
     return frozenset(s for s in (_canonical_sender(x, country) for x in tenant.senders) if s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.config import Config, TenantConfig
+from gateway.config import Config, StopScope, TenantConfig
 from gateway.domain import InboundOutcome, Notice
 from privacy.keywords import DEFAULT_KEYWORDS, KeywordKind, KeywordSet, match
 from privacy.registry import ConsentEvent, ConsentRegistry, EventKind, Source
@@ -46,7 +46,7 @@ class KeywordResponder:
             source=Source.KEYWORD,
             at=self._clock(),
             evidence=f"mo:{notice.message_id}",
-            sender=notice.address if tenant.stop_scope == "sender" else None,
+            sender=notice.address if tenant.stop_scope is StopScope.SENDER else None,
         )
         await self._registry.record([event], actor="handset")
         return InboundOutcome(keyword.value, _reply(reply, notice))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from gateway.config import Outcome, load_config, parse_duration
+from gateway.config import Outcome, StopScope, Synchronous, load_config, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,6 +114,21 @@ BAD: list[tuple[str, str, str]] = [
         "simulator.latency: expected",
     ),
     ("not toml", "[http\n", "not valid TOML"),
+    (
+        "synchronous",
+        GOOD.replace("[storage]", '[storage]\nsynchronous = "off"'),
+        "storage.synchronous: must be one of normal, full, got 'off'",
+    ),
+    (
+        "stop scope",
+        GOOD + 'stop_scope = "all"\n',
+        "tenants[0].stop_scope: must be one of tenant, sender, got 'all'",
+    ),
+    (
+        "default country",
+        GOOD + 'default_country = "XX"\n',
+        "tenants[0].default_country: use an ISO 3166 code such as SE",
+    ),
 ]
 
 
@@ -142,3 +157,21 @@ def test_duplicate_key_given_as_digest(tmp_path: Path, capsys: Any) -> None:
 def test_missing_file_exits_2(tmp_path: Path, capsys: Any) -> None:
     assert main(["serve", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_choices_load_as_their_enums(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        GOOD.replace("[storage]", '[storage]\nsynchronous = "full"') + 'stop_scope = "sender"\n'
+    )
+    config = load_config(path)
+    assert config.storage.synchronous is Synchronous.FULL
+    assert config.tenants[0].stop_scope is StopScope.SENDER
+
+
+@pytest.mark.parametrize("line", ["", 'default_country = ""\n'], ids=["omitted", "empty"])
+def test_no_default_country_is_none(tmp_path: Path, line: str) -> None:
+    """Older configs wrote "" for none; both that and leaving the key out mean None."""
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD + line)
+    assert load_config(path).tenants[0].default_country is None

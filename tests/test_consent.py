@@ -16,6 +16,7 @@ from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress
 from tests.conftest import (
     EVENT_TIMEOUT,
     OTHER_KEY,
+    CallbackReceiver,
     RunningGateway,
     running_gateway,
 )
@@ -225,6 +226,26 @@ async def test_opt_out_while_messages_are_on_their_way(config_dict: dict[str, An
             if m["body"] == "hello" and m["received_at"] > _iso(stopped_at[0])
         ]
         assert delivered_after == []
+
+
+async def test_message_resumed_after_an_opt_out_is_not_delivered(
+    config_dict: dict[str, Any], callback_receiver: CallbackReceiver
+) -> None:
+    """A restart forgets which subjects changed lately; the resumed message meets the gate."""
+    config_dict["simulator"]["latency"] = ["1h", "1h"]  # still on its way at the stop
+    async with running_gateway(config_from_dict(config_dict)) as gateway:
+        response = await gateway.send(to=HANDSET, callback_url=callback_receiver.url)
+        assert response.status == 202
+        message_id = (await response.json())["id"]
+        await inbound(gateway, "STOP")
+    config_dict["simulator"]["latency"] = ["1ms", "5ms"]
+    async with running_gateway(config_from_dict(config_dict)):
+        final = await callback_receiver.next()
+    assert (final["id"], final["status"], final["error"]) == (
+        message_id,
+        "rejected",
+        "recipient_opted_out",
+    )
 
 
 def _iso(timestamp: float) -> str:
