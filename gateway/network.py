@@ -167,6 +167,15 @@ class SimulatedNetwork:
         self._end(flight.item, Status.DELETED, "cancelled")
         return True
 
+    def drop_tenant(self, tenant: str) -> None:
+        """Forget a purged tenant's messages on their way, writing nothing: their rows are gone.
+
+        Their ticks find them gone, as after a cancel; no receipt or callback follows.
+        """
+        flights = self._in_flight
+        for message_id in [m for m, f in flights.items() if f.item.message.tenant == tenant]:
+            del flights[message_id]
+
     def replace(self, tenant: str, message_id: str, body: str) -> bool:
         """Replace the body of a message that is not final yet (queued, not committed)."""
         if self.pending(tenant, message_id) is None:

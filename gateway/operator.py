@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, TenantConfig
 from gateway.numbers import InvalidNumber, normalise_msisdn
@@ -20,6 +20,10 @@ from privacy.keys import KeyRing
 from privacy.registry import ConsentRegistry
 from privacy.retention import Retention, UnknownTenant, purge_tenant
 from privacy.subjects import SubjectRights
+
+if TYPE_CHECKING:
+    from gateway.network import SimulatedNetwork
+    from smpp.notices import NoticeQueue
 
 ACTOR = "operator"
 
@@ -44,7 +48,11 @@ class Operator:
         registry: ConsentRegistry,
         subjects: SubjectRights,
         retention: Retention,
+        network: SimulatedNetwork | None = None,
+        notices: NoticeQueue | None = None,
     ) -> None:
+        """``network`` and ``notices`` hold a running gateway's messages and receipts in
+        memory, which a purge drops too; offline there are none."""
         self._tenants = {tenant.id: tenant for tenant in config.tenants}
         self._store = store
         self._keys = keys
@@ -52,6 +60,8 @@ class Operator:
         self._registry = registry
         self._subjects = subjects
         self._retention = retention
+        self._network = network
+        self._notices = notices
         # A purge and an audit verify see each other's whole effect, never half of it.
         self._purging = asyncio.Lock()
 
@@ -108,6 +118,10 @@ class Operator:
         def forget() -> None:
             self._audit.forget_tenant(tenant_id)
             self._registry.forget_tenant(tenant_id, configured)
+            if self._network is not None:
+                self._network.drop_tenant(tenant_id)
+            if self._notices is not None:
+                self._notices.forget_tenant(tenant_id)
 
         try:
             # No retention run meanwhile: it would make keys for rows about to go.

@@ -78,5 +78,15 @@ def open_privacy(
     subjects = SubjectRights(
         store, keys, core.registry, core.audit, metrics, clock, network, notices
     )
-    operator = Operator(config, store, keys, core.audit, core.registry, subjects, core.retention)
+    operator = Operator(
+        config,
+        store,
+        keys,
+        core.audit,
+        core.registry,
+        subjects,
+        core.retention,
+        network,
+        notices,
+    )
     return PrivacyServices(core.audit, core.registry, core.retention, subjects, operator)

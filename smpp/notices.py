@@ -256,23 +256,39 @@ class NoticeQueue:
         queue = self._tenants.get(tenant)
         if queue is None:
             return
-        dropped = [n for n in queue.waiting if n.handset == handset]
-        queue.waiting = deque(n for n in queue.waiting if n.handset != handset)
+        dropped = self._drop(queue, lambda notice: notice.handset == handset)
+        # Every notice in memory has its row, so the rest of the rows were in the store only.
+        queue.stored = max(0, queue.stored - max(0, stored - dropped))
+        self._dispatch(queue)
+
+    def forget_tenant(self, tenant: str) -> None:
+        """A purged tenant's rows are all gone: drop every notice of it from memory too."""
+        queue = self._tenants.get(tenant)
+        if queue is None:
+            return
+        self._drop(queue, lambda notice: True)
+        queue.stored = 0
+
+    def _drop(self, queue: _TenantQueue, matches: Callable[[Notice], bool]) -> int:
+        """Drop the matching notices from every container of ``queue``; how many there were.
+
+        An outstanding one's late answer finds nothing and is ignored.
+        """
+        dropped = [n for n in queue.waiting if matches(n)]
+        queue.waiting = deque(n for n in queue.waiting if not matches(n))
         for queue_id, (notice, timer) in list(queue.retrying.items()):
-            if notice.handset == handset:
+            if matches(notice):
                 timer.cancel()
                 del queue.retrying[queue_id]
                 dropped.append(notice)
         for sent in queue.receivers.values():
             for sequence, notice in list(sent.items()):
-                if notice.handset == handset:
-                    del sent[sequence]  # its late answer is ignored
+                if matches(notice):
+                    del sent[sequence]
                     dropped.append(notice)
         for notice in dropped:
             self._attempts.pop(notice.queue_id or 0, None)
-        # Every notice in memory has its row, so the rest of the rows were in the store only.
-        queue.stored = max(0, queue.stored - max(0, stored - len(dropped)))
-        self._dispatch(queue)
+        return len(dropped)
 
     async def forget_expired(self) -> None:
         """Delete notices past ``notice_ttl`` that are not being delivered right now."""

@@ -20,9 +20,11 @@ import aiohttp
 import pytest
 import trustme
 
+from gateway.appkeys import NETWORK, SMPP_SERVER
 from gateway.config import config_from_dict
 from tests.conftest import ADMIN_TOKEN, API_KEY, EVENT_TIMEOUT, base_config, merged, running_gateway
 from tests.test_process import HEADERS, gateway_process, write_toml
+from tests.test_smpp_notices import stored_notices, submit_with_receipts
 
 HANDSET = "+46701239876"
 OTHER_HANDSET = "+46701239875"
@@ -334,3 +336,30 @@ async def test_purging_a_tenant_removed_from_the_config(tmp_path: Path) -> None:
         assert (await admin_call(gateway.http, "POST", url))[1]["code"] == "unknown_tenant"
     keys = (tmp_path / "keys.json").read_text()
     assert '"other"' not in keys and '"acme"' in keys
+
+
+async def test_purge_drops_the_tenants_messages_and_receipts_held_in_memory(
+    tmp_path: Path,
+) -> None:
+    """Nothing of a purged tenant is written after its purge: no in-flight message ends
+    (no inbox row, no receipt), and receipts held for its receiver are gone from the queue."""
+    slow = {"number": "+46709980003", "outcome": "delivered", "latency": ["1h", "1h"]}
+    config = merged(base_config(tmp_path), {"simulator": {"rules": [slow]}})
+    async with running_gateway(config_from_dict(config)) as gateway:
+        await submit_with_receipts(gateway, 3)  # receipts kept for acme, no receiver bound
+        async with gateway.http.post(
+            f"{gateway.url}/v1/messages",
+            json={"to": "+46709980003", "from": "Acme", "body": "never"},
+            headers=gateway.headers,
+        ) as response:
+            assert response.status == 202
+        queue, network = gateway.app[SMPP_SERVER].notices, gateway.app[NETWORK]
+        assert queue.pending == 3 and network.pending_to("acme", "+46709980003")
+
+        status, counts = await admin_call(
+            gateway.http, "POST", f"{gateway.url}/admin/v1/tenants/acme/purge"
+        )
+        assert (status, counts["notices"]) == (200, 3)
+        assert queue.pending == 0
+        assert network.pending_to("acme", "+46709980003") == []
+        assert await stored_notices(gateway) == 0
