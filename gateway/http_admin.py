@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from gateway.appkeys import ADMIN_TOKENS, CONFIG, OPERATOR
-from gateway.http_api import Problem, json_response
+from gateway.http_api import Problem, json_response, throttled_check
 from gateway.logs import log_event
 from gateway.operator import Operator, OperatorError
 
@@ -56,25 +56,36 @@ def _is_loopback(remote: str | None) -> bool:
     return address.is_loopback
 
 
-def authorise(request: web.Request) -> None:
-    """Loopback (unless remote peers are allowed), then a known operator token."""
+async def authorise(request: web.Request) -> None:
+    """Loopback (unless remote peers are allowed), then a known operator token.
+
+    Token checks share the API keys' guess throttle: with ``allow_remote`` the admin
+    API is as exposed as the tenant API.
+    """
     if not request.app[CONFIG].admin.allow_remote and not _is_loopback(request.remote):
         raise AdminProblem(
             403, "admin_not_local", "the admin API answers loopback peers only ([admin])"
         )
+    await throttled_check(
+        request,
+        _known_token,
+        lambda: AdminProblem(401, "unauthorized", "send 'Authorization: Bearer <operator token>'"),
+    )
+
+
+def _known_token(request: web.Request) -> bool | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        digest = hashlib.sha256(token.strip().encode()).digest()
-        # Every known digest is compared, in constant time, whatever the token.
-        matches = [hmac.compare_digest(digest, known) for known in request.app[ADMIN_TOKENS]]
-        if any(matches):
-            return
-    raise AdminProblem(401, "unauthorized", "send 'Authorization: Bearer <operator token>'")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
+    # Every known digest is compared, in constant time, whatever the token.
+    matches = [hmac.compare_digest(digest, known) for known in request.app[ADMIN_TOKENS]]
+    return True if any(matches) else None
 
 
 def _route(name: str, action: _Action) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
-        authorise(request)
+        await authorise(request)
         operator = request.app[OPERATOR]
         tenant = request.match_info.get("tenant", "-")
         # A path segment is whatever was typed (a number, by mistake): named only if known.

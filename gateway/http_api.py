@@ -23,7 +23,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -45,8 +45,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 access_log = logging.getLogger("gateway.http")
 log = logging.getLogger(__name__)
 
-# API key checks, spaced out per peer address once that address has failed one.
+# API key and operator token checks, spaced out per peer address once it failed one.
 AUTH_THROTTLE = web.AppKey("auth_throttle", GuessThrottle)
+_Found = TypeVar("_Found")
 
 REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.INVALID_REQUEST: 400,
@@ -262,12 +263,32 @@ def _unexpected(request: web.Request) -> InternalError:
 async def authenticate(request: web.Request) -> TenantConfig:
     """The tenant whose API key is in ``Authorization: Bearer``.
 
-    Once an address has sent a wrong key, each further check from it waits for
-    its slot in `AUTH_THROTTLE` before the key is looked at, so guesses are
-    spaced out however many are sent at once; beyond ``max_auth_wait`` the
-    check is refused unchecked (429). Keys are looked up by their SHA-256
-    digest, so lookup timing says nothing about a stored key; the final
-    comparison is constant-time all the same.
+    Keys are looked up by their SHA-256 digest, so lookup timing says nothing
+    about a stored key; the final comparison is constant-time all the same.
+    """
+    return await throttled_check(
+        request,
+        _tenant_of_key,
+        lambda: Problem(
+            401,
+            "unauthorized",
+            "send 'Authorization: Bearer <api key>'",
+            headers={"WWW-Authenticate": 'Bearer realm="smsgw"'},
+        ),
+    )
+
+
+async def throttled_check(
+    request: web.Request,
+    check: Callable[[web.Request], _Found | None],
+    refusal: Callable[[], Problem],
+) -> _Found:
+    """Run a credential ``check`` under the guess throttle: what it found, or ``refusal``.
+
+    Once an address has sent a wrong credential, each further check from it waits
+    for its slot in `AUTH_THROTTLE` before the credential is looked at, so guesses
+    are spaced out however many are sent at once; beyond ``max_auth_wait`` the
+    check is refused unchecked (429).
     """
     peer = _peer(request)
     throttle = request.app[AUTH_THROTTLE]
@@ -278,21 +299,16 @@ async def authenticate(request: web.Request) -> TenantConfig:
         raise Problem(
             429,
             "throttled",
-            "too many wrong API keys from this address; retry later",
+            "too many wrong credentials from this address; retry later",
             headers={"Retry-After": retry},
         )
-    tenant = _tenant_of_key(request)
-    if tenant is None:
+    found = check(request)
+    if found is None:
         throttle.failed(peer)
         failures.labels("http", "failed").inc()
-        raise Problem(
-            401,
-            "unauthorized",
-            "send 'Authorization: Bearer <api key>'",
-            headers={"WWW-Authenticate": 'Bearer realm="smsgw"'},
-        )
+        raise refusal()
     throttle.succeeded(peer)
-    return tenant
+    return found
 
 
 def _tenant_of_key(request: web.Request) -> TenantConfig | None:

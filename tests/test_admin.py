@@ -363,3 +363,15 @@ async def test_purge_drops_the_tenants_messages_and_receipts_held_in_memory(
         assert queue.pending == 0
         assert network.pending_to("acme", "+46709980003") == []
         assert await stored_notices(gateway) == 0
+
+
+async def test_operator_tokens_are_guessed_no_faster_than_api_keys(tmp_path: Path) -> None:
+    throttle = {"failed_auth_delay": "50ms", "max_auth_delay": "100ms", "max_auth_wait": "150ms"}
+    config = merged(base_config(tmp_path), {"http": throttle})
+    async with running_gateway(config_from_dict(config)) as gateway:
+        verify = f"{gateway.url}/admin/v1/audit/verify"
+        answers = await asyncio.gather(
+            *(admin_call(gateway.http, "GET", verify, f"guess-{n:016d}") for n in range(20))
+        )
+        statuses = sorted({status for status, _ in answers})
+        assert statuses == [401, 429]
