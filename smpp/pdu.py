@@ -27,6 +27,7 @@ from smpp.bodies import BODY_TYPES
 from smpp.vocabulary import (
     BODIES,
     HEADER_LENGTH,
+    LIST_ADDRESS_LEN,
     RESPONSE_BIT,
     TLV_TYPES,
     CommandId,
@@ -196,7 +197,6 @@ _OVER_MAX = {
     Kind.DESTS: CommandStatus.ESME_RINVNUMDESTS,
     Kind.UNSUCCESS: CommandStatus.ESME_RINVPARLEN,
 }
-_ADDR_LEN = 21  # max of submit_multi addresses and dl_name, NUL included
 _NUL = b"\0"
 
 # decoder(buf, pos, end) -> (params, offset just past the mandatory fields)
@@ -256,10 +256,10 @@ def _read_dests(buf: bytes, pos: int, end: int) -> tuple[SmeAddress | Distributi
     if flag == 1:
         if pos + 3 > end:
             raise _short("dest_addr_ton")
-        addr, stop = _read_cstring(buf, pos + 3, end, _ADDR_LEN, "destination_addr")
+        addr, stop = _read_cstring(buf, pos + 3, end, LIST_ADDRESS_LEN, "destination_addr")
         return SmeAddress(buf[pos + 1], buf[pos + 2], addr), stop
     if flag == 2:
-        name, stop = _read_cstring(buf, pos + 1, end, _ADDR_LEN, "dl_name")
+        name, stop = _read_cstring(buf, pos + 1, end, LIST_ADDRESS_LEN, "dl_name")
         return DistributionList(name), stop
     raise PduError(CommandStatus.ESME_RINVDESTFLAG, "dest_flag is neither 1 nor 2")
 
@@ -267,16 +267,16 @@ def _read_dests(buf: bytes, pos: int, end: int) -> tuple[SmeAddress | Distributi
 def _write_dests(dest: object) -> bytes:
     if isinstance(dest, SmeAddress):
         head = bytes((1, dest.dest_addr_ton, dest.dest_addr_npi))
-        return head + _cstring_bytes(dest.destination_addr, _ADDR_LEN, "destination_addr")
+        return head + _cstring_bytes(dest.destination_addr, LIST_ADDRESS_LEN, "destination_addr")
     if isinstance(dest, DistributionList):
-        return b"\x02" + _cstring_bytes(dest.dl_name, _ADDR_LEN, "dl_name")
+        return b"\x02" + _cstring_bytes(dest.dl_name, LIST_ADDRESS_LEN, "dl_name")
     raise PduError(CommandStatus.ESME_RINVDESTFLAG, "dest is not SmeAddress/DistributionList")
 
 
 def _read_unsuccess(buf: bytes, pos: int, end: int) -> tuple[UnsuccessSme, int]:
     if pos + 2 > end:
         raise _short("unsuccess_sme")
-    addr, stop = _read_cstring(buf, pos + 2, end, _ADDR_LEN, "destination_addr")
+    addr, stop = _read_cstring(buf, pos + 2, end, LIST_ADDRESS_LEN, "destination_addr")
     if stop + 4 > end:
         raise _short("error_status_code")
     (code,) = _INT_STRUCTS[Kind.INT4].unpack_from(buf, stop)
@@ -287,7 +287,7 @@ def _write_unsuccess(sme: object) -> bytes:
     if not isinstance(sme, UnsuccessSme):
         raise PduError(CommandStatus.ESME_RINVPARLEN, "unsuccess_sme entry is not UnsuccessSme")
     head = bytes((sme.dest_addr_ton, sme.dest_addr_npi))
-    addr = _cstring_bytes(sme.destination_addr, _ADDR_LEN, "destination_addr")
+    addr = _cstring_bytes(sme.destination_addr, LIST_ADDRESS_LEN, "destination_addr")
     return head + addr + _INT_STRUCTS[Kind.INT4].pack(sme.error_status_code)
 
 

@@ -250,6 +250,11 @@ class TlvType:
     max_len: int
 
 
+# Var. max (NUL included) of the addresses inside submit_multi's lists: an SME
+# address's destination_addr, a dl_name, an unsuccess_sme's destination_addr.
+LIST_ADDRESS_LEN = 21
+
+
 @dataclass(frozen=True, slots=True)
 class SmeAddress:
     """submit_multi dest_address with dest_flag 1 (an SME address)."""
