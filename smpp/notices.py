@@ -9,7 +9,7 @@ again. `NoticeQueue` holds the part in memory and owns every container of it:
 * ``retrying`` (per tenant): notices answered with a temporary error, each on a timer
   whose delay doubles per attempt from ``notice_first_retry`` up to ``notice_max_retry``;
 * ``outstanding`` (per receiving session): deliver_sm sent and not yet answered, at
-  most ``deliver_window``;
+  most ``deliver_window``, in a `smpp.session.Window` by sequence number;
 * ``stored`` (per tenant): how many notices are in the store only. Beyond
   ``notice_memory`` notices in ``waiting`` and ``retrying``, new ones stay there; they
   are loaded, oldest first, while a receiver is bound and memory is at most half full.
@@ -33,6 +33,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandStatus
+from smpp.session import Window
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class _TenantQueue:
         self.name = name
         self.waiting: deque[Notice] = deque()
         self.retrying: dict[int, tuple[Notice, asyncio.TimerHandle]] = {}
-        self.receivers: dict[Receiver, dict[int, Notice]] = {}
+        self.receivers: dict[Receiver, Window[Notice]] = {}
         self.stored = 0
         self.loading = False
         # Bumped whenever a notice goes to the store only: a load that found the store
@@ -84,7 +85,7 @@ class _TenantQueue:
         return len(self.waiting) + len(self.retrying)
 
     def outstanding(self) -> int:
-        return sum(len(sent) for sent in self.receivers.values())
+        return sum(len(window) for window in self.receivers.values())
 
     def pending(self) -> int:
         return self.in_memory() + self.outstanding() + self.stored
@@ -92,8 +93,8 @@ class _TenantQueue:
     def ids(self) -> set[int | None]:
         ids: set[int | None] = {n.queue_id for n in self.waiting}
         ids.update(self.retrying)
-        for sent in self.receivers.values():
-            ids.update(n.queue_id for n in sent.values())
+        for window in self.receivers.values():
+            ids.update(n.queue_id for n in window.outstanding.values())
         return ids
 
 
@@ -151,7 +152,7 @@ class NoticeQueue:
     def attach(self, receiver: Receiver, tenant: str) -> None:
         """A receiver or transceiver of the tenant bound: send it what waits."""
         queue = self._tenant(tenant)
-        queue.receivers[receiver] = {}
+        queue.receivers[receiver] = Window(self._window)
         self._sessions[receiver] = queue
         self._dispatch(queue)
 
@@ -160,8 +161,8 @@ class NoticeQueue:
         queue = self._sessions.pop(receiver, None)
         if queue is None:
             return
-        sent = queue.receivers.pop(receiver)
-        queue.waiting.extendleft(reversed(sent.values()))
+        unanswered = queue.receivers.pop(receiver).drain()
+        queue.waiting.extendleft(reversed(unanswered))
         while queue.in_memory() > self._memory and queue.waiting:
             self._to_store(queue, queue.waiting.pop())
         self._dispatch(queue)
@@ -190,7 +191,7 @@ class NoticeQueue:
     def answered(self, receiver: Receiver, sequence: int, status: int) -> None:
         """deliver_sm_resp (or data_sm_resp): acknowledged, refused for good, or try later."""
         queue = self._sessions.get(receiver)
-        notice = queue.receivers[receiver].pop(sequence, None) if queue else None
+        notice = queue.receivers[receiver].release(sequence) if queue else None
         if queue is None or notice is None:
             return
         if status == CommandStatus.ESME_ROK:
@@ -204,7 +205,7 @@ class NoticeQueue:
     def nacked(self, receiver: Receiver, sequence: int) -> None:
         """generic_nack: the ESME cannot even read our deliver_sm; sending it again would loop."""
         queue = self._sessions.get(receiver)
-        notice = queue.receivers[receiver].pop(sequence, None) if queue else None
+        notice = queue.receivers[receiver].release(sequence) if queue else None
         if queue is None or notice is None:
             return
         self._give_up(queue, notice, "generic_nack")
@@ -281,10 +282,10 @@ class NoticeQueue:
                 timer.cancel()
                 del queue.retrying[queue_id]
                 dropped.append(notice)
-        for sent in queue.receivers.values():
-            for sequence, notice in list(sent.items()):
+        for window in queue.receivers.values():
+            for sequence, notice in list(window.outstanding.items()):
                 if matches(notice):
-                    del sent[sequence]
+                    window.release(sequence)
                     dropped.append(notice)
         for notice in dropped:
             self._attempts.pop(notice.queue_id or 0, None)
@@ -294,7 +295,11 @@ class NoticeQueue:
         """Delete notices past ``notice_ttl`` that are not being delivered right now."""
         expired: dict[int, str] = dict(await self._store.expired_notices(self._clock()))
         for queue in self._tenants.values():
-            outstanding = {n.queue_id for sent in queue.receivers.values() for n in sent.values()}
+            outstanding = {
+                n.queue_id
+                for window in queue.receivers.values()
+                for n in window.outstanding.values()
+            }
             for queue_id in expired.keys() & outstanding:
                 del expired[queue_id]  # its answer, or the next dispatch, settles it
             held = [n for n in queue.waiting if n.queue_id in expired]
@@ -318,13 +323,13 @@ class NoticeQueue:
     def _dispatch(self, queue: _TenantQueue) -> None:
         """Fill the windows of the tenant's receivers; load from the store if memory runs low."""
         now = self._clock()
-        for receiver, sent in queue.receivers.items():
-            while queue.waiting and len(sent) < self._window and receiver.can_deliver():
+        for receiver, window in queue.receivers.items():
+            while queue.waiting and window.room > 0 and receiver.can_deliver():
                 notice = queue.waiting.popleft()
                 if notice.expires_at <= now:
                     self._give_up(queue, notice, "expired")
                     continue
-                sent[receiver.deliver(notice)] = notice
+                window.sent(receiver.deliver(notice), notice)
         if (
             queue.stored
             and not self._closed

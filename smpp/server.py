@@ -1,11 +1,11 @@
 """The SMPP 3.4 server: ESMEs bind to us as they would to an operator's SMSC.
 
 A thin asyncio layer around the sans-IO parts: bytes go through the `Framer`,
-frames through `decode`, each PDU is checked against the session table and
-dispatched through `SmppConnection.HANDLERS`. Submits become `SubmitRequest`s for
-the one submit pipeline; all submit_sm PDUs that arrive in one read go to the
-pipeline together, so a windowed client's burst shares one store commit and its
-responses go out in one write.
+frames through `decode`, each PDU is checked by its `session.Session` and
+dispatched through `SmppConnection.HANDLERS`; `smpp.translate` turns PDUs into
+`SubmitRequest`s for the one submit pipeline and results back into PDUs. All
+submit_sm PDUs that arrive in one read go to the pipeline together, so a windowed
+client's burst shares one store commit and its responses go out in one write.
 
 Receipts and mobile-originated messages ("notices") go to a bound receiver or
 transceiver session of the tenant, at most ``deliver_window`` unacknowledged per
@@ -27,22 +27,13 @@ from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
 from gateway.config import Config, TenantConfig
-from gateway.domain import (
-    Interface,
-    Message,
-    Notice,
-    NoticeKind,
-    Part,
-    ReceiptRequest,
-    RejectCode,
-    SubmitRequest,
-)
+from gateway.domain import Interface, Message, Notice, NoticeKind, SubmitRequest
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
 from gateway.store import Store
 from gateway.throttle import GuessThrottle
-from smpp import session
+from smpp import translate
 from smpp.framer import FrameError, Framer
 from smpp.notices import NoticeQueue
 from smpp.pdu import (
@@ -52,24 +43,11 @@ from smpp.pdu import (
     Pdu,
     PduError,
     SmeAddress,
-    Tag,
     UnsuccessSme,
     decode,
     encode,
 )
-from smpp.session import State
-from smpp.text import (
-    ESM_DELIVERY_RECEIPT,
-    ESM_UDHI,
-    MESSAGE_STATE,
-    ReceiptFacts,
-    TextError,
-    concatenation_part,
-    decode_text,
-    encode_text,
-    receipt_text,
-    split_udh,
-)
+from smpp.session import Session, State, Tick, error_response, response_for
 
 log = logging.getLogger(__name__)
 
@@ -79,40 +57,11 @@ Submits = list[tuple[Pdu, SubmitRequest]]
 S = CommandStatus
 C = CommandId
 
-# The one table from pipeline rejections to command_status (privacy rejections come
-# from ``[smpp.error_codes]``, in the vendor-specific range).
-REJECT_STATUS: dict[RejectCode, int] = {
-    RejectCode.INVALID_REQUEST: S.ESME_RSUBMITFAIL,
-    RejectCode.INVALID_RECIPIENT: S.ESME_RINVDSTADR,
-    RejectCode.UNKNOWN_SENDER: S.ESME_RINVSRCADR,
-    RejectCode.BODY_TOO_LONG: S.ESME_RINVMSGLEN,
-    RejectCode.CALLBACK_NOT_ALLOWED: S.ESME_RSUBMITFAIL,
-    RejectCode.STORE_UNAVAILABLE: S.ESME_RSYSERR,
-    RejectCode.THROTTLED: S.ESME_RTHROTTLED,
-    RejectCode.QUEUE_FULL: S.ESME_RMSGQFUL,
-    RejectCode.SYSTEM_ERROR: S.ESME_RSYSERR,
-    RejectCode.NO_RESPONSE: S.ESME_RSYSERR,
-    RejectCode.NOT_PENDING: S.ESME_RREPLACEFAIL,
-}
-
-BIND_TYPE = {
-    State.BOUND_TX: "transmitter",
-    State.BOUND_RX: "receiver",
-    State.BOUND_TRX: "transceiver",
-}
-
 _KNOWN_COMMANDS = frozenset(C)
 _KNOWN_STATUSES = frozenset(S)
 
-TON_INTERNATIONAL = 1
-TON_NATIONAL = 2
-TON_ALPHANUMERIC = 5
-NPI_ISDN = 1
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
-# Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
-# ("stop", "start", "help"), so the tenant sees an opt-out as one.
-TAG_KEYWORD = 0x1501
 SYSTEM_ID = "smsgw"
 
 
@@ -135,6 +84,8 @@ class TokenBucket:
 
 
 class SmppServer:
+    """The listener, bind authentication and the registry of bound sessions and notices."""
+
     def __init__(
         self,
         config: Config,
@@ -156,13 +107,7 @@ class SmppServer:
                 metrics.smpp_window.labels(tenant.id).set_function(
                     functools.partial(self.notices.outstanding, tenant.id)
                 )
-        codes = config.smpp.error_codes
-        self.reject_status: dict[RejectCode, int] = {
-            **REJECT_STATUS,
-            RejectCode.RECIPIENT_OPTED_OUT: codes.recipient_opted_out,
-            RejectCode.CONSENT_REQUIRED: codes.consent_required,
-            RejectCode.PROCESSING_RESTRICTED: codes.processing_restricted,
-        }
+        self.translator = translate.Translator(config.smpp)
         self.tenants_by_system_id = {t.smpp.system_id: t for t in config.tenants if t.smpp}
         self.sessions: dict[str, set[SmppConnection]] = {}
         self.connections: set[SmppConnection] = set()
@@ -265,8 +210,9 @@ class SmppServer:
     def bound(self, connection: SmppConnection) -> None:
         assert connection.tenant is not None
         self.sessions.setdefault(connection.tenant.id, set()).add(connection)
-        self.metrics.smpp_sessions.labels(connection.tenant.id, connection.bind_type).inc()
-        if connection.receives:
+        bind_type = connection.session.bind_type
+        self.metrics.smpp_sessions.labels(connection.tenant.id, bind_type).inc()
+        if connection.session.receives:
             self.notices.attach(connection, connection.tenant.id)
 
     def unbound(self, connection: SmppConnection) -> None:
@@ -274,7 +220,7 @@ class SmppServer:
         if tenant is None:
             return
         self.sessions.get(tenant.id, set()).discard(connection)
-        self.metrics.smpp_sessions.labels(tenant.id, connection.bind_type).dec()
+        self.metrics.smpp_sessions.labels(tenant.id, connection.session.bind_type).dec()
         self.notices.detach(connection)
 
     # --- notices: receipts and mobile-originated messages --------------------------------
@@ -313,7 +259,7 @@ class SmppServer:
 
 
 class SmppConnection(asyncio.Protocol):
-    """One ESME connection: framing, the session state, timers and the deliver_sm window.
+    """One ESME connection: the transport, its sans-IO `Session`, and the handlers.
 
     Frames are handled in order until something must finish first: a bind (answered
     after its throttled check) or a full output buffer (the transport asked us to
@@ -326,26 +272,30 @@ class SmppConnection(asyncio.Protocol):
     def __init__(self, server: SmppServer) -> None:
         self.server = server
         config = server.config.smpp
-        self.config = config
         self.framer = Framer(config.max_command_length)
-        self.state = State.OPEN
+        self.loop = asyncio.get_running_loop()
+        self.session = Session(
+            self.loop.time(),
+            bind_timeout=config.bind_timeout,
+            enquire_link_interval=config.enquire_link_interval,
+            response_timeout=config.response_timeout,
+        )
         self.tenant: TenantConfig | None = None
-        # Set by a successful bind and kept after an unbind, so the end of the
-        # connection still finds the session to deregister.
-        self.bind_type: str | None = None
+        self.bucket: TokenBucket | None = None  # the tenant's submit rate limit, if any
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.loop = asyncio.get_running_loop()
-        self.last_seen = self.loop.time()
-        self.probe_sent: float | None = None
         self._outgoing: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
-        self.sequence = 0
         self.pending_submits = 0
         # Reasons to stop reading: each is cleared by the event that ends it.
         self.binding = False  # a bind waits for its check and answer
         self.write_paused = False  # the transport's output buffer is over its high-water mark
         self.submits_paused = False  # too many submits of this connection in the pipeline
+
+    @property
+    def state(self) -> State:
+        """Where the session is (the session moves it, after what is sent)."""
+        return self.session.state
 
     # --- transport events ---------------------------------------------------------------
 
@@ -355,14 +305,14 @@ class SmppConnection(asyncio.Protocol):
         self.server.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
-        self.timer = self.loop.call_later(self.config.bind_timeout, self._bind_timeout)
+        self._schedule_tick()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
-        self.state = State.CLOSED
-        if self.bind_type is not None:
+        self.session.lost()
+        if self.session.bind_type is not None:
             self.server.unbound(self)
 
     def data_received(self, data: bytes) -> None:
@@ -377,14 +327,17 @@ class SmppConnection(asyncio.Protocol):
         self.write_paused = False
         self._handle_frames()
 
+    # --- reading ------------------------------------------------------------------------
+
     def _handle_frames(self) -> None:
         """Handle the frames read so far, until one must be answered before the rest."""
         submits: Submits = []
-        while self.state is not State.CLOSED and not (self.binding or self.write_paused):
+        session = self.session
+        while session.state is not State.CLOSED and not (self.binding or self.write_paused):
             try:
                 frame = self.framer.next_frame()
             except FrameError as error:
-                self._send(session.error_response(error), status=error.status)
+                self._send(error_response(error), status=error.status)
                 self.close()
                 break
             if frame is None:
@@ -405,42 +358,37 @@ class SmppConnection(asyncio.Protocol):
             transport.resume_reading()
 
     def _handle(self, frame: bytes, submits: Submits) -> None:
-        self.last_seen = self.loop.time()
-        self.probe_sent = None
+        self.session.seen(self.loop.time())
         try:
             pdu = decode(frame)
         except PduError as error:
             self.server.count_pdu("in", error.command_id or 0, error.status)
-            self._send(session.error_response(error))
+            self._send(error_response(error))
             return
         self.server.count_pdu("in", pdu.command_id, pdu.command_status)
-        status = session.check(self.state, pdu.command_id)
+        status = self.session.check(pdu.command_id)
         if status != S.ESME_ROK:
             if not pdu.command_id.is_response:
                 self._answer(pdu, status)
             return
         self.HANDLERS[pdu.command_id](self, pdu, submits)
 
-    # --- sending ------------------------------------------------------------------------
+    # --- writing ------------------------------------------------------------------------
 
     def _send(self, pdu: Pdu, status: int | None = None) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
-        self.state = session.transition(self.state, pdu.command_id, pdu.command_status)
+        self.session.sent(pdu.command_id, pdu.command_status)
         if pdu.command_id == C.unbind_resp:
             # However the unbind was answered (even with an error for its trailing
             # octets), the session is over: an UNBOUND one must not hold its slot.
             self.close()
 
     def _answer(self, request: Pdu, status: int = S.ESME_ROK, **fields: object) -> None:
-        command = session.response_for(request.command_id)
-        self._send(Pdu.make(command, request.sequence_number, status=status, **fields))
-
-    def _next_sequence(self) -> int:
-        self.sequence = self.sequence % 0x7FFFFFFF + 1
-        return self.sequence
+        command = response_for(request.command_id)
+        self._send(Pdu.make(command, request.sequence_number, status, None, **fields))
 
     def _write(self, data: bytes) -> None:
         """Queue bytes; what one turn of the event loop queues leaves in one write."""
@@ -459,7 +407,27 @@ class SmppConnection(asyncio.Protocol):
             self._flush()
             self.transport.close()
 
-    # --- binds and session life -----------------------------------------------------------
+    # --- the timer: bind timeout, enquire_link probes (decided by the session) ----------
+
+    def _schedule_tick(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(self.session.next_tick(self.loop.time()), self._tick)
+
+    def _tick(self) -> None:
+        decision = self.session.tick(self.loop.time())
+        if decision is Tick.BIND_TIMEOUT:
+            log_event(log, "smpp.bind_timeout")
+            self.close()
+        elif decision is Tick.PEER_SILENT:
+            log_event(log, "smpp.peer_silent", tenant=self.tenant.id if self.tenant else None)
+            self.close()
+        else:
+            if decision is Tick.PROBE:
+                self._send(Pdu.make(C.enquire_link, self.session.next_sequence()))
+            self._schedule_tick()
+
+    # --- binds and session life ---------------------------------------------------------
 
     def _bind(self, pdu: Pdu, submits: Submits) -> None:
         """One bind at a time: the PDUs after it wait until it is answered."""
@@ -482,40 +450,13 @@ class SmppConnection(asyncio.Protocol):
 
     def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
         self.tenant = tenant
+        self.bucket = self.server.buckets.get(tenant.id)
         self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
-        if self.state not in BIND_TYPE:
+        if self.session.bind_type is None:
             return  # the peer left before the answer could go out
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(self._tick_interval, self._tick)
-        self.bind_type = BIND_TYPE[self.state]
-        log_event(log, "smpp.bound", tenant=tenant.id, bind_type=self.bind_type)
+        self._schedule_tick()  # from the bind timeout to enquire_link probes
+        log_event(log, "smpp.bound", tenant=tenant.id, bind_type=self.session.bind_type)
         self.server.bound(self)
-
-    @property
-    def receives(self) -> bool:
-        return self.state in (State.BOUND_RX, State.BOUND_TRX)
-
-    def _bind_timeout(self) -> None:
-        if self.state is State.OPEN:
-            log_event(log, "smpp.bind_timeout")
-            self.close()
-
-    @property
-    def _tick_interval(self) -> float:
-        return min(self.config.enquire_link_interval, self.config.response_timeout)
-
-    def _tick(self) -> None:
-        """Probe an idle peer with enquire_link; close the session if it stops answering."""
-        now = self.loop.time()
-        if self.probe_sent is not None and now - self.probe_sent >= self.config.response_timeout:
-            log_event(log, "smpp.peer_silent", tenant=self.tenant.id if self.tenant else None)
-            self.close()
-            return
-        if self.probe_sent is None and now - self.last_seen >= self.config.enquire_link_interval:
-            self.probe_sent = now
-            self._send(Pdu.make(C.enquire_link, self._next_sequence()))
-        self.timer = self.loop.call_later(self._tick_interval, self._tick)
 
     def _enquire_link(self, pdu: Pdu, submits: Submits) -> None:
         self._answer(pdu)
@@ -529,7 +470,16 @@ class SmppConnection(asyncio.Protocol):
     def _unbind_resp(self, pdu: Pdu, submits: Submits) -> None:
         self.close()
 
-    # --- submits ----------------------------------------------------------------------------
+    # --- submits ------------------------------------------------------------------------
+
+    def _request(
+        self, pdu: Pdu, destination: str, dest_ton: object
+    ) -> SubmitRequest | CommandStatus:
+        """One message to submit, after the tenant's rate limit."""
+        assert self.tenant is not None
+        if self.bucket is not None and not self.bucket.take():
+            return S.ESME_RTHROTTLED
+        return self.server.translator.request(pdu, self.tenant, destination, dest_ton)
 
     def _submit_sm(self, pdu: Pdu, submits: Submits) -> None:
         request = self._request(
@@ -541,59 +491,6 @@ class SmppConnection(asyncio.Protocol):
             submits.append((pdu, request))
 
     _data_sm = _submit_sm
-
-    def _request(
-        self, pdu: Pdu, destination: str, dest_ton: object
-    ) -> SubmitRequest | CommandStatus:
-        """Translate submit_sm / data_sm / one submit_multi destination into a request."""
-        assert self.tenant is not None
-        params, tlvs = pdu.params, pdu.tlvs
-        bucket = self.server.buckets.get(self.tenant.id)
-        if bucket is not None and not bucket.take():
-            return S.ESME_RTHROTTLED
-        short_message = params.get("short_message", b"")
-        payload = tlvs.get(Tag.message_payload)
-        if payload is not None and short_message:
-            return S.ESME_RSUBMITFAIL  # the spec allows one or the other
-        data = payload if isinstance(payload, bytes) else short_message
-        assert isinstance(data, bytes)
-        esm_class = int(params.get("esm_class", 0))  # type: ignore[call-overload]
-        part: Part | None = None
-        try:
-            if esm_class & ESM_UDHI:
-                part, data = split_udh(data)
-            body = decode_text(int(params["data_coding"]), data)  # type: ignore[call-overload]
-        except TextError:
-            return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
-        if part is None and Tag.sar_msg_ref_num in tlvs:
-            try:
-                part = concatenation_part(
-                    int(tlvs[Tag.sar_msg_ref_num]),  # type: ignore[call-overload]
-                    int(tlvs[Tag.sar_segment_seqnum]),  # type: ignore[call-overload]
-                    int(tlvs[Tag.sar_total_segments]),  # type: ignore[call-overload]
-                )
-            except KeyError:
-                return S.ESME_RMISSINGOPTPARAM
-            except TextError:
-                return S.ESME_RINVOPTPARAMVAL
-        service_type = str(params.get("service_type", ""))
-        purpose = self.server.config.smpp.service_types.get(service_type)
-        if purpose is None and service_type not in ("", "CMT"):
-            return S.ESME_RINVSERTYP
-        try:
-            receipt = ReceiptRequest(int(params.get("registered_delivery", 0)) & 0x03)  # type: ignore[call-overload]
-        except ValueError:
-            return S.ESME_RINVREGDLVFLG
-        return SubmitRequest(
-            tenant=self.tenant,
-            interface=Interface.SMPP,
-            to=_address(destination, dest_ton),
-            sender=_address(str(params["source_addr"]), params["source_addr_ton"]),
-            body=body,
-            purpose=purpose,
-            receipt=receipt,
-            part=part,
-        )
 
     def _submit(self, submits: Submits) -> None:
         self.pending_submits += len(submits)
@@ -612,17 +509,12 @@ class SmppConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         chunks = []
+        submit_resp = self.server.translator.submit_resp
         for (request, _), result in zip(submits, results, strict=True):
-            command = session.response_for(request.command_id)
-            if isinstance(result, Message):
-                pdu = Pdu.make(command, request.sequence_number, message_id=result.id)
-            elif result.code is RejectCode.NO_RESPONSE:
-                continue
-            else:
-                status = self.server.reject_status[result.code]
-                pdu = Pdu.make(command, request.sequence_number, status=status)
-            chunks.append(encode(pdu))
-            self.server.count_pdu("out", pdu.command_id, pdu.command_status)
+            pdu = submit_resp(request, result)
+            if pdu is not None:
+                chunks.append(encode(pdu))
+                self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self._write(b"".join(chunks))
 
     def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
@@ -634,7 +526,7 @@ class SmppConnection(asyncio.Protocol):
                 continue
             request = self._request(pdu, dest.destination_addr, dest.dest_addr_ton)
             if isinstance(request, CommandStatus):
-                refused.append(_unsuccess(dest, request))
+                refused.append(translate.unsuccess(dest, request))
             else:
                 accepted.append((dest, request))
         self.server.spawn(self._run_multi(pdu, accepted, refused))
@@ -642,20 +534,16 @@ class SmppConnection(asyncio.Protocol):
     async def _run_multi(
         self,
         pdu: Pdu,
-        destinations: list[tuple[SmeAddress, SubmitRequest]],
+        accepted: list[tuple[SmeAddress, SubmitRequest]],
         refused: list[UnsuccessSme],
     ) -> None:
-        """One submit_multi_resp: the first accepted message's id, and each refusal."""
-        results = await self.server.pipeline.submit_many([r for _, r in destinations])
-        first_id = ""
-        for (dest, _), result in zip(destinations, results, strict=True):
-            if isinstance(result, Message):
-                first_id = first_id or result.id
-            else:
-                refused.append(_unsuccess(dest, self.server.reject_status[result.code]))
-        self._answer(pdu, message_id=first_id, unsuccess_sme=tuple(refused))
+        """One submit_multi_resp, after every accepted message is committed."""
+        results = await self.server.pipeline.submit_many([r for _, r in accepted])
+        self._send(
+            self.server.translator.multi_resp(pdu, [d for d, _ in accepted], results, refused)
+        )
 
-    # --- operations on submitted messages ---------------------------------------------------
+    # --- operations on submitted messages -----------------------------------------------
 
     def _query_sm(self, pdu: Pdu, submits: Submits) -> None:
         self.server.spawn(self._run_query(pdu))
@@ -664,19 +552,7 @@ class SmppConnection(asyncio.Protocol):
         assert self.tenant is not None
         message_id = str(pdu.params["message_id"])
         message = await self.server.store.get_message(self.tenant.id, message_id)
-        if message is None:
-            self._answer(pdu, S.ESME_RQUERYFAIL)
-            return
-        final = ""
-        if message.final_at is not None:
-            final = time.strftime("%y%m%d%H%M%S", time.gmtime(message.final_at)) + "000+"
-        self._answer(
-            pdu,
-            message_id=message.id,
-            final_date=final,
-            message_state=MESSAGE_STATE[message.status],
-            error_code=0 if message.error is None else 1,
-        )
+        self._send(translate.query_sm_resp(pdu, message))
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:
         self.server.spawn(self._run_cancel(pdu))
@@ -685,40 +561,32 @@ class SmppConnection(asyncio.Protocol):
         """Answered once the ``deleted`` state is committed."""
         assert self.tenant is not None
         rejected = await self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
-        if rejected is None:
-            self._answer(pdu)
-        elif rejected.code is RejectCode.NOT_PENDING:
-            self._answer(pdu, S.ESME_RCANCELFAIL)
-        else:
-            self._answer(pdu, self.server.reject_status[rejected.code])
+        self._answer(pdu, self.server.translator.cancel_status(rejected))
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
-        try:
-            body = decode_text(0, pdu.params["short_message"])  # type: ignore[arg-type]
-        except TextError:
-            self._answer(pdu, S.ESME_RREPLACEFAIL)
-            return
-        self.server.spawn(self._run_replace(pdu, body))
+        body = translate.replace_body(pdu)
+        if isinstance(body, CommandStatus):
+            self._answer(pdu, body)
+        else:
+            self.server.spawn(self._run_replace(pdu, body))
 
     async def _run_replace(self, pdu: Pdu, body: str) -> None:
         """Answered once the new body is committed."""
         assert self.tenant is not None
         message_id = str(pdu.params["message_id"])
         rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
-        self._answer(
-            pdu, S.ESME_ROK if rejected is None else self.server.reject_status[rejected.code]
-        )
+        self._answer(pdu, self.server.translator.replace_status(rejected))
 
-    # --- deliver_sm window (kept by the server's NoticeQueue) -------------------------------
+    # --- the deliver_sm window (kept by the server's NoticeQueue) -----------------------
 
     def can_deliver(self) -> bool:
-        return session.can_send(self.state, C.deliver_sm) and not (
+        return self.session.can_send(C.deliver_sm) and not (
             self.transport is None or self.transport.is_closing()
         )
 
     def deliver(self, notice: Notice) -> int:
-        sequence = self._next_sequence()
-        self._send(_deliver_sm(notice, sequence))
+        sequence = self.session.next_sequence()
+        self._send(translate.deliver_sm(notice, sequence))
         return sequence
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
@@ -746,57 +614,3 @@ SmppConnection.HANDLERS = {
     C.unbind: SmppConnection._unbind,
     C.unbind_resp: SmppConnection._unbind_resp,
 }
-
-
-def _unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
-    return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, status)
-
-
-def _address(address: str, ton: object) -> str:
-    """An SMPP address as the pipeline reads it: international numbers get their '+'."""
-    if ton == TON_INTERNATIONAL and address and not address.startswith("+"):
-        return "+" + address
-    return address
-
-
-def _wire_address(address: str) -> tuple[int, int, str]:
-    """``(ton, npi, addr)`` for an address we send: E.164 without '+', or alphanumeric."""
-    if address.startswith("+"):
-        return TON_INTERNATIONAL, NPI_ISDN, address[1:]
-    return TON_ALPHANUMERIC, 0, address
-
-
-def _deliver_sm(notice: Notice, sequence: int) -> Pdu:
-    source_ton, source_npi, source = _wire_address(notice.handset)
-    dest_ton, dest_npi, dest = _wire_address(notice.address)
-    tlvs: dict[int, object] = {}
-    if notice.kind is NoticeKind.RECEIPT:
-        assert notice.status is not None and notice.submitted_at is not None
-        esm_class, data_coding = ESM_DELIVERY_RECEIPT, 0
-        short_message = receipt_text(
-            ReceiptFacts(notice.message_id, notice.status, notice.submitted_at, notice.created_at)
-        )
-        tlvs[Tag.receipted_message_id] = notice.message_id
-        tlvs[Tag.message_state] = MESSAGE_STATE[notice.status]
-    else:
-        esm_class = 0
-        data_coding, short_message = encode_text(notice.body)
-        if notice.keyword:
-            tlvs[TAG_KEYWORD] = notice.keyword.encode("ascii")
-        if len(short_message) > 254:
-            tlvs[Tag.message_payload] = short_message
-            short_message = b""
-    return Pdu.make(
-        C.deliver_sm,
-        sequence,
-        tlvs=tlvs,
-        source_addr_ton=source_ton,
-        source_addr_npi=source_npi,
-        source_addr=source,
-        dest_addr_ton=dest_ton,
-        dest_addr_npi=dest_npi,
-        destination_addr=dest,
-        esm_class=esm_class,
-        data_coding=data_coding,
-        short_message=short_message,
-    )

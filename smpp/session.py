@@ -15,16 +15,28 @@ Theory of operation (spec sections 2.2-2.3):
   is UNBOUND: no new requests, only the unbind_resp and responses to PDUs still in
   flight, then the transport is closed and the session is CLOSED.
 
-The server owns the current ``State``. For every request the ESME sends it asks
-``check`` and, if that is not ESME_ROK, answers ``response_for(command_id)`` with that
-status; before sending a request of its own it asks ``can_send``; after each PDU it
-sets ``state = transition(state, pdu.command_id, pdu.command_status)``.
+The tables and functions below are the rules; `Session` is one connection's protocol
+state under them, the way h11 keeps an HTTP connection's state in its ``Connection``:
+the asyncio layer reads bytes, writes bytes and runs one timer, and asks the session
+everything else. It never reads a clock or does I/O; times are passed in.
+
+* ``check(command_id)`` for every PDU the ESME sends (answer ``response_for`` with the
+  status if it is not ESME_ROK); ``sent(command_id, status)`` after every PDU we send,
+  which moves ``state`` (and records ``bind_type`` when a bind succeeds).
+* ``next_sequence()`` numbers the requests we originate (deliver_sm, enquire_link):
+  1..0x7FFFFFFF, then 1 again (section 3.2: the top bit stays clear).
+* ``seen(now)`` for every frame received: any PDU proves the peer alive.
+* ``tick(now)`` when the timer fires, every ``next_tick(now)`` seconds: what to do —
+  wait, probe an idle peer with enquire_link, or close a connection that did not bind
+  within ``bind_timeout`` or did not answer a probe within ``response_timeout``.
+* `Window` keeps what our requests carry until their responses come back, by sequence
+  number, at most ``deliver_window`` of them (the notice queue keeps one per receiver).
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from smpp.pdu import CommandId, CommandStatus, Pdu, PduError
 
@@ -170,3 +182,146 @@ def error_response(error: PduError) -> Pdu:
     ):
         return Pdu.make(response_for(command_id), sequence_number, status=error.status)
     return Pdu.make(CommandId.generic_nack, sequence_number, status=error.status)
+
+
+# Sequence numbers run 1..0x7FFFFFFF (section 3.2).
+MAX_SEQUENCE = 0x7FFFFFFF
+
+BIND_TYPE: dict[State, str] = {
+    State.BOUND_TX: "transmitter",
+    State.BOUND_RX: "receiver",
+    State.BOUND_TRX: "transceiver",
+}
+
+
+class Tick(Enum):
+    """What the timer should do now, as `Session.tick` decides."""
+
+    WAIT = "wait"
+    PROBE = "probe"  # send enquire_link
+    BIND_TIMEOUT = "bind_timeout"  # close: no bind in time
+    PEER_SILENT = "peer_silent"  # close: the probe went unanswered
+
+
+class Session:
+    """One SMPP session's protocol state, seen from the SMSC (see the module docstring)."""
+
+    __slots__ = (
+        "bind_timeout",
+        "bind_type",
+        "enquire_link_interval",
+        "last_seen",
+        "opened_at",
+        "probe_sent",
+        "response_timeout",
+        "sequence",
+        "state",
+    )
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        bind_timeout: float,
+        enquire_link_interval: float,
+        response_timeout: float,
+    ) -> None:
+        self.state = State.OPEN
+        # Set by a successful bind and kept after an unbind, so the end of the
+        # connection still finds the session to deregister.
+        self.bind_type: str | None = None
+        self.sequence = 0
+        self.opened_at = now
+        self.last_seen = now
+        self.probe_sent: float | None = None
+        self.bind_timeout = bind_timeout
+        self.enquire_link_interval = enquire_link_interval
+        self.response_timeout = response_timeout
+
+    @property
+    def receives(self) -> bool:
+        """Whether the session is bound to receive deliver_sm (receiver or transceiver)."""
+        return self.state in _RX
+
+    def check(self, command_id: int) -> CommandStatus:
+        """Whether the ESME may send this PDU now; the status to answer with if not."""
+        return check(self.state, command_id)
+
+    def can_send(self, command_id: CommandId) -> bool:
+        """Whether we may send this PDU to the ESME now."""
+        return can_send(self.state, command_id)
+
+    def sent(self, command_id: int, status: int) -> None:
+        """We sent this PDU: the state follows."""
+        state = self.state
+        self.state = transition(state, command_id, status)
+        if state is State.OPEN and self.state is not state:
+            self.bind_type = BIND_TYPE[self.state]
+
+    def lost(self) -> None:
+        """The transport is gone."""
+        self.state = State.CLOSED
+
+    def next_sequence(self) -> int:
+        """The sequence number for the next request we originate."""
+        self.sequence = self.sequence % MAX_SEQUENCE + 1
+        return self.sequence
+
+    def seen(self, now: float) -> None:
+        """A frame arrived: the peer is alive, any probe is answered."""
+        self.last_seen = now
+        self.probe_sent = None
+
+    def next_tick(self, now: float) -> float:
+        """Seconds until the timer should call ``tick`` again."""
+        if self.state is State.OPEN:
+            return max(0.0, self.opened_at + self.bind_timeout - now)
+        return min(self.enquire_link_interval, self.response_timeout)
+
+    def tick(self, now: float) -> Tick:
+        """What to do at ``now``; a PROBE is recorded as sent."""
+        if self.state is State.OPEN:
+            return Tick.BIND_TIMEOUT if now - self.opened_at >= self.bind_timeout else Tick.WAIT
+        if self.probe_sent is not None:
+            return Tick.PEER_SILENT if now - self.probe_sent >= self.response_timeout else Tick.WAIT
+        if now - self.last_seen >= self.enquire_link_interval:
+            self.probe_sent = now
+            return Tick.PROBE
+        return Tick.WAIT
+
+
+T = TypeVar("T")
+
+
+class Window(Generic[T]):
+    """Requests we sent and await responses for: what each carries, by sequence number.
+
+    At most ``size`` are outstanding; ``room`` says how many more may go now.
+    """
+
+    __slots__ = ("outstanding", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.outstanding: dict[int, T] = {}
+
+    def __len__(self) -> int:
+        return len(self.outstanding)
+
+    @property
+    def room(self) -> int:
+        return self.size - len(self.outstanding)
+
+    def sent(self, sequence: int, item: T) -> None:
+        assert len(self.outstanding) < self.size, "the window is full"
+        self.outstanding[sequence] = item
+
+    def release(self, sequence: int) -> T | None:
+        """The response to ``sequence`` came: what it carried, or None if it was not ours."""
+        return self.outstanding.pop(sequence, None)
+
+    def drain(self) -> list[T]:
+        """Everything outstanding, oldest first, and the window empty."""
+        items = list(self.outstanding.values())
+        self.outstanding.clear()
+        return items

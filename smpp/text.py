@@ -19,17 +19,6 @@ DC_UCS2 = 0x08
 ESM_UDHI = 0x40
 ESM_DELIVERY_RECEIPT = 0x04
 
-# message_state values (section 5.3.2.35).
-MESSAGE_STATE: dict[Status, int] = {
-    Status.ACCEPTED: 1,  # ENROUTE: SMPP's ACCEPTED means "read on behalf of the subscriber"
-    Status.ENROUTE: 1,
-    Status.DELIVERED: 2,
-    Status.EXPIRED: 3,
-    Status.DELETED: 4,
-    Status.UNDELIVERABLE: 5,
-    Status.REJECTED: 8,
-}
-
 # The customary stat: words of a receipt (SMPP 3.4 appendix B).
 RECEIPT_STAT: dict[Status, str] = {
     Status.DELIVERED: "DELIVRD",

@@ -10,7 +10,10 @@ from smpp.session import (
     BIND_STATE,
     MAY_SEND,
     RESPONSE_OF,
+    Session,
     State,
+    Tick,
+    Window,
     can_send,
     check,
     error_response,
@@ -129,3 +132,95 @@ def test_error_response_for_undecodable_request() -> None:
     assert error_response(unknown) == Pdu(C.generic_nack, S.ESME_RINVCMDID, 45, {}, {})
     headerless = PduError(S.ESME_RINVCMDLEN)
     assert error_response(headerless) == Pdu(C.generic_nack, S.ESME_RINVCMDLEN, 0, {}, {})
+
+
+# --- one session's state: sequence numbers, timing, the deliver window --------------------
+
+BIND_TIMEOUT, INTERVAL, RESPONSE_TIMEOUT = 30.0, 20.0, 5.0
+
+
+def new_session(now: float = 1000.0) -> Session:
+    return Session(
+        now,
+        bind_timeout=BIND_TIMEOUT,
+        enquire_link_interval=INTERVAL,
+        response_timeout=RESPONSE_TIMEOUT,
+    )
+
+
+def bound_session(now: float = 1000.0, command: CommandId = C.bind_transceiver_resp) -> Session:
+    session = new_session(now)
+    session.sent(command, S.ESME_ROK)
+    return session
+
+
+def test_sequence_numbers_wrap_from_0x7fffffff_to_1() -> None:
+    session = new_session()
+    assert [session.next_sequence() for _ in range(3)] == [1, 2, 3]
+    session.sequence = 0x7FFFFFFE
+    assert [session.next_sequence() for _ in range(3)] == [0x7FFFFFFF, 1, 2]
+
+
+def test_a_successful_bind_response_binds_and_names_the_bind_type() -> None:
+    session = new_session()
+    session.sent(C.bind_receiver_resp, S.ESME_RINVPASWD)
+    assert (session.state, session.bind_type) == (State.OPEN, None)
+    assert session.check(C.submit_sm) is S.ESME_RINVBNDSTS
+    session.sent(C.bind_receiver_resp, S.ESME_ROK)
+    assert (session.state, session.bind_type) == (State.BOUND_RX, "receiver")
+    assert session.receives and session.can_send(C.deliver_sm)
+    assert session.check(C.bind_transmitter) is S.ESME_RALYBND
+    session.sent(C.unbind_resp, S.ESME_ROK)
+    assert (session.state, session.bind_type) == (State.UNBOUND, "receiver")  # kept
+    assert not session.receives
+    session.lost()
+    assert session.state is State.CLOSED
+    assert not bound_session(command=C.bind_transmitter_resp).receives
+
+
+def test_no_bind_in_time_closes() -> None:
+    session = new_session(1000.0)
+    assert session.next_tick(1000.0) == BIND_TIMEOUT
+    assert session.next_tick(1010.0) == BIND_TIMEOUT - 10
+    assert session.tick(1029.9) is Tick.WAIT  # a timer that fired early
+    assert session.next_tick(1029.9) == pytest.approx(0.1)
+    assert session.tick(1030.0) is Tick.BIND_TIMEOUT
+    session.seen(1029.0)  # traffic does not replace a bind
+    assert session.tick(1031.0) is Tick.BIND_TIMEOUT
+
+
+def test_an_idle_peer_is_probed_and_closed_when_it_does_not_answer() -> None:
+    session = bound_session(1000.0)
+    assert session.next_tick(1000.0) == RESPONSE_TIMEOUT  # the shorter of the two
+    assert session.tick(1019.0) is Tick.WAIT
+    assert session.tick(1020.0) is Tick.PROBE
+    assert session.probe_sent == 1020.0
+    assert session.tick(1024.0) is Tick.WAIT  # one probe at a time
+    assert session.tick(1025.0) is Tick.PEER_SILENT
+
+
+def test_any_frame_answers_a_probe_and_restarts_the_idle_time() -> None:
+    session = bound_session(1000.0)
+    assert session.tick(1020.0) is Tick.PROBE
+    session.seen(1022.0)
+    assert session.probe_sent is None
+    assert session.tick(1030.0) is Tick.WAIT  # not silent: it answered
+    assert session.tick(1041.9) is Tick.WAIT
+    assert session.tick(1042.0) is Tick.PROBE
+
+
+def test_window_room_and_release() -> None:
+    window: Window[str] = Window(2)
+    assert (window.room, len(window)) == (2, 0)
+    window.sent(7, "a")
+    window.sent(8, "b")
+    assert (window.room, len(window)) == (0, 2)
+    with pytest.raises(AssertionError):
+        window.sent(9, "c")
+    assert window.release(99) is None  # not ours: nothing changes
+    assert window.release(7) == "a"
+    assert window.release(7) is None  # answered twice
+    assert window.room == 1
+    window.sent(0x7FFFFFFF, "c")
+    assert window.drain() == ["b", "c"]  # oldest first
+    assert (window.room, len(window)) == (2, 0)

@@ -1,0 +1,282 @@
+"""PDUs to domain requests and back (pure: no I/O, no store, no server).
+
+Every function here reads a PDU (or a domain object) and the configuration facts it
+needs, and returns the result or the command_status that refuses it:
+
+* ``Translator.request``: submit_sm, data_sm or one submit_multi destination ->
+  `SubmitRequest`, or why not;
+* ``Translator.submit_resp`` / ``multi_resp`` / ``cancel_status`` / ``replace_status``:
+  pipeline results -> responses, through the one table ``REJECT_STATUS`` plus
+  ``[smpp.error_codes]``;
+* ``deliver_sm``: a `Notice` (receipt or mobile-originated message) -> deliver_sm;
+* ``query_sm_resp`` and ``replace_body``: the other operations on a message.
+
+Policy (the submit rate limit, what a session may send) stays with the server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import cast
+
+from gateway.config import SmppConfig, TenantConfig
+from gateway.domain import (
+    Interface,
+    Message,
+    Notice,
+    NoticeKind,
+    Part,
+    ReceiptRequest,
+    RejectCode,
+    Rejected,
+    Status,
+    SubmitRequest,
+)
+from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress, Tag, UnsuccessSme
+from smpp.session import response_for
+from smpp.text import (
+    ESM_DELIVERY_RECEIPT,
+    ESM_UDHI,
+    ReceiptFacts,
+    TextError,
+    concatenation_part,
+    decode_text,
+    encode_text,
+    receipt_text,
+    split_udh,
+)
+
+S = CommandStatus
+
+TON_INTERNATIONAL = 1
+TON_ALPHANUMERIC = 5
+NPI_ISDN = 1
+# Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
+# ("stop", "start", "help"), so the tenant sees an opt-out as one.
+TAG_KEYWORD = 0x1501
+# Longest text that goes in short_message; longer goes in message_payload.
+MAX_SHORT_MESSAGE = 254
+
+# message_state values (section 5.3.2.35), for query_sm_resp and receipts.
+MESSAGE_STATE: dict[Status, int] = {
+    Status.ACCEPTED: 1,  # ENROUTE: SMPP's ACCEPTED means "read on behalf of the subscriber"
+    Status.ENROUTE: 1,
+    Status.DELIVERED: 2,
+    Status.EXPIRED: 3,
+    Status.DELETED: 4,
+    Status.UNDELIVERABLE: 5,
+    Status.REJECTED: 8,
+}
+
+# The one table from pipeline rejections to command_status (privacy rejections come
+# from ``[smpp.error_codes]``, in the vendor-specific range: see `Translator`).
+REJECT_STATUS: dict[RejectCode, int] = {
+    RejectCode.INVALID_REQUEST: S.ESME_RSUBMITFAIL,
+    RejectCode.INVALID_RECIPIENT: S.ESME_RINVDSTADR,
+    RejectCode.UNKNOWN_SENDER: S.ESME_RINVSRCADR,
+    RejectCode.BODY_TOO_LONG: S.ESME_RINVMSGLEN,
+    RejectCode.CALLBACK_NOT_ALLOWED: S.ESME_RSUBMITFAIL,
+    RejectCode.STORE_UNAVAILABLE: S.ESME_RSYSERR,
+    RejectCode.THROTTLED: S.ESME_RTHROTTLED,
+    RejectCode.QUEUE_FULL: S.ESME_RMSGQFUL,
+    RejectCode.SYSTEM_ERROR: S.ESME_RSYSERR,
+    RejectCode.NO_RESPONSE: S.ESME_RSYSERR,
+    RejectCode.NOT_PENDING: S.ESME_RREPLACEFAIL,
+}
+
+
+class Translator:
+    """The translation under one ``[smpp]`` configuration: its service types and error codes."""
+
+    __slots__ = ("reject_status", "service_types")
+
+    def __init__(self, config: SmppConfig) -> None:
+        self.service_types = config.service_types
+        codes = config.error_codes
+        self.reject_status: dict[RejectCode, int] = {
+            **REJECT_STATUS,
+            RejectCode.RECIPIENT_OPTED_OUT: codes.recipient_opted_out,
+            RejectCode.CONSENT_REQUIRED: codes.consent_required,
+            RejectCode.PROCESSING_RESTRICTED: codes.processing_restricted,
+        }
+
+    def status(self, code: RejectCode) -> int:
+        """The command_status that reports a pipeline rejection."""
+        return self.reject_status[code]
+
+    def request(
+        self, pdu: Pdu, tenant: TenantConfig, destination: str, dest_ton: object
+    ) -> SubmitRequest | CommandStatus:
+        """submit_sm / data_sm / one submit_multi destination as a request for the pipeline."""
+        params, tlvs = pdu.params, pdu.tlvs
+        short_message = params.get("short_message", b"")
+        payload = tlvs.get(Tag.message_payload)
+        if payload is not None and short_message:
+            return S.ESME_RSUBMITFAIL  # the spec allows one or the other
+        data = cast(bytes, payload if isinstance(payload, bytes) else short_message)
+        esm_class = cast(int, params.get("esm_class", 0))
+        part: Part | None = None
+        try:
+            if esm_class & ESM_UDHI:
+                part, data = split_udh(data)
+            body = decode_text(cast(int, params["data_coding"]), data)
+        except TextError:
+            return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
+        if part is None and Tag.sar_msg_ref_num in tlvs:
+            try:
+                part = concatenation_part(
+                    cast(int, tlvs[Tag.sar_msg_ref_num]),
+                    cast(int, tlvs[Tag.sar_segment_seqnum]),
+                    cast(int, tlvs[Tag.sar_total_segments]),
+                )
+            except KeyError:
+                return S.ESME_RMISSINGOPTPARAM
+            except TextError:
+                return S.ESME_RINVOPTPARAMVAL
+        service_type = cast(str, params.get("service_type", ""))
+        purpose = self.service_types.get(service_type)
+        if purpose is None and service_type not in ("", "CMT"):
+            return S.ESME_RINVSERTYP
+        try:
+            receipt = ReceiptRequest(cast(int, params.get("registered_delivery", 0)) & 0x03)
+        except ValueError:
+            return S.ESME_RINVREGDLVFLG
+        return SubmitRequest(
+            tenant=tenant,
+            interface=Interface.SMPP,
+            to=address(destination, dest_ton),
+            sender=address(cast(str, params["source_addr"]), params["source_addr_ton"]),
+            body=body,
+            purpose=purpose,
+            receipt=receipt,
+            part=part,
+        )
+
+    def submit_resp(self, request: Pdu, result: Message | Rejected) -> Pdu | None:
+        """The submit_sm_resp / data_sm_resp for a pipeline result; None when none is due."""
+        command = response_for(request.command_id)
+        if isinstance(result, Message):
+            return Pdu.make(command, request.sequence_number, message_id=result.id)
+        if result.code is RejectCode.NO_RESPONSE:
+            return None
+        return Pdu.make(command, request.sequence_number, status=self.reject_status[result.code])
+
+    def multi_resp(
+        self,
+        request: Pdu,
+        accepted: Sequence[SmeAddress],
+        results: Sequence[Message | Rejected],
+        refused: Sequence[UnsuccessSme],
+    ) -> Pdu:
+        """submit_multi_resp: the first accepted message's id, and every refused destination.
+
+        ``refused`` are those refused before the pipeline saw them, ``results`` what the
+        pipeline made of the ``accepted`` ones.
+        """
+        first_id = ""
+        unsuccessful = list(refused)
+        for dest, result in zip(accepted, results, strict=True):
+            if isinstance(result, Message):
+                first_id = first_id or result.id
+            else:
+                unsuccessful.append(unsuccess(dest, self.reject_status[result.code]))
+        return Pdu.make(
+            CommandId.submit_multi_resp,
+            request.sequence_number,
+            message_id=first_id,
+            unsuccess_sme=tuple(unsuccessful),
+        )
+
+    def cancel_status(self, rejected: Rejected | None) -> int:
+        """cancel_sm_resp's status: a message that is not pending cannot be cancelled."""
+        if rejected is None:
+            return S.ESME_ROK
+        if rejected.code is RejectCode.NOT_PENDING:
+            return S.ESME_RCANCELFAIL
+        return self.reject_status[rejected.code]
+
+    def replace_status(self, rejected: Rejected | None) -> int:
+        """replace_sm_resp's status."""
+        return S.ESME_ROK if rejected is None else self.reject_status[rejected.code]
+
+
+def replace_body(pdu: Pdu) -> str | CommandStatus:
+    """The new text of a replace_sm (always in the default alphabet), or why not."""
+    try:
+        return decode_text(0, cast(bytes, pdu.params["short_message"]))
+    except TextError:
+        return S.ESME_RREPLACEFAIL
+
+
+def query_sm_resp(request: Pdu, message: Message | None) -> Pdu:
+    """query_sm_resp for a message of the tenant (None: the tenant has no such message)."""
+    if message is None:
+        return Pdu.make(CommandId.query_sm_resp, request.sequence_number, S.ESME_RQUERYFAIL)
+    final = ""
+    if message.final_at is not None:
+        final = time.strftime("%y%m%d%H%M%S", time.gmtime(message.final_at)) + "000+"
+    return Pdu.make(
+        CommandId.query_sm_resp,
+        request.sequence_number,
+        message_id=message.id,
+        final_date=final,
+        message_state=MESSAGE_STATE[message.status],
+        error_code=0 if message.error is None else 1,
+    )
+
+
+def unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
+    """A submit_multi destination refused with ``status``."""
+    return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, status)
+
+
+def address(address: str, ton: object) -> str:
+    """An SMPP address as the pipeline reads it: international numbers get their '+'."""
+    if ton == TON_INTERNATIONAL and address and not address.startswith("+"):
+        return "+" + address
+    return address
+
+
+def wire_address(address: str) -> tuple[int, int, str]:
+    """``(ton, npi, addr)`` for an address we send: E.164 without '+', or alphanumeric."""
+    if address.startswith("+"):
+        return TON_INTERNATIONAL, NPI_ISDN, address[1:]
+    return TON_ALPHANUMERIC, 0, address
+
+
+def deliver_sm(notice: Notice, sequence: int) -> Pdu:
+    """The deliver_sm carrying a receipt or a mobile-originated message."""
+    source_ton, source_npi, source = wire_address(notice.handset)
+    dest_ton, dest_npi, dest = wire_address(notice.address)
+    tlvs: dict[int, object] = {}
+    if notice.kind is NoticeKind.RECEIPT:
+        assert notice.status is not None and notice.submitted_at is not None
+        esm_class, data_coding = ESM_DELIVERY_RECEIPT, 0
+        short_message = receipt_text(
+            ReceiptFacts(notice.message_id, notice.status, notice.submitted_at, notice.created_at)
+        )
+        tlvs[Tag.receipted_message_id] = notice.message_id
+        tlvs[Tag.message_state] = MESSAGE_STATE[notice.status]
+    else:
+        esm_class = 0
+        data_coding, short_message = encode_text(notice.body)
+        if notice.keyword:
+            tlvs[TAG_KEYWORD] = notice.keyword.encode("ascii")
+        if len(short_message) > MAX_SHORT_MESSAGE:
+            tlvs[Tag.message_payload] = short_message
+            short_message = b""
+    return Pdu.make(
+        CommandId.deliver_sm,
+        sequence,
+        tlvs=tlvs,
+        source_addr_ton=source_ton,
+        source_addr_npi=source_npi,
+        source_addr=source,
+        dest_addr_ton=dest_ton,
+        dest_addr_npi=dest_npi,
+        destination_addr=dest,
+        esm_class=esm_class,
+        data_coding=data_coding,
+        short_message=short_message,
+    )
