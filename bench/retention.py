@@ -20,11 +20,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.appkeys import PIPELINE, RETENTION
 from gateway.config import config_from_dict
 from gateway.domain import Interface, SubmitRequest
 from gateway.ids import id_floor
+from gateway.server.app import create_app
+from gateway.server.appkeys import PIPELINE, RETENTION
 from gateway.store import MESSAGE_COLUMNS
 
 BATCH = 200

@@ -4,7 +4,9 @@ In order: validate (recipient to E.164, sender, encoding and length, callback
 host), the privacy gates, id, durable persist (group commit), hand-over to the
 simulated network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
-command_status; no front end can reach the store or the network around it.
+command_status. They reach the traffic through this pipeline alone (submit,
+receive, cancel, replace, and the reads: message, messages, inbox), never the
+store or the network around it; tests/test_layers.py holds them to that.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
     InboundOutcome,
+    InboxEntry,
     Interface,
     Message,
     Notice,
@@ -241,6 +244,41 @@ class SubmitPipeline:
             reply = SubmitRequest(tenant, Interface.SYSTEM, handset, canonical, outcome.reply)
             await self.submit(reply)
         return notice
+
+    # --- reads: what a front end may show of the traffic log and the handsets -----------
+
+    @property
+    def ready(self) -> bool:
+        """The store behind the pipeline can commit."""
+        return self._store.healthy
+
+    async def message(self, tenant: str, message_id: str) -> Message | None:
+        """One of the tenant's messages (another tenant's id finds nothing)."""
+        return await self._store.get_message(tenant, message_id)
+
+    async def messages(
+        self,
+        tenant: str,
+        *,
+        recipient: str | None = None,
+        status: Status | None = None,
+        since_id: str | None = None,
+        before_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """The tenant's messages, newest first (see `Store.list_messages`)."""
+        return await self._store.list_messages(
+            tenant,
+            recipient=recipient,
+            status=status,
+            since_id=since_id,
+            before_id=before_id,
+            limit=limit,
+        )
+
+    async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
+        """What a simulated handset received from the tenant, newest first."""
+        return await self._store.inbox(tenant, msisdn, limit)
 
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).

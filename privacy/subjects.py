@@ -11,7 +11,7 @@ recorded in the audit log.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gateway.config import TenantConfig
 from gateway.documents import iso_time, message_document
@@ -23,8 +23,13 @@ from privacy.keys import KeyRing
 from privacy.pseudonyms import pseudonymise
 from privacy.registry import ConsentEvent, ConsentRegistry, EventKind, Source
 
-if TYPE_CHECKING:
-    from smpp.notices import NoticeQueue
+
+class HeldNotices(Protocol):
+    """Where a running gateway holds receipts and MO in memory (the SMPP notice queue)."""
+
+    def forget_handset(self, tenant: str, handset: str, stored: int) -> None:
+        """Drop the handset's notices, whose ``stored`` rows an erasure deleted."""
+        ...
 
 
 class SubjectRights:
@@ -37,7 +42,7 @@ class SubjectRights:
         metrics: Metrics,
         clock: Callable[[], float],
         network: SimulatedNetwork | None = None,
-        notices: NoticeQueue | None = None,
+        notices: HeldNotices | None = None,
     ) -> None:
         self._store = store
         self._keys = keys

@@ -22,13 +22,14 @@ least once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from gateway.config import SmppConfig
-from gateway.domain import Notice
+from gateway.domain import Interface, Message, Notice, NoticeKind
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreError
@@ -103,6 +104,7 @@ class NoticeQueue:
         self, store: Store, config: SmppConfig, metrics: Metrics, clock: Callable[[], float]
     ) -> None:
         self._store = store
+        self._ttl = config.notice_ttl
         self._memory = config.notice_memory
         self._window = config.deliver_window
         self._first_retry = config.notice_first_retry
@@ -168,6 +170,25 @@ class NoticeQueue:
         self._dispatch(queue)
 
     # --- notices in -------------------------------------------------------------------
+
+    def keep_receipt(self, message: Message) -> None:
+        """Network final hook: the receipt an SMPP sender asked for, committed with the state."""
+        if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
+            return
+        now = self._clock()
+        notice = Notice(
+            tenant=message.tenant,
+            kind=NoticeKind.RECEIPT,
+            message_id=message.id,
+            handset=message.recipient,
+            address=message.sender,
+            created_at=now,
+            expires_at=now + self._ttl,
+            status=message.status,
+            error=message.error,
+            submitted_at=message.submitted_at,
+        )
+        self._store.keep_notice(notice, after_commit=functools.partial(self.offer, notice))
 
     def offer(self, notice: Notice) -> None:
         """A new notice, already durable: send it, hold it, or leave it in the store."""

@@ -27,11 +27,10 @@ from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
 from gateway.config import Config, TenantConfig
-from gateway.domain import Interface, Message, Notice, NoticeKind, SubmitRequest
+from gateway.domain import Notice, SubmitRequest
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
-from gateway.store import Store
 from gateway.throttle import GuessThrottle
 from smpp import translate
 from smpp.framer import FrameError, Framer
@@ -90,16 +89,15 @@ class SmppServer:
         self,
         config: Config,
         pipeline: SubmitPipeline,
-        store: Store,
+        notices: NoticeQueue,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
         self.config = config
         self.pipeline = pipeline
-        self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.notices = NoticeQueue(store, config.smpp, metrics, clock)
+        self.notices = notices
         metrics.smpp_window_size.set(config.smpp.deliver_window)
         metrics.notices_pending.set_function(lambda: self.notices.pending)
         for tenant in config.tenants:
@@ -224,25 +222,6 @@ class SmppServer:
         self.notices.detach(connection)
 
     # --- notices: receipts and mobile-originated messages --------------------------------
-
-    def keep_receipt(self, message: Message) -> None:
-        """Network final hook: the receipt an SMPP sender asked for, committed with the state."""
-        if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
-            return
-        now = self.clock()
-        notice = Notice(
-            tenant=message.tenant,
-            kind=NoticeKind.RECEIPT,
-            message_id=message.id,
-            handset=message.recipient,
-            address=message.sender,
-            created_at=now,
-            expires_at=now + self.config.smpp.notice_ttl,
-            status=message.status,
-            error=message.error,
-            submitted_at=message.submitted_at,
-        )
-        self.store.keep_notice(notice, after_commit=functools.partial(self.notices.offer, notice))
 
     def notify(self, notice: Notice) -> None:
         """Pipeline inbound listener: an MO message, already committed if it has a row."""
@@ -551,7 +530,7 @@ class SmppConnection(asyncio.Protocol):
     async def _run_query(self, pdu: Pdu) -> None:
         assert self.tenant is not None
         message_id = str(pdu.params["message_id"])
-        message = await self.server.store.get_message(self.tenant.id, message_id)
+        message = await self.server.pipeline.message(self.tenant.id, message_id)
         self._send(translate.query_sm_resp(pdu, message))
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:

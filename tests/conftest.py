@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
 from gateway.config import Config, config_from_dict
 from gateway.domain import Message
-from gateway.http_server import GatewayRunner
+from gateway.server.app import create_app
+from gateway.server.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
+from gateway.server.http_server import GatewayRunner
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"

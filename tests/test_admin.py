@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 import trustme
 
-from gateway.appkeys import NETWORK, SMPP_SERVER
 from gateway.config import config_from_dict
+from gateway.server.appkeys import NETWORK, SMPP_SERVER
 from tests.conftest import ADMIN_TOKEN, API_KEY, EVENT_TIMEOUT, base_config, merged, running_gateway
 from tests.test_process import HEADERS, gateway_process, write_toml
 from tests.test_smpp_notices import stored_notices, submit_with_receipts

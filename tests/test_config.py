@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import main
 from gateway.config import Outcome, StopScope, Synchronous, load_config, parse_duration
+from gateway.server.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import main
 from gateway.config import config_from_dict
+from gateway.server.cli import main
 from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress
 from tests.conftest import (
     EVENT_TIMEOUT,
@@ -290,7 +290,6 @@ async def test_registry_and_audit_hold_no_number_in_clear(
     await inbound(gateway, "STOP")
     await call(gateway, "PUT", "/v1/consents/0705550123", json={"purpose": "marketing"})
     await call(gateway, "POST", "/v1/opt-outs", json={"msisdns": ["+46705550124"]})
-    await gateway.app["store"].flush() if False else None
     db = sqlite3.connect(tmp_path / "smsgw.sqlite3")
     texts = [
         str(value)

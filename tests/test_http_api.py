@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.appkeys import CONFIG
 from gateway.config import config_from_dict
-from gateway.http_privacy import MAX_EVIDENCE
+from gateway.server.appkeys import CONFIG
+from gateway.server.http_privacy import MAX_EVIDENCE
 from tests.conftest import (
     API_KEY,
     EVENT_TIMEOUT,

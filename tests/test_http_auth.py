@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.config import config_from_dict
-from gateway.http_api import AUTH_THROTTLE
+from gateway.server.http_api import AUTH_THROTTLE
 from tests.conftest import API_KEY, EVENT_TIMEOUT, RunningGateway, merged, running_gateway
 
 WRONG = {"Authorization": "Bearer not-a-key"}

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.appkeys import STORE
-from gateway.http_api import MAX_JSON_DEPTH, nests_deeper
+from gateway.server.appkeys import STORE
+from gateway.server.http_api import MAX_JSON_DEPTH, nests_deeper
 from tests.conftest import API_KEY, EVENT_TIMEOUT, RunningGateway
 
 HANDSET = "+46701234567"

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway.appkeys import KEYS, RETENTION
-from gateway.cli import main
 from gateway.config import config_from_dict
+from gateway.server.appkeys import KEYS, RETENTION
+from gateway.server.cli import main
 from smpp.pdu import CommandId
 from tests.conftest import (
     API_KEY,

@@ -7,8 +7,8 @@ import socket
 import struct
 from typing import Any
 
-from gateway.appkeys import SMPP_SERVER
 from gateway.config import config_from_dict
+from gateway.server.appkeys import SMPP_SERVER
 from smpp.pdu import CommandId, CommandStatus, Pdu, encode
 from smpp.session import State
 from tests.conftest import EVENT_TIMEOUT, running_gateway

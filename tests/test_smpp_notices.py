@@ -6,8 +6,8 @@ import asyncio
 import re
 from typing import Any
 
-from gateway.appkeys import SMPP_SERVER, STORE
 from gateway.config import config_from_dict
+from gateway.server.appkeys import SMPP_SERVER, STORE
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
 from tests.conftest import EVENT_TIMEOUT, RunningGateway, running_gateway
 from tests.smpp_clients import RawEsme

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from gateway.appkeys import STORE
 from gateway.config import StorageConfig
 from gateway.domain import (
     Interface,
@@ -26,6 +25,7 @@ from gateway.domain import (
 )
 from gateway.encoding import Encoding
 from gateway.metrics import Metrics
+from gateway.server.appkeys import STORE
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
 from tests.conftest import EVENT_TIMEOUT, OTHER_KEY, RunningGateway

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from gateway.appkeys import ADMIN_TOKENS, CONFIG, OPERATOR
-from gateway.http_api import Problem, json_response, throttled_check
 from gateway.logs import log_event
-from gateway.operator import Operator, OperatorError
+from gateway.server.appkeys import ADMIN_TOKENS, CONFIG, OPERATOR
+from gateway.server.http_api import Problem, json_response, throttled_check
+from gateway.server.operator import Operator, OperatorError
 
 log = logging.getLogger(__name__)
 

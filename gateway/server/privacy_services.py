@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
-from gateway.operator import Operator
+from gateway.server.operator import Operator
 from gateway.store import Store
 from privacy.audit import AuditLog
 from privacy.keys import KeyRing

@@ -22,8 +22,15 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import http_admin, http_api, http_privacy
-from gateway.appkeys import (
+from gateway.callbacks import CallbackDispatcher
+from gateway.config import Config
+from gateway.lock import StorageLock
+from gateway.logs import log_event
+from gateway.metrics import Metrics
+from gateway.network import SimulatedNetwork
+from gateway.pipeline import SubmitPipeline
+from gateway.server import http_admin, http_api, http_privacy
+from gateway.server.appkeys import (
     AUDIT,
     CONFIG,
     KEYS,
@@ -39,17 +46,11 @@ from gateway.appkeys import (
     SUBJECTS,
     TENANTS_BY_KEY,
 )
-from gateway.callbacks import CallbackDispatcher
-from gateway.config import Config
-from gateway.lock import StorageLock
-from gateway.logs import log_event
-from gateway.metrics import Metrics
-from gateway.network import SimulatedNetwork
-from gateway.pipeline import SubmitPipeline
-from gateway.privacy_services import PrivacyCore, open_privacy, open_privacy_core
+from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.store import Store
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
+from smpp.notices import NoticeQueue
 from smpp.server import SmppServer
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             config, store, network, metrics, clock, gates=[registry], responder=responder
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
-        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, store, metrics, clock)
-        network.add_final_hook(smpp.keep_receipt)
+        notices = NoticeQueue(store, config.smpp, metrics, clock)
+        network.add_final_hook(notices.keep_receipt)
+        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock)
         services = open_privacy(
             app[PRIVACY_CORE],
             config,

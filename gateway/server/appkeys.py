@@ -8,8 +8,8 @@ from gateway.config import Config, TenantConfig
 from gateway.lock import StorageLock
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
-from gateway.operator import Operator
 from gateway.pipeline import SubmitPipeline
+from gateway.server.operator import Operator
 from gateway.store import Store
 from privacy.audit import AuditLog
 from privacy.keys import KeyRing
@@ -20,7 +20,7 @@ from smpp.server import SmppServer
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
-# API key SHA-256 digest -> tenant; see `gateway.http_api.authenticate`.
+# API key SHA-256 digest -> tenant; see `gateway.server.http_api.authenticate`.
 TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
@@ -32,7 +32,7 @@ KEYS = web.AppKey("keys", KeyRing)
 RETENTION = web.AppKey("retention", Retention)
 SUBJECTS = web.AppKey("subjects", SubjectRights)
 OPERATOR = web.AppKey("operator", Operator)
-# SHA-256 digests of the operator tokens; see `gateway.http_admin.authorise`.
+# SHA-256 digests of the operator tokens; see `gateway.server.http_admin.authorise`.
 ADMIN_TOKENS = web.AppKey("admin_tokens", tuple[bytes, ...])
 # The flock on the store and key file, held from create_app to the end of clean-up.
 STORAGE_LOCK = web.AppKey("storage_lock", StorageLock)

@@ -27,16 +27,16 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from gateway.app import StartupError, create_app
-from gateway.appkeys import STORAGE_LOCK
 from gateway.config import Config, ConfigError, TlsConfig, load_config
-from gateway.http_server import GatewayRunner
 from gateway.lock import StorageBusy, StorageLock
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
 from gateway.metrics import Metrics
-from gateway.operator import Operator, OperatorError
-from gateway.privacy_services import open_privacy, open_privacy_core
+from gateway.server.app import StartupError, create_app
+from gateway.server.appkeys import STORAGE_LOCK
+from gateway.server.http_server import GatewayRunner
+from gateway.server.operator import Operator, OperatorError
+from gateway.server.privacy_services import open_privacy, open_privacy_core
 from gateway.store import Store
 from privacy.keys import KeyFileError, KeyRing
 

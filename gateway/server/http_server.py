@@ -9,7 +9,7 @@ an idle one, and disarms it as soon as the request's headers are parsed; if it
 fires, the client gets a 408 and the connection is closed. Connections beyond
 ``max_connections`` get a 503 and are closed before any is read. The body has
 its own deadline (``body_timeout``) where it is read, in
-`gateway.http_api.read_json`.
+`gateway.server.http_api.read_json`.
 
 aiohttp offers no hook for either, so the handler reads two attributes of its
 base class: ``_request_count`` (requests parsed on the connection) and
@@ -27,9 +27,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import Counter
 
-from gateway.appkeys import CONFIG, METRICS
 from gateway.config import HttpConfig
-from gateway.http_api import PROBLEM_TYPE, Problem
+from gateway.server.appkeys import CONFIG, METRICS
+from gateway.server.http_api import PROBLEM_TYPE, Problem
 
 
 def _raw_problem(problem: Problem, reason: str, extra_headers: str = "") -> bytes:
@@ -145,7 +145,7 @@ class _GuardedServer(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """The runner for `gateway.app.create_app`'s app, with the limits of its ``[http]``."""
+    """The runner for `gateway.server.app.create_app`'s app, with the limits of its ``[http]``."""
 
     def __init__(self, app: web.Application) -> None:
         super().__init__(app, access_log=None, keepalive_timeout=app[CONFIG].http.idle_timeout)

@@ -15,10 +15,11 @@ from typing import Any
 from aiohttp import web
 from phonenumbers import PhoneNumberMatcher
 
-from gateway.appkeys import AUDIT, PIPELINE, REGISTRY, SUBJECTS
 from gateway.config import TenantConfig
 from gateway.documents import iso_time
-from gateway.http_api import (
+from gateway.numbers import InvalidNumber, normalise_msisdn
+from gateway.server.appkeys import AUDIT, PIPELINE, REGISTRY, SUBJECTS
+from gateway.server.http_api import (
     Problem,
     authenticate,
     check_fields,
@@ -28,7 +29,6 @@ from gateway.http_api import (
     page_limit,
     read_json,
 )
-from gateway.numbers import InvalidNumber, normalise_msisdn
 from privacy.pseudonyms import PREFIX, PSEUDONYM_BYTES
 from privacy.registry import ConsentEvent, EventKind, Source, SubjectState
 

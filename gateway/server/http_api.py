@@ -28,14 +28,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.appkeys import CONFIG, METRICS, PIPELINE, STORE, TENANTS_BY_KEY
 from gateway.config import TenantConfig
 from gateway.documents import inbox_document, message_document, notice_document
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
-from gateway.openapi import openapi_document
+from gateway.server.appkeys import CONFIG, METRICS, PIPELINE, TENANTS_BY_KEY
+from gateway.server.openapi import openapi_document
 from gateway.throttle import GuessThrottle
 
 PROBLEM_TYPE = "application/problem+json"
@@ -492,7 +492,7 @@ async def post_inbound(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     message_id = request.match_info["id"]
-    message = await request.app[STORE].get_message(tenant.id, message_id)
+    message = await request.app[PIPELINE].message(tenant.id, message_id)
     if message is None:
         raise Problem(404, "not_found", "no such message for this tenant")
     return json_response(message_document(message))
@@ -512,7 +512,7 @@ async def list_messages(request: web.Request) -> web.Response:
     since = id_floor(_timestamp(query["since"])) if "since" in query else None
     cursor = checked_cursor(query.get("cursor"), _ID_RE)
     limit = page_limit(query.get("limit"))
-    messages = await request.app[STORE].list_messages(
+    messages = await request.app[PIPELINE].messages(
         tenant.id,
         recipient=recipient,
         status=status,
@@ -530,7 +530,7 @@ async def handset_messages(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     msisdn = msisdn_param(request.match_info["msisdn"], tenant)
     limit = page_limit(request.query.get("limit"))
-    entries = await request.app[STORE].inbox(tenant.id, msisdn, limit)
+    entries = await request.app[PIPELINE].inbox(tenant.id, msisdn, limit)
     return json_response({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
 
 
@@ -539,8 +539,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    store = request.app.get(STORE)
-    if store is None or not store.healthy or PIPELINE not in request.app:
+    pipeline = request.app.get(PIPELINE)
+    if pipeline is None or not pipeline.ready:
         return json_response({"status": "starting"}, 503)
     return json_response({"status": "ready"})
 
