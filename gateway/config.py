@@ -416,6 +416,20 @@ class TenantConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """The live event stream (``GET /v1/events``)."""
+
+    # Events kept per tenant, so a subscriber that reconnects with its last id misses none.
+    buffer: int = 10_000
+    # Events one subscriber may fall behind by before it is dropped (it may reconnect).
+    subscriber_queue: int = 1000
+
+    def check(self, path: str) -> None:
+        _check_positive(self.buffer, f"{path}.buffer")
+        _check_positive(self.subscriber_queue, f"{path}.subscriber_queue")
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     """Operators' access to the admin API (``/admin/v1``), which the CLI uses."""
 
@@ -445,6 +459,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     tenants: tuple[TenantConfig, ...] = ()
     admin: AdminConfig = field(default_factory=AdminConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def check(self, path: str) -> None:
         """Rules that span sections: uniqueness across tenants, cross-references."""

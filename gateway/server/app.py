@@ -24,6 +24,7 @@ from aiohttp import web
 
 from gateway.callbacks import CallbackDispatcher
 from gateway.config import Config
+from gateway.events import EventBus
 from gateway.lock import StorageLock
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -33,6 +34,7 @@ from gateway.server import http_admin, http_api, http_privacy
 from gateway.server.appkeys import (
     AUDIT,
     CONFIG,
+    EVENTS,
     KEYS,
     METRICS,
     NETWORK,
@@ -79,6 +81,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         raise
     app[STORAGE_LOCK] = lock
     app[METRICS] = Metrics()
+    app[EVENTS] = EventBus(config.events, clock)
     app[TENANTS_BY_KEY] = {
         digest: tenant for tenant in config.tenants for digest in tenant.api_key_digests()
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Config, TenantConfig
+from gateway.events import EventBus
 from gateway.lock import StorageLock
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
@@ -20,6 +21,7 @@ from smpp.server import SmppServer
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
+EVENTS = web.AppKey("events", EventBus)
 # API key SHA-256 digest -> tenant; see `gateway.server.http_api.authenticate`.
 TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)

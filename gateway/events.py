@@ -1,0 +1,161 @@
+"""The live event stream: what happens to a tenant's messages, as it happens.
+
+Every event gets an id from one increasing counter. Each tenant's last
+``events.buffer`` events stay in a ring, so a subscriber that comes back with the
+last id it saw is sent what it missed; if that has already left the ring, its
+stream starts with a ``gap`` event saying so. Each subscriber has a queue of at
+most ``events.subscriber_queue`` events: one that falls further behind is
+dropped (its stream ends, and it may reconnect with its last id), never buffered
+without limit. Publishing is an append to the ring plus one append per
+subscriber of that tenant.
+
+Events carry ids, statuses and kinds; a number only where the API already shows
+it to the same tenant (the handset of a message it sent, the sender of a reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import EventsConfig
+from gateway.documents import iso_time
+
+# The kinds of event, as the stream's ``type`` field names them.
+MESSAGE_ACCEPTED = "message.accepted"
+MESSAGE_STATUS = "message.status"
+HANDSET_RECEIVED = "handset.received"
+MO_RECEIVED = "mo.received"
+CONSENT_CHANGED = "consent.changed"
+CHAOS_CHANGED = "chaos.changed"
+GAP = "gap"  # events were missed: they left the ring before this subscriber came back
+
+
+class Event:
+    __slots__ = ("at", "data", "id", "kind", "tenant")
+
+    def __init__(self, id: int, tenant: str, kind: str, at: float, data: dict[str, Any]) -> None:
+        self.id = id
+        self.tenant = tenant
+        self.kind = kind
+        self.at = at
+        self.data = data
+
+    def document(self) -> dict[str, Any]:
+        """As the stream sends it: ``id``, ``type`` and ``at`` first, then the fields."""
+        return {"id": str(self.id), "type": self.kind, "at": iso_time(self.at), **self.data}
+
+    def __repr__(self) -> str:  # the fields may hold a number: never in a log line
+        return f"Event({self.id}, {self.tenant!r}, {self.kind!r})"
+
+
+class Subscription:
+    """One subscriber's view of one tenant's events, from where it asked to start."""
+
+    __slots__ = ("_bus", "_queue", "_ready", "dropped", "tenant")
+
+    def __init__(self, bus: EventBus, tenant: str) -> None:
+        self._bus = bus
+        self.tenant = tenant
+        self._queue: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        # True once it fell more than a queue's worth behind, or the bus closed.
+        self.dropped = False
+
+    def _put(self, event: Event) -> None:
+        if len(self._queue) >= self._bus.queue_limit:
+            self.close()
+            return
+        self._queue.append(event)
+        self._ready.set()
+
+    async def next(self) -> Event | None:
+        """The next event; None once the subscription was dropped or closed."""
+        while not self._queue:
+            if self.dropped:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop receiving; a waiting `next` returns None."""
+        if not self.dropped:
+            self.dropped = True
+            self._queue.clear()
+            self._bus._unsubscribe(self)
+        self._ready.set()
+
+
+class EventBus:
+    def __init__(self, config: EventsConfig, clock: Callable[[], float]) -> None:
+        self._buffer = config.buffer
+        self.queue_limit = config.subscriber_queue
+        self._clock = clock
+        self._last_id = 0
+        self._rings: dict[str, deque[Event]] = {}
+        # Per tenant, the id of the newest event that has left its ring (ids are shared by
+        # all tenants, so a tenant's own ids have holes: a gap cannot be seen from them).
+        self._evicted: dict[str, int] = {}
+        self._subscribers: dict[str, set[Subscription]] = {}
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
+    def subscribers(self, tenant: str | None = None) -> int:
+        if tenant is not None:
+            return len(self._subscribers.get(tenant, ()))
+        return sum(len(s) for s in self._subscribers.values())
+
+    def publish(self, tenant: str, kind: str, **data: Any) -> None:
+        self._last_id += 1
+        event = Event(self._last_id, tenant, kind, self._clock(), data)
+        ring = self._rings.get(tenant)
+        if ring is None:
+            ring = self._rings[tenant] = deque(maxlen=self._buffer)
+        if len(ring) == self._buffer:
+            self._evicted[tenant] = ring[0].id
+        ring.append(event)
+        for subscription in tuple(self._subscribers.get(tenant, ())):
+            subscription._put(event)
+
+    def subscribe(self, tenant: str, after: int | None = None) -> Subscription:
+        """Events of ``tenant`` from now on; with ``after``, first those after that id.
+
+        A ``gap`` event comes first when some after ``after`` have left the ring.
+        """
+        subscription = Subscription(self, tenant)
+        if after is not None:
+            missed = [event for event in self._rings.get(tenant, ()) if event.id > after]
+            replayed = missed[-(self.queue_limit - 1) :]
+            if after < self._evicted.get(tenant, 0) or len(replayed) < len(missed):
+                gap = Event(0, tenant, GAP, self._clock(), {"after": str(after)})
+                subscription._queue.append(gap)
+            subscription._queue.extend(replayed)
+        self._subscribers.setdefault(tenant, set()).add(subscription)
+        return subscription
+
+    def forget_tenant(self, tenant: str) -> None:
+        """A purged tenant: its ring goes, and its subscribers are dropped."""
+        self._rings.pop(tenant, None)
+        self._evicted.pop(tenant, None)
+        for subscription in tuple(self._subscribers.get(tenant, ())):
+            subscription.close()
+
+    def close(self) -> None:
+        for subscriptions in list(self._subscribers.values()):
+            for subscription in tuple(subscriptions):
+                subscription.close()
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        subscriptions = self._subscribers.get(subscription.tenant)
+        if subscriptions is not None:
+            subscriptions.discard(subscription)
+            if not subscriptions:
+                del self._subscribers[subscription.tenant]
