@@ -25,7 +25,7 @@ from gateway.appkeys import PIPELINE, RETENTION
 from gateway.config import config_from_dict
 from gateway.domain import Interface, SubmitRequest
 from gateway.ids import id_floor
-from gateway.store import MESSAGE_COLUMNS
+from gateway.storage.traffic import MESSAGE_COLUMNS
 
 BATCH = 200
 

@@ -131,7 +131,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         )
         pipeline.subscribe_inbound(smpp.notify)
         # Resumed messages pass the gates again: an opt-out may have come since.
-        unfinished = await store.unfinished()
+        unfinished = await store.traffic.unfinished()
         verdicts = await registry.check_many([item.message for item in unfinished])
         for item, verdict in zip(unfinished, verdicts, strict=True):
             if verdict is None:

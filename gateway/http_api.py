@@ -476,7 +476,7 @@ async def post_inbound(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     message_id = request.match_info["id"]
-    message = await request.app[STORE].get_message(tenant.id, message_id)
+    message = await request.app[STORE].traffic.get_message(tenant.id, message_id)
     if message is None:
         raise Problem(404, "not_found", "no such message for this tenant")
     return json_response(message_document(message))
@@ -496,7 +496,7 @@ async def list_messages(request: web.Request) -> web.Response:
     since = id_floor(_timestamp(query["since"])) if "since" in query else None
     cursor = checked_cursor(query.get("cursor"), _ID_RE)
     limit = page_limit(query.get("limit"))
-    messages = await request.app[STORE].list_messages(
+    messages = await request.app[STORE].traffic.list_messages(
         tenant.id,
         recipient=recipient,
         status=status,
@@ -514,7 +514,7 @@ async def handset_messages(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     msisdn = msisdn_param(request.match_info["msisdn"], tenant)
     limit = page_limit(request.query.get("limit"))
-    entries = await request.app[STORE].inbox(tenant.id, msisdn, limit)
+    entries = await request.app[STORE].inbox.received(tenant.id, msisdn, limit)
     return json_response({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
 
 

@@ -97,7 +97,7 @@ class SubmitPipeline:
         ]
         if accepted:
             try:
-                await self._store.add_messages(accepted)
+                await self._store.traffic.add_messages(accepted)
             except StoreError:
                 unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
                 results = [unavailable if isinstance(r, Message) else r for r in results]
@@ -213,7 +213,7 @@ class SubmitPipeline:
             outcome = await self._responder.respond(tenant, notice)
             notice = dataclasses.replace(notice, keyword=outcome.keyword)
         if tenant.smpp is not None:  # kept for its SMPP receivers until one acknowledges it
-            self._store.keep_notice(notice)
+            self._store.notices.keep(notice)
             if (rejected := await self._committed()) is not None:
                 return rejected
         for listener in self._inbound_listeners:

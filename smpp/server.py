@@ -296,7 +296,7 @@ class SmppServer:
             error=message.error,
             submitted_at=message.submitted_at,
         )
-        self.store.keep_notice(notice, after_commit=functools.partial(self.notices.offer, notice))
+        self.store.notices.keep(notice, after_commit=functools.partial(self.notices.offer, notice))
 
     def notify(self, notice: Notice) -> None:
         """Pipeline inbound listener: an MO message, already committed if it has a row."""
@@ -663,7 +663,7 @@ class SmppConnection(asyncio.Protocol):
     async def _run_query(self, pdu: Pdu) -> None:
         assert self.tenant is not None
         message_id = str(pdu.params["message_id"])
-        message = await self.server.store.get_message(self.tenant.id, message_id)
+        message = await self.server.store.traffic.get_message(self.tenant.id, message_id)
         if message is None:
             self._answer(pdu, S.ESME_RQUERYFAIL)
             return
