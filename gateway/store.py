@@ -46,7 +46,8 @@ __all__ = ["Store", "StoreError"]
 # The order in which a group commit writes its batched statements; None is where the
 # plain ones (erasures, consent and audit entries, retention) run, unit after unit.
 # A message's row before its body, status and inbox entry; a body replaced before a
-# final state deletes it; a notice queued after an erasure of its handset survives it.
+# final state deletes it; rows queued in the same commit as an erasure are written
+# before it and erased with it, except notices, which are written after it.
 PHASES: tuple[Batched | None, ...] = (
     INSERT_MESSAGE,
     INSERT_BODY,
