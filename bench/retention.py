@@ -25,7 +25,7 @@ from gateway.domain import Interface, SubmitRequest
 from gateway.ids import id_floor
 from gateway.server.app import create_app
 from gateway.server.appkeys import PIPELINE, RETENTION
-from gateway.store import MESSAGE_COLUMNS
+from gateway.storage.traffic import MESSAGE_COLUMNS
 
 BATCH = 200
 

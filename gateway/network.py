@@ -123,7 +123,7 @@ class SimulatedNetwork:
         message = item.message
         decision = self.decide(message.recipient)
         now = self._clock()
-        self._store.record_status(StatusChange(message.id, Status.ENROUTE, now))
+        self._store.traffic.record_status(StatusChange(message.id, Status.ENROUTE, now))
         enroute = Outgoing(
             message.moved_to(Status.ENROUTE, now),
             item.body,
@@ -182,7 +182,7 @@ class SimulatedNetwork:
             return False
         flight = self._in_flight[message_id]
         flight.item = dataclasses.replace(flight.item, body=body)
-        self._store.replace_body(message_id, body)
+        self._store.traffic.replace_body(message_id, body)
         return True
 
     def stop_before_delivery(self, item: Outgoing, reason: str) -> None:
@@ -198,7 +198,7 @@ class SimulatedNetwork:
                 return
         status = Status(flight.outcome.value)
         if status is Status.DELIVERED:
-            self._store.record_delivery(flight.item, self._clock())
+            self._store.inbox.record_delivery(flight.item, self._clock())
         self._end(flight.item, status, OUTCOME_ERRORS[flight.outcome])
 
     def _end(self, item: Outgoing, status: Status, error: str | None) -> None:
@@ -206,7 +206,7 @@ class SimulatedNetwork:
         final = item.message.moved_to(status, now, error)
         for hook in self._final_hooks:
             hook(final)
-        self._store.record_status(
+        self._store.traffic.record_status(
             StatusChange(final.id, status, now, error), after_commit=lambda: self._announce(final)
         )
 

@@ -104,7 +104,7 @@ class SubmitPipeline:
         ]
         if accepted:
             try:
-                await self._store.add_messages(accepted)
+                await self._store.traffic.add_messages(accepted)
             except StoreError:
                 unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
                 results = [unavailable if isinstance(r, Message) else r for r in results]
@@ -120,7 +120,7 @@ class SubmitPipeline:
         The messages pass the gates again: an opt-out or a restriction may have been
         committed since they were accepted, and then they end before delivery.
         """
-        unfinished = await self._store.unfinished()
+        unfinished = await self._store.traffic.unfinished()
         results: list[SubmitResult] = [item.message for item in unfinished]
         for gate in self._gates:
             await self._apply_gate(gate, results)
@@ -235,7 +235,7 @@ class SubmitPipeline:
             outcome = await self._responder.respond(tenant, notice)
             notice = dataclasses.replace(notice, keyword=outcome.keyword)
         if tenant.smpp is not None:  # kept for its SMPP receivers until one acknowledges it
-            self._store.keep_notice(notice)
+            self._store.notices.keep(notice)
             if (rejected := await self._committed()) is not None:
                 return rejected
         for listener in self._inbound_listeners:
@@ -254,7 +254,7 @@ class SubmitPipeline:
 
     async def message(self, tenant: str, message_id: str) -> Message | None:
         """One of the tenant's messages (another tenant's id finds nothing)."""
-        return await self._store.get_message(tenant, message_id)
+        return await self._store.traffic.get_message(tenant, message_id)
 
     async def messages(
         self,
@@ -266,8 +266,8 @@ class SubmitPipeline:
         before_id: str | None = None,
         limit: int = 100,
     ) -> list[Message]:
-        """The tenant's messages, newest first (see `Store.list_messages`)."""
-        return await self._store.list_messages(
+        """The tenant's messages, newest first (see `Traffic.list_messages`)."""
+        return await self._store.traffic.list_messages(
             tenant,
             recipient=recipient,
             status=status,
@@ -278,7 +278,7 @@ class SubmitPipeline:
 
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a simulated handset received from the tenant, newest first."""
-        return await self._store.inbox(tenant, msisdn, limit)
+        return await self._store.inbox.received(tenant, msisdn, limit)
 
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).

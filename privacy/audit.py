@@ -20,20 +20,10 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.storage.base import AuditRow, Steps
 from gateway.store import Store
 
 GENESIS = "0" * 64
-
-_INSERT = (
-    "INSERT INTO audit_log"
-    " (tenant, at, actor, action, subject, salt, commitment, detail, prev_hash, hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_REDACT = "UPDATE audit_log SET subject = NULL, salt = NULL WHERE tenant = ? AND subject = ?"
-_HEAD = (
-    "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)"
-    " ON CONFLICT (tenant) DO UPDATE SET seq = seq + 1, hash = excluded.hash"
-)
 
 
 def commit_to(subject: str, salt: str) -> str:
@@ -80,18 +70,14 @@ class AuditLog:
 
     @classmethod
     async def open(cls, store: Store) -> AuditLog:
-        rows = await store.fetch("SELECT tenant, hash FROM audit_heads")
-        return cls(store, {tenant: digest for tenant, digest in rows})
+        return cls(store, await store.audit.heads())
 
-    def statements(
-        self, entries: Sequence[AuditEntry]
-    ) -> list[tuple[str, list[tuple[object, ...]]]]:
-        """The writes that append ``entries``; run them in the transaction of the change.
+    def steps(self, entries: Sequence[AuditEntry]) -> Steps:
+        """The writes that append ``entries``; commit them in the unit of the change.
 
         The chain advances here, in memory, in the order the entries will be written.
         """
-        rows: list[tuple[object, ...]] = []
-        heads: list[tuple[object, ...]] = []
+        rows: list[AuditRow] = []
         for entry in entries:
             prev = self._heads.get(entry.tenant, GENESIS)
             salt = secrets.token_hex(16) if entry.subject else None
@@ -112,22 +98,15 @@ class AuditLog:
                     digest,
                 )
             )
-            heads.append((entry.tenant, digest))
-        return [(_INSERT, rows), (_HEAD, heads)]
+        return self._store.audit.append(rows)
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:
         """Record entries that go with no other write (e.g. a data export)."""
-        await self._store.execute(self.statements(entries))
-
-    @staticmethod
-    def redact(tenant: str, subject: str) -> tuple[str, list[tuple[object, ...]]]:
-        """The write that unlinks a subject's entries from it (erasure); the chain holds."""
-        return _REDACT, [(tenant, subject)]
+        await self._store.commit("audit", self.steps(entries))
 
     async def resync(self) -> None:
         """Reload the heads after a failed commit moved them ahead of the database."""
-        rows = await self._store.fetch("SELECT tenant, hash FROM audit_heads")
-        self._heads = {tenant: digest for tenant, digest in rows}
+        self._heads = await self._store.audit.heads()
 
     def forget_tenant(self, tenant: str) -> None:
         """After a purge: the tenant's next entry starts a new chain from the genesis hash."""
@@ -135,11 +114,7 @@ class AuditLog:
 
     async def entries(self, tenant: str, before: int | None, limit: int) -> list[AuditEntry]:
         """A tenant's entries, newest first."""
-        rows = await self._store.fetch(
-            "SELECT seq, tenant, at, actor, action, subject, detail, hash FROM audit_log"
-            " WHERE tenant = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (tenant, before if before is not None else 2**63 - 1, limit),
-        )
+        rows = await self._store.audit.entries(tenant, before, limit)
         return [
             AuditEntry(
                 tenant=t,
@@ -161,10 +136,12 @@ _MAX_ROUNDS = 100
 
 
 async def verify(store: Store) -> list[Verdict]:
-    """Recompute every tenant's chain and compare it with its head."""
-    heads = {t for (t,) in await store.fetch("SELECT tenant FROM audit_heads")}
-    tenants = {t for (t,) in await store.fetch("SELECT DISTINCT tenant FROM audit_log")}
-    return [await _verify_tenant(store, tenant) for tenant in sorted(tenants | heads)]
+    """Recompute every tenant's chain and compare it with its head.
+
+    Reads the whole log, so on the store's bulk reader, beside the reads of traffic.
+    """
+    tenants = await store.audit.tenants()
+    return [await _verify_tenant(store, tenant) for tenant in sorted(tenants)]
 
 
 async def _verify_tenant(store: Store, tenant: str) -> Verdict:
@@ -178,19 +155,14 @@ async def _verify_tenant(store: Store, tenant: str) -> Verdict:
     prev, entries, last_seq = GENESIS, 0, -1
     head: tuple[int, str] | None = None
     for _ in range(_MAX_ROUNDS):
-        rows = await store.fetch(
-            "SELECT seq, at, actor, action, subject, salt, commitment, detail, prev_hash, hash"
-            " FROM audit_log WHERE tenant = ? AND seq > ? ORDER BY seq",
-            (tenant, last_seq),
-        )
+        rows = await store.audit.chain_after(tenant, last_seq)
         for seq, at, actor, action, subject, salt, commitment, detail, prev_hash, digest in rows:
             entry = AuditEntry(tenant, at, actor, action, subject, detail)
             opened = subject is None or commit_to(subject, salt or "") == commitment
             if not opened or prev_hash != prev or digest != chain_hash(prev, entry, commitment):
                 return Verdict(tenant, entries + len(rows), seq)
             prev, entries, last_seq = digest, entries + 1, seq
-        found = await store.fetch("SELECT seq, hash FROM audit_heads WHERE tenant = ?", (tenant,))
-        head = (found[0][0], found[0][1]) if found else None
+        head = await store.audit.head(tenant)
         if head is None or head[0] + 1 <= entries:
             break
     if head is None or head[0] + 1 != entries or head[1] != prev:

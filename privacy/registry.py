@@ -27,6 +27,7 @@ from gateway.config import Config
 from gateway.documents import iso_time
 from gateway.domain import Interface, Message, RejectCode, Rejected
 from gateway.metrics import Metrics
+from gateway.storage.base import ConsentRow, NewConsentRow, Steps
 from gateway.store import Store, StoreError
 from privacy.audit import AuditEntry, AuditLog
 from privacy.keys import KeyRing
@@ -131,17 +132,12 @@ class SubjectState:
 # Never mutated: `_apply` starts a subject's own state from it.
 _NO_RECORD = SubjectState()
 
-_INSERT_EVENT = (
-    "INSERT INTO consent_events (tenant, subject, kind, purpose, sender, source, evidence, at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 # Why a message on its way was stopped, as its final error says.
 _STOPPED_BECAUSE = {
     RejectCode.PROCESSING_RESTRICTED: "processing_restricted",
     RejectCode.RECIPIENT_OPTED_OUT: "opted_out",
     RejectCode.CONSENT_REQUIRED: "consent_withdrawn",
 }
-_EVENT_COLUMNS = "seq, tenant, subject, kind, purpose, sender, source, evidence, at"
 _REASONS = {
     RejectCode.PROCESSING_RESTRICTED: "processing of this recipient's data is restricted",
     RejectCode.RECIPIENT_OPTED_OUT: "the recipient opted out",
@@ -217,36 +213,19 @@ class ConsentRegistry:
     async def _load(self, tenant: str, subjects: Sequence[str]) -> dict[str, SubjectState]:
         """Fold the events of these subjects (an index range scan each)."""
         states: dict[str, SubjectState] = {}
-        for start in range(0, len(subjects), 500):
-            chunk = subjects[start : start + 500]
-            rows = await self._store.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE tenant = ?"
-                f" AND subject IN ({', '.join('?' * len(chunk))}) ORDER BY seq",
-                (tenant, *chunk),
-            )
-            for row in rows:
-                event = _event_from_row(row)
-                states.setdefault(event.subject, SubjectState()).apply(event)
+        for row in await self._store.consent.events(tenant, subjects):
+            event = _event_from_row(row)
+            states.setdefault(event.subject, SubjectState()).apply(event)
         return states
 
     async def history(self, tenant: str, subject: str) -> list[ConsentEvent]:
-        rows = await self._store.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE tenant = ? AND subject = ?"
-            " ORDER BY seq",
-            (tenant, subject),
-        )
-        return [_event_from_row(row) for row in rows]
+        return [_event_from_row(row) for row in await self._store.consent.history(tenant, subject)]
 
     async def subjects(
         self, tenant: str, after: str | None, limit: int
     ) -> list[tuple[str, SubjectState]]:
         """The tenant's subjects with any record, in pseudonym order (for paging)."""
-        rows = await self._store.fetch(
-            "SELECT DISTINCT subject FROM consent_events WHERE tenant = ? AND subject > ?"
-            " ORDER BY subject LIMIT ?",
-            (tenant, after or "", limit),
-        )
-        subjects = [subject for (subject,) in rows]
+        subjects = await self._store.consent.subjects_after(tenant, after or "", limit)
         return list(zip(subjects, await self.states(tenant, subjects), strict=True))
 
     # --- writing --------------------------------------------------------------------------
@@ -263,22 +242,13 @@ class ConsentRegistry:
         entries = [
             AuditEntry(e.tenant, e.at, actor, e.kind.value, e.subject, _detail(e)) for e in events
         ]
-        rows = [
-            (
-                e.tenant,
-                e.subject,
-                e.kind.value,
-                e.purpose,
-                e.sender,
-                e.source.value,
-                e.evidence,
-                e.at,
-            )
-            for e in events
-        ]
         try:
-            await self._store.execute(
-                [(_INSERT_EVENT, rows), *self._audit.statements(entries)],
+            await self._store.commit(
+                "record_consent",
+                [
+                    *self._store.consent.append([_event_row(e) for e in events]),
+                    *self._audit.steps(entries),
+                ],
                 after_commit=lambda: self._apply(events, before),
             )
         except StoreError:
@@ -306,36 +276,19 @@ class ConsentRegistry:
                 break
             del self._changed[key]
 
-    def erase_statements(
-        self, tenant: str, subject: str, state: SubjectState
-    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+    def erase_steps(self, tenant: str, subject: str, state: SubjectState) -> Steps:
         """Delete a subject's records, keeping one suppression entry if it had opted out.
 
         An erased person who said STOP must never be messaged again, so the keyed
         opt-out stays (documented in docs/privacy.md); nothing else about them does.
         """
-        statements: list[tuple[str, list[tuple[object, ...]]]] = [
-            ("DELETE FROM consent_events WHERE tenant = ? AND subject = ?", [(tenant, subject)])
-        ]
-        if state.opted_out:
-            statements.append(
-                (
-                    _INSERT_EVENT,
-                    [
-                        (
-                            tenant,
-                            subject,
-                            EventKind.OPTED_OUT.value,
-                            None,
-                            None,
-                            Source.ERASURE.value,
-                            "",
-                            self._clock(),
-                        )
-                    ],
-                )
-            )
-        return statements
+        consent = self._store.consent
+        if not state.opted_out:
+            return consent.erase_subject(tenant, subject)
+        suppression = ConsentEvent(
+            tenant, subject, EventKind.OPTED_OUT, Source.ERASURE, self._clock()
+        )
+        return [*consent.erase_subject(tenant, subject), *consent.append([_event_row(suppression)])]
 
     def forget(self, tenant: str, e164: str, subject: str, state: SubjectState) -> None:
         """After an erasure: drop the subject from memory, keeping only its suppression."""
@@ -420,16 +373,29 @@ def _detail(event: ConsentEvent) -> str:
     return " ".join(parts)
 
 
-def _event_from_row(row: Sequence[object]) -> ConsentEvent:
+def _event_row(event: ConsentEvent) -> NewConsentRow:
+    return (
+        event.tenant,
+        event.subject,
+        event.kind.value,
+        event.purpose,
+        event.sender,
+        event.source.value,
+        event.evidence,
+        event.at,
+    )
+
+
+def _event_from_row(row: ConsentRow) -> ConsentEvent:
     seq, tenant, subject, kind, purpose, sender, source, evidence, at = row
     return ConsentEvent(
         tenant=str(tenant),
         subject=str(subject),
         kind=EventKind(kind),
         source=Source(source),
-        at=float(at),  # type: ignore[arg-type]
+        at=float(at),
         evidence=str(evidence),
-        purpose=purpose,  # type: ignore[arg-type]
-        sender=sender,  # type: ignore[arg-type]
-        seq=int(seq),  # type: ignore[call-overload]
+        purpose=purpose,
+        sender=sender,
+        seq=int(seq),
     )

@@ -25,16 +25,16 @@ import asyncio
 import calendar
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import overload
 
 from gateway.config import Config
-from gateway.domain import Status
-from gateway.ids import id_floor
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.numbers import is_numeric_address
+from gateway.storage.base import Pseudonymised
 from gateway.store import Store
 from privacy.keys import KeyRing, epoch_of
 from privacy.pseudonyms import pseudonymise
@@ -42,18 +42,6 @@ from privacy.pseudonyms import pseudonymise
 log = logging.getLogger(__name__)
 
 BATCH = 2000
-_FINAL = tuple(s.value for s in Status if s.is_final)
-_PSEUDONYMISE = """
-    UPDATE messages SET recipient = ?, sender = ?, client_ref = ?, callback_url = NULL,
-        submitted_at = ?, enroute_at = ?, final_at = ?, pseudonym_epoch = ?
-    WHERE id = ? AND pseudonym_epoch IS NULL
-"""
-_COUNT_DELETED = """
-    INSERT INTO daily_counts (day, tenant, interface, status, count)
-    SELECT date(submitted_at, 'unixepoch'), tenant, interface, status, count(*)
-    FROM messages WHERE id IN ({ids}) GROUP BY 1, 2, 3, 4
-    ON CONFLICT (day, tenant, interface, status) DO UPDATE SET count = count + excluded.count
-"""
 
 
 @dataclass(slots=True)
@@ -99,11 +87,7 @@ class Retention:
         return max(0.0, self._clock() - self._oldest_identifiable_at)
 
     async def find_oldest_identifiable(self) -> None:
-        rows = await self._store.fetch_bulk(
-            "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
-            " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
-        )
-        self._oldest_identifiable_at = rows[0][0] if rows else None
+        self._oldest_identifiable_at = await self._store.traffic.oldest_identifiable()
 
     async def run(self) -> RetentionReport:
         async with self.lock:
@@ -114,95 +98,69 @@ class Retention:
         now = self._clock()
         window = self._privacy.retention.pseudonymise_after
         report = RetentionReport()
-        report.bodies_erased = await self._delete_in_batches(
-            "inbox", "seq", "received_at < ?", (now - min(self._privacy.body_ttl, window),)
+        inbox, notices = self._store.inbox, self._store.notices
+        body_cutoff = now - min(self._privacy.body_ttl, window)
+        report.bodies_erased = await _in_batches(
+            lambda: inbox.delete_received_before(body_cutoff, BATCH)
         )
-        report.notices_erased = await self._delete_in_batches(
-            "notices", "id", "created_at < ? OR expires_at <= ?", (now - window, now)
+        report.notices_erased = await _in_batches(
+            lambda: notices.delete_stale(now - window, now, BATCH)
         )
         report.pseudonymised = await self._pseudonymise(now - window)
-        report.deleted = await self._delete_old(now - self._privacy.retention.delete_after)
+        delete_cutoff = now - self._privacy.retention.delete_after
+        report.deleted = await _in_batches(
+            lambda: self._store.traffic.delete_submitted_before(delete_cutoff, BATCH)
+        )
         report.epochs_destroyed = await self._destroy_spent_epochs(now - window)
         await self._store.checkpoint()
         report.seconds = time.perf_counter() - started
         await self._observe(report)
         return report
 
-    async def _delete_in_batches(
-        self, table: str, key: str, where: str, params: tuple[object, ...]
-    ) -> int:
-        total = 0
-        while True:
-            rows = await self._store.fetch_bulk(
-                f"SELECT {key} FROM {table} WHERE {where} LIMIT {BATCH}", params
-            )
-            if not rows:
-                return total
-            await self._store.execute([(f"DELETE FROM {table} WHERE {key} = ?", rows)])
-            total += len(rows)
-
     async def _pseudonymise(self, cutoff: float) -> int:
         total = 0
         months = self._privacy.months_per_epoch
         while True:
             batch_started = time.perf_counter()
-            rows = await self._store.fetch_bulk(
-                "SELECT id, tenant, sender, recipient, client_ref, submitted_at, enroute_at,"
-                " final_at FROM messages INDEXED BY messages_identifiable"
-                f" WHERE pseudonym_epoch IS NULL AND id < ? AND status IN"
-                f" ({', '.join('?' * len(_FINAL))}) ORDER BY id LIMIT {BATCH}",
-                (id_floor(cutoff), *_FINAL),
-            )
-            rows = [r for r in rows if r[5] < cutoff]
+            rows = await self._store.traffic.identifiable_before(cutoff, BATCH)
             if not rows:
                 return total
             updates = []
-            for id_, tenant, sender, recipient, client_ref, submitted, enroute, final in rows:
-                epoch = epoch_of(submitted, months)
-                key = self._keys.epoch_key(tenant, epoch)
+            for row in rows:
+                epoch = epoch_of(row.submitted_at, months)
+                key = self._keys.epoch_key(row.tenant, epoch)
                 assert key is not None
+                sender = row.sender
                 updates.append(
-                    (
-                        pseudonymise(key, recipient),
-                        pseudonymise(key, sender) if is_numeric_address(sender) else sender,
-                        pseudonymise(key, client_ref, number=False) if client_ref else None,
-                        self._coarse(submitted),
-                        self._coarse(enroute),
-                        self._coarse(final),
-                        epoch,
-                        id_,
+                    Pseudonymised(
+                        id=row.id,
+                        recipient=pseudonymise(key, row.recipient),
+                        sender=pseudonymise(key, sender) if is_numeric_address(sender) else sender,
+                        client_ref=(
+                            pseudonymise(key, row.client_ref, number=False)
+                            if row.client_ref
+                            else None
+                        ),
+                        submitted_at=self._coarse(row.submitted_at),
+                        enroute_at=self._coarse(row.enroute_at),
+                        final_at=self._coarse(row.final_at),
+                        epoch=epoch,
                     )
                 )
-            await self._store.execute([(_PSEUDONYMISE, updates)])
+            await self._store.traffic.pseudonymise(updates)
             total += len(updates)
             # Pace: leave the event loop to traffic for as long as the batch took.
             await asyncio.sleep(time.perf_counter() - batch_started)
 
+    @overload
+    def _coarse(self, timestamp: float) -> float: ...
+    @overload
+    def _coarse(self, timestamp: float | None) -> float | None: ...
     def _coarse(self, timestamp: float | None) -> float | None:
         if timestamp is None:
             return None
         step = self._privacy.coarsen_to
         return timestamp - timestamp % step
-
-    async def _delete_old(self, cutoff: float) -> int:
-        total = 0
-        while True:
-            rows = await self._store.fetch_bulk(
-                f"SELECT id FROM messages WHERE id < ? ORDER BY id LIMIT {BATCH}",
-                (id_floor(cutoff),),
-            )
-            if not rows:
-                return total
-            ids = [row[0] for row in rows]
-            placeholders = ", ".join("?" * len(ids))
-            await self._store.execute(
-                [
-                    (_COUNT_DELETED.format(ids=placeholders), [tuple(ids)]),
-                    ("DELETE FROM outbox WHERE message_id = ?", rows),
-                    ("DELETE FROM messages WHERE id = ?", rows),
-                ]
-            )
-            total += len(ids)
 
     async def _destroy_spent_epochs(self, cutoff: float) -> list[tuple[str, str]]:
         """Destroy keys of epochs that ended before the window and hold no row any more."""
@@ -212,11 +170,7 @@ class Retention:
             for epoch in self._keys.epochs(tenant):
                 if _epoch_end(epoch, months) > cutoff:
                     continue  # rows of this epoch may still be pseudonymised under it
-                rows = await self._store.fetch_bulk(
-                    "SELECT 1 FROM messages WHERE tenant = ? AND pseudonym_epoch = ? LIMIT 1",
-                    (tenant, epoch),
-                )
-                if not rows:
+                if not await self._store.traffic.epoch_in_use(tenant, epoch):
                     self._keys.destroy_epoch(tenant, epoch)
                     destroyed.append((tenant, epoch))
         return destroyed
@@ -243,24 +197,20 @@ class Retention:
         )
 
 
+async def _in_batches(batch: Callable[[], Awaitable[int]]) -> int:
+    """Run ``batch`` (one bounded delete, its own commit) until it finds nothing; the total."""
+    total = 0
+    while done := await batch():
+        total += done
+    return total
+
+
 def _epoch_end(epoch: str, months: int) -> float:
     """The first second after an epoch labelled ``YYYY-MM`` of ``months`` months."""
     year, month = (int(part) for part in epoch.split("-"))
     month += months
     year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
     return float(calendar.timegm(datetime(year, month, 1, tzinfo=UTC).timetuple()))
-
-
-TENANT_TABLES = (
-    "outbox",  # first: found through the tenant's messages
-    "messages",
-    "inbox",
-    "notices",
-    "consent_events",
-    "audit_log",
-    "audit_heads",
-    "daily_counts",
-)
 
 
 class UnknownTenant(LookupError):
@@ -285,20 +235,13 @@ async def purge_tenant(
     typo must not look like a success).
     """
     counts: dict[str, int] = {}
-    statements: list[tuple[str, list[tuple[object, ...]]]] = []
-    for table in TENANT_TABLES:
-        if table == "outbox":
-            where = "message_id IN (SELECT id FROM messages WHERE tenant = ?)"
-        else:
-            where = "tenant = ?"
-        counts[table] = int(
-            (await store.fetch_bulk(f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)))[0][0]
-        )
-        statements.append((f"DELETE FROM {table} WHERE {where}", [(tenant,)]))
+    for repository in store.repositories:
+        counts.update(await repository.tenant_rows(tenant))
+    steps = [step for repository in store.repositories for step in repository.purge_tenant(tenant)]
     if not configured and tenant not in keys.tenant_ids() and not any(counts.values()):
         raise UnknownTenant(tenant)
     keys.destroy_tenant(tenant)
     forget()
-    await store.execute(statements)
+    await store.commit("purge_tenant", steps)
     await store.checkpoint()
     return counts

@@ -17,7 +17,7 @@ from gateway.config import TenantConfig
 from gateway.documents import iso_time, message_document
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
-from gateway.store import MESSAGE_COLUMNS, Store, message_from_row
+from gateway.store import Store
 from privacy.audit import AuditEntry, AuditLog
 from privacy.keys import KeyRing
 from privacy.pseudonyms import pseudonymise
@@ -62,37 +62,15 @@ class SubjectRights:
                 names.append(pseudonymise(key, e164))
         return names
 
-    def _message_ids(self, tenant: str, e164: str) -> tuple[str, tuple[object, ...]]:
-        """A query for the ids of the subject's traffic rows, with its parameters.
-
-        Two index range scans, one on recipient and one on sender, joined by UNION:
-        ``recipient IN (...) OR sender IN (...)`` would read every row of the tenant.
-        """
-        names = self._names(tenant, e164)
-        marks = ", ".join("?" * len(names))
-        sql = (
-            f"SELECT id FROM messages WHERE tenant = ? AND recipient IN ({marks})"
-            f" UNION SELECT id FROM messages WHERE tenant = ? AND sender IN ({marks})"
-        )
-        return sql, (tenant, *names, tenant, *names)
-
     async def export(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, Any]:
         subject = self._registry.subject(tenant.id, e164)
-        ids, params = self._message_ids(tenant.id, e164)
-        rows = await self._store.fetch_bulk(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({ids}) ORDER BY id", params
-        )
-        messages = [message_document(message_from_row(row)) for row in rows]
-        inbox = await self._store.fetch_bulk(
-            "SELECT message_id, sender, body, received_at FROM inbox"
-            " WHERE tenant = ? AND msisdn = ? ORDER BY seq",
-            (tenant.id, e164),
-        )
-        notices = await self._store.fetch_bulk(
-            "SELECT kind, message_id, address, body, created_at FROM notices"
-            " WHERE tenant = ? AND handset = ? ORDER BY id",
-            (tenant.id, e164),
-        )
+        store = self._store
+        names = self._names(tenant.id, e164)
+        messages = [
+            message_document(m) for m in await store.traffic.subject_messages(tenant.id, names)
+        ]
+        inbox = await store.inbox.for_handset(tenant.id, e164)
+        notices = await store.notices.for_handset(tenant.id, e164)
         [state] = await self._registry.states(tenant.id, [subject])
         history = await self._registry.history(tenant.id, subject)
         await self._record(tenant.id, subject, actor, "subject_export")
@@ -110,48 +88,51 @@ class SubjectRights:
             "messages": [m for m in messages if not m["pseudonymised"]],
             "pseudonymised_messages": [m for m in messages if m["pseudonymised"]],
             "handset_inbox": [
-                {"message_id": m, "from": s, "body": b, "received_at": iso_time(t)}
-                for m, s, b, t in inbox
+                {
+                    "message_id": entry.message_ids[0],
+                    "from": entry.sender,
+                    "body": entry.body,
+                    "received_at": iso_time(entry.received_at),
+                }
+                for entry in inbox
             ],
             "pending_notices": [
-                {"kind": k, "id": m, "to": a, "body": b, "created_at": iso_time(t)}
-                for k, m, a, b, t in notices
+                {
+                    "kind": n.kind.value,
+                    "id": n.message_id,
+                    "to": n.address,
+                    "body": n.body,
+                    "created_at": iso_time(n.created_at),
+                }
+                for n in notices
             ],
         }
 
     async def erase(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, int]:
         """Delete everything about the subject but a suppression entry if it opted out."""
         subject = self._registry.subject(tenant.id, e164)
-        ids, params = self._message_ids(tenant.id, e164)
+        store, names = self._store, self._names(tenant.id, e164)
         if self._network is not None:
             for message_id in self._network.pending_to(tenant.id, e164):
                 self._network.cancel(tenant.id, message_id)
         counts = {
-            "messages": await self._count(f"SELECT count(*) FROM ({ids})", params),
-            "inbox": await self._count(
-                "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant.id, e164)
-            ),
-            "notices": await self._count(
-                "SELECT count(*) FROM notices WHERE tenant = ? AND handset = ?", (tenant.id, e164)
-            ),
-            "consent_events": await self._count(
-                "SELECT count(*) FROM consent_events WHERE tenant = ? AND subject = ?",
-                (tenant.id, subject),
-            ),
+            "messages": await store.traffic.count_subject(tenant.id, names),
+            "inbox": await store.inbox.count_handset(tenant.id, e164),
+            "notices": await store.notices.count_handset(tenant.id, e164),
+            "consent_events": await store.consent.count_subject(tenant.id, subject),
         }
         [state] = await self._registry.states(tenant.id, [subject])
-        await self._store.execute(
+        entry = AuditEntry(tenant.id, self._clock(), actor, "subject_erased", None)
+        await store.commit(
+            "erase_subject",
             [
-                (f"DELETE FROM outbox WHERE message_id IN ({ids})", [params]),
-                (f"DELETE FROM messages WHERE id IN ({ids})", [params]),
-                ("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", [(tenant.id, e164)]),
-                ("DELETE FROM notices WHERE tenant = ? AND handset = ?", [(tenant.id, e164)]),
-                *self._registry.erase_statements(tenant.id, subject, state),
-                AuditLog.redact(tenant.id, subject),
-                *self._audit.statements(
-                    [AuditEntry(tenant.id, self._clock(), actor, "subject_erased", None)]
-                ),
-            ]
+                *store.traffic.erase_subject(tenant.id, names),
+                *store.inbox.erase_handset(tenant.id, e164),
+                *store.notices.erase_handset(tenant.id, e164),
+                *self._registry.erase_steps(tenant.id, subject, state),
+                *store.audit.redact(tenant.id, subject),
+                *self._audit.steps([entry]),
+            ],
         )
         self._registry.forget(tenant.id, e164, subject, state)
         if self._notices is not None:
@@ -191,6 +172,3 @@ class SubjectRights:
     async def _record(self, tenant: str, subject: str, actor: str, action: str) -> None:
         await self._audit.append([AuditEntry(tenant, self._clock(), actor, action, subject)])
         self._metrics.subject_requests.labels(tenant, action.removeprefix("subject_")).inc()
-
-    async def _count(self, sql: str, params: tuple[object, ...]) -> int:
-        return int((await self._store.fetch_bulk(sql, params))[0][0])

@@ -120,7 +120,7 @@ class NoticeQueue:
 
     async def open(self) -> None:
         """Count what the store kept (from before a restart or crash)."""
-        for tenant, count in (await self._store.count_notices()).items():
+        for tenant, count in (await self._store.notices.count_by_tenant()).items():
             self._tenant(tenant).stored = count
 
     async def close(self) -> None:
@@ -188,7 +188,7 @@ class NoticeQueue:
             error=message.error,
             submitted_at=message.submitted_at,
         )
-        self._store.keep_notice(notice, after_commit=functools.partial(self.offer, notice))
+        self._store.notices.keep(notice, after_commit=functools.partial(self.offer, notice))
 
     def offer(self, notice: Notice) -> None:
         """A new notice, already durable: send it, hold it, or leave it in the store."""
@@ -235,7 +235,7 @@ class NoticeQueue:
     def _forget(self, queue: _TenantQueue, notice: Notice) -> None:
         assert notice.queue_id is not None
         self._attempts.pop(notice.queue_id, None)
-        self._store.forget_notice(notice.queue_id)
+        self._store.notices.forget(notice.queue_id)
         if queue.forgotten is not None:
             queue.forgotten.add(notice.queue_id)
 
@@ -314,7 +314,7 @@ class NoticeQueue:
 
     async def forget_expired(self) -> None:
         """Delete notices past ``notice_ttl`` that are not being delivered right now."""
-        expired: dict[int, str] = dict(await self._store.expired_notices(self._clock()))
+        expired: dict[int, str] = dict(await self._store.notices.expired(self._clock()))
         for queue in self._tenants.values():
             outstanding = {
                 n.queue_id
@@ -336,7 +336,7 @@ class NoticeQueue:
         for queue_id, tenant in expired.items():  # in the store only
             queue = self._tenant(tenant)
             queue.stored = max(0, queue.stored - 1)
-            self._store.forget_notice(queue_id)
+            self._store.notices.forget(queue_id)
             self._metrics.notices_given_up.labels(tenant, "expired").inc()
 
     # --- sending and loading ------------------------------------------------------------
@@ -374,7 +374,7 @@ class NoticeQueue:
                 # The oldest rows may be ours in memory, or forgotten but not deleted yet:
                 # read past them, so at least the room's worth of the others comes back.
                 limit = self._memory - queue.in_memory() + len(queue.ids() | forgotten)
-                rows = await self._store.kept_notices(queue.name, self._clock(), limit)
+                rows = await self._store.notices.kept(queue.name, self._clock(), limit)
                 known = queue.ids() | forgotten
                 fresh = [n for n in rows if n.queue_id not in known]
                 room = max(0, self._memory - queue.in_memory())

@@ -130,7 +130,7 @@ async def test_an_unexpected_exception_is_a_500_problem_with_a_request_id(
     async def broken(*args: object) -> None:
         raise RuntimeError(f"store broke while reading {args}")
 
-    monkeypatch.setattr(gateway.app[STORE], "get_message", broken)
+    monkeypatch.setattr(gateway.app[STORE].traffic, "get_message", broken)
     status, document = await problem(gateway, "GET", "/v1/messages/0123456789abcdef0123")
     assert (status, document["code"]) == (500, "internal_error")
     assert document["request_id"] in document["detail"]

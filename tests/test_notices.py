@@ -75,14 +75,14 @@ async def kept(store: Store, count: int, handset: str = "+46701234567") -> list[
         for i in range(count)
     ]
     for notice in notices:
-        store.keep_notice(notice)
+        store.notices.keep(notice)
     await store.flush()
     return notices
 
 
 async def rows(store: Store) -> int:
     await store.flush()
-    return int((await store.fetch("SELECT count(*) FROM notices"))[0][0])
+    return sum((await store.notices.count_by_tenant()).values())
 
 
 async def test_ids_are_assigned_at_queue_time_and_continue_after_a_restart(
@@ -190,7 +190,7 @@ async def test_erasure_drops_the_handset_from_memory_and_the_count(store: Store)
         queue.offer(notice)
     assert queue.pending == 5
     # What privacy.subjects.erase does: delete the rows, then tell the queue.
-    await store.execute([("DELETE FROM notices WHERE handset = ?", [("+46701234567",)])])
+    await store.commit("erase", store.notices.erase_handset("acme", "+46701234567"))
     queue.forget_handset("acme", "+46701234567", stored=3)
     assert queue.pending == 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 from gateway.config import config_from_dict
@@ -68,7 +69,7 @@ async def scraped(gateway: RunningGateway, name: str, **labels: str) -> float:
 async def stored_notices(gateway: RunningGateway) -> int:
     store = gateway.app[STORE]
     await store.flush()
-    return int((await store.fetch("SELECT count(*) FROM notices"))[0][0])
+    return sum((await store.notices.count_by_tenant()).values())
 
 
 async def test_temporary_errors_back_off_and_deliver_in_the_end(
@@ -168,6 +169,6 @@ async def test_a_mobile_originated_message_is_kept_before_its_202(gateway: Runni
     ) as response:
         assert response.status == 202
     # No flush: the reader sees only what was committed before the answer.
-    rows = await gateway.app[STORE].fetch("SELECT kind, message_id FROM notices")
-    assert [kind for kind, _ in rows] == ["mo"]
+    kept = await gateway.app[STORE].notices.kept("acme", time.time(), 10)
+    assert [notice.kind for notice in kept] == ["mo"]
     assert gateway.app[SMPP_SERVER].notices.pending == 1

@@ -67,37 +67,44 @@ def commits(metrics: Metrics) -> float:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Any:
-    store = await Store.open(StorageConfig(str(tmp_path / "store.sqlite3")), Metrics())
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, metrics: Metrics) -> Any:
+    store = await Store.open(StorageConfig(str(tmp_path / "store.sqlite3")), metrics)
     yield store
     await store.close()
 
 
 async def test_a_refused_write_fails_alone_in_its_group_commit(
-    store: Store, caplog: pytest.LogCaptureFixture
+    store: Store, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    metrics = store._metrics
-    await store.add_messages([message("m1"), message("m2")])
-    store.keep_notice(notice("m1"))
+    traffic = store.traffic
+    await traffic.add_messages([message("m1"), message("m2")])
+    store.notices.keep(notice("m1"))
     await store.flush()
-    [kept] = await store.kept_notices("other", time.time(), 10)
+    [kept] = await store.notices.kept("other", time.time(), 10)
     ran: list[str] = []
     before = commits(metrics)
 
     # Everything below is queued before the writer wakes: tasks run in creation order,
     # and the writer, woken by the first write, only after them. One group commit.
     poisoned = asyncio.ensure_future(
-        store.add_messages([message("a1", tenant="acme", client_ref=POISON)])
+        traffic.add_messages([message("a1", tenant="acme", client_ref=POISON)])
     )
     violating = asyncio.ensure_future(
-        store.execute(
+        store.commit(
+            "execute",
             [("INSERT INTO messages (id) VALUES (?)", [("a2",)])],  # NOT NULL columns
             after_commit=lambda: ran.append("violating"),
         )
     )
-    added = asyncio.ensure_future(store.add_messages([message("m3")]))
+    added = asyncio.ensure_future(traffic.add_messages([message("m3")]))
     executed = asyncio.ensure_future(
-        store.execute(
+        store.commit(
+            "execute",
             [
                 (
                     "INSERT INTO daily_counts VALUES (?, ?, ?, ?, ?)",
@@ -108,14 +115,14 @@ async def test_a_refused_write_fails_alone_in_its_group_commit(
         )
     )
     now = time.time()
-    store.record_status(StatusChange("m1", Status.ENROUTE, now))
-    store.record_delivery(message("m1"), now)
-    store.record_status(
+    traffic.record_status(StatusChange("m1", Status.ENROUTE, now))
+    store.inbox.record_delivery(message("m1"), now)
+    traffic.record_status(
         StatusChange("m1", Status.DELIVERED, now + 1), after_commit=lambda: ran.append("final")
     )
-    store.replace_body("m2", "replaced")
-    store.forget_notice(kept.queue_id or 0)
-    store.keep_notice(notice("m2"))
+    traffic.replace_body("m2", "replaced")
+    store.notices.forget(kept.queue_id or 0)
+    store.notices.keep(notice("m2"))
 
     with caplog.at_level(logging.ERROR, logger="gateway.store"):
         with pytest.raises(StoreError, match="UnicodeEncodeError"):
@@ -134,41 +141,41 @@ async def test_a_refused_write_fails_alone_in_its_group_commit(
     ]
     assert POISON not in caplog.text and "a1" not in caplog.text
 
-    assert await store.get_message("acme", "a1") is None
-    assert await store.get_message("other", "m3") is not None
-    delivered = await store.get_message("other", "m1")
+    assert await traffic.get_message("acme", "a1") is None
+    assert await traffic.get_message("other", "m3") is not None
+    delivered = await traffic.get_message("other", "m1")
     assert delivered is not None and delivered.status is Status.DELIVERED
     assert delivered.enroute_at == now and delivered.final_at == now + 1
-    assert [e.message_ids for e in await store.inbox("other", "+46701234567")] == [("m1",)]
-    unfinished = {item.message.id: item.body for item in await store.unfinished()}
+    assert [e.message_ids for e in await store.inbox.received("other", "+46701234567")] == [("m1",)]
+    unfinished = {item.message.id: item.body for item in await traffic.unfinished()}
     assert unfinished == {"m2": "replaced", "m3": "hello"}
-    assert [n.message_id for n in await store.kept_notices("other", time.time(), 10)] == ["m2"]
-    assert await store.fetch("SELECT count(*) FROM daily_counts") == [(1,)]
+    assert [n.message_id for n in await store.notices.kept("other", time.time(), 10)] == ["m2"]
+    assert (await traffic.tenant_rows("other"))["daily_counts"] == 1
 
     # The next batch takes the fast path again.
-    await store.add_messages([message("m4")])
-    assert await store.get_message("other", "m4") is not None
+    await traffic.add_messages([message("m4")])
+    assert await traffic.get_message("other", "m4") is not None
 
 
-def poison_beside(store: Store, method: str) -> asyncio.Future[None]:
-    """Make the next call of ``store.<method>`` share its group commit with a poisoned write.
+def poison_beside(store: Store, owner: object, method: str) -> asyncio.Future[None]:
+    """Make the next call of ``owner.<method>`` share its group commit with a poisoned write.
 
     The poisoned write (tenant acme's, with a value SQLite's binding refuses) is queued
     just before the call, in the same turn of the event loop, so the writer takes both.
     """
-    original: Callable[..., Awaitable[None]] = getattr(store, method)
+    original: Callable[..., Awaitable[None]] = getattr(owner, method)
     poisoned: asyncio.Future[asyncio.Future[None]] = asyncio.get_running_loop().create_future()
 
     async def beside(*args: Any, **kwargs: Any) -> None:
-        setattr(store, method, original)
+        setattr(owner, method, original)
         poisoned.set_result(
             asyncio.ensure_future(
-                store.add_messages([message("poison", tenant="acme", client_ref=POISON)])
+                store.traffic.add_messages([message("poison", tenant="acme", client_ref=POISON)])
             )
         )
         await original(*args, **kwargs)
 
-    setattr(store, method, beside)
+    setattr(owner, method, beside)
 
     async def outcome() -> None:
         await (await poisoned)
@@ -180,7 +187,7 @@ async def test_another_tenants_poisoned_write_fails_only_itself(gateway: Running
     store = gateway.app[STORE]
     raw = await RawEsme.connect(gateway.smpp_port)
     assert (await raw.bind("other", "other-pw")).command_status == S.ESME_ROK
-    poisoned = poison_beside(store, "add_messages")
+    poisoned = poison_beside(store, store.traffic, "add_messages")
     count = 5
     for sequence in range(2, 2 + count):
         await raw.send(
@@ -215,7 +222,7 @@ async def test_another_tenants_poisoned_write_fails_only_itself(gateway: Running
     await raw.close()
 
     # A consent change in the same commit as a poisoned write: recorded, answered 200.
-    poisoned = poison_beside(store, "execute")
+    poisoned = poison_beside(store, store, "commit")
     status, _ = await call(
         gateway,
         "PUT",
@@ -265,21 +272,27 @@ async def test_subject_requests_use_indexes_on_the_bulk_reader(
 
     bulk: list[tuple[str, Sequence[object]]] = []
     traffic: list[tuple[str, Sequence[object]]] = []
-    fetch, fetch_bulk, execute = store.fetch, store.fetch_bulk, store.execute
+    engine = store.engine
 
-    async def on_reader(sql: str, params: Sequence[object] = ()) -> list[Any]:
-        traffic.append((sql, params))
-        return await fetch(sql, params)
+    def watched(name: str, seen: list[tuple[str, Sequence[object]]]) -> None:
+        read = getattr(engine, name)
 
-    async def on_bulk_reader(sql: str, params: Sequence[object] = ()) -> list[Any]:
-        bulk.append((sql, params))
-        return await fetch_bulk(sql, params)
+        async def watching(sql: str, params: Sequence[object] = ()) -> Any:
+            seen.append((sql, params))
+            return await read(sql, params)
 
-    async def on_writer(statements: Any, after_commit: Any = None) -> None:
-        bulk.extend((sql, params) for sql, rows in statements for params in rows)
-        await execute(statements, after_commit)
+        setattr(engine, name, watching)
 
-    store.fetch, store.fetch_bulk, store.execute = on_reader, on_bulk_reader, on_writer  # type: ignore[method-assign]
+    async def on_writer(kind: str, steps: Any, after_commit: Any = None) -> None:
+        bulk.extend((sql, params) for sql, rows in steps for params in rows)
+        await commit(kind, steps, after_commit)
+
+    commit = engine.commit
+    watched("fetch_one", traffic)
+    watched("fetch", traffic)
+    watched("fetch_bulk", bulk)
+    watched("count", bulk)
+    engine.commit = on_writer  # type: ignore[method-assign]
     status, export = await gateway.get_json(f"/v1/subjects/{sender}/export")
     assert status == 200
     assert len(export["messages"]) == 2, "messages from the number are part of its export"
@@ -292,7 +305,8 @@ async def test_subject_requests_use_indexes_on_the_bulk_reader(
     ) as response:
         assert response.status == 200
         assert (await response.json())["erased"]["messages"] == 2
-    store.fetch, store.fetch_bulk, store.execute = fetch, fetch_bulk, execute  # type: ignore[method-assign]
+    for name in ("fetch_one", "fetch", "fetch_bulk", "count", "commit"):
+        delattr(engine, name)
 
     traffic_tables = re.compile(r"\b(messages|outbox|inbox|notices)\b")
     assert [sql for sql, _ in traffic if traffic_tables.search(sql)] == []

@@ -1,0 +1,201 @@
+"""What a storage backend provides, as interfaces the rest of the gateway depends on.
+
+A backend is an engine (commits and reads) and one repository per group of tables,
+each behind the Protocol here; SQLite's are the other modules of this package, and a
+PostgreSQL backend would be another set of classes, not a fork of the callers.
+
+Writes are *steps*: ``(statement, rows)`` pairs, made only by repositories. A write
+of one repository is committed by its own method; a write that spans repositories and
+must commit together (an erasure, a purge) is composed from the steps that their
+methods return and committed as one unit (`Engine.commit`). To everyone else a step
+is opaque: no module but a repository writes a statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
+
+from gateway.domain import InboxEntry, Message, Notice, Outgoing, Status, StatusChange
+
+Rows = Sequence[Sequence[object]]
+Fold = Callable[[Rows], Rows]
+
+
+class StoreError(Exception):
+    """The store could not commit this write; nothing of it was acknowledged."""
+
+
+class Batched:
+    """A statement whose rows from every unit of one group commit are written together.
+
+    ``sql`` holds ``{values}`` where the rows' ``(?, ...)`` groups go, so a thousand
+    rows are one statement, not a thousand. ``fold`` merges rows that must not meet in
+    one statement (two updates of the same row). The engine runs batched statements
+    in the order it is given (`gateway.store` sets it), plain ones once per row.
+    """
+
+    __slots__ = ("fold", "sql")
+
+    def __init__(self, sql: str, fold: Fold | None = None) -> None:
+        self.sql = sql
+        self.fold = fold
+
+    def __repr__(self) -> str:
+        return f"Batched({self.sql.split('(')[0].strip()!r})"
+
+
+Statement = str | Batched
+Step = tuple[Statement, Rows]
+Steps = Sequence[Step]
+AfterCommit = Callable[[], None] | None
+
+
+class Engine(Protocol):
+    """Group commit: each call's steps are a unit that commits, or is refused, whole."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    def queue(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
+        """Queue a unit for the next commit; ``after_commit`` runs once it is durable."""
+
+    async def commit(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
+        """Queue a unit and return once it is committed (StoreError if it was refused)."""
+
+    async def flush(self) -> None:
+        """Wait until every unit queued so far is committed."""
+
+    async def checkpoint(self) -> None:
+        """Make replaced and deleted content unrecoverable from the files."""
+
+    async def close(self) -> None:
+        """Commit everything queued, then close."""
+
+
+class TenantData(Protocol):
+    """What every repository does for an offboarding (`privacy.retention.purge_tenant`)."""
+
+    async def tenant_rows(self, tenant: str) -> dict[str, int]:
+        """The tenant's rows in each of this repository's tables."""
+
+    def purge_tenant(self, tenant: str) -> Steps:
+        """The steps that delete every row of the tenant from this repository's tables."""
+
+
+class Identifiable(NamedTuple):
+    """A final traffic row that still names people, as retention pseudonymises it."""
+
+    id: str
+    tenant: str
+    sender: str
+    recipient: str
+    client_ref: str | None
+    submitted_at: float
+    enroute_at: float | None
+    final_at: float | None
+
+
+class Pseudonymised(NamedTuple):
+    """What replaces the identifiers and times of the row ``id`` (under key ``epoch``)."""
+
+    recipient: str
+    sender: str
+    client_ref: str | None
+    submitted_at: float
+    enroute_at: float | None
+    final_at: float | None
+    epoch: str
+    id: str
+
+
+class Traffic(TenantData, Protocol):
+    """The traffic log (messages), the bodies still to deliver, the anonymous daily counts."""
+
+    async def add_messages(self, items: Sequence[Outgoing]) -> None: ...
+    def record_status(self, change: StatusChange, after_commit: AfterCommit = None) -> None: ...
+    def replace_body(self, message_id: str, body: str) -> None: ...
+    async def get_message(self, tenant: str, message_id: str) -> Message | None: ...
+    async def list_messages(
+        self,
+        tenant: str,
+        *,
+        recipient: str | None = None,
+        status: Status | None = None,
+        since_id: str | None = None,
+        before_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Message]: ...
+    async def unfinished(self) -> list[Outgoing]: ...
+    async def subject_messages(self, tenant: str, names: Sequence[str]) -> list[Message]: ...
+    async def count_subject(self, tenant: str, names: Sequence[str]) -> int: ...
+    def erase_subject(self, tenant: str, names: Sequence[str]) -> Steps: ...
+    async def oldest_identifiable(self) -> float | None: ...
+    async def identifiable_before(self, cutoff: float, limit: int) -> list[Identifiable]: ...
+    async def pseudonymise(self, rows: Sequence[Pseudonymised]) -> None: ...
+    async def delete_submitted_before(self, cutoff: float, limit: int) -> int: ...
+    async def epoch_in_use(self, tenant: str, epoch: str) -> bool: ...
+
+
+class Inbox(TenantData, Protocol):
+    """What the simulated handsets received."""
+
+    def record_delivery(self, item: Outgoing, at: float) -> None: ...
+    async def received(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]: ...
+    async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]: ...
+    async def count_handset(self, tenant: str, msisdn: str) -> int: ...
+    def erase_handset(self, tenant: str, msisdn: str) -> Steps: ...
+    async def delete_received_before(self, cutoff: float, limit: int) -> int: ...
+
+
+class Notices(TenantData, Protocol):
+    """Receipts and MO messages kept for a tenant's receiver until it acknowledges them."""
+
+    def keep(self, notice: Notice, after_commit: AfterCommit = None) -> None: ...
+    def forget(self, queue_id: int) -> None: ...
+    async def kept(self, tenant: str, now: float, limit: int) -> list[Notice]: ...
+    async def expired(self, now: float, limit: int = 1000) -> list[tuple[int, str]]: ...
+    async def count_by_tenant(self) -> dict[str, int]: ...
+    async def for_handset(self, tenant: str, handset: str) -> list[Notice]: ...
+    async def count_handset(self, tenant: str, handset: str) -> int: ...
+    def erase_handset(self, tenant: str, handset: str) -> Steps: ...
+    async def delete_stale(self, created_before: float, now: float, limit: int) -> int: ...
+
+
+# (seq, tenant, subject, kind, purpose, sender, source, evidence, at)
+ConsentRow = tuple[int, str, str, str, str | None, str | None, str, str, float]
+# A new event: a ConsentRow without its seq.
+NewConsentRow = tuple[str, str, str, str | None, str | None, str, str, float]
+
+
+class Consent(TenantData, Protocol):
+    """The consent registry's append-only events, by tenant and subject pseudonym."""
+
+    async def events(self, tenant: str, subjects: Sequence[str]) -> list[ConsentRow]: ...
+    async def history(self, tenant: str, subject: str) -> list[ConsentRow]: ...
+    async def subjects_after(self, tenant: str, after: str, limit: int) -> list[str]: ...
+    def append(self, rows: Sequence[NewConsentRow]) -> Steps: ...
+    async def count_subject(self, tenant: str, subject: str) -> int: ...
+    def erase_subject(self, tenant: str, subject: str) -> Steps: ...
+
+
+# (tenant, at, actor, action, subject, salt, commitment, detail, prev_hash, hash)
+AuditRow = tuple[str, float, str, str, str | None, str | None, str, str, str, str]
+# (seq, tenant, at, actor, action, subject, detail, hash): an entry as the audit API lists it.
+ListedAuditRow = tuple[int, str, float, str, str, str | None, str, str]
+# (seq, at, actor, action, subject, salt, commitment, detail, prev_hash, hash)
+ChainRow = tuple[int, float, str, str, str | None, str | None, str, str, str, str]
+
+
+class Audit(TenantData, Protocol):
+    """The hash-chained audit log and each tenant's head (the chain is privacy.audit's)."""
+
+    async def heads(self) -> dict[str, str]: ...
+    def append(self, rows: Sequence[AuditRow]) -> Steps: ...
+    def redact(self, tenant: str, subject: str) -> Steps: ...
+    async def entries(
+        self, tenant: str, before: int | None, limit: int
+    ) -> list[ListedAuditRow]: ...
+    async def tenants(self) -> set[str]: ...
+    async def chain_after(self, tenant: str, seq: int) -> list[ChainRow]: ...
+    async def head(self, tenant: str) -> tuple[int, str] | None: ...

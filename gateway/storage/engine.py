@@ -1,0 +1,383 @@
+"""Group commit on SQLite (WAL): the engine that every repository writes through.
+
+Every write is queued as a unit (`_Unit`: one call's steps); one writer task commits
+whatever accumulated while the previous commit ran, in one transaction. A submit is
+acknowledged only after the commit that holds its row returns, so an acknowledged
+message survives a crash, and under load thousands of messages share one commit
+instead of each paying for its own. If the batch fails, it is replayed unit by unit,
+so a value SQLite refuses fails only the call that brought it, never another
+tenant's traffic in the same commit. The engine knows no table: repositories bring
+their statements, and the store gives the order in which batched ones run.
+
+The writer is a plain sqlite3 connection on a thread of its own, and a whole group
+commit is one call to that thread. With aiosqlite each statement is a round trip
+whose answer waits for a turn of the busy event loop: a commit of nine statements
+took 225 ms under SMPP load, and submits waited for it. Reads use connections of
+their own (aiosqlite), which WAL lets run beside the writer: one for the short reads
+on the path of traffic, one for long scans (data-subject requests, retention, audit
+verification), so the reads that submits wait for never queue behind a scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.logs import log_event
+from gateway.metrics import Metrics
+from gateway.storage.base import AfterCommit, Batched, Rows, Steps, StoreError
+
+# Logged under the name it had before the store was split, for whoever filters on it.
+log = logging.getLogger("gateway.store")
+
+# SQLite's default limit on host parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
+_MAX_PARAMETERS = 32766
+# Prepared statements the writer keeps. Group commits write a different number of rows
+# each time, so most of their statements are used once, yet a cached multi-row statement
+# holds about 1.3 MB at a thousand rows: sqlite3's default of 128 grew the process by
+# that much per new batch size, up to 170 MB, for no hits.
+_WRITER_CACHED_STATEMENTS = 8
+
+# The order of a commit's statements: each batched statement's rows from every unit,
+# and None where the plain statements run, unit after unit.
+Phases = Sequence[Batched | None]
+
+
+class _Unit:
+    """One call's writes (one add_messages, one erasure, one record_status...).
+
+    The unit is what commits or is refused as a whole: a batch whose statements fail
+    together is replayed unit by unit, so one caller's bad value refuses only its own
+    write. ``kind`` names the call in logs; ``error`` is why it was refused, if it was.
+    """
+
+    __slots__ = ("after_commit", "error", "kind", "steps", "waiter")
+
+    def __init__(
+        self,
+        kind: str,
+        steps: Steps,
+        waiter: asyncio.Future[None] | None = None,
+        after_commit: AfterCommit = None,
+    ) -> None:
+        self.kind = kind
+        self.steps = steps
+        self.waiter = waiter
+        self.after_commit = after_commit
+        self.error: str | None = None
+
+    def rows(self) -> int:
+        return sum(len(rows) for _, rows in self.steps)
+
+
+class _Batch:
+    """Units queued since the last commit, in the order they were queued."""
+
+    __slots__ = ("checkpoint", "units")
+
+    def __init__(self) -> None:
+        self.units: list[_Unit] = []
+        self.checkpoint = False
+
+
+class GroupCommit:
+    """The writer task, its batch, and the two readers."""
+
+    def __init__(
+        self,
+        writer: _Writer,
+        reader: aiosqlite.Connection,
+        bulk: aiosqlite.Connection,
+        phases: Phases,
+        metrics: Metrics,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._bulk = bulk
+        self._phases = tuple(phases)
+        self._metrics = metrics
+        self._batch = _Batch()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        synchronous: str,
+        phases: Phases,
+        metrics: Metrics,
+        prepare: Callable[[sqlite3.Connection], None],
+    ) -> GroupCommit:
+        """Open the writer (running ``prepare``, the migrations, on it first) and readers."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _Writer.open(path, synchronous, prepare)
+        readers = [await aiosqlite.connect(path) for _ in range(2)]
+        for reader in readers:
+            await reader.execute("PRAGMA query_only=ON")
+        return cls(writer, readers[0], readers[1], phases, metrics)
+
+    @property
+    def healthy(self) -> bool:
+        return not self._task.done()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def queue(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
+        """Queue a unit that nobody waits for; ``after_commit`` runs once it is durable."""
+        self._batch.units.append(_Unit(kind, steps, None, after_commit))
+        self._wake.set()
+
+    async def commit(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
+        """Queue a unit and return once it is committed (StoreError if it was refused).
+
+        The unit is queued before the first await, so what the caller did just before
+        (in the same step of the event loop) happens before anything queued after it.
+        """
+        if self._closing:
+            raise StoreError("store is closing")
+        waiter = asyncio.get_running_loop().create_future()
+        self._batch.units.append(_Unit(kind, steps, waiter, after_commit))
+        self._wake.set()
+        await waiter
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it, so replaced content is gone.
+
+        Runs on the writer between two group commits, never inside one.
+        """
+        self._batch.checkpoint = True
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed (a read-your-writes barrier)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._batch.units.append(_Unit("flush", (), waiter))
+        self._wake.set()
+        await waiter
+
+    async def close(self) -> None:
+        """Flush everything queued, then close every connection."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+        await self._reader.close()
+        await self._bulk.close()
+        await self._writer.close()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._batch.units:
+                batch, self._batch = self._batch, _Batch()
+                await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: _Batch) -> None:
+        started = time.perf_counter()
+        try:
+            await self._writer.run(_write_batch, batch, self._phases)
+        except Exception as exc:  # the transaction itself failed: nothing in it committed
+            log_event(log, "store.commit_failed", logging.ERROR, error=type(exc).__name__)
+            for unit in batch.units:
+                unit.error = type(exc).__name__
+        else:
+            self._metrics.store_commit.observe(time.perf_counter() - started)
+            self._metrics.store_batch.observe(sum(unit.rows() for unit in batch.units))
+            for unit in batch.units:
+                if unit.error is not None:
+                    log_event(
+                        log, "store.unit_refused", logging.ERROR, kind=unit.kind, error=unit.error
+                    )
+        for unit in batch.units:
+            if unit.error is not None:
+                self._metrics.store_errors.inc()
+            waiter = unit.waiter
+            if waiter is None or waiter.done():
+                continue
+            if unit.error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(StoreError(unit.error))
+        for unit in batch.units:
+            if unit.after_commit is not None and unit.error is None:
+                unit.after_commit()
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def fetch_one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        """The first row of a short read-only query (None if there is none)."""
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a short read-only query, on the reader the path of traffic uses."""
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetch_bulk(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a long read-only query, on a connection of its own.
+
+        For data-subject requests, retention scans and audit verification, so the short
+        reads that submits wait for (consent lookups, get_message) never queue behind them.
+        """
+        async with self._bulk.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def count(self, sql: str, params: Sequence[object] = ()) -> int:
+        """The number a ``SELECT count(*)`` query returns, on the bulk reader."""
+        async with self._bulk.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+class _Writer:
+    """The one write connection, used only from its own thread."""
+
+    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._db = db
+
+    @classmethod
+    async def open(
+        cls, path: Path, synchronous: str, prepare: Callable[[sqlite3.Connection], None]
+    ) -> _Writer:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        db = await asyncio.get_running_loop().run_in_executor(
+            executor, _connect_writer, path, synchronous, prepare
+        )
+        return cls(executor, db)
+
+    async def run(
+        self,
+        work: Callable[[sqlite3.Connection, _Batch, tuple[Batched | None, ...]], None],
+        batch: _Batch,
+        phases: tuple[Batched | None, ...],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, work, self._db, batch, phases)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        self._executor.shutdown()
+
+
+def _connect_writer(
+    path: Path, synchronous: str, prepare: Callable[[sqlite3.Connection], None]
+) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, cached_statements=_WRITER_CACHED_STATEMENTS)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        db.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed, not left in free pages for a scan.
+        db.execute("PRAGMA secure_delete=ON")
+        prepare(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _write_batch(db: sqlite3.Connection, batch: _Batch, phases: tuple[Batched | None, ...]) -> None:
+    """One group commit, on the writer's thread; refused units get their ``error`` set.
+
+    The fast path writes the whole batch in one transaction of multi-row statements.
+    If any of it fails, that transaction is rolled back and the batch replayed unit
+    by unit in a second one, each unit in a savepoint of its own, so the failing
+    units alone are refused and everything else (fire-and-forget status updates
+    included) still commits. Raises only if the transaction itself cannot go on.
+    """
+    db.execute("BEGIN")
+    try:
+        _write_together(db, batch.units, phases)
+        db.execute("COMMIT")
+    except Exception:
+        _roll_back(db)
+        _write_apart(db, batch.units)
+    except BaseException:
+        _roll_back(db)
+        raise
+    if batch.checkpoint:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _write_together(
+    db: sqlite3.Connection, units: Sequence[_Unit], phases: tuple[Batched | None, ...]
+) -> None:
+    """Every unit's rows for one batched statement in one statement, in ``phases`` order."""
+    grouped: dict[Batched, list[Sequence[object]]] = {
+        phase: [] for phase in phases if phase is not None
+    }
+    plain: list[tuple[str, Rows]] = []
+    for unit in units:
+        for statement, rows in unit.steps:
+            if isinstance(statement, Batched):
+                grouped[statement].extend(rows)
+            else:
+                plain.append((statement, rows))
+    for phase in phases:
+        if phase is None:
+            for sql, rows in plain:
+                db.executemany(sql, rows)
+        else:
+            rows = grouped[phase]
+            _write_rows(db, phase.sql, phase.fold(rows) if phase.fold else rows)
+
+
+def _write_apart(db: sqlite3.Connection, units: Sequence[_Unit]) -> None:
+    """Replay ``units`` in the order they were queued, each in a savepoint of one transaction."""
+    db.execute("BEGIN")
+    try:
+        for unit in units:
+            db.execute("SAVEPOINT unit")
+            try:
+                for statement, rows in unit.steps:
+                    if isinstance(statement, Batched):
+                        _write_rows(db, statement.sql, rows)
+                    else:
+                        db.executemany(statement, rows)
+            except Exception as exc:
+                if not db.in_transaction:  # SQLite gave up the whole transaction
+                    raise
+                db.execute("ROLLBACK TO unit")
+                unit.error = type(exc).__name__
+            db.execute("RELEASE unit")
+        db.execute("COMMIT")
+    except BaseException:
+        _roll_back(db)
+        raise
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+def _write_rows(db: sqlite3.Connection, template: str, rows: Rows) -> None:
+    """Run ``template`` with its ``{values}`` standing for as many rows as fit in one statement.
+
+    executemany steps once per row, and sqlite3 releases the GIL around each step and
+    must take it back from the event loop after; while the loop is busy every retake
+    waits up to a switch interval. One statement per few thousand rows steps once.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    group = "(" + ",".join("?" * width) + ")"
+    per_statement = _MAX_PARAMETERS // width
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = template.format(values=",".join([group] * len(chunk)))
+        db.execute(sql, [value for row in chunk for value in row])

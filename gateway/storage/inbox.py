@@ -1,0 +1,128 @@
+"""The handset inbox on SQLite: what each simulated handset received, bodies included.
+
+A body arrives here when its message is delivered (committed with the final state)
+and is kept for ``privacy.body_ttl``; concatenated parts are stored one row each and
+joined when read, as a handset shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from gateway.domain import InboxEntry, Outgoing
+from gateway.storage.base import Batched, Steps
+from gateway.storage.engine import GroupCommit
+from gateway.storage.traffic import part_columns
+
+INSERT_INBOX = Batched(
+    "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
+    " part_ref, part_seq, part_total) VALUES {values}"
+)
+
+
+class SqliteInbox:
+    def __init__(self, engine: GroupCommit) -> None:
+        self._engine = engine
+
+    def record_delivery(self, item: Outgoing, at: float) -> None:
+        """Queue a body for the handset's inbox (committed with the final status)."""
+        message = item.message
+        row = (
+            message.tenant,
+            message.recipient,
+            message.id,
+            message.sender,
+            item.body,
+            at,
+            *part_columns(item.part),
+        )
+        self._engine.queue("record_delivery", ((INSERT_INBOX, (row,)),))
+
+    async def received(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
+        """What a handset received, newest first, with concatenated parts joined."""
+        rows = await self._engine.fetch(
+            "SELECT message_id, sender, body, received_at, part_ref, part_seq, part_total"
+            " FROM inbox WHERE tenant = ? AND msisdn = ? ORDER BY seq DESC LIMIT ?",
+            (tenant, msisdn, limit * 8),
+        )
+        return _join_parts(tenant, msisdn, reversed(rows))[::-1][:limit]
+
+    async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]:
+        """Every row a handset holds, oldest first, one entry per part (for an export)."""
+        rows = await self._engine.fetch_bulk(
+            "SELECT message_id, sender, body, received_at FROM inbox"
+            " WHERE tenant = ? AND msisdn = ? ORDER BY seq",
+            (tenant, msisdn),
+        )
+        return [InboxEntry((m,), tenant, msisdn, s, b, t) for m, s, b, t in rows]
+
+    async def count_handset(self, tenant: str, msisdn: str) -> int:
+        return await self._engine.count(
+            "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant, msisdn)
+        )
+
+    def erase_handset(self, tenant: str, msisdn: str) -> Steps:
+        return (("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", ((tenant, msisdn),)),)
+
+    async def delete_received_before(self, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` bodies received before ``cutoff``; 0 means none is left."""
+        rows = await self._engine.fetch_bulk(
+            "SELECT seq FROM inbox WHERE received_at < ? LIMIT ?", (cutoff, limit)
+        )
+        if rows:
+            await self._engine.commit("erase_bodies", (("DELETE FROM inbox WHERE seq = ?", rows),))
+        return len(rows)
+
+    async def tenant_rows(self, tenant: str) -> dict[str, int]:
+        return {
+            "inbox": await self._engine.count(
+                "SELECT count(*) FROM inbox WHERE tenant = ?", (tenant,)
+            )
+        }
+
+    def purge_tenant(self, tenant: str) -> Steps:
+        return (("DELETE FROM inbox WHERE tenant = ?", ((tenant,),)),)
+
+
+def _join_parts(tenant: str, msisdn: str, rows: Iterable[Sequence[Any]]) -> list[InboxEntry]:
+    """Join concatenated parts (oldest first in, oldest first out), as a handset shows them.
+
+    A part opens a group keyed by sender and reference; the group is complete once it
+    holds every sequence number, and a repeated sequence number starts a new group
+    (references are only 8 or 16 bits, so they come round again).
+    """
+    slots: list[InboxEntry | tuple[str, int, dict[int, tuple[str, str, float]]]] = []
+    open_groups: dict[tuple[str, int, int], int] = {}
+    for message_id, sender, body, received_at, ref, seq, total in rows:
+        if ref is None:
+            slots.append(InboxEntry((message_id,), tenant, msisdn, sender, body, received_at))
+            continue
+        key = (sender, ref, total)
+        index = open_groups.get(key)
+        if index is None or seq in slots[index][2]:  # type: ignore[index]
+            index = open_groups[key] = len(slots)
+            slots.append((sender, total, {}))
+        parts = slots[index][2]  # type: ignore[index]
+        parts[seq] = (message_id, body, received_at)
+        if len(parts) == total:
+            del open_groups[key]
+    entries: list[InboxEntry] = []
+    for slot in slots:
+        if isinstance(slot, InboxEntry):
+            entries.append(slot)
+            continue
+        sender, total, parts = slot
+        ordered = [parts[seq] for seq in sorted(parts)]
+        entries.append(
+            InboxEntry(
+                message_ids=tuple(p[0] for p in ordered),
+                tenant=tenant,
+                msisdn=msisdn,
+                sender=sender,
+                body="".join(p[1] for p in ordered),
+                received_at=ordered[-1][2],
+                parts_missing=total - len(ordered),
+            )
+        )
+    return entries

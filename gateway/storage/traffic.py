@@ -1,0 +1,296 @@
+"""The traffic repository on SQLite: messages, outbox and daily_counts.
+
+The traffic log (``messages``) has no body column. Bodies live in ``outbox`` while
+the simulated network still needs them (and in ``inbox`` once a handset received
+them). Retention pseudonymises old rows in place, then deletes them after adding
+them to the anonymous ``daily_counts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.domain import Message, Outgoing, Part, Status, StatusChange
+from gateway.ids import id_floor
+from gateway.storage.base import (
+    AfterCommit,
+    Batched,
+    Identifiable,
+    Pseudonymised,
+    Rows,
+    Steps,
+)
+from gateway.storage.engine import GroupCommit
+from gateway.storage.rows import RowMapping
+
+MESSAGE_ROWS = RowMapping(Message)
+message_from_row = MESSAGE_ROWS.from_row
+_message_row = MESSAGE_ROWS.to_row
+MESSAGE_COLUMNS = ", ".join(MESSAGE_ROWS.columns)
+_FINAL = tuple(s.value for s in Status if s.is_final)
+
+
+def _latest_status(rows: Rows) -> Rows:
+    """One UPDATE row per message: its transitions in this batch folded in order.
+
+    Two rows for the same message in one UPDATE ... FROM would apply only one of them.
+    """
+    folded: dict[object, Sequence[object]] = {}
+    for row in rows:
+        old = folded.get(row[4])
+        if old is not None:  # enroute and final in one batch: keep both times
+            row = (
+                row[0],
+                old[1] if row[1] is None else row[1],
+                old[2] if row[2] is None else row[2],
+                row[3],
+                row[4],
+            )
+        folded[row[4]] = row
+    return list(folded.values())
+
+
+def _latest_body(rows: Rows) -> Rows:
+    """The last replace_sm of a message wins."""
+    return list({row[1]: row for row in rows}.values())
+
+
+INSERT_MESSAGE = Batched(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {{values}}")
+INSERT_BODY = Batched(
+    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES {values}"
+)
+REPLACE_BODY = Batched(
+    "UPDATE outbox SET body = v.column1 FROM (VALUES {values}) AS v"
+    " WHERE outbox.message_id = v.column2",
+    _latest_body,
+)
+# A message's transitions within one batch are folded into one row (see record_status).
+UPDATE_STATUS = Batched(
+    """
+    UPDATE messages SET
+        status = v.column1,
+        enroute_at = coalesce(v.column2, enroute_at),
+        final_at = coalesce(v.column3, final_at),
+        error = v.column4
+    FROM (VALUES {values}) AS v
+    WHERE messages.id = v.column5
+    """,
+    _latest_status,
+)
+DELETE_BODY = Batched("DELETE FROM outbox WHERE message_id IN (VALUES {values})")
+
+# Binds a `Pseudonymised` row as it is: its fields are in this order.
+_PSEUDONYMISE = """
+    UPDATE messages SET recipient = ?, sender = ?, client_ref = ?, callback_url = NULL,
+        submitted_at = ?, enroute_at = ?, final_at = ?, pseudonym_epoch = ?
+    WHERE id = ? AND pseudonym_epoch IS NULL
+"""
+_COUNT_DELETED = """
+    INSERT INTO daily_counts (day, tenant, interface, status, count)
+    SELECT date(submitted_at, 'unixepoch'), tenant, interface, status, count(*)
+    FROM messages WHERE id IN ({ids}) GROUP BY 1, 2, 3, 4
+    ON CONFLICT (day, tenant, interface, status) DO UPDATE SET count = count + excluded.count
+"""
+# The outbox rows of a tenant are found through its messages; deleted before them.
+_TENANT_TABLES = (
+    ("outbox", "message_id IN (SELECT id FROM messages WHERE tenant = ?)"),
+    ("messages", "tenant = ?"),
+    ("daily_counts", "tenant = ?"),
+)
+
+
+class SqliteTraffic:
+    def __init__(self, engine: GroupCommit) -> None:
+        self._engine = engine
+
+    # --- the path of traffic ------------------------------------------------------------
+
+    async def add_messages(self, items: Sequence[Outgoing]) -> None:
+        """Persist new messages with their bodies; returns once they are committed."""
+        messages = [_message_row(item.message) for item in items]
+        bodies = [(item.message.id, item.body, *part_columns(item.part)) for item in items]
+        await self._engine.commit(
+            "add_messages", ((INSERT_MESSAGE, messages), (INSERT_BODY, bodies))
+        )
+
+    def record_status(self, change: StatusChange, after_commit: AfterCommit = None) -> None:
+        """Queue a transition; ``after_commit`` runs once it is durable."""
+        enroute = change.status is Status.ENROUTE
+        row = (
+            change.status.value,
+            change.at if enroute else None,
+            None if enroute else change.at,
+            change.error,
+            change.message_id,
+        )
+        if change.status.is_final:
+            steps: Steps = ((UPDATE_STATUS, (row,)), (DELETE_BODY, ((change.message_id,),)))
+        else:
+            steps = ((UPDATE_STATUS, (row,)),)
+        self._engine.queue("record_status", steps, after_commit)
+
+    def replace_body(self, message_id: str, body: str) -> None:
+        self._engine.queue("replace_body", ((REPLACE_BODY, ((body, message_id),)),))
+
+    async def get_message(self, tenant: str, message_id: str) -> Message | None:
+        row = await self._engine.fetch_one(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant = ?",
+            (message_id, tenant),
+        )
+        return message_from_row(row) if row else None
+
+    async def list_messages(
+        self,
+        tenant: str,
+        *,
+        recipient: str | None = None,
+        status: Status | None = None,
+        since_id: str | None = None,
+        before_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Newest first; ids are time-ordered, so id bounds express ``since`` and cursors."""
+        clauses = ["tenant = ?"]
+        params: list[object] = [tenant]
+        for clause, value in (
+            ("recipient = ?", recipient),
+            ("status = ?", status.value if status else None),
+            ("id >= ?", since_id),
+            ("id < ?", before_id),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        params.append(limit)
+        sql = (
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(clauses)}"
+            " ORDER BY id DESC LIMIT ?"
+        )
+        return [message_from_row(row) for row in await self._engine.fetch(sql, params)]
+
+    async def unfinished(self) -> list[Outgoing]:
+        """Messages accepted but not final (their bodies are still in the outbox)."""
+        columns = ", ".join(f"m.{column}" for column in MESSAGE_ROWS.columns)
+        rows = await self._engine.fetch(
+            f"SELECT {columns}, o.body, o.part_ref, o.part_seq, o.part_total"
+            " FROM outbox o JOIN messages m ON m.id = o.message_id"
+        )
+        return [Outgoing(message_from_row(row[:-4]), row[-4], part(*row[-3:])) for row in rows]
+
+    # --- data-subject requests ----------------------------------------------------------
+
+    async def subject_messages(self, tenant: str, names: Sequence[str]) -> list[Message]:
+        """Rows that hold any of ``names`` (a number, its pseudonyms) as recipient or sender."""
+        ids, params = _subject_ids(tenant, names)
+        rows = await self._engine.fetch_bulk(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({ids}) ORDER BY id", params
+        )
+        return [message_from_row(row) for row in rows]
+
+    async def count_subject(self, tenant: str, names: Sequence[str]) -> int:
+        ids, params = _subject_ids(tenant, names)
+        return await self._engine.count(f"SELECT count(*) FROM ({ids})", params)
+
+    def erase_subject(self, tenant: str, names: Sequence[str]) -> Steps:
+        """The steps that delete those rows and their bodies."""
+        ids, params = _subject_ids(tenant, names)
+        return (
+            (f"DELETE FROM outbox WHERE message_id IN ({ids})", (params,)),
+            (f"DELETE FROM messages WHERE id IN ({ids})", (params,)),
+        )
+
+    # --- retention ----------------------------------------------------------------------
+
+    async def oldest_identifiable(self) -> float | None:
+        """Submit time of the oldest row not pseudonymised yet."""
+        rows = await self._engine.fetch_bulk(
+            "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
+            " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
+        )
+        return float(rows[0][0]) if rows else None
+
+    async def identifiable_before(self, cutoff: float, limit: int) -> list[Identifiable]:
+        """Up to ``limit`` final rows submitted before ``cutoff`` still holding identifiers.
+
+        Oldest first; an empty list means none is left.
+        """
+        rows = await self._engine.fetch_bulk(
+            "SELECT id, tenant, sender, recipient, client_ref, submitted_at, enroute_at,"
+            " final_at FROM messages INDEXED BY messages_identifiable"
+            f" WHERE pseudonym_epoch IS NULL AND id < ? AND status IN"
+            f" ({', '.join('?' * len(_FINAL))}) ORDER BY id LIMIT ?",
+            (id_floor(cutoff), *_FINAL, limit),
+        )
+        return [Identifiable._make(row) for row in rows if row[5] < cutoff]
+
+    async def pseudonymise(self, rows: Sequence[Pseudonymised]) -> None:
+        """Replace the identifiers and times of rows (each once: a second run skips it)."""
+        await self._engine.commit("pseudonymise", ((_PSEUDONYMISE, rows),))
+
+    async def delete_submitted_before(self, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` rows submitted before ``cutoff``, counted into daily_counts.
+
+        Returns how many went; 0 means none is left.
+        """
+        rows = await self._engine.fetch_bulk(
+            "SELECT id FROM messages WHERE id < ? ORDER BY id LIMIT ?", (id_floor(cutoff), limit)
+        )
+        if not rows:
+            return 0
+        ids = tuple(row[0] for row in rows)
+        await self._engine.commit(
+            "delete_old",
+            (
+                (_COUNT_DELETED.format(ids=", ".join("?" * len(ids))), (ids,)),
+                ("DELETE FROM outbox WHERE message_id = ?", rows),
+                ("DELETE FROM messages WHERE id = ?", rows),
+            ),
+        )
+        return len(ids)
+
+    async def epoch_in_use(self, tenant: str, epoch: str) -> bool:
+        """Whether any row is pseudonymised under this key epoch."""
+        rows = await self._engine.fetch_bulk(
+            "SELECT 1 FROM messages WHERE tenant = ? AND pseudonym_epoch = ? LIMIT 1",
+            (tenant, epoch),
+        )
+        return bool(rows)
+
+    # --- offboarding --------------------------------------------------------------------
+
+    async def tenant_rows(self, tenant: str) -> dict[str, int]:
+        return {
+            table: await self._engine.count(
+                f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)
+            )
+            for table, where in _TENANT_TABLES
+        }
+
+    def purge_tenant(self, tenant: str) -> Steps:
+        return tuple(
+            (f"DELETE FROM {table} WHERE {where}", ((tenant,),)) for table, where in _TENANT_TABLES
+        )
+
+
+def _subject_ids(tenant: str, names: Sequence[str]) -> tuple[str, tuple[object, ...]]:
+    """A query for the ids of rows holding any of ``names``, with its parameters.
+
+    Two index range scans, one on recipient and one on sender, joined by UNION:
+    ``recipient IN (...) OR sender IN (...)`` would read every row of the tenant.
+    """
+    marks = ", ".join("?" * len(names))
+    sql = (
+        f"SELECT id FROM messages WHERE tenant = ? AND recipient IN ({marks})"
+        f" UNION SELECT id FROM messages WHERE tenant = ? AND sender IN ({marks})"
+    )
+    return sql, (tenant, *names, tenant, *names)
+
+
+def part_columns(p: Part | None) -> tuple[int | None, int | None, int | None]:
+    """A part's (ref, seq, total) columns; all None for a message that is not a part."""
+    return (p.ref, p.seq, p.total) if p else (None, None, None)
+
+
+def part(ref: int | None, seq: int | None, total: int | None) -> Part | None:
+    """The part those columns name, if they name one."""
+    return None if ref is None or seq is None or total is None else Part(ref, seq, total)
