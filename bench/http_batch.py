@@ -7,7 +7,9 @@ process; one client in this process keeps ``--concurrency`` POST
 ``--messages`` are answered, then, for the gateway, waits until /metrics counts
 every message delivered.
 
-    .venv/bin/python bench/http_batch.py [--messages 100000] [--batch 1000]
+    .venv/bin/python -m bench.http_batch [--messages 100000] [--batch 1000]
+
+(from the repository root, as a module, so that it imports bench.smpp_load.)
 
 Prints messages/s for both and their ratio.
 """
@@ -23,7 +25,8 @@ import time
 
 import aiohttp
 from aiohttp import web
-from smpp_load import gateway_process  # a sibling script: bench/ is on sys.path
+
+from bench.smpp_load import gateway_process
 
 HEADERS = {"Authorization": "Bearer bench-key"}
 DELIVERED = re.compile(

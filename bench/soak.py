@@ -7,7 +7,9 @@ requested, every deliver_sm answered) over one transceiver and ``--http-rate`` P
 ``--interval`` seconds it prints the gateway's RSS and open fds, the database and
 WAL size, and submit_sm_resp and HTTP latency percentiles over that interval.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--smpp-rate 500] [--http-rate 100]
+    .venv/bin/python -m bench.soak [--minutes 10] [--smpp-rate 500] [--http-rate 100]
+
+(from the repository root, as a module, so that it imports bench.smpp_load.)
 
 A steady state shows flat RSS, fds and latency; the database grows with the
 traffic log, the WAL should not.
@@ -24,8 +26,8 @@ import time
 from pathlib import Path
 
 import aiohttp
-from smpp_load import BIND, HEADER, gateway_process, submit_template  # bench/ is on sys.path
 
+from bench.smpp_load import BIND, HEADER, gateway_process, submit_template
 from smpp.framer import Framer
 from smpp.pdu import CommandId
 

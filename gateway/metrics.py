@@ -54,7 +54,8 @@ class EventCounter(Collector):
 class Metrics:
     def __init__(self) -> None:
         # EventCounter has no *_created series; the client's own metrics match it.
-        disable_created_metrics()
+        # (prometheus_client leaves this function unannotated, hence the ignore.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)

@@ -35,7 +35,7 @@ import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 from privacy.pseudonyms import forget_keys
 
@@ -126,6 +126,10 @@ class KeyRing:
                 self._commit({**self._registry, tenant_id: key}, self._epochs)
             return key
 
+    @overload
+    def epoch_key(self, tenant_id: str, epoch: str, create: Literal[True] = True) -> bytes: ...
+    @overload
+    def epoch_key(self, tenant_id: str, epoch: str, create: bool) -> bytes | None: ...
     def epoch_key(self, tenant_id: str, epoch: str, create: bool = True) -> bytes | None:
         """The tenant's key for `epoch` (a label from `epoch_of`).
 

@@ -33,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
 from gateway.throttle import GuessThrottle
 from smpp import translate
+from smpp.bodies import Bind, CancelSm, DataSm, QuerySm, ReplaceSm, SubmitMulti, SubmitSm
 from smpp.framer import FrameError, Framer
 from smpp.notices import NoticeQueue
 from smpp.pdu import (
@@ -415,9 +416,8 @@ class SmppConnection(asyncio.Protocol):
 
     async def _run_bind(self, pdu: Pdu) -> None:
         try:
-            result = await self.server.authenticate(
-                self.peer, str(pdu.params["system_id"]), str(pdu.params["password"])
-            )
+            body = pdu.body(Bind)
+            result = await self.server.authenticate(self.peer, body["system_id"], body["password"])
             if not isinstance(result, TenantConfig):
                 log_event(log, "smpp.bind_refused", status=result.name)
                 self._answer(pdu, result)
@@ -451,9 +451,7 @@ class SmppConnection(asyncio.Protocol):
 
     # --- submits ------------------------------------------------------------------------
 
-    def _request(
-        self, pdu: Pdu, destination: str, dest_ton: object
-    ) -> SubmitRequest | CommandStatus:
+    def _request(self, pdu: Pdu, destination: str, dest_ton: int) -> SubmitRequest | CommandStatus:
         """One message to submit, after the tenant's rate limit."""
         assert self.tenant is not None
         if self.bucket is not None and not self.bucket.take():
@@ -461,9 +459,10 @@ class SmppConnection(asyncio.Protocol):
         return self.server.translator.request(pdu, self.tenant, destination, dest_ton)
 
     def _submit_sm(self, pdu: Pdu, submits: Submits) -> None:
-        request = self._request(
-            pdu, str(pdu.params["destination_addr"]), pdu.params["dest_addr_ton"]
+        body: SubmitSm | DataSm = (
+            pdu.body(DataSm) if pdu.command_id is C.data_sm else pdu.body(SubmitSm)
         )
+        request = self._request(pdu, body["destination_addr"], body["dest_addr_ton"])
         if isinstance(request, CommandStatus):
             self._answer(pdu, request)
         else:
@@ -499,7 +498,7 @@ class SmppConnection(asyncio.Protocol):
     def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
         accepted: list[tuple[SmeAddress, SubmitRequest]] = []
         refused: list[UnsuccessSme] = []
-        for dest in pdu.params["dest_address"]:  # type: ignore[attr-defined]
+        for dest in pdu.body(SubmitMulti)["dest_address"]:
             if isinstance(dest, DistributionList):
                 refused.append(UnsuccessSme(0, 0, dest.dl_name, S.ESME_RINVDLNAME))
                 continue
@@ -529,7 +528,7 @@ class SmppConnection(asyncio.Protocol):
 
     async def _run_query(self, pdu: Pdu) -> None:
         assert self.tenant is not None
-        message_id = str(pdu.params["message_id"])
+        message_id = pdu.body(QuerySm)["message_id"]
         message = await self.server.pipeline.message(self.tenant.id, message_id)
         self._send(translate.query_sm_resp(pdu, message))
 
@@ -539,7 +538,7 @@ class SmppConnection(asyncio.Protocol):
     async def _run_cancel(self, pdu: Pdu) -> None:
         """Answered once the ``deleted`` state is committed."""
         assert self.tenant is not None
-        rejected = await self.server.pipeline.cancel(self.tenant, str(pdu.params["message_id"]))
+        rejected = await self.server.pipeline.cancel(self.tenant, pdu.body(CancelSm)["message_id"])
         self._answer(pdu, self.server.translator.cancel_status(rejected))
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
@@ -552,7 +551,7 @@ class SmppConnection(asyncio.Protocol):
     async def _run_replace(self, pdu: Pdu, body: str) -> None:
         """Answered once the new body is committed."""
         assert self.tenant is not None
-        message_id = str(pdu.params["message_id"])
+        message_id = pdu.body(ReplaceSm)["message_id"]
         rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
         self._answer(pdu, self.server.translator.replace_status(rejected))
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import cast
 
 from gateway.config import SmppConfig, TenantConfig
 from gateway.domain import (
@@ -33,6 +32,7 @@ from gateway.domain import (
     Status,
     SubmitRequest,
 )
+from smpp.bodies import DataSm, ReplaceSm, SubmitMulti, SubmitSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress, Tag, UnsuccessSme
 from smpp.session import response_for
 from smpp.text import (
@@ -106,48 +106,58 @@ class Translator:
         return self.reject_status[code]
 
     def request(
-        self, pdu: Pdu, tenant: TenantConfig, destination: str, dest_ton: object
+        self, pdu: Pdu, tenant: TenantConfig, destination: str, dest_ton: int
     ) -> SubmitRequest | CommandStatus:
         """submit_sm / data_sm / one submit_multi destination as a request for the pipeline."""
-        params, tlvs = pdu.params, pdu.tlvs
-        short_message = params.get("short_message", b"")
+        body: SubmitSm | SubmitMulti | DataSm
+        command = pdu.command_id
+        if command is CommandId.data_sm:
+            body, short_message = pdu.body(DataSm), b""  # its text is in message_payload
+        else:
+            with_text: SubmitSm | SubmitMulti = (
+                pdu.body(SubmitMulti) if command is CommandId.submit_multi else pdu.body(SubmitSm)
+            )
+            body, short_message = with_text, with_text["short_message"]
+        tlvs = pdu.tlvs
         payload = tlvs.get(Tag.message_payload)
         if payload is not None and short_message:
             return S.ESME_RSUBMITFAIL  # the spec allows one or the other
-        data = cast(bytes, payload if isinstance(payload, bytes) else short_message)
-        esm_class = cast(int, params.get("esm_class", 0))
+        data = payload if isinstance(payload, bytes) else short_message
+        esm_class = body["esm_class"]
         part: Part | None = None
         try:
             if esm_class & ESM_UDHI:
                 part, data = split_udh(data)
-            body = decode_text(cast(int, params["data_coding"]), data)
+            text = decode_text(body["data_coding"], data)
         except TextError:
             return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
         if part is None and Tag.sar_msg_ref_num in tlvs:
-            try:
-                part = concatenation_part(
-                    cast(int, tlvs[Tag.sar_msg_ref_num]),
-                    cast(int, tlvs[Tag.sar_segment_seqnum]),
-                    cast(int, tlvs[Tag.sar_total_segments]),
-                )
-            except KeyError:
+            reference = tlvs[Tag.sar_msg_ref_num]
+            number = tlvs.get(Tag.sar_segment_seqnum)
+            total = tlvs.get(Tag.sar_total_segments)
+            # decode reads all three as ints, so a value that is not one is a missing tag
+            if not (
+                isinstance(reference, int) and isinstance(number, int) and isinstance(total, int)
+            ):
                 return S.ESME_RMISSINGOPTPARAM
+            try:
+                part = concatenation_part(reference, number, total)
             except TextError:
                 return S.ESME_RINVOPTPARAMVAL
-        service_type = cast(str, params.get("service_type", ""))
+        service_type = body["service_type"]
         purpose = self.service_types.get(service_type)
         if purpose is None and service_type not in ("", "CMT"):
             return S.ESME_RINVSERTYP
         try:
-            receipt = ReceiptRequest(cast(int, params.get("registered_delivery", 0)) & 0x03)
+            receipt = ReceiptRequest(body["registered_delivery"] & 0x03)
         except ValueError:
             return S.ESME_RINVREGDLVFLG
         return SubmitRequest(
             tenant=tenant,
             interface=Interface.SMPP,
             to=address(destination, dest_ton),
-            sender=address(cast(str, params["source_addr"]), params["source_addr_ton"]),
-            body=body,
+            sender=address(body["source_addr"], body["source_addr_ton"]),
+            body=text,
             purpose=purpose,
             receipt=receipt,
             part=part,
@@ -204,7 +214,7 @@ class Translator:
 def replace_body(pdu: Pdu) -> str | CommandStatus:
     """The new text of a replace_sm (always in the default alphabet), or why not."""
     try:
-        return decode_text(0, cast(bytes, pdu.params["short_message"]))
+        return decode_text(0, pdu.body(ReplaceSm)["short_message"])
     except TextError:
         return S.ESME_RREPLACEFAIL
 
@@ -231,7 +241,7 @@ def unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
     return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, status)
 
 
-def address(address: str, ton: object) -> str:
+def address(address: str, ton: int) -> str:
     """An SMPP address as the pipeline reads it: international numbers get their '+'."""
     if ton == TON_INTERNATIONAL and address and not address.startswith("+"):
         return "+" + address

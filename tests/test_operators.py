@@ -183,7 +183,7 @@ def test_every_metric_is_in_the_catalogue_with_its_type_and_labels() -> None:
     rows = re.findall(r"^\| `(\w+)` \| (\w+) \| ([^|]*) \|", CATALOGUE.read_text(), re.M)
     documented = {name: (kind, set(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
     metrics = Metrics()
-    actual = {}
+    actual: dict[str, tuple[str | None, set[str]]] = {}
     for family in metrics.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         labels = {k for sample in family.samples for k in sample.labels} - {"le"}

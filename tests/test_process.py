@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, encode
+from smpp.bodies import DeliverSm
+from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, TlvValue, encode
 from tests.conftest import API_KEY, EVENT_TIMEOUT, CallbackReceiver, base_config, merged
 from tests.smpp_clients import RawEsme
 from tests.test_smpp_server import submit_fields
@@ -103,9 +104,9 @@ async def gateway_process(config_path: Path) -> AsyncIterator[GatewayProcess]:
             address = listening_address(line)
             if address is not None and not addresses[address[0]].done():
                 addresses[address[0]].set_result(address[1:])
-        for future in addresses.values():
-            if not future.done():
-                future.set_exception(AssertionError("gateway exited: " + "".join(log)))
+        for address_future in addresses.values():
+            if not address_future.done():
+                address_future.set_exception(AssertionError("gateway exited: " + "".join(log)))
 
     drained = asyncio.create_task(drain())
     try:
@@ -215,10 +216,10 @@ async def test_acknowledged_cancel_and_replace_survive_sigkill(tmp_path: Path) -
         await gateway.line_with(f"network.resumed count={count}")
         receiver = await RawEsme.connect(gateway.smpp_port)
         await receiver.bind(command=C.bind_receiver)
-        outcomes: dict[str, bytes] = {}
+        outcomes: dict[TlvValue, bytes] = {}
         while len(outcomes) < 2 * count:
             deliver = await receiver.next()
-            stat = deliver.params["short_message"].split(b"stat:")[1][:7]
+            stat = deliver.body(DeliverSm)["short_message"].split(b"stat:")[1][:7]
             outcomes[deliver.tlvs[Tag.receipted_message_id]] = stat
             await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
         await receiver.close()
@@ -260,7 +261,7 @@ async def test_receipts_a_receiver_never_acknowledged_survive_sigkill(tmp_path: 
     async with gateway_process(config_path) as gateway:
         receiver = await RawEsme.connect(gateway.smpp_port)
         await receiver.bind(command=C.bind_receiver)
-        again = set()
+        again: set[TlvValue] = set()
         while len(again) < count:
             deliver = await receiver.next()
             again.add(deliver.tlvs[Tag.receipted_message_id])

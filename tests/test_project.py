@@ -19,6 +19,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     serve, test = readme_commands()[:2]
     assert "smsgw serve --config config.toml" in serve
     assert "pytest" in test
+    assert "python -m mypy &&" in test
+    assert test.index("python -m mypy") < test.index("python -m pytest")  # types first
     assert test in (ROOT / ".ci" / "run").read_text().splitlines()
 
 

@@ -304,8 +304,9 @@ def loose_pdus(draw: st.DrawFn, command_id: CommandId) -> Pdu:
     if fields and pdu.params and draw(st.booleans()):
         name = draw(st.sampled_from([f.name for f in fields] + sorted(counts) * 4))
         if name in counts:
-            n, top = len(pdu.params[counts[name].name]), counts[name].max_len
-            pdu.params[name] = draw(st.sampled_from([n - 1, n + 1, top, top + 1])) % 256
+            params: dict[str, Any] = pdu.params
+            n, top = len(params[counts[name].name]), counts[name].max_len
+            params[name] = draw(st.sampled_from([n - 1, n + 1, top, top + 1])) % 256
         else:
             pdu.params[name] = draw(loose_values(next(f for f in fields if f.name == name)))
     else:

@@ -15,6 +15,7 @@ import smpplib.smpp
 
 from gateway.config import config_from_dict
 from gateway.encoding import gsm7_decode, gsm7_encode
+from smpp.bodies import SubmitMultiResp
 from smpp.pdu import CommandId, CommandStatus, DistributionList, Pdu, SmeAddress, Tag
 from tests.conftest import EVENT_TIMEOUT, CallbackReceiver, RunningGateway, running_gateway
 from tests.smpp_clients import RawEsme, SmpplibEsme, smpplib_esme
@@ -262,7 +263,10 @@ async def test_submit_multi_refuses_only_the_bad_destinations(gateway: RunningGa
     )
     assert (answer.command_id, answer.command_status) == (C.submit_multi_resp, S.ESME_ROK)
     assert answer.params["message_id"]
-    refused = {(u.destination_addr, u.error_status_code) for u in answer.params["unsuccess_sme"]}
+    refused = {
+        (u.destination_addr, u.error_status_code)
+        for u in answer.body(SubmitMultiResp)["unsuccess_sme"]
+    }
     assert refused == {("12", S.ESME_RINVDSTADR), ("friends", S.ESME_RINVDLNAME)}
     await raw.close()
 
@@ -499,7 +503,11 @@ async def test_concatenation_and_gsm_octets_are_checked(gateway: RunningGateway)
     raw = await RawEsme.connect(gateway.smpp_port)
     await raw.bind()
     for sequence, (ref, seq, total) in enumerate(((7, 0, 0), (7, 0, 2), (7, 3, 2)), start=2):
-        sar = {Tag.sar_msg_ref_num: ref, Tag.sar_segment_seqnum: seq, Tag.sar_total_segments: total}
+        sar: dict[int, object] = {
+            Tag.sar_msg_ref_num: ref,
+            Tag.sar_segment_seqnum: seq,
+            Tag.sar_total_segments: total,
+        }
         answer = await raw.request(Pdu.make(C.submit_sm, sequence, tlvs=sar, **submit_fields()))
         assert answer.command_status == S.ESME_RINVOPTPARAMVAL
         # The same part numbers in a user data header are refused too.

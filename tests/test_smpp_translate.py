@@ -22,6 +22,7 @@ from gateway.domain import (
     SubmitRequest,
 )
 from gateway.encoding import Encoding
+from smpp.bodies import DataSm, SubmitSm
 from smpp.pdu import (
     CommandId,
     CommandStatus,
@@ -67,9 +68,10 @@ def submit(
 
 
 def request(pdu: Pdu) -> SubmitRequest | CommandStatus:
-    return TRANSLATOR.request(
-        pdu, ACME, str(pdu.params["destination_addr"]), pdu.params["dest_addr_ton"]
+    body: SubmitSm | DataSm = (
+        pdu.body(DataSm) if pdu.command_id is C.data_sm else pdu.body(SubmitSm)
     )
+    return TRANSLATOR.request(pdu, ACME, body["destination_addr"], body["dest_addr_ton"])
 
 
 def message(**fields: Any) -> Message:
@@ -140,7 +142,11 @@ def test_concatenation_from_udh_or_sar_tlvs() -> None:
     result = request(udh)
     assert isinstance(result, SubmitRequest)
     assert (result.part, result.body) == (Part(0x2A, 1, 2), "part one")
-    sar = {Tag.sar_msg_ref_num: 9, Tag.sar_segment_seqnum: 2, Tag.sar_total_segments: 2}
+    sar: dict[int, object] = {
+        Tag.sar_msg_ref_num: 9,
+        Tag.sar_segment_seqnum: 2,
+        Tag.sar_total_segments: 2,
+    }
     result = request(submit(tlvs=sar, short_message=b"part two"))
     assert isinstance(result, SubmitRequest)
     assert result.part == Part(9, 2, 2)
@@ -181,7 +187,10 @@ def test_every_rejection_has_a_status() -> None:
 def test_multi_resp_lists_each_refusal_after_the_early_ones() -> None:
     early = UnsuccessSme(0, 0, "friends", S.ESME_RINVDLNAME)
     accepted = [SmeAddress(1, 1, "46700000001"), SmeAddress(1, 1, "46700000002")]
-    results = [Rejected(RejectCode.INVALID_RECIPIENT, ""), message(id="m2")]
+    results: list[Message | Rejected] = [
+        Rejected(RejectCode.INVALID_RECIPIENT, ""),
+        message(id="m2"),
+    ]
     multi = Pdu.make(C.submit_multi, 9)
     assert TRANSLATOR.multi_resp(multi, accepted, results, [early]) == Pdu.make(
         C.submit_multi_resp,

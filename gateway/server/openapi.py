@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
-_AUTH = [{"bearer": []}]
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 # Any operation with an API key: 401 for a wrong one, 429 once an address sent too many.
 _AUTH_ERRORS = ("400", "401", "429")
 MSISDN_SCHEMA: dict[str, Any] = {
