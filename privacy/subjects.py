@@ -145,7 +145,7 @@ class SubjectRights:
         kind = EventKind.RESTRICTED if on else EventKind.RESTRICTION_LIFTED
         await self._event(tenant, e164, actor, kind, "restrict" if on else "unrestrict")
 
-    async def object(self, tenant: TenantConfig, e164: str, actor: str) -> None:
+    async def record_objection(self, tenant: TenantConfig, e164: str, actor: str) -> None:
         """An objection: an opt-out of every purpose, from every sender of the tenant."""
         await self._event(tenant, e164, actor, EventKind.OPTED_OUT, "object", "objection")
 

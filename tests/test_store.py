@@ -203,7 +203,8 @@ async def test_another_tenants_poisoned_write_fails_only_itself(gateway: Running
                 short_message=b"hello",
             )
         )
-    answers, receipts = [], []
+    answers: list[Pdu] = []
+    receipts: list[Pdu] = []
     while len(answers) < count or len(receipts) < count:
         pdu = await raw.next()
         if pdu.command_id == C.submit_sm_resp:

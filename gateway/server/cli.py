@@ -72,7 +72,7 @@ ACTIONS: dict[tuple[str, str], Action] = {
         lambda op, a: op.restrict(a.tenant, a.msisdn, on=False),
     ),
     ("subject", "object"): Action(
-        "POST", f"{_SUBJECT}/objection", lambda op, a: op.object(a.tenant, a.msisdn)
+        "POST", f"{_SUBJECT}/objection", lambda op, a: op.record_objection(a.tenant, a.msisdn)
     ),
     ("tenant", "purge"): Action(
         "POST", "tenants/{tenant_id}/purge", lambda op, a: op.purge(a.tenant_id)

@@ -124,7 +124,7 @@ def add_routes(app: web.Application) -> None:
     )
     router.add_post(
         f"{subject}/objection",
-        _route("subject_object", lambda op, r: op.object(*_subject_args(r))),
+        _route("subject_object", lambda op, r: op.record_objection(*_subject_args(r))),
     )
     router.add_post(
         f"{PREFIX}/tenants/{{tenant}}/purge",

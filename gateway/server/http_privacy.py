@@ -303,7 +303,7 @@ async def _restriction(request: web.Request, *, on: bool) -> web.Response:
 async def post_objection(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
-    await request.app[SUBJECTS].object(tenant, e164, _actor(tenant))
+    await request.app[SUBJECTS].record_objection(tenant, e164, _actor(tenant))
     return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))
 
 

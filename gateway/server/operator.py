@@ -95,10 +95,10 @@ class Operator:
         await self._subjects.restrict(tenant, e164, ACTOR, on=on)
         return await self._state(tenant, e164)
 
-    async def object(self, tenant_id: str, msisdn: str) -> dict[str, Any]:
+    async def record_objection(self, tenant_id: str, msisdn: str) -> dict[str, Any]:
         tenant = self._tenant(tenant_id)
         e164 = self._number(tenant, msisdn)
-        await self._subjects.object(tenant, e164, ACTOR)
+        await self._subjects.record_objection(tenant, e164, ACTOR)
         return await self._state(tenant, e164)
 
     async def _state(self, tenant: TenantConfig, e164: str) -> dict[str, Any]:
