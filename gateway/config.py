@@ -343,7 +343,7 @@ class SmppCredentials:
     system_id: str
     password: str = field(repr=False)
     max_sessions: int = 10
-    # Submits per second across the tenant's sessions; 0 means no limit.
+    # The older spelling of the tenant's max_submit_rate, still read (see TenantConfig).
     max_submit_rate: float = 0.0
 
     def check(self, path: str) -> None:
@@ -391,6 +391,15 @@ class TenantConfig:
     replies: RepliesConfig = field(default_factory=RepliesConfig)
     # "tenant": STOP opts out of every sender of the tenant; "sender": of the one written to.
     stop_scope: StopScope = StopScope.TENANT
+    # Submits per second over all the tenant's front ends together; 0 means no limit.
+    max_submit_rate: float = 0.0
+
+    @property
+    def submit_rate(self) -> float:
+        """``max_submit_rate``, or the older ``smpp.max_submit_rate`` when only that is set."""
+        if self.max_submit_rate or self.smpp is None:
+            return self.max_submit_rate
+        return self.smpp.max_submit_rate
 
     def __post_init__(self) -> None:
         # Older configs (and config.toml's example until now) wrote "" for none.
@@ -413,6 +422,12 @@ class TenantConfig:
             _check_sender(sender, self.default_country, f"{path}.senders[{s}]")
         if self.default_country is not None and self.default_country not in SUPPORTED_REGIONS:
             raise ConfigError(f"{path}.default_country", "use an ISO 3166 code such as SE")
+        if self.max_submit_rate < 0:
+            raise ConfigError(f"{path}.max_submit_rate", "must not be negative")
+        if self.max_submit_rate and self.smpp is not None and self.smpp.max_submit_rate:
+            raise ConfigError(
+                f"{path}.smpp.max_submit_rate", "set max_submit_rate once, at the tenant"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,8 @@ class Outgoing:
 class Rejected:
     code: RejectCode
     detail: str
+    # A rate limit's refusal: seconds until a retry could pass (HTTP Retry-After).
+    retry_after: float | None = None
 
 
 @dataclass(slots=True)

@@ -227,6 +227,13 @@ class Metrics:
             ["interface", "verdict"],
             registry=r,
         )
+        self.chaos_injected = EventCounter(
+            "smsgw_chaos_injected_total",
+            "Faults the tenant's run-time chaos injected, by kind (a submit error, a delivery"
+            " outcome, latency, session_drop, throughput_cap).",
+            ["tenant", "kind"],
+            r,
+        )
         self.http_requests = EventCounter(
             "smsgw_http_requests_total",
             "HTTP requests by method, route template and status code.",

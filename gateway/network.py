@@ -4,7 +4,9 @@ Rules (first match wins, in config order) pick an outcome by recipient prefix or
 exact number, optionally with a probability (a miss falls through to the next
 rule) and a latency range of their own. Without a matching rule a message is
 delivered after a random latency from ``[simulator] latency``. Rules with a
-``submit_error`` act earlier: they make the submit itself fail.
+``submit_error`` act earlier: they make the submit itself fail. The tenant's
+run-time chaos (`gateway.chaos`) is asked first, at both points; what it does not
+pick falls through to the rules, and its extra latency adds to theirs.
 
 Listeners hear of a final state only after it is committed, so a callback or a
 receipt never announces something a crash could take back. Final hooks run just
@@ -19,6 +21,7 @@ import math
 import random
 from collections.abc import Callable
 
+from gateway.chaos import Chaos
 from gateway.config import Outcome, SimulatorConfig, SubmitError
 from gateway.domain import Message, Outgoing, RejectCode, Status, StatusChange
 from gateway.metrics import Metrics
@@ -70,8 +73,10 @@ class SimulatedNetwork:
         metrics: Metrics,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         self._config = config
+        self._chaos = chaos
         self._outcome_rules = tuple(r for r in config.rules if not r.submit_error)
         self._submit_rules = tuple(r for r in config.rules if r.submit_error)
         self._store = store
@@ -100,14 +105,25 @@ class SimulatedNetwork:
     def add_delivery_check(self, check: DeliveryCheck) -> None:
         self._delivery_checks.append(check)
 
-    def submit_fault(self, recipient: str) -> RejectCode | None:
-        """The failure a rule imposes on submits to this recipient, if any."""
+    def submit_fault(self, tenant: str, recipient: str) -> RejectCode | None:
+        """The failure chaos or a rule imposes on this tenant's submit to this recipient."""
+        if self._chaos is not None and (kind := self._chaos.submit_error(tenant)) is not None:
+            return SUBMIT_ERRORS[kind]
         for rule in self._submit_rules:
             if rule.matches(recipient) and self._applies(rule.probability):
                 return SUBMIT_ERRORS[rule.submit_error]
         return None
 
-    def decide(self, recipient: str) -> Decision:
+    def decide(self, tenant: str, recipient: str) -> Decision:
+        decision = self._decide_by_rules(recipient)
+        if self._chaos is None:
+            return decision
+        outcome, extra = self._chaos.outcome(tenant), self._chaos.extra_latency(tenant)
+        if outcome is None and not extra:
+            return decision
+        return Decision(outcome or decision.outcome, decision.latency + extra)
+
+    def _decide_by_rules(self, recipient: str) -> Decision:
         for rule in self._outcome_rules:
             if rule.matches(recipient) and self._applies(rule.probability):
                 low, high = rule.latency or self._config.latency
@@ -121,7 +137,7 @@ class SimulatedNetwork:
     def hand_over(self, item: Outgoing) -> None:
         """Take an accepted, committed message onto the network."""
         message = item.message
-        decision = self.decide(message.recipient)
+        decision = self.decide(message.tenant, message.recipient)
         now = self._clock()
         self._store.traffic.record_status(StatusChange(message.id, Status.ENROUTE, now))
         enroute = Outgoing(

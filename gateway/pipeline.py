@@ -1,8 +1,10 @@
 """The one submit pipeline that every front end calls.
 
-In order: validate (recipient to E.164, sender, encoding and length, callback
-host), the privacy gates, id, durable persist (group commit), hand-over to the
-simulated network. Front ends only translate their wire format into a
+In order: the tenant's rate limit (``max_submit_rate``, then the chaos cap: one
+bucket each per tenant, shared by every front end), validate (recipient to E.164,
+sender, encoding and length, callback host), the privacy gates, id, the simulated
+SMSC's submit faults, durable persist (group commit), hand-over to the simulated
+network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
 receive, cancel, replace, and the reads: message, messages, inbox), never the
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from gateway.chaos import Chaos
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
     InboundOutcome,
@@ -37,6 +40,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
+from gateway.rates import TokenBucket
 from gateway.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,7 @@ class SubmitPipeline:
         clock: Callable[[], float],
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -81,6 +86,9 @@ class SubmitPipeline:
         self._ids = MessageIds(clock)
         self._senders = {t.id: _canonical_senders(t) for t in config.tenants}
         self._inbound_listeners: list[InboundListener] = []
+        # One bucket per tenant with a max_submit_rate, shared by every front end.
+        self._buckets = {t.id: TokenBucket(t.submit_rate) for t in config.tenants if t.submit_rate}
+        self._chaos = chaos
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
@@ -89,12 +97,12 @@ class SubmitPipeline:
         """Each request is accepted or rejected on its own; the accepted share one commit."""
         started = time.perf_counter()
         now = self._clock()
-        results = [self._validate(request, now) for request in requests]
+        results = [self._admit(request) or self._validate(request, now) for request in requests]
         for gate in self._gates:
             await self._apply_gate(gate, results)
         for index, result in enumerate(results):
             if isinstance(result, Message):
-                fault = self._network.submit_fault(result.recipient)
+                fault = self._network.submit_fault(result.tenant, result.recipient)
                 if fault is not None:
                     results[index] = Rejected(fault, "the simulated SMSC failed this submit")
         accepted = [
@@ -141,6 +149,26 @@ class SubmitPipeline:
         for index, verdict in zip(positions, verdicts, strict=True):
             if verdict is not None:
                 results[index] = verdict
+
+    def _admit(self, request: SubmitRequest) -> Rejected | None:
+        """The tenant's max_submit_rate, then its chaos throughput cap; None lets it in.
+
+        Every front end's submits draw on the same bucket; the gateway's own (keyword
+        replies) do not.
+        """
+        if request.interface is Interface.SYSTEM:
+            return None
+        tenant = request.tenant.id
+        bucket = self._buckets.get(tenant)
+        if bucket is not None and not bucket.take():
+            return Rejected(
+                RejectCode.THROTTLED,
+                "over the tenant's max_submit_rate",
+                retry_after=bucket.retry_after(),
+            )
+        if self._chaos is not None and (wait := self._chaos.admit(tenant)) is not None:
+            return Rejected(RejectCode.THROTTLED, "over the chaos throughput cap", retry_after=wait)
+        return None
 
     def _validate(self, request: SubmitRequest, now: float) -> SubmitResult:
         tenant = request.tenant

@@ -22,10 +22,10 @@ import asyncio
 import functools
 import hmac
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
+from gateway.chaos import Chaos
 from gateway.config import Config, TenantConfig
 from gateway.domain import Notice, SubmitRequest
 from gateway.logs import log_event
@@ -65,24 +65,6 @@ MAX_PENDING_SUBMITS = 2000
 SYSTEM_ID = "smsgw"
 
 
-class TokenBucket:
-    """A submit rate limit shared by a tenant's sessions."""
-
-    def __init__(self, rate: float) -> None:
-        self._rate = rate
-        self._tokens = rate
-        self._stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
 class SmppServer:
     """The listener, bind authentication and the registry of bound sessions and notices."""
 
@@ -93,9 +75,11 @@ class SmppServer:
         notices: NoticeQueue,
         metrics: Metrics,
         clock: Callable[[], float],
+        chaos: Chaos,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
+        self.chaos = chaos
         self.metrics = metrics
         self.clock = clock
         self.notices = notices
@@ -110,11 +94,6 @@ class SmppServer:
         self.tenants_by_system_id = {t.smpp.system_id: t for t in config.tenants if t.smpp}
         self.sessions: dict[str, set[SmppConnection]] = {}
         self.connections: set[SmppConnection] = set()
-        self.buckets = {
-            t.id: TokenBucket(t.smpp.max_submit_rate)
-            for t in config.tenants
-            if t.smpp and t.smpp.max_submit_rate
-        }
         # Checks that would wait more than a few capped delays are refused unchecked.
         self.throttle = GuessThrottle(
             config.smpp.failed_bind_delay,
@@ -261,7 +240,7 @@ class SmppConnection(asyncio.Protocol):
             response_timeout=config.response_timeout,
         )
         self.tenant: TenantConfig | None = None
-        self.bucket: TokenBucket | None = None  # the tenant's submit rate limit, if any
+        self.pdus_bound = 0  # PDUs received since the bind, for chaos session drops
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._outgoing: list[bytes] = []
@@ -338,6 +317,13 @@ class SmppConnection(asyncio.Protocol):
             transport.resume_reading()
 
     def _handle(self, frame: bytes, submits: Submits) -> None:
+        if self.tenant is not None:
+            self.pdus_bound += 1
+            if self.server.chaos.drops_session(self.tenant.id, self.pdus_bound):
+                log_event(log, "smpp.chaos_drop", tenant=self.tenant.id)
+                self.session.lost()  # nothing more is handled: the frames after it are gone
+                self.close()
+                return
         self.session.seen(self.loop.time())
         try:
             pdu = decode(frame)
@@ -429,7 +415,6 @@ class SmppConnection(asyncio.Protocol):
 
     def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
         self.tenant = tenant
-        self.bucket = self.server.buckets.get(tenant.id)
         self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
         if self.session.bind_type is None:
             return  # the peer left before the answer could go out
@@ -452,10 +437,8 @@ class SmppConnection(asyncio.Protocol):
     # --- submits ------------------------------------------------------------------------
 
     def _request(self, pdu: Pdu, destination: str, dest_ton: int) -> SubmitRequest | CommandStatus:
-        """One message to submit, after the tenant's rate limit."""
+        """One message to submit (the pipeline holds the tenant's rate limit)."""
         assert self.tenant is not None
-        if self.bucket is not None and not self.bucket.take():
-            return S.ESME_RTHROTTLED
         return self.server.translator.request(pdu, self.tenant, destination, dest_ton)
 
     def _submit_sm(self, pdu: Pdu, submits: Submits) -> None:

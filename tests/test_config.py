@@ -129,6 +129,16 @@ BAD: list[tuple[str, str, str]] = [
         GOOD + 'default_country = "XX"\n',
         "tenants[0].default_country: use an ISO 3166 code such as SE",
     ),
+    (
+        "negative submit rate",
+        GOOD + "max_submit_rate = -1\n",
+        "tenants[0].max_submit_rate: must not be negative",
+    ),
+    (
+        "submit rate twice",
+        GOOD.replace('pw" }', 'pw", max_submit_rate = 5 }') + "max_submit_rate = 10\n",
+        "tenants[0].smpp.max_submit_rate: set max_submit_rate once, at the tenant",
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.callbacks import CallbackDispatcher
+from gateway.chaos import Chaos
 from gateway.config import Config
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -30,9 +31,10 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
-from gateway.server import http_admin, http_api, http_privacy
+from gateway.server import http_admin, http_api, http_chaos, http_privacy
 from gateway.server.appkeys import (
     AUDIT,
+    CHAOS,
     CONFIG,
     EVENTS,
     KEYS,
@@ -82,12 +84,14 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     app[STORAGE_LOCK] = lock
     app[METRICS] = Metrics()
     app[EVENTS] = EventBus(config.events, clock)
+    app[CHAOS] = Chaos((t.id for t in config.tenants), app[EVENTS], app[METRICS])
     app[TENANTS_BY_KEY] = {
         digest: tenant for tenant in config.tenants for digest in tenant.api_key_digests()
     }
     http_api.add_routes(app)
     http_privacy.add_routes(app)
     http_admin.add_routes(app)
+    http_chaos.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -108,19 +112,28 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
-        store, metrics, registry = app[STORE], app[METRICS], app[REGISTRY]
-        network = app[NETWORK] = SimulatedNetwork(config.simulator, store, metrics, clock)
+        store, metrics, registry, chaos = app[STORE], app[METRICS], app[REGISTRY], app[CHAOS]
+        network = app[NETWORK] = SimulatedNetwork(
+            config.simulator, store, metrics, clock, chaos=chaos
+        )
         network.add_delivery_check(registry.may_deliver)
         callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
-            config, store, network, metrics, clock, gates=[registry], responder=responder
+            config,
+            store,
+            network,
+            metrics,
+            clock,
+            gates=[registry],
+            responder=responder,
+            chaos=chaos,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         network.add_final_hook(notices.keep_receipt)
-        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock)
+        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)
         services = open_privacy(
             app[PRIVACY_CORE],
             config,

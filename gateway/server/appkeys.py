@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.chaos import Chaos
 from gateway.config import Config, TenantConfig
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -22,6 +23,8 @@ from smpp.server import SmppServer
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 EVENTS = web.AppKey("events", EventBus)
+# Each tenant's run-time chaos (in memory only); see `gateway.server.http_chaos`.
+CHAOS = web.AppKey("chaos", Chaos)
 # API key SHA-256 digest -> tenant; see `gateway.server.http_api.authenticate`.
 TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)

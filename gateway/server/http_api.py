@@ -159,7 +159,17 @@ class InternalError(Problem):
 
 
 def rejection_problem(rejection: Rejected) -> Problem:
-    return Problem(REJECT_STATUS[rejection.code], rejection.code.value, rejection.detail)
+    headers = None
+    if rejection.code is RejectCode.THROTTLED:
+        headers = {"Retry-After": str(retry_after_seconds(rejection))}
+    return Problem(
+        REJECT_STATUS[rejection.code], rejection.code.value, rejection.detail, headers=headers
+    )
+
+
+def retry_after_seconds(rejection: Rejected) -> int:
+    """Whole seconds until a throttled submit could pass (1 when the refusal does not say)."""
+    return max(1, math.ceil(rejection.retry_after or 0.0))
 
 
 def json_response(
@@ -466,15 +476,21 @@ async def post_batch(request: web.Request) -> web.Response:
             results[index] = {"index": index, "problem": problem.document()}
     outcomes = await request.app[PIPELINE].submit_many(submits)
     accepted = 0
+    retry_after = 0
     for index, outcome in zip(positions, outcomes, strict=True):
         if isinstance(outcome, Message):
             accepted += 1
             results[index] = {"index": index, "message": message_document(outcome)}
         else:
             results[index] = {"index": index, "problem": rejection_problem(outcome).document()}
-    return json_response(
+            if outcome.code is RejectCode.THROTTLED:
+                retry_after = max(retry_after, retry_after_seconds(outcome))
+    response = json_response(
         {"accepted": accepted, "rejected": len(items) - accepted, "results": results}
     )
+    if retry_after:  # some items were throttled: when to send those again
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def post_inbound(request: web.Request) -> web.Response:

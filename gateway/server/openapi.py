@@ -129,6 +129,15 @@ _PATHS: dict[str, dict[str, Any]] = {
             body="InboundRequest",
         ),
     },
+    "/v1/simulator/chaos": {
+        "get": _op("This tenant's run-time chaos settings (all zero: none)", "200"),
+        "put": _op(
+            "Replace this tenant's chaos settings ({} turns it off); answers them",
+            "200",
+            body="ChaosSettings",
+        ),
+        "delete": _op("Turn this tenant's chaos off; answers the settings now (none)", "200"),
+    },
     "/v1/consents": {
         "get": _op(
             "This tenant's consent records, one per subject (pseudonym), in pages",
@@ -223,6 +232,18 @@ _EVIDENCE: dict[str, Any] = {
     " no personal data; text with a phone number in it is refused",
 }
 
+_CHANCE: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}
+
+
+def _chances(kinds: tuple[str, ...], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {kind: _CHANCE for kind in kinds},
+        "description": description,
+    }
+
+
 _SCHEMAS: dict[str, Any] = {
     "MessageRequest": {
         "type": "object",
@@ -265,6 +286,47 @@ _SCHEMAS: dict[str, Any] = {
             "from": {**MSISDN_SCHEMA, "description": "the handset's number"},
             "to": {"type": "string", "description": "one of the tenant's senders"},
             "body": {"type": "string"},
+        },
+    },
+    "ChaosSettings": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "every key optional; what chaos does not pick falls to the rules",
+        "properties": {
+            "submit_errors": _chances(
+                ("throttled", "queue_full", "system_error", "no_response"),
+                "probability of each submit error; together at most 1",
+            ),
+            "outcomes": _chances(
+                ("delivered", "undeliverable", "expired", "rejected"),
+                "probability of each delivery outcome; together at most 1",
+            ),
+            "extra_latency": {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0, "maximum": 600},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "[min, max] seconds added to each message's latency",
+            },
+            "session_drop": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "after_pdus": {
+                        "type": ["integer", "null"],
+                        "minimum": 1,
+                        "description": "close a bound SMPP session when a PDU comes after"
+                        " this many",
+                    },
+                    "probability": {**_CHANCE, "description": "per PDU: close the session"},
+                },
+            },
+            "max_submit_rate": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "maximum": 1000000,
+                "description": "submits per second over all front ends; beyond: throttled",
+            },
         },
     },
     "BatchRequest": {
