@@ -173,11 +173,6 @@ def event_line(event: dict[str, Any], colour: bool) -> str:
     time_of_day = at.partition("T")[2].removesuffix("Z") or at
     if colour:
         paint = _COLOURS.get(kind, "")
-        head = (
-            f"{_DIM}{time_of_day}{_RESET} {paint}{kind}{_RESET}"
-            if paint
-            else f"{_DIM}{time_of_day}{_RESET} {kind}"
-        )
-    else:
-        head = f"{time_of_day} {kind}"
-    return " ".join([head, *fields])
+        time_of_day = f"{_DIM}{time_of_day}{_RESET}" if time_of_day else ""
+        kind = f"{paint}{kind}{_RESET}" if paint else kind
+    return " ".join(part for part in [time_of_day, kind, *fields] if part)

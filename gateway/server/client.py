@@ -14,7 +14,7 @@ import asyncio
 import ipaddress
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import quote
 
@@ -85,6 +85,10 @@ class SseParser:
         elif name == "id":
             self._id = value
         return None  # "event" repeats the document's "type"; "retry" we do not use
+
+    def end_of_stream(self) -> None:
+        """The connection ended: an event it left unfinished comes again on the next."""
+        self._data, self._id = [], None
 
     def _dispatch(self) -> dict[str, Any] | None:
         data, event_id = "\n".join(self._data), self._id
@@ -168,7 +172,7 @@ class GatewayClient:
     async def reset(self, options: dict[str, Any]) -> Any:
         return await self.call("POST", "/v1/simulator/reset", options)
 
-    async def events(self, after: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, after: str | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """The tenant's events from after ``after`` (None: from now), for as long as asked.
 
         When the gateway ends the stream (a subscriber that fell behind is dropped),
@@ -202,11 +206,12 @@ class GatewayClient:
                         if event is not None:
                             yield event
             except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
-                continue  # the stream ended mid-event: resume from the last whole one
+                pass  # the stream broke off: resume from the last whole event
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise ApiError(
                     0, "unreachable", f"no event stream from {self.url}: {exc}"
                 ) from None
+            parser.end_of_stream()
 
 
 async def _read_line(response: aiohttp.ClientResponse) -> bytes | None:
