@@ -367,11 +367,11 @@ def log_banner(config: Config, gateway: StartedGateway) -> None:
 
 async def serve_until_signalled(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting and flush the store."""
+    gateway = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):  # before the banner says we are up
         loop.add_signal_handler(signum, stop.set)
-    gateway = await start_gateway(config)
     log_banner(config, gateway)
     await stop.wait()
     log_event(log, "shutdown.started")
