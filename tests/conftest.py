@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from gateway.domain import Message
 from gateway.server.app import create_app
 from gateway.server.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
 from gateway.server.http_server import GatewayRunner
+from gateway.testing.harness import merged as merged  # the plugin's, shared by the tests
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
@@ -56,16 +56,6 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
             },
         ],
     }
-
-
-def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    result = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
-    return result
 
 
 @dataclass

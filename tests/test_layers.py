@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kernel", ("gateway",)),
     ("privacy", ("privacy",)),
     ("smpp front end", ("smpp",)),
-    ("composition root", ("gateway.server", "gateway.__main__")),
+    ("composition root", ("gateway.server", "gateway.testing", "gateway.__main__")),
 )
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 # Front-end modules that must go through the kernel's services, never around them.

@@ -1,4 +1,4 @@
-"""``smsgw`` command line: serve, audit verify, retention run, subject ..., tenant purge.
+"""``smsgw`` command line: serve, send/inbox/watch, audit, retention, subject, tenant purge.
 
 Operator commands act through the owner of the files: while a gateway runs (its lock
 file names its admin URL, or ``--url`` does) they call its admin API, so its caches and
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
+import importlib.metadata
 import json
 import logging
 import os
@@ -32,8 +32,10 @@ from gateway.lock import StorageBusy, StorageLock
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
 from gateway.metrics import Metrics
+from gateway.server import cli_client
 from gateway.server.app import StartupError, create_app
-from gateway.server.appkeys import STORAGE_LOCK
+from gateway.server.appkeys import SMPP_SERVER, STORAGE_LOCK
+from gateway.server.client import client_tls, reachable_url
 from gateway.server.http_server import GatewayRunner
 from gateway.server.operator import Operator, OperatorError
 from gateway.server.privacy_services import open_privacy, open_privacy_core
@@ -44,6 +46,8 @@ log = logging.getLogger("gateway")
 
 EXIT_CONFIG = 2
 TOKEN_VARIABLE = "SMSGW_ADMIN_TOKEN"
+DEMO_TENANT, DEMO_KEY = "demo", "demo-key"  # as config.toml ships them
+DOCS_URL = "README.md and docs/ in the smsgw source"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +94,27 @@ SUBJECT_ACTIONS = {
 }
 
 
+CLIENT_COMMANDS = ("send", "inbox", "watch")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("smsgw")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
 class CommandFailed(Exception):
     """An operator command failed; the message is the one line to print."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsgw", description="SMS gateway simulator")
+    parser.add_argument("--version", action="version", version=f"smsgw {_version()}")
+    config_help = "config file (default: $SMSGW_CONFIG or ./config.toml)"
+    parser.add_argument(
+        "--config", default=os.environ.get("SMSGW_CONFIG", "config.toml"), help=config_help
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     audit = commands.add_parser("audit", help="the audit log").add_subparsers(
@@ -120,12 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("tenant_id")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     operated.append(purge)
-    for command in [serve, *operated]:
-        command.add_argument(
-            "--config",
-            default=os.environ.get("SMSGW_CONFIG", "config.toml"),
-            help="config file (default: $SMSGW_CONFIG or ./config.toml)",
-        )
+    clients = cli_client.add_commands(commands)
+    for command in [serve, *operated, *clients]:
+        # Also after the subcommand; SUPPRESS keeps the one given before it when absent here.
+        command.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     for command in operated:
         command.add_argument(
             "--url", help="a running gateway's base URL (default: found through its lock file)"
@@ -149,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             asyncio.run(serve_until_signalled(config))
             return 0
+        if args.command in CLIENT_COMMANDS:
+            return cli_client.run(config, args)
         return operate(config, args)
     except KeyFileError as exc:
         print(f"{config.privacy.key_file}: {exc}", file=sys.stderr)
@@ -240,7 +259,7 @@ async def _call_gateway(config: Config, args: argparse.Namespace, action: Action
     values = {name: quote(str(value), safe="+") for name, value in vars(args).items()}
     target = f"{url.rstrip('/')}/admin/v1/{action.path.format(**values)}"
     # True is aiohttp's default (verify as usual); a plain http target does not use it.
-    context = _client_tls(config.http.tls) if target.startswith("https:") else True
+    context = client_tls(config.http.tls) if target.startswith("https:") else True
     headers = {"Authorization": f"Bearer {token}"}
     try:
         async with (
@@ -263,15 +282,6 @@ def _token_in(config: Config) -> str:
         f"a gateway is running: give its operator token with --token or ${TOKEN_VARIABLE}"
         " ([admin] tokens holds none in clear)"
     )
-
-
-def _client_tls(tls: TlsConfig | None) -> ssl.SSLContext:
-    """Trust the system's CAs and the gateway's own certificate (self-signed or not)."""
-    context = ssl.create_default_context()
-    if tls is not None:
-        context.load_verify_locations(tls.cert_file)
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
 
 
 # --- serve ----------------------------------------------------------------------------------
@@ -301,22 +311,23 @@ def _listen(host: str, port: int) -> socket.socket:
         raise StartupError(f"http.port {port}: cannot listen on {host}:{port}: {cause}") from None
 
 
-def _admin_url(scheme: str, host: str, port: int) -> str:
-    """Where the CLI reaches this listener: a wildcard address is reached on loopback."""
-    address = ipaddress.ip_address(host)
-    if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    shown = f"[{address}]" if address.version == 6 else str(address)
-    return f"{scheme}://{shown}:{port}"
+@dataclass(frozen=True, slots=True)
+class StartedGateway:
+    """A gateway listening as its config says; ``runner.cleanup()`` stops it."""
+
+    runner: GatewayRunner
+    url: str  # where a client on this host reaches the HTTP listener
+    smpp_host: str
+    smpp_port: int
 
 
-async def serve_until_signalled(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then stop accepting and flush the store.
+async def start_gateway(config: Config, clock: Callable[[], float] = time.time) -> StartedGateway:
+    """Start every listener, and name the HTTP one in the lock file for the operator CLI.
 
     A start-up failure undoes whatever had started (listeners, store, lock) before it is
     raised, so the process ends at once instead of lingering half up.
     """
-    app = create_app(config)
+    app = create_app(config, clock)
     runner = GatewayRunner(app)
     sock: socket.socket | None = None
     try:
@@ -333,12 +344,36 @@ async def serve_until_signalled(config: Config) -> None:
     for host, port, *_ in runner.addresses:
         log_event(log, "http.listening", host=host, port=port)
     host, port = runner.addresses[0][:2]
-    app[STORAGE_LOCK].publish(_admin_url("https" if ssl_context else "http", host, port))
+    url = reachable_url("https" if ssl_context else "http", host, port)
+    app[STORAGE_LOCK].publish(url)
+    return StartedGateway(runner, url, config.smpp.host, app[SMPP_SERVER].port)
+
+
+def is_demo_config(config: Config) -> bool:
+    """The shipped config.toml's tenant, whose key is public anyway."""
+    return any(t.id == DEMO_TENANT and DEMO_KEY in t.api_keys for t in config.tenants)
+
+
+def log_banner(config: Config, gateway: StartedGateway) -> None:
+    """Where everything is, one line each; no API key but the shipped demo one."""
+    log_event(log, "banner.http", url=gateway.url)
+    log_event(log, "banner.smpp", address=f"{gateway.smpp_host}:{gateway.smpp_port}")
+    if config.admin.tokens:
+        log_event(log, "banner.admin", url=f"{gateway.url}/admin/v1")
+    if is_demo_config(config):
+        log_event(log, "banner.demo", tenant=DEMO_TENANT, api_key=DEMO_KEY)
+    log_event(log, "banner.docs", openapi=f"{gateway.url}/openapi.json", guides=DOCS_URL)
+
+
+async def serve_until_signalled(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then stop accepting and flush the store."""
+    gateway = await start_gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before the banner says we are up
         loop.add_signal_handler(signum, stop.set)
+    log_banner(config, gateway)
     await stop.wait()
     log_event(log, "shutdown.started")
-    await runner.cleanup()
+    await gateway.runner.cleanup()
     log_event(log, "shutdown.finished")
