@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from phonenumbers import SUPPORTED_REGIONS
 
-from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
+from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
 
 DURATION = "duration"
 Seconds = Annotated[float, DURATION]
@@ -84,6 +84,15 @@ class StopScope(StrEnum):
 
     TENANT = "tenant"
     SENDER = "sender"
+
+
+class AddressPolicy(StrEnum):
+    """How a tenant's SMPP addresses are read from their TON (see docs/smpp.md)."""
+
+    # TON 0 and 2 digits: international if they form such a number, else national.
+    LENIENT = "lenient"
+    # TON 1 international, 2 national, 5 alphanumeric, 3 a short code; others refused.
+    STRICT = "strict"
 
 
 class LogFormat(StrEnum):
@@ -345,6 +354,7 @@ class SmppCredentials:
     max_sessions: int = 10
     # The older spelling of the tenant's max_submit_rate, still read (see TenantConfig).
     max_submit_rate: float = 0.0
+    address_policy: AddressPolicy = AddressPolicy.LENIENT
 
     def check(self, path: str) -> None:
         """Unique system ids across tenants are checked by `Config.check`."""
@@ -629,6 +639,8 @@ def _check_unique_secret(secret: str, path: str, seen: set[bytes]) -> None:
 
 
 def _check_sender(sender: str, default_country: str | None, path: str) -> None:
+    if is_short_code(sender):
+        return
     if is_numeric_address(sender):
         try:
             normalise_msisdn(sender, default_country)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.config import SmppConfig, TenantConfig
+from gateway.config import AddressPolicy, SmppConfig, TenantConfig
 from gateway.domain import (
     Interface,
     Message,
@@ -32,6 +32,7 @@ from gateway.domain import (
     Status,
     SubmitRequest,
 )
+from gateway.numbers import InvalidNumber, is_short_code, read_bare_digits
 from smpp.bodies import DataSm, ReplaceSm, SubmitMulti, SubmitSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress, Tag, UnsuccessSme
 from smpp.session import response_for
@@ -49,8 +50,12 @@ from smpp.text import (
 
 S = CommandStatus
 
+TON_UNKNOWN = 0
 TON_INTERNATIONAL = 1
+TON_NATIONAL = 2
+TON_NETWORK_SPECIFIC = 3
 TON_ALPHANUMERIC = 5
+NPI_UNKNOWN = 0
 NPI_ISDN = 1
 # Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
 # ("stop", "start", "help"), so the tenant sees an opt-out as one.
@@ -152,11 +157,17 @@ class Translator:
             receipt = ReceiptRequest(body["registered_delivery"] & 0x03)
         except ValueError:
             return S.ESME_RINVREGDLVFLG
+        to = recipient(destination, dest_ton, tenant)
+        if to is None:
+            return S.ESME_RINVDSTADR
+        sender = source(body["source_addr"], body["source_addr_ton"], tenant)
+        if sender is None:
+            return S.ESME_RINVSRCADR
         return SubmitRequest(
             tenant=tenant,
             interface=Interface.SMPP,
-            to=address(destination, dest_ton),
-            sender=address(body["source_addr"], body["source_addr_ton"]),
+            to=to,
+            sender=sender,
             body=text,
             purpose=purpose,
             receipt=receipt,
@@ -241,17 +252,59 @@ def unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
     return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, status)
 
 
-def address(address: str, ton: int) -> str:
-    """An SMPP address as the pipeline reads it: international numbers get their '+'."""
-    if ton == TON_INTERNATIONAL and address and not address.startswith("+"):
-        return "+" + address
-    return address
+def recipient(address: str, ton: int, tenant: TenantConfig) -> str | None:
+    """A destination_addr as the pipeline reads it, under the tenant's address_policy.
+
+    None refuses it (ESME_RINVDSTADR). TON 1 is international (the '+' added), TON 2
+    national (the pipeline reads it with the tenant's default_country); leniently,
+    TON 0 and TON 2 digits are read as international or national, whichever they form.
+    """
+    if ton == TON_INTERNATIONAL:
+        return international(address)
+    lenient = _policy(tenant) is AddressPolicy.LENIENT
+    if lenient and ton in (TON_UNKNOWN, TON_NATIONAL):
+        return _bare_digits(address, tenant, national_first=ton == TON_NATIONAL)
+    return address if ton == TON_NATIONAL else None
+
+
+def source(address: str, ton: int, tenant: TenantConfig) -> str | None:
+    """A source_addr as the pipeline reads it (the tenant's senders decide the rest).
+
+    None refuses it (ESME_RINVSRCADR). Short codes (3-8 digits) go as written with TON
+    0 or 3, alphanumeric senders with TON 5 (leniently with TON 0 too); numbers as
+    for `recipient`.
+    """
+    short_code = ton in (TON_UNKNOWN, TON_NETWORK_SPECIFIC) and is_short_code(address)
+    if ton == TON_ALPHANUMERIC or short_code:
+        return address
+    if ton == TON_UNKNOWN and _policy(tenant) is AddressPolicy.LENIENT and not address.isdigit():
+        return address  # an alphanumeric sender without its TON
+    return recipient(address, ton, tenant)
+
+
+def international(address: str) -> str:
+    """A TON 1 address with its '+'."""
+    return address if not address or address.startswith("+") else "+" + address
+
+
+def _bare_digits(address: str, tenant: TenantConfig, *, national_first: bool) -> str:
+    """E.164 for TON 0 / TON 2 digits; what is no number goes on for the pipeline to refuse."""
+    try:
+        return read_bare_digits(address, tenant.default_country, national_first=national_first)
+    except InvalidNumber:
+        return address
+
+
+def _policy(tenant: TenantConfig) -> AddressPolicy:
+    return AddressPolicy.LENIENT if tenant.smpp is None else tenant.smpp.address_policy
 
 
 def wire_address(address: str) -> tuple[int, int, str]:
-    """``(ton, npi, addr)`` for an address we send: E.164 without '+', or alphanumeric."""
+    """``(ton, npi, addr)`` for an address we send: E.164 without '+', a short code, or text."""
     if address.startswith("+"):
         return TON_INTERNATIONAL, NPI_ISDN, address[1:]
+    if is_short_code(address):
+        return TON_NETWORK_SPECIFIC, NPI_UNKNOWN, address
     return TON_ALPHANUMERIC, 0, address
 
 

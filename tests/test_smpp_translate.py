@@ -37,7 +37,6 @@ from smpp.translate import (
     MESSAGE_STATE,
     TAG_KEYWORD,
     Translator,
-    address,
     deliver_sm,
     query_sm_resp,
     replace_body,
@@ -235,23 +234,10 @@ def test_query_sm_resp() -> None:
 # --- addresses and deliver_sm -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("wire", "ton", "domain"),
-    [
-        ("46701234567", 1, "+46701234567"),
-        ("+46701234567", 1, "+46701234567"),
-        ("46701234567", 0, "46701234567"),
-        ("Acme", 5, "Acme"),
-        ("", 1, ""),
-    ],
-)
-def test_address(wire: str, ton: int, domain: str) -> None:
-    assert address(wire, ton) == domain
-
-
 def test_wire_address() -> None:
     assert wire_address("+46701234567") == (1, 1, "46701234567")
     assert wire_address("Acme") == (5, 0, "Acme")
+    assert wire_address("12345") == (3, 0, "12345")
 
 
 def test_receipt_deliver_sm_golden_bytes() -> None:

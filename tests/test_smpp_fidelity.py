@@ -1,0 +1,151 @@
+"""SMPP as real ESMEs speak it (issue 12): addresses, error bodies, receipts, ids, logs, TLS.
+
+Each test drives the real gateway over real sockets; the few pure tables sit next
+to the socket test of the same behaviour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import AddressPolicy, SmppCredentials, TenantConfig, config_from_dict
+from smpp.pdu import CommandId, CommandStatus, Pdu
+from smpp.translate import recipient, source
+from tests.conftest import base_config, running_gateway
+from tests.smpp_clients import RawEsme
+
+C = CommandId
+S = CommandStatus
+TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL, TON_NETWORK, TON_ALPHANUMERIC = 0, 1, 2, 3, 5
+
+
+def tenants_config(tmp_path: Path, **smpp: Any) -> dict[str, Any]:
+    """The base config, the second tenant (no default_country) with these ``smpp`` keys.
+
+    Its senders include a short code, which a config could not list before issue 12.
+    """
+    config = base_config(tmp_path)
+    other = config["tenants"][1]
+    other["senders"] = ["Other", "12345"]
+    other["smpp"] = {**other["smpp"], **smpp}
+    return config
+
+
+def submit(to: str, dest_ton: int, sender: str = "Other", source_ton: int = 5) -> Pdu:
+    return Pdu.make(
+        C.submit_sm,
+        2,
+        source_addr_ton=source_ton,
+        source_addr=sender,
+        dest_addr_ton=dest_ton,
+        dest_addr_npi=1,
+        destination_addr=to,
+        short_message=b"hello",
+    )
+
+
+async def submit_as_other(port: int, *pdus: Pdu) -> list[Pdu]:
+    raw = await RawEsme.connect(port)
+    try:
+        assert (await raw.bind("other", "other-pw")).command_status == S.ESME_ROK
+        return [await raw.request(pdu) for pdu in pdus]
+    finally:
+        await raw.close()
+
+
+# --- 1. TON/NPI as real ESMEs send them ------------------------------------------------
+
+# What Kannel and TON 0 clients send, for a tenant without default_country.
+BARE_DIGITS = [
+    submit("46701234567", TON_NATIONAL),  # Kannel's `to=46701234567`
+    submit("46701234567", TON_UNKNOWN),  # TON 0 / NPI 1 clients
+    submit("46701234567", TON_INTERNATIONAL, "12345", TON_NETWORK),  # a short-code sender
+    submit("46701234567", TON_INTERNATIONAL, "12345", TON_UNKNOWN),
+]
+
+
+async def test_lenient_tenant_takes_bare_international_digits_and_short_codes(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(config_from_dict(tenants_config(tmp_path))) as gateway:
+        answers = await submit_as_other(gateway.smpp_port, *BARE_DIGITS)
+        assert [a.command_status for a in answers] == [S.ESME_ROK] * len(BARE_DIGITS)
+        for answer, pdu in zip(answers, BARE_DIGITS, strict=True):
+            message_id = answer.params["message_id"]
+            status, document = await gateway.get_json(
+                f"/v1/messages/{message_id}", key="other-test-key"
+            )
+            assert status == 200
+            assert document["to"] == "+46701234567"
+            assert document["from"] == (
+                "12345" if pdu.params["source_addr"] == "12345" else "Other"
+            )
+
+
+async def test_strict_tenant_refuses_what_its_ton_does_not_say(tmp_path: Path) -> None:
+    config = config_from_dict(tenants_config(tmp_path, address_policy="strict"))
+    async with running_gateway(config) as gateway:
+        answers = await submit_as_other(
+            gateway.smpp_port,
+            submit("46701234567", TON_NATIONAL),  # national, and no default_country
+            submit("46701234567", TON_UNKNOWN),
+            submit("46701234567", TON_INTERNATIONAL, "46700000001", TON_UNKNOWN),
+            submit("46701234567", TON_INTERNATIONAL, "12345", TON_NETWORK),
+            submit("46701234567", TON_INTERNATIONAL),
+        )
+    assert [a.command_status for a in answers] == [
+        S.ESME_RINVDSTADR,
+        S.ESME_RINVDSTADR,
+        S.ESME_RINVSRCADR,
+        S.ESME_ROK,
+        S.ESME_ROK,
+    ]
+
+
+LENIENT_SE = TenantConfig(id="se", senders=("Acme",), default_country="SE")
+LENIENT_US = TenantConfig(id="us", senders=("Acme",), default_country="US")
+STRICT_SE = TenantConfig(
+    id="strict",
+    senders=("Acme",),
+    default_country="SE",
+    smpp=SmppCredentials("strict", "pw", address_policy=AddressPolicy.STRICT),
+)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "wire", "ton", "read"),
+    [
+        (LENIENT_SE, "46701234567", TON_UNKNOWN, "+46701234567"),
+        (LENIENT_SE, "0701234567", TON_UNKNOWN, "+46701234567"),  # national, trunk prefix
+        (LENIENT_SE, "701234567", TON_NATIONAL, "+46701234567"),
+        (LENIENT_SE, "0046701234567", TON_NATIONAL, "+46701234567"),
+        # Possible both ways ("+20 25550123" is Egypt): the valid reading wins.
+        (LENIENT_US, "2025550123", TON_UNKNOWN, "+12025550123"),
+        (LENIENT_SE, "Acme", TON_UNKNOWN, "Acme"),  # no number: the pipeline refuses it
+        (LENIENT_SE, "46701234567", TON_INTERNATIONAL, "+46701234567"),
+        (LENIENT_SE, "46701234567", 4, None),
+        (STRICT_SE, "0701234567", TON_NATIONAL, "0701234567"),  # for the default_country
+        (STRICT_SE, "46701234567", TON_UNKNOWN, None),
+    ],
+)
+def test_recipient_reading(tenant: TenantConfig, wire: str, ton: int, read: str | None) -> None:
+    assert recipient(wire, ton, tenant) == read
+
+
+@pytest.mark.parametrize(
+    ("tenant", "wire", "ton", "read"),
+    [
+        (LENIENT_SE, "Acme", TON_ALPHANUMERIC, "Acme"),
+        (LENIENT_SE, "Acme", TON_UNKNOWN, "Acme"),
+        (STRICT_SE, "Acme", TON_UNKNOWN, None),
+        (STRICT_SE, "12345", TON_NETWORK, "12345"),
+        (STRICT_SE, "12345", TON_UNKNOWN, "12345"),
+        (LENIENT_SE, "12345", TON_UNKNOWN, "12345"),
+        (LENIENT_SE, "46700000001", TON_UNKNOWN, "+46700000001"),
+    ],
+)
+def test_source_reading(tenant: TenantConfig, wire: str, ton: int, read: str | None) -> None:
+    assert source(wire, ton, tenant) == read
