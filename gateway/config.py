@@ -95,6 +95,16 @@ class AddressPolicy(StrEnum):
     STRICT = "strict"
 
 
+class ErrorBody(StrEnum):
+    """The body of a failed submit_sm_resp / data_sm_resp / bind_*_resp (see docs/smpp.md)."""
+
+    # The response's C-string fields present: message_id a single NUL, a bind's system_id
+    # ours, as SMPP 3.3 and 5.0 clients (and parsers that never look at the status) read.
+    NUL = "nul"
+    # No body at all, as SMPP 3.4 section 4.4.2 words it.
+    EMPTY = "empty"
+
+
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -187,6 +197,8 @@ class SmppConfig:
         default_factory=lambda: {"MKT": "marketing", "TXN": "transactional"}
     )
     error_codes: SmppErrorCodes = field(default_factory=SmppErrorCodes)
+    # Each tenant's smpp.error_body overrides it; a bind naming no tenant gets this.
+    error_body: ErrorBody = ErrorBody.NUL
 
     def check(self, path: str) -> None:
         """Purposes named by ``service_types`` are checked by `Config.check`."""
@@ -355,6 +367,8 @@ class SmppCredentials:
     # The older spelling of the tenant's max_submit_rate, still read (see TenantConfig).
     max_submit_rate: float = 0.0
     address_policy: AddressPolicy = AddressPolicy.LENIENT
+    # None: [smpp] error_body.
+    error_body: ErrorBody | None = None
 
     def check(self, path: str) -> None:
         """Unique system ids across tenants are checked by `Config.check`."""

@@ -62,7 +62,6 @@ _KNOWN_STATUSES = frozenset(S)
 
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
-SYSTEM_ID = "smsgw"
 
 
 class SmppServer:
@@ -240,6 +239,8 @@ class SmppConnection(asyncio.Protocol):
             response_timeout=config.response_timeout,
         )
         self.tenant: TenantConfig | None = None
+        # The body of failed responses: [smpp] error_body until a bind names a tenant.
+        self.error_body = config.error_body
         self.pdus_bound = 0  # PDUs received since the bind, for chaos session drops
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -344,6 +345,7 @@ class SmppConnection(asyncio.Protocol):
     def _send(self, pdu: Pdu, status: int | None = None) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        pdu = translate.with_error_body(pdu, self.error_body)
         self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self.session.sent(pdu.command_id, pdu.command_status)
@@ -403,6 +405,8 @@ class SmppConnection(asyncio.Protocol):
     async def _run_bind(self, pdu: Pdu) -> None:
         try:
             body = pdu.body(Bind)
+            named = self.server.tenants_by_system_id.get(body["system_id"])
+            self.error_body = translate.error_body_of(self.server.config.smpp, named)
             result = await self.server.authenticate(self.peer, body["system_id"], body["password"])
             if not isinstance(result, TenantConfig):
                 log_event(log, "smpp.bind_refused", status=result.name)
@@ -415,7 +419,7 @@ class SmppConnection(asyncio.Protocol):
 
     def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
         self.tenant = tenant
-        self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
+        self._answer(pdu, S.ESME_ROK, system_id=translate.SYSTEM_ID)
         if self.session.bind_type is None:
             return  # the peer left before the answer could go out
         self._schedule_tick()  # from the bind timeout to enquire_link probes
@@ -474,6 +478,7 @@ class SmppConnection(asyncio.Protocol):
         for (request, _), result in zip(submits, results, strict=True):
             pdu = submit_resp(request, result)
             if pdu is not None:
+                pdu = translate.with_error_body(pdu, self.error_body)
                 chunks.append(encode(pdu))
                 self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self._write(b"".join(chunks))

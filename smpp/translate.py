@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.config import AddressPolicy, SmppConfig, TenantConfig
+from gateway.config import AddressPolicy, ErrorBody, SmppConfig, TenantConfig
 from gateway.domain import (
     Interface,
     Message,
@@ -60,6 +60,15 @@ NPI_ISDN = 1
 # Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
 # ("stop", "start", "help"), so the tenant sees an opt-out as one.
 TAG_KEYWORD = 0x1501
+SYSTEM_ID = "smsgw"
+# What a failed response carries under error_body = "nul" (empty under "empty").
+ERROR_FIELDS: dict[CommandId, dict[str, object]] = {
+    CommandId.submit_sm_resp: {"message_id": ""},
+    CommandId.data_sm_resp: {"message_id": ""},
+    CommandId.bind_transmitter_resp: {"system_id": SYSTEM_ID},
+    CommandId.bind_receiver_resp: {"system_id": SYSTEM_ID},
+    CommandId.bind_transceiver_resp: {"system_id": SYSTEM_ID},
+}
 # Longest text that goes in short_message; longer goes in message_payload.
 MAX_SHORT_MESSAGE = 254
 
@@ -220,6 +229,21 @@ class Translator:
     def replace_status(self, rejected: Rejected | None) -> int:
         """replace_sm_resp's status."""
         return S.ESME_ROK if rejected is None else self.reject_status[rejected.code]
+
+
+def with_error_body(pdu: Pdu, style: ErrorBody) -> Pdu:
+    """A failed response sent without a body, given the fields ``style`` asks for."""
+    fields = ERROR_FIELDS.get(pdu.command_id)
+    if style is ErrorBody.EMPTY or fields is None or pdu.params or not pdu.command_status:
+        return pdu
+    return Pdu.make(pdu.command_id, pdu.sequence_number, pdu.command_status, None, **fields)
+
+
+def error_body_of(config: SmppConfig, tenant: TenantConfig | None) -> ErrorBody:
+    """The tenant's error_body, else the ``[smpp]`` one."""
+    if tenant is None or tenant.smpp is None or tenant.smpp.error_body is None:
+        return config.error_body
+    return tenant.smpp.error_body
 
 
 def replace_body(pdu: Pdu) -> str | CommandStatus:

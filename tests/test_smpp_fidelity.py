@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiosmpplib
 import pytest
 
 from gateway.config import AddressPolicy, SmppCredentials, TenantConfig, config_from_dict
@@ -149,3 +150,52 @@ def test_recipient_reading(tenant: TenantConfig, wire: str, ton: int, read: str 
 )
 def test_source_reading(tenant: TenantConfig, wire: str, ton: int, read: str | None) -> None:
     assert source(wire, ton, tenant) == read
+
+
+# --- 2. error responses every client can parse -----------------------------------------
+
+
+def aiosmpplib_parse(frame: bytes) -> Any:
+    """What aiosmpplib makes of a response, as its ESME does with what it reads."""
+    header = aiosmpplib.SmppMessage.parse_header(frame)
+    parser = {
+        C.submit_sm_resp: aiosmpplib.SubmitSmResp,
+        C.bind_transceiver_resp: aiosmpplib.BindTransceiverResp,
+    }[C(header.smpp_command)]
+    return parser.from_pdu(frame, header)
+
+
+async def refused_bind_and_submit(port: int) -> tuple[bytes, bytes]:
+    """The bytes of a refused bind (wrong password) and of a refused submit_sm."""
+    raw = await RawEsme.connect(port)
+    try:
+        await raw.send(Pdu.make(C.bind_transceiver, 1, system_id="other", password="wrong"))
+        refused_bind = await raw.next_frame()
+        assert (await raw.bind("other", "other-pw", sequence=2)).command_status == S.ESME_ROK
+        await raw.send(submit("12", TON_INTERNATIONAL))
+        return refused_bind, await raw.next_frame()
+    finally:
+        await raw.close()
+
+
+async def test_refused_bind_and_submit_parse_in_aiosmpplib_by_default(tmp_path: Path) -> None:
+    async with running_gateway(config_from_dict(tenants_config(tmp_path))) as gateway:
+        bind, submit_resp = await refused_bind_and_submit(gateway.smpp_port)
+    # Golden bytes: system_id "smsgw" and a message_id of one NUL.
+    assert bind == bytes.fromhex("00000016 80000009 0000000e 00000001") + b"smsgw\0"
+    assert submit_resp == bytes.fromhex("00000011 80000004 0000000b 00000002 00")
+    parsed_bind = aiosmpplib_parse(bind)
+    assert (parsed_bind.command_status, parsed_bind.system_id) == (S.ESME_RINVPASWD, "smsgw")
+    parsed_submit = aiosmpplib_parse(submit_resp)
+    assert (parsed_submit.command_status, parsed_submit.message_id) == (S.ESME_RINVDSTADR, "")
+
+
+async def test_a_tenant_may_ask_for_spec_empty_error_bodies(tmp_path: Path) -> None:
+    config = config_from_dict(tenants_config(tmp_path, error_body="empty"))
+    async with running_gateway(config) as gateway:
+        bind, submit_resp = await refused_bind_and_submit(gateway.smpp_port)
+    assert bind == bytes.fromhex("00000010 80000009 0000000e 00000001")
+    assert submit_resp == bytes.fromhex("00000010 80000004 0000000b 00000002")
+    # Why "nul" is the default: aiosmpplib cannot read a bind response without a body.
+    with pytest.raises(ValueError):
+        aiosmpplib_parse(bind)
