@@ -105,6 +105,13 @@ class ErrorBody(StrEnum):
     EMPTY = "empty"
 
 
+class MessageIdFormat(StrEnum):
+    """How message ids travel over SMPP (Kannel's msg-id-type; see docs/smpp.md)."""
+
+    HEX = "hex"  # our 20 hex digits, as HTTP shows them
+    DECIMAL = "decimal"  # a number that fits 64 bits
+
+
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -369,6 +376,7 @@ class SmppCredentials:
     address_policy: AddressPolicy = AddressPolicy.LENIENT
     # None: [smpp] error_body.
     error_body: ErrorBody | None = None
+    message_id_format: MessageIdFormat = MessageIdFormat.HEX
 
     def check(self, path: str) -> None:
         """Unique system ids across tenants are checked by `Config.check`."""

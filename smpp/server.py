@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
 from gateway.chaos import Chaos
-from gateway.config import Config, TenantConfig
+from gateway.config import Config, MessageIdFormat, TenantConfig
 from gateway.domain import Notice, SubmitRequest
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -241,6 +241,7 @@ class SmppConnection(asyncio.Protocol):
         self.tenant: TenantConfig | None = None
         # The body of failed responses: [smpp] error_body until a bind names a tenant.
         self.error_body = config.error_body
+        self.ids = MessageIdFormat.HEX  # the bound tenant's smpp.message_id_format
         self.pdus_bound = 0  # PDUs received since the bind, for chaos session drops
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -419,6 +420,8 @@ class SmppConnection(asyncio.Protocol):
 
     def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
         self.tenant = tenant
+        assert tenant.smpp is not None
+        self.ids = tenant.smpp.message_id_format
         self._answer(pdu, S.ESME_ROK, system_id=translate.SYSTEM_ID)
         if self.session.bind_type is None:
             return  # the peer left before the answer could go out
@@ -476,7 +479,7 @@ class SmppConnection(asyncio.Protocol):
         chunks = []
         submit_resp = self.server.translator.submit_resp
         for (request, _), result in zip(submits, results, strict=True):
-            pdu = submit_resp(request, result)
+            pdu = submit_resp(request, result, self.ids)
             if pdu is not None:
                 pdu = translate.with_error_body(pdu, self.error_body)
                 chunks.append(encode(pdu))
@@ -506,7 +509,9 @@ class SmppConnection(asyncio.Protocol):
         """One submit_multi_resp, after every accepted message is committed."""
         results = await self.server.pipeline.submit_many([r for _, r in accepted])
         self._send(
-            self.server.translator.multi_resp(pdu, [d for d, _ in accepted], results, refused)
+            self.server.translator.multi_resp(
+                pdu, [d for d, _ in accepted], results, refused, self.ids
+            )
         )
 
     # --- operations on submitted messages -----------------------------------------------
@@ -514,11 +519,34 @@ class SmppConnection(asyncio.Protocol):
     def _query_sm(self, pdu: Pdu, submits: Submits) -> None:
         self.server.spawn(self._run_query(pdu))
 
+    async def _message_id(self, wire: str) -> str:
+        """The id of the tenant's message a client's id names (else ``wire``: no message).
+
+        Hex ids only need normalising; a decimal one is looked up among the ids of its
+        millisecond, one boot of the gateway at a time (see `translate.DecimalId`).
+        """
+        assert self.tenant is not None
+        read = translate.read_id(wire, self.ids)
+        if isinstance(read, str):
+            return read
+        pipeline, tenant = self.server.pipeline, self.tenant.id
+        found: list[str] = []
+        before = f"{read.ms + 1:012x}"
+        while newest := await pipeline.messages(
+            tenant, since_id=read.floor, before_id=before, limit=1
+        ):
+            boot = newest[0].id[12:16]
+            candidate = read.candidate(boot)
+            if candidate is not None and await pipeline.message(tenant, candidate) is not None:
+                found.append(candidate)
+            before = read.floor + boot  # the next older boot in that millisecond
+        return found[0] if len(found) == 1 else wire
+
     async def _run_query(self, pdu: Pdu) -> None:
         assert self.tenant is not None
-        message_id = pdu.body(QuerySm)["message_id"]
+        message_id = await self._message_id(pdu.body(QuerySm)["message_id"])
         message = await self.server.pipeline.message(self.tenant.id, message_id)
-        self._send(translate.query_sm_resp(pdu, message))
+        self._send(translate.query_sm_resp(pdu, message, self.ids))
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:
         self.server.spawn(self._run_cancel(pdu))
@@ -526,7 +554,8 @@ class SmppConnection(asyncio.Protocol):
     async def _run_cancel(self, pdu: Pdu) -> None:
         """Answered once the ``deleted`` state is committed."""
         assert self.tenant is not None
-        rejected = await self.server.pipeline.cancel(self.tenant, pdu.body(CancelSm)["message_id"])
+        message_id = await self._message_id(pdu.body(CancelSm)["message_id"])
+        rejected = await self.server.pipeline.cancel(self.tenant, message_id)
         self._answer(pdu, self.server.translator.cancel_status(rejected))
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
@@ -539,7 +568,7 @@ class SmppConnection(asyncio.Protocol):
     async def _run_replace(self, pdu: Pdu, body: str) -> None:
         """Answered once the new body is committed."""
         assert self.tenant is not None
-        message_id = pdu.body(ReplaceSm)["message_id"]
+        message_id = await self._message_id(pdu.body(ReplaceSm)["message_id"])
         rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
         self._answer(pdu, self.server.translator.replace_status(rejected))
 
@@ -552,7 +581,7 @@ class SmppConnection(asyncio.Protocol):
 
     def deliver(self, notice: Notice) -> int:
         sequence = self.session.next_sequence()
-        self._send(translate.deliver_sm(notice, sequence))
+        self._send(translate.deliver_sm(notice, sequence, self.ids))
         return sequence
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.config import AddressPolicy, ErrorBody, SmppConfig, TenantConfig
+from gateway.config import AddressPolicy, ErrorBody, MessageIdFormat, SmppConfig, TenantConfig
 from gateway.domain import (
     Interface,
     Message,
@@ -32,6 +32,7 @@ from gateway.domain import (
     Status,
     SubmitRequest,
 )
+from gateway.ids import normalise_id
 from gateway.numbers import InvalidNumber, is_short_code, read_bare_digits
 from smpp.bodies import DataSm, ReplaceSm, SubmitMulti, SubmitSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress, Tag, UnsuccessSme
@@ -39,6 +40,7 @@ from smpp.session import response_for
 from smpp.text import (
     ESM_DELIVERY_RECEIPT,
     ESM_UDHI,
+    RECEIPT_ERR,
     ReceiptFacts,
     TextError,
     concatenation_part,
@@ -47,6 +49,8 @@ from smpp.text import (
     receipt_text,
     split_udh,
 )
+
+HEX = MessageIdFormat.HEX
 
 S = CommandStatus
 
@@ -60,6 +64,8 @@ NPI_ISDN = 1
 # Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
 # ("stop", "start", "help"), so the tenant sees an opt-out as one.
 TAG_KEYWORD = 0x1501
+# network_error_code's network_type (5.3.2.31): the simulated network is GSM.
+NETWORK_GSM = b"\x03"
 SYSTEM_ID = "smsgw"
 # What a failed response carries under error_body = "nul" (empty under "empty").
 ERROR_FIELDS: dict[CommandId, dict[str, object]] = {
@@ -183,11 +189,13 @@ class Translator:
             part=part,
         )
 
-    def submit_resp(self, request: Pdu, result: Message | Rejected) -> Pdu | None:
+    def submit_resp(
+        self, request: Pdu, result: Message | Rejected, ids: MessageIdFormat = HEX
+    ) -> Pdu | None:
         """The submit_sm_resp / data_sm_resp for a pipeline result; None when none is due."""
         command = response_for(request.command_id)
         if isinstance(result, Message):
-            return Pdu.make(command, request.sequence_number, message_id=result.id)
+            return Pdu.make(command, request.sequence_number, message_id=wire_id(result.id, ids))
         if result.code is RejectCode.NO_RESPONSE:
             return None
         return Pdu.make(command, request.sequence_number, status=self.reject_status[result.code])
@@ -198,6 +206,7 @@ class Translator:
         accepted: Sequence[SmeAddress],
         results: Sequence[Message | Rejected],
         refused: Sequence[UnsuccessSme],
+        ids: MessageIdFormat = HEX,
     ) -> Pdu:
         """submit_multi_resp: the first accepted message's id, and every refused destination.
 
@@ -214,7 +223,7 @@ class Translator:
         return Pdu.make(
             CommandId.submit_multi_resp,
             request.sequence_number,
-            message_id=first_id,
+            message_id=wire_id(first_id, ids) if first_id else "",
             unsuccess_sme=tuple(unsuccessful),
         )
 
@@ -254,7 +263,7 @@ def replace_body(pdu: Pdu) -> str | CommandStatus:
         return S.ESME_RREPLACEFAIL
 
 
-def query_sm_resp(request: Pdu, message: Message | None) -> Pdu:
+def query_sm_resp(request: Pdu, message: Message | None, ids: MessageIdFormat = HEX) -> Pdu:
     """query_sm_resp for a message of the tenant (None: the tenant has no such message)."""
     if message is None:
         return Pdu.make(CommandId.query_sm_resp, request.sequence_number, S.ESME_RQUERYFAIL)
@@ -264,11 +273,67 @@ def query_sm_resp(request: Pdu, message: Message | None) -> Pdu:
     return Pdu.make(
         CommandId.query_sm_resp,
         request.sequence_number,
-        message_id=message.id,
+        message_id=wire_id(message.id, ids),
         final_date=final,
         message_state=MESSAGE_STATE[message.status],
         error_code=0 if message.error is None else 1,
     )
+
+
+# --- message ids on the wire (smpp.message_id_format) ------------------------------------
+#
+# Our ids are <ms:12 hex><boot:4 hex><seq:4 hex>, 80 bits: too many for clients that
+# read ids as 64-bit numbers (Kannel's msg-id-type). Their decimal form keeps the
+# millisecond and the sequence whole and the boot's low 6 bits:
+#   decimal = ms << 22 | (boot & 0x3F) << 16 | seq
+# which fits a signed 64-bit integer until 2039 and an unsigned one until 2109. It is
+# no bijection, so it is read back by lookup (`DecimalId`): ids of one millisecond in
+# one store come from one run of the gateway unless the clock stepped back over a
+# restart, and even then match only if their boots agree in those 6 bits. When two
+# messages do match, the id names neither (query_sm fails) rather than the wrong one.
+_BOOT_BITS = 0x3F
+
+
+class DecimalId:
+    """A decimal message id taken apart: which millisecond, sequence and boot bits."""
+
+    __slots__ = ("boot_bits", "ms", "seq")
+
+    def __init__(self, value: int) -> None:
+        self.ms = value >> 22
+        self.boot_bits = (value >> 16) & _BOOT_BITS
+        self.seq = value & 0xFFFF
+
+    @property
+    def floor(self) -> str:
+        """The smallest id of its millisecond."""
+        return f"{self.ms:012x}"
+
+    def candidate(self, boot: str) -> str | None:
+        """The id it names among those of one boot (4 hex digits), or None if none."""
+        if int(boot, 16) & _BOOT_BITS != self.boot_bits:
+            return None
+        return f"{self.floor}{boot}{self.seq:04x}"
+
+
+def wire_id(message_id: str, ids: MessageIdFormat) -> str:
+    """A message id as a session of this format sends it."""
+    if ids is MessageIdFormat.HEX:
+        return message_id
+    value = int(message_id, 16)
+    boot_bits = (value >> 16) & _BOOT_BITS
+    return str((value >> 32) << 22 | boot_bits << 16 | (value & 0xFFFF))
+
+
+def read_id(wire: str, ids: MessageIdFormat) -> str | DecimalId:
+    """The id a client sent back (query_sm, cancel_sm, replace_sm): normalised hex, or a
+    decimal id to look up."""
+    if ids is MessageIdFormat.HEX:
+        return normalise_id(wire)
+    digits = wire.strip()
+    if digits.isdigit() and digits.isascii() and int(digits) < 1 << 64:
+        return DecimalId(int(digits))
+    return wire  # finds nothing
 
 
 def unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
@@ -332,19 +397,26 @@ def wire_address(address: str) -> tuple[int, int, str]:
     return TON_ALPHANUMERIC, 0, address
 
 
-def deliver_sm(notice: Notice, sequence: int) -> Pdu:
-    """The deliver_sm carrying a receipt or a mobile-originated message."""
+def deliver_sm(notice: Notice, sequence: int, ids: MessageIdFormat = HEX) -> Pdu:
+    """The deliver_sm carrying a receipt or a mobile-originated message.
+
+    A receipt's TLVs put receipted_message_id last, after message_state and
+    network_error_code: a parser that reads a fixed 65 octets after its tag (as
+    some do, for the field's maximum) then still gets the right id.
+    """
     source_ton, source_npi, source = wire_address(notice.handset)
     dest_ton, dest_npi, dest = wire_address(notice.address)
     tlvs: dict[int, object] = {}
     if notice.kind is NoticeKind.RECEIPT:
         assert notice.status is not None and notice.submitted_at is not None
         esm_class, data_coding = ESM_DELIVERY_RECEIPT, 0
+        message_id = wire_id(notice.message_id, ids)
         short_message = receipt_text(
-            ReceiptFacts(notice.message_id, notice.status, notice.submitted_at, notice.created_at)
+            ReceiptFacts(message_id, notice.status, notice.submitted_at, notice.created_at)
         )
-        tlvs[Tag.receipted_message_id] = notice.message_id
         tlvs[Tag.message_state] = MESSAGE_STATE[notice.status]
+        tlvs[Tag.network_error_code] = NETWORK_GSM + RECEIPT_ERR[notice.status].to_bytes(2, "big")
+        tlvs[Tag.receipted_message_id] = message_id
     else:
         esm_class = 0
         data_coding, short_message = encode_text(notice.body)

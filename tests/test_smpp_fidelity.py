@@ -12,10 +12,17 @@ from typing import Any
 import aiosmpplib
 import pytest
 
-from gateway.config import AddressPolicy, SmppCredentials, TenantConfig, config_from_dict
-from smpp.pdu import CommandId, CommandStatus, Pdu
-from smpp.translate import recipient, source
-from tests.conftest import base_config, running_gateway
+from gateway.config import (
+    AddressPolicy,
+    MessageIdFormat,
+    SmppCredentials,
+    TenantConfig,
+    config_from_dict,
+)
+from smpp.bodies import DeliverSm, SubmitSmResp
+from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, decode
+from smpp.translate import DecimalId, read_id, recipient, source, wire_id
+from tests.conftest import base_config, merged, running_gateway
 from tests.smpp_clients import RawEsme
 
 C = CommandId
@@ -199,3 +206,96 @@ async def test_a_tenant_may_ask_for_spec_empty_error_bodies(tmp_path: Path) -> N
     # Why "nul" is the default: aiosmpplib cannot read a bind response without a body.
     with pytest.raises(ValueError):
         aiosmpplib_parse(bind)
+
+
+# --- 3. receipts naive parsers handle; ids as clients echo them ------------------------
+
+SLOW = {"prefix": "+4670555", "outcome": "delivered", "latency": ["1h", "1h"]}
+
+
+async def receipt_for(raw: RawEsme, pdu: Pdu) -> tuple[str, bytes]:
+    """Submit with registered_delivery; the submit_sm_resp's id and the receipt's bytes."""
+    pdu.params["registered_delivery"] = 1
+    answer = await raw.request(pdu)
+    assert answer.command_status == S.ESME_ROK
+    frame = await raw.next_frame()
+    receipt = decode(frame)
+    assert receipt.command_id is C.deliver_sm
+    await raw.send(Pdu.make(C.deliver_sm_resp, receipt.sequence_number, message_id=""))
+    return answer.body(SubmitSmResp)["message_id"], frame
+
+
+async def test_receipt_id_tlv_comes_last_and_echoed_ids_find_the_message(
+    tmp_path: Path,
+) -> None:
+    config = merged(tenants_config(tmp_path), {"simulator": {"rules": [SLOW]}})
+    async with running_gateway(config_from_dict(config)) as gateway:
+        raw = await RawEsme.connect(gateway.smpp_port)
+        assert (await raw.bind("other", "other-pw")).command_status == S.ESME_ROK
+        message_id, frame = await receipt_for(raw, submit("46701234567", TON_INTERNATIONAL))
+        tail = bytes.fromhex("0427 0001 02 0423 0003 030000 001e 0015") + message_id.encode()
+        assert frame.endswith(tail + b"\0")  # a parser reading 65 octets gets the id
+
+        # As Jasmin reports it: upper case, leading zeros stripped.
+        echoed = message_id.upper().lstrip("0")
+        assert echoed != message_id and len(echoed) < 20
+        status, document = await gateway.get_json(f"/v1/messages/{echoed}", key="other-test-key")
+        assert (status, document["id"]) == (200, message_id)
+        query = await raw.request(Pdu.make(C.query_sm, 5, message_id=echoed, source_addr="Other"))
+        assert query.command_status == S.ESME_ROK
+        assert query.params["message_id"] == message_id
+
+        pending = await raw.request(submit("46705551234", TON_INTERNATIONAL))
+        pending_id = pending.body(SubmitSmResp)["message_id"].upper().lstrip("0")
+        replace = await raw.request(
+            Pdu.make(C.replace_sm, 6, message_id=pending_id, short_message=b"changed")
+        )
+        cancel = await raw.request(Pdu.make(C.cancel_sm, 7, message_id=pending_id))
+        assert (replace.command_status, cancel.command_status) == (S.ESME_ROK, S.ESME_ROK)
+        await raw.close()
+
+
+async def test_decimal_message_ids_for_clients_that_read_numbers(tmp_path: Path) -> None:
+    config = merged(
+        tenants_config(tmp_path, message_id_format="decimal"),
+        {"simulator": {"rules": [SLOW]}},
+    )
+    async with running_gateway(config_from_dict(config)) as gateway:
+        raw = await RawEsme.connect(gateway.smpp_port)
+        assert (await raw.bind("other", "other-pw")).command_status == S.ESME_ROK
+        decimal_id, frame = await receipt_for(raw, submit("46701234567", TON_INTERNATIONAL))
+        assert decimal_id.isdigit() and int(decimal_id) < 1 << 63
+        receipt = decode(frame)
+        assert receipt.tlvs[Tag.receipted_message_id] == decimal_id
+        assert receipt.body(DeliverSm)["short_message"].startswith(f"id:{decimal_id} ".encode())
+
+        status, listing = await gateway.get_json("/v1/messages", key="other-test-key")
+        assert status == 200
+        (document,) = listing["messages"]
+        assert wire_id(document["id"], MessageIdFormat.DECIMAL) == decimal_id
+
+        query = await raw.request(Pdu.make(C.query_sm, 5, message_id=decimal_id))
+        assert (query.command_status, query.params["message_id"]) == (S.ESME_ROK, decimal_id)
+        assert query.params["message_state"] == 2  # DELIVERED
+
+        pending = await raw.request(submit("46705551234", TON_INTERNATIONAL))
+        pending_id = pending.body(SubmitSmResp)["message_id"]
+        cancel = await raw.request(Pdu.make(C.cancel_sm, 6, message_id=pending_id))
+        assert cancel.command_status == S.ESME_ROK
+        status, cancelled = await gateway.get_json(
+            "/v1/messages?status=deleted", key="other-test-key"
+        )
+        assert wire_id(cancelled["messages"][0]["id"], MessageIdFormat.DECIMAL) == pending_id
+        # A decimal id of no message of the tenant finds none.
+        unknown = await raw.request(Pdu.make(C.query_sm, 7, message_id=str(int(pending_id) + 1)))
+        assert unknown.command_status == S.ESME_RQUERYFAIL
+        await raw.close()
+
+
+def test_decimal_ids_read_back_to_their_millisecond_boot_and_sequence() -> None:
+    message_id = "018f3a2b4c5d" + "abcd" + "0102"
+    read = read_id(wire_id(message_id, MessageIdFormat.DECIMAL), MessageIdFormat.DECIMAL)
+    assert isinstance(read, DecimalId)
+    assert read.candidate("abcd") == message_id
+    assert read.candidate("abce") is None  # other boot bits: another message
+    assert read_id("1A230C47ED7773C0000", MessageIdFormat.HEX) == "01a230c47ed7773c0000"

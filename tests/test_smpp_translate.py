@@ -264,8 +264,9 @@ def test_receipt_deliver_sm_golden_bytes() -> None:
         + b"\x00"
         + bytes([len(text)])
         + text
-        + b"\x00\x1e\x00\x03m1\x00"  # receipted_message_id
         + b"\x04\x27\x00\x01\x02"  # message_state DELIVERED
+        + b"\x04\x23\x00\x03\x03\x00\x00"  # network_error_code: GSM, 0
+        + b"\x00\x1e\x00\x03m1\x00"  # receipted_message_id, last
     )
     frame = encode(deliver_sm(receipt, 0x7FFFFFFF))
     assert frame[16:] == body
