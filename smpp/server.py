@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
@@ -59,6 +60,9 @@ C = CommandId
 
 _KNOWN_COMMANDS = frozenset(C)
 _KNOWN_STATUSES = frozenset(S)
+_BIND_RESPONSES = frozenset(
+    {C.bind_transmitter_resp, C.bind_receiver_resp, C.bind_transceiver_resp}
+)
 
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
@@ -104,6 +108,8 @@ class SmppServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pdu_labels: dict[tuple[str, int, int], tuple[str, str, str]] = {}
+        # Connections are numbered for log lines, which never name a peer's address.
+        self.session_ids = itertools.count(1)
 
     async def start(self) -> int:
         """Listen on ``[smpp] host/port``; returns the bound port."""
@@ -239,6 +245,7 @@ class SmppConnection(asyncio.Protocol):
             response_timeout=config.response_timeout,
         )
         self.tenant: TenantConfig | None = None
+        self.session_id = next(server.session_ids)
         # The body of failed responses: [smpp] error_body until a bind names a tenant.
         self.error_body = config.error_body
         self.ids = MessageIdFormat.HEX  # the bound tenant's smpp.message_id_format
@@ -347,6 +354,8 @@ class SmppConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         pdu = translate.with_error_body(pdu, self.error_body)
+        if pdu.command_status:
+            self._log_refused(pdu)
         self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self.session.sent(pdu.command_id, pdu.command_status)
@@ -354,6 +363,23 @@ class SmppConnection(asyncio.Protocol):
             # However the unbind was answered (even with an error for its trailing
             # octets), the session is over: an UNBOUND one must not hold its slot.
             self.close()
+
+    def _log_refused(self, pdu: Pdu) -> None:
+        """Why a PDU was refused, by command, status and session: no address, no body.
+
+        Binds at INFO (an operator's first question), everything else at DEBUG.
+        """
+        bind = pdu.command_id in _BIND_RESPONSES
+        status = pdu.command_status
+        log_event(
+            log,
+            "smpp.bind_refused" if bind else "smpp.refused",
+            logging.INFO if bind else logging.DEBUG,
+            command=pdu.command_id.name,
+            status=S(status).name if status in _KNOWN_STATUSES else f"{status:#010x}",
+            session=self.session_id,
+            tenant=self.tenant.id if self.tenant else None,
+        )
 
     def _answer(self, request: Pdu, status: int = S.ESME_ROK, **fields: object) -> None:
         command = response_for(request.command_id)
@@ -410,7 +436,6 @@ class SmppConnection(asyncio.Protocol):
             self.error_body = translate.error_body_of(self.server.config.smpp, named)
             result = await self.server.authenticate(self.peer, body["system_id"], body["password"])
             if not isinstance(result, TenantConfig):
-                log_event(log, "smpp.bind_refused", status=result.name)
                 self._answer(pdu, result)
                 return
             self._bound(pdu, result)
@@ -426,7 +451,13 @@ class SmppConnection(asyncio.Protocol):
         if self.session.bind_type is None:
             return  # the peer left before the answer could go out
         self._schedule_tick()  # from the bind timeout to enquire_link probes
-        log_event(log, "smpp.bound", tenant=tenant.id, bind_type=self.session.bind_type)
+        log_event(
+            log,
+            "smpp.bound",
+            tenant=tenant.id,
+            bind_type=self.session.bind_type,
+            session=self.session_id,
+        )
         self.server.bound(self)
 
     def _enquire_link(self, pdu: Pdu, submits: Submits) -> None:
@@ -482,6 +513,8 @@ class SmppConnection(asyncio.Protocol):
             pdu = submit_resp(request, result, self.ids)
             if pdu is not None:
                 pdu = translate.with_error_body(pdu, self.error_body)
+                if pdu.command_status:
+                    self._log_refused(pdu)
                 chunks.append(encode(pdu))
                 self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self._write(b"".join(chunks))

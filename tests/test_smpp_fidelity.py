@@ -6,6 +6,7 @@ to the socket test of the same behaviour.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from gateway.config import (
     TenantConfig,
     config_from_dict,
 )
+from gateway.logs import FIELDS, describe
 from smpp.bodies import DeliverSm, SubmitSmResp
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, decode
 from smpp.translate import DecimalId, read_id, recipient, source, wire_id
@@ -299,3 +301,42 @@ def test_decimal_ids_read_back_to_their_millisecond_boot_and_sequence() -> None:
     assert read.candidate("abcd") == message_id
     assert read.candidate("abce") is None  # other boot bits: another message
     assert read_id("1A230C47ED7773C0000", MessageIdFormat.HEX) == "01a230c47ed7773c0000"
+
+
+# --- 4. a log line for every refused PDU -----------------------------------------------
+
+
+async def test_every_refused_pdu_is_logged_without_address_or_body(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="smpp.server")
+    secret_to, secret_body = "4670123", b"a body never logged"
+    async with running_gateway(config_from_dict(tenants_config(tmp_path))) as gateway:
+        raw = await RawEsme.connect(gateway.smpp_port)
+        assert (await raw.bind("other", "wrong")).command_status == S.ESME_RINVPASWD
+        assert (await raw.bind("other", "other-pw", sequence=2)).command_status == S.ESME_ROK
+        refused = submit(secret_to, TON_INTERNATIONAL)
+        refused.params["short_message"] = secret_body
+        assert (await raw.request(refused)).command_status == S.ESME_RINVDSTADR
+        early = submit("46701234567", TON_INTERNATIONAL)
+        early.params["data_coding"] = 0x07  # refused before the pipeline
+        assert (await raw.request(early)).command_status == S.ESME_RSUBMITFAIL
+        await raw.close()
+    refusals = [
+        (r, getattr(r, FIELDS))
+        for r in caplog.records
+        if r.getMessage() in ("smpp.bind_refused", "smpp.refused")
+    ]
+    lines = {(r.getMessage(), r.levelno, f["command"], f["status"]) for r, f in refusals}
+    assert lines == {
+        ("smpp.bind_refused", logging.INFO, "bind_transceiver_resp", "ESME_RINVPASWD"),
+        ("smpp.refused", logging.DEBUG, "submit_sm_resp", "ESME_RINVDSTADR"),
+        ("smpp.refused", logging.DEBUG, "submit_sm_resp", "ESME_RSUBMITFAIL"),
+    }
+    sessions = {f["session"] for _, f in refusals}
+    assert len(sessions) == 1 and isinstance(sessions.pop(), int)
+    logged = "\n".join(f"{r.getMessage()} {describe(r)}" for r in caplog.records)
+    for needle in (secret_to, secret_body.decode(), "other-pw", "wrong"):
+        assert needle not in logged
+    # The peer's address (the listener's own host is logged at start).
+    assert not any("127.0.0.1" in str(describe(r)) for r, _ in refusals)
