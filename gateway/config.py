@@ -170,6 +170,18 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SmppTlsConfig:
+    """A second SMPP listener that speaks TLS only, beside the plain one."""
+
+    cert_file: str
+    key_file: str
+    port: int = 3550  # the port customary for SMPP over TLS
+
+    def check(self, path: str) -> None:
+        _check_port(self.port, f"{path}.port")
+
+
+@dataclass(frozen=True, slots=True)
 class SmppErrorCodes:
     """command_status for privacy rejections, in the vendor-specific range 0x400-0x4FF."""
 
@@ -206,6 +218,7 @@ class SmppConfig:
     error_codes: SmppErrorCodes = field(default_factory=SmppErrorCodes)
     # Each tenant's smpp.error_body overrides it; a bind naming no tenant gets this.
     error_body: ErrorBody = ErrorBody.NUL
+    tls: SmppTlsConfig | None = None
 
     def check(self, path: str) -> None:
         """Purposes named by ``service_types`` are checked by `Config.check`."""

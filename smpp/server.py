@@ -23,6 +23,7 @@ import functools
 import hmac
 import itertools
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
@@ -104,27 +105,39 @@ class SmppServer:
             max_wait=4 * config.smpp.max_bind_delay,
         )
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self.port = 0
+        self.tls_port = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pdu_labels: dict[tuple[str, int, int], tuple[str, str, str]] = {}
         # Connections are numbered for log lines, which never name a peer's address.
         self.session_ids = itertools.count(1)
 
-    async def start(self) -> int:
-        """Listen on ``[smpp] host/port``; returns the bound port."""
+    async def start(self, tls: ssl.SSLContext | None = None) -> int:
+        """Listen on ``[smpp] host/port``, and with ``tls`` on ``[smpp.tls] port`` too.
+
+        Returns the plain port; ``tls_port`` is the other one.
+        """
         loop = asyncio.get_running_loop()
         await self.notices.open()
-        self._server = await loop.create_server(
-            lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
-        )
-        self._schedule_sweep()
+        smpp = self.config.smpp
+        self._server = await loop.create_server(lambda: SmppConnection(self), smpp.host, smpp.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log_event(log, "smpp.listening", host=self.config.smpp.host, port=self.port)
+        log_event(log, "smpp.listening", host=smpp.host, port=self.port)
+        if tls is not None and smpp.tls is not None:
+            self._tls_server = await loop.create_server(
+                lambda: TlsHandshake(self, tls), smpp.host, smpp.tls.port
+            )
+            self.tls_port = int(self._tls_server.sockets[0].getsockname()[1])
+            log_event(log, "smpp.listening", host=smpp.host, port=self.tls_port, tls=True)
+        self._schedule_sweep()
         return self.port
 
     async def close(self) -> None:
         """Stop listening and close every session; notices stay in the store."""
+        if self._tls_server is not None:
+            self._tls_server.close()
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -135,6 +148,8 @@ class SmppServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.notices.close()
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -220,6 +235,44 @@ class SmppServer:
     def _sweep(self) -> None:
         self.spawn(self.notices.forget_expired())
         self._schedule_sweep()
+
+
+class TlsHandshake(asyncio.Protocol):
+    """A connection to the TLS port until its handshake is done; then an `SmppConnection`.
+
+    The handshake runs here rather than in the listener so that one that fails (a
+    plain-TCP client, a client refusing our certificate, none within bind_timeout)
+    is closed, logged and counted instead of vanishing inside asyncio.
+    """
+
+    def __init__(self, server: SmppServer, context: ssl.SSLContext) -> None:
+        self.server = server
+        self.context = context
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the ClientHello waits in the socket for start_tls
+        self.server.spawn(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        connection = SmppConnection(self.server)
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport,
+                connection,
+                self.context,
+                server_side=True,
+                ssl_handshake_timeout=self.server.config.smpp.bind_timeout,
+            )
+        except (OSError, TimeoutError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+            transport.close()
+            self.server.metrics.smpp_tls_failures.inc()
+            log_event(log, "smpp.tls_failed", logging.INFO, error=type(exc).__name__)
+            return
+        if secure is None:  # the peer went away as the handshake ended
+            transport.close()
+            return
+        connection.connection_made(secure)
 
 
 class SmppConnection(asyncio.Protocol):

@@ -6,12 +6,15 @@ to the socket test of the same behaviour.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from pathlib import Path
 from typing import Any
 
 import aiosmpplib
 import pytest
+import trustme
 
 from gateway.config import (
     AddressPolicy,
@@ -21,6 +24,7 @@ from gateway.config import (
     config_from_dict,
 )
 from gateway.logs import FIELDS, describe
+from gateway.server.appkeys import SMPP_SERVER
 from smpp.bodies import DeliverSm, SubmitSmResp
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, decode
 from smpp.translate import DecimalId, read_id, recipient, source, wire_id
@@ -340,3 +344,42 @@ async def test_every_refused_pdu_is_logged_without_address_or_body(
         assert needle not in logged
     # The peer's address (the listener's own host is logged at start).
     assert not any("127.0.0.1" in str(describe(r)) for r, _ in refusals)
+
+
+# --- 5. SMPP over TLS -------------------------------------------------------------------
+
+
+async def test_tls_listener_binds_verified_clients_and_closes_plain_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(cert_file))
+    certificate.private_key_pem.write_to_path(str(key_file))
+    caplog.set_level(logging.INFO)
+    tls = {"port": 0, "cert_file": str(cert_file), "key_file": str(key_file)}
+    config = merged(tenants_config(tmp_path), {"smpp": {"tls": tls}})
+    verifying = ssl.create_default_context()
+    authority.configure_trust(verifying)
+    async with running_gateway(config_from_dict(config)) as gateway:
+        tls_port = gateway.app[SMPP_SERVER].tls_port
+        assert tls_port not in (0, gateway.smpp_port)
+        raw = RawEsme(*await asyncio.open_connection("127.0.0.1", tls_port, ssl=verifying))
+        assert (await raw.bind("other", "other-pw")).command_status == S.ESME_ROK
+        answer = await raw.request(submit("46701234567", TON_INTERNATIONAL))
+        assert answer.command_status == S.ESME_ROK
+        await raw.close()
+
+        # A plain-TCP ESME on the TLS port is closed, unanswered, and counted.
+        plain = await RawEsme.connect(tls_port)
+        await plain.send(Pdu.make(C.bind_transceiver, 1, system_id="other", password="other-pw"))
+        assert await plain.closed_by_peer()
+        await plain.close()
+        async with gateway.http.get(f"{gateway.url}/metrics") as response:
+            assert "smsgw_smpp_tls_failures_total 1.0" in await response.text()
+        # The certificate is what a client checks: without trust in its CA, no session.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", tls_port, ssl=ssl.create_default_context())
+    assert "smpp.tls_failed" in [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
