@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from phonenumbers import SUPPORTED_REGIONS
 
-from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
+from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
 
 DURATION = "duration"
 Seconds = Annotated[float, DURATION]
@@ -84,6 +84,32 @@ class StopScope(StrEnum):
 
     TENANT = "tenant"
     SENDER = "sender"
+
+
+class AddressPolicy(StrEnum):
+    """How a tenant's SMPP addresses are read from their TON (see docs/smpp.md)."""
+
+    # TON 0 and 2 digits: international if they form such a number, else national.
+    LENIENT = "lenient"
+    # TON 1 international, 2 national, 5 alphanumeric, 3 a short code; others refused.
+    STRICT = "strict"
+
+
+class ErrorBody(StrEnum):
+    """The body of a failed submit_sm_resp / data_sm_resp / bind_*_resp (see docs/smpp.md)."""
+
+    # The response's C-string fields present: message_id a single NUL, a bind's system_id
+    # ours, as SMPP 3.3 and 5.0 clients (and parsers that never look at the status) read.
+    NUL = "nul"
+    # No body at all, as SMPP 3.4 section 4.4.2 words it.
+    EMPTY = "empty"
+
+
+class MessageIdFormat(StrEnum):
+    """How message ids travel over SMPP (Kannel's msg-id-type; see docs/smpp.md)."""
+
+    HEX = "hex"  # our 20 hex digits, as HTTP shows them
+    DECIMAL = "decimal"  # a number that fits 64 bits
 
 
 class LogFormat(StrEnum):
@@ -144,6 +170,18 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SmppTlsConfig:
+    """A second SMPP listener that speaks TLS only, beside the plain one."""
+
+    cert_file: str
+    key_file: str
+    port: int = 3550  # the port customary for SMPP over TLS
+
+    def check(self, path: str) -> None:
+        _check_port(self.port, f"{path}.port")
+
+
+@dataclass(frozen=True, slots=True)
 class SmppErrorCodes:
     """command_status for privacy rejections, in the vendor-specific range 0x400-0x4FF."""
 
@@ -178,6 +216,9 @@ class SmppConfig:
         default_factory=lambda: {"MKT": "marketing", "TXN": "transactional"}
     )
     error_codes: SmppErrorCodes = field(default_factory=SmppErrorCodes)
+    # Each tenant's smpp.error_body overrides it; a bind naming no tenant gets this.
+    error_body: ErrorBody = ErrorBody.NUL
+    tls: SmppTlsConfig | None = None
 
     def check(self, path: str) -> None:
         """Purposes named by ``service_types`` are checked by `Config.check`."""
@@ -345,6 +386,10 @@ class SmppCredentials:
     max_sessions: int = 10
     # The older spelling of the tenant's max_submit_rate, still read (see TenantConfig).
     max_submit_rate: float = 0.0
+    address_policy: AddressPolicy = AddressPolicy.LENIENT
+    # None: [smpp] error_body.
+    error_body: ErrorBody | None = None
+    message_id_format: MessageIdFormat = MessageIdFormat.HEX
 
     def check(self, path: str) -> None:
         """Unique system ids across tenants are checked by `Config.check`."""
@@ -629,6 +674,8 @@ def _check_unique_secret(secret: str, path: str, seen: set[bytes]) -> None:
 
 
 def _check_sender(sender: str, default_country: str | None, path: str) -> None:
+    if is_short_code(sender):
+        return
     if is_numeric_address(sender):
         try:
             normalise_msisdn(sender, default_country)

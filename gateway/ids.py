@@ -6,10 +6,13 @@ cursors without a second timestamp index on the hot insert path.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 
 _SEQ_LIMIT = 0x10000
+ID_LENGTH = 20
+_HEX_ID = re.compile(r"[0-9a-f]{1,20}")
 
 
 class MessageIds:
@@ -42,3 +45,13 @@ class MessageIds:
 def id_floor(timestamp: float) -> str:
     """The smallest id that can have been issued at or after ``timestamp``."""
     return f"{int(timestamp * 1000):012x}"
+
+
+def normalise_id(raw: str) -> str:
+    """An id as a client may echo it (any case, leading zeros stripped) in our form.
+
+    Jasmin, for one, reports ``1A230C47ED7773C0000`` for ``01a230c47ed7773c0000``.
+    Anything that is no hex id is returned as given, and then finds nothing.
+    """
+    folded = raw.strip().lower()
+    return folded.zfill(ID_LENGTH) if _HEX_ID.fullmatch(folded) else raw

@@ -150,6 +150,12 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.smpp_tls_failures = Counter(
+            "smsgw_smpp_tls_failures_total",
+            "Connections to the SMPP TLS port closed because their TLS handshake failed"
+            " (a plain-TCP client, a client that refused our certificate, a timeout).",
+            registry=r,
+        )
         self.notices_given_up = Counter(
             "smsgw_smpp_notices_given_up_total",
             "Receipts and mobile-originated messages dropped unacknowledged, by reason"

@@ -29,6 +29,8 @@ _MAX_INPUT: Final = 64  # characters; checked before any Unicode work on the inp
 _SEPARATORS: Final = re.compile(r"[ \t\-.()\u2010\u2012\u2013\u2014\u2212]")
 _NUMBER: Final = re.compile(r"\+?[0-9]+")
 _STRICT_E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_SHORT_CODE: Final = re.compile(r"[0-9]{3,8}")
+_DIGITS: Final = re.compile(r"[0-9]+")
 
 _PARSE_ERRORS: Final = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
@@ -119,6 +121,41 @@ def normalise_msisdn(raw: str, default_country: str | None = None) -> str:
     `default_country`, so callers map every failure to one client error.
     """
     return _normalise(raw, default_country)
+
+
+def read_bare_digits(digits: str, default_country: str | None, *, national_first: bool) -> str:
+    """E.164 for digits sent without a '+' (SMPP TON 0 or 2), read as operators read them.
+
+    Both readings are tried: the digits as an international number, and as a national
+    one in ``default_country``. When only one is possible it wins; when both are, a
+    *valid* (assigned-range) reading beats a merely possible one, and a tie goes to
+    the reading the sender's TON hinted at (``national_first`` for TON 2).
+    """
+    if not _DIGITS.fullmatch(digits):
+        raise InvalidNumber("expected digits only")
+    national = _reading(digits, default_country) if default_country else None
+    international = _reading("+" + digits, None)
+    ordered = (national, international) if national_first else (international, national)
+    readings = [r for r in ordered if r is not None]
+    if not readings:
+        raise InvalidNumber("neither an international nor a national number")
+    if len(set(readings)) > 1:
+        valid = [r for r in readings if phonenumbers.is_valid_number(phonenumbers.parse(r))]
+        if len(valid) == 1:
+            return valid[0]
+    return readings[0]
+
+
+def _reading(number: str, default_country: str | None) -> str | None:
+    try:
+        return _normalise(number, default_country)
+    except InvalidNumber:
+        return None
+
+
+def is_short_code(sender: str) -> bool:
+    """3-8 digits with no '+' or leading "00": a network short code, kept as written."""
+    return _SHORT_CODE.fullmatch(sender) is not None and not sender.startswith("00")
 
 
 def is_numeric_address(sender: str) -> bool:

@@ -39,7 +39,7 @@ from gateway.ids import MessageIds
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
-from gateway.numbers import InvalidNumber, is_numeric_address, normalise_msisdn
+from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
 from gateway.rates import TokenBucket
 from gateway.store import Store, StoreError
 
@@ -360,8 +360,8 @@ class SubmitPipeline:
 
 
 def _canonical_sender(sender: str, default_country: str | None) -> str | None:
-    """Numeric senders compare as E.164, alphanumeric ones as written."""
-    if not is_numeric_address(sender):
+    """Numeric senders compare as E.164, short codes and alphanumeric ones as written."""
+    if is_short_code(sender) or not is_numeric_address(sender):
         return sender
     try:
         return normalise_msisdn(sender, default_country)

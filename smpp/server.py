@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import itertools
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import ClassVar
 
 from gateway.chaos import Chaos
-from gateway.config import Config, TenantConfig
+from gateway.config import Config, MessageIdFormat, TenantConfig
 from gateway.domain import Notice, SubmitRequest
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -59,10 +61,12 @@ C = CommandId
 
 _KNOWN_COMMANDS = frozenset(C)
 _KNOWN_STATUSES = frozenset(S)
+_BIND_RESPONSES = frozenset(
+    {C.bind_transmitter_resp, C.bind_receiver_resp, C.bind_transceiver_resp}
+)
 
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
-SYSTEM_ID = "smsgw"
 
 
 class SmppServer:
@@ -101,25 +105,39 @@ class SmppServer:
             max_wait=4 * config.smpp.max_bind_delay,
         )
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self.port = 0
+        self.tls_port = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pdu_labels: dict[tuple[str, int, int], tuple[str, str, str]] = {}
+        # Connections are numbered for log lines, which never name a peer's address.
+        self.session_ids = itertools.count(1)
 
-    async def start(self) -> int:
-        """Listen on ``[smpp] host/port``; returns the bound port."""
+    async def start(self, tls: ssl.SSLContext | None = None) -> int:
+        """Listen on ``[smpp] host/port``, and with ``tls`` on ``[smpp.tls] port`` too.
+
+        Returns the plain port; ``tls_port`` is the other one.
+        """
         loop = asyncio.get_running_loop()
         await self.notices.open()
-        self._server = await loop.create_server(
-            lambda: SmppConnection(self), self.config.smpp.host, self.config.smpp.port
-        )
-        self._schedule_sweep()
+        smpp = self.config.smpp
+        self._server = await loop.create_server(lambda: SmppConnection(self), smpp.host, smpp.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log_event(log, "smpp.listening", host=self.config.smpp.host, port=self.port)
+        log_event(log, "smpp.listening", host=smpp.host, port=self.port)
+        if tls is not None and smpp.tls is not None:
+            self._tls_server = await loop.create_server(
+                lambda: TlsHandshake(self, tls), smpp.host, smpp.tls.port
+            )
+            self.tls_port = int(self._tls_server.sockets[0].getsockname()[1])
+            log_event(log, "smpp.listening", host=smpp.host, port=self.tls_port, tls=True)
+        self._schedule_sweep()
         return self.port
 
     async def close(self) -> None:
         """Stop listening and close every session; notices stay in the store."""
+        if self._tls_server is not None:
+            self._tls_server.close()
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -130,6 +148,8 @@ class SmppServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.notices.close()
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -217,6 +237,44 @@ class SmppServer:
         self._schedule_sweep()
 
 
+class TlsHandshake(asyncio.Protocol):
+    """A connection to the TLS port until its handshake is done; then an `SmppConnection`.
+
+    The handshake runs here rather than in the listener so that one that fails (a
+    plain-TCP client, a client refusing our certificate, none within bind_timeout)
+    is closed, logged and counted instead of vanishing inside asyncio.
+    """
+
+    def __init__(self, server: SmppServer, context: ssl.SSLContext) -> None:
+        self.server = server
+        self.context = context
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the ClientHello waits in the socket for start_tls
+        self.server.spawn(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        connection = SmppConnection(self.server)
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport,
+                connection,
+                self.context,
+                server_side=True,
+                ssl_handshake_timeout=self.server.config.smpp.bind_timeout,
+            )
+        except (OSError, TimeoutError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+            transport.close()
+            self.server.metrics.smpp_tls_failures.inc()
+            log_event(log, "smpp.tls_failed", logging.INFO, error=type(exc).__name__)
+            return
+        if secure is None:  # the peer went away as the handshake ended
+            transport.close()
+            return
+        connection.connection_made(secure)
+
+
 class SmppConnection(asyncio.Protocol):
     """One ESME connection: the transport, its sans-IO `Session`, and the handlers.
 
@@ -240,6 +298,10 @@ class SmppConnection(asyncio.Protocol):
             response_timeout=config.response_timeout,
         )
         self.tenant: TenantConfig | None = None
+        self.session_id = next(server.session_ids)
+        # The body of failed responses: [smpp] error_body until a bind names a tenant.
+        self.error_body = config.error_body
+        self.ids = MessageIdFormat.HEX  # the bound tenant's smpp.message_id_format
         self.pdus_bound = 0  # PDUs received since the bind, for chaos session drops
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -344,6 +406,9 @@ class SmppConnection(asyncio.Protocol):
     def _send(self, pdu: Pdu, status: int | None = None) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        pdu = translate.with_error_body(pdu, self.error_body)
+        if pdu.command_status:
+            self._log_refused(pdu)
         self._write(encode(pdu))
         self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self.session.sent(pdu.command_id, pdu.command_status)
@@ -351,6 +416,23 @@ class SmppConnection(asyncio.Protocol):
             # However the unbind was answered (even with an error for its trailing
             # octets), the session is over: an UNBOUND one must not hold its slot.
             self.close()
+
+    def _log_refused(self, pdu: Pdu) -> None:
+        """Why a PDU was refused, by command, status and session: no address, no body.
+
+        Binds at INFO (an operator's first question), everything else at DEBUG.
+        """
+        bind = pdu.command_id in _BIND_RESPONSES
+        status = pdu.command_status
+        log_event(
+            log,
+            "smpp.bind_refused" if bind else "smpp.refused",
+            logging.INFO if bind else logging.DEBUG,
+            command=pdu.command_id.name,
+            status=S(status).name if status in _KNOWN_STATUSES else f"{status:#010x}",
+            session=self.session_id,
+            tenant=self.tenant.id if self.tenant else None,
+        )
 
     def _answer(self, request: Pdu, status: int = S.ESME_ROK, **fields: object) -> None:
         command = response_for(request.command_id)
@@ -403,9 +485,10 @@ class SmppConnection(asyncio.Protocol):
     async def _run_bind(self, pdu: Pdu) -> None:
         try:
             body = pdu.body(Bind)
+            named = self.server.tenants_by_system_id.get(body["system_id"])
+            self.error_body = translate.error_body_of(self.server.config.smpp, named)
             result = await self.server.authenticate(self.peer, body["system_id"], body["password"])
             if not isinstance(result, TenantConfig):
-                log_event(log, "smpp.bind_refused", status=result.name)
                 self._answer(pdu, result)
                 return
             self._bound(pdu, result)
@@ -415,11 +498,19 @@ class SmppConnection(asyncio.Protocol):
 
     def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
         self.tenant = tenant
-        self._answer(pdu, S.ESME_ROK, system_id=SYSTEM_ID)
+        assert tenant.smpp is not None
+        self.ids = tenant.smpp.message_id_format
+        self._answer(pdu, S.ESME_ROK, system_id=translate.SYSTEM_ID)
         if self.session.bind_type is None:
             return  # the peer left before the answer could go out
         self._schedule_tick()  # from the bind timeout to enquire_link probes
-        log_event(log, "smpp.bound", tenant=tenant.id, bind_type=self.session.bind_type)
+        log_event(
+            log,
+            "smpp.bound",
+            tenant=tenant.id,
+            bind_type=self.session.bind_type,
+            session=self.session_id,
+        )
         self.server.bound(self)
 
     def _enquire_link(self, pdu: Pdu, submits: Submits) -> None:
@@ -472,8 +563,11 @@ class SmppConnection(asyncio.Protocol):
         chunks = []
         submit_resp = self.server.translator.submit_resp
         for (request, _), result in zip(submits, results, strict=True):
-            pdu = submit_resp(request, result)
+            pdu = submit_resp(request, result, self.ids)
             if pdu is not None:
+                pdu = translate.with_error_body(pdu, self.error_body)
+                if pdu.command_status:
+                    self._log_refused(pdu)
                 chunks.append(encode(pdu))
                 self.server.count_pdu("out", pdu.command_id, pdu.command_status)
         self._write(b"".join(chunks))
@@ -501,7 +595,9 @@ class SmppConnection(asyncio.Protocol):
         """One submit_multi_resp, after every accepted message is committed."""
         results = await self.server.pipeline.submit_many([r for _, r in accepted])
         self._send(
-            self.server.translator.multi_resp(pdu, [d for d, _ in accepted], results, refused)
+            self.server.translator.multi_resp(
+                pdu, [d for d, _ in accepted], results, refused, self.ids
+            )
         )
 
     # --- operations on submitted messages -----------------------------------------------
@@ -509,11 +605,34 @@ class SmppConnection(asyncio.Protocol):
     def _query_sm(self, pdu: Pdu, submits: Submits) -> None:
         self.server.spawn(self._run_query(pdu))
 
+    async def _message_id(self, wire: str) -> str:
+        """The id of the tenant's message a client's id names (else ``wire``: no message).
+
+        Hex ids only need normalising; a decimal one is looked up among the ids of its
+        millisecond, one boot of the gateway at a time (see `translate.DecimalId`).
+        """
+        assert self.tenant is not None
+        read = translate.read_id(wire, self.ids)
+        if isinstance(read, str):
+            return read
+        pipeline, tenant = self.server.pipeline, self.tenant.id
+        found: list[str] = []
+        before = f"{read.ms + 1:012x}"
+        while newest := await pipeline.messages(
+            tenant, since_id=read.floor, before_id=before, limit=1
+        ):
+            boot = newest[0].id[12:16]
+            candidate = read.candidate(boot)
+            if candidate is not None and await pipeline.message(tenant, candidate) is not None:
+                found.append(candidate)
+            before = read.floor + boot  # the next older boot in that millisecond
+        return found[0] if len(found) == 1 else wire
+
     async def _run_query(self, pdu: Pdu) -> None:
         assert self.tenant is not None
-        message_id = pdu.body(QuerySm)["message_id"]
+        message_id = await self._message_id(pdu.body(QuerySm)["message_id"])
         message = await self.server.pipeline.message(self.tenant.id, message_id)
-        self._send(translate.query_sm_resp(pdu, message))
+        self._send(translate.query_sm_resp(pdu, message, self.ids))
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:
         self.server.spawn(self._run_cancel(pdu))
@@ -521,7 +640,8 @@ class SmppConnection(asyncio.Protocol):
     async def _run_cancel(self, pdu: Pdu) -> None:
         """Answered once the ``deleted`` state is committed."""
         assert self.tenant is not None
-        rejected = await self.server.pipeline.cancel(self.tenant, pdu.body(CancelSm)["message_id"])
+        message_id = await self._message_id(pdu.body(CancelSm)["message_id"])
+        rejected = await self.server.pipeline.cancel(self.tenant, message_id)
         self._answer(pdu, self.server.translator.cancel_status(rejected))
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
@@ -534,7 +654,7 @@ class SmppConnection(asyncio.Protocol):
     async def _run_replace(self, pdu: Pdu, body: str) -> None:
         """Answered once the new body is committed."""
         assert self.tenant is not None
-        message_id = pdu.body(ReplaceSm)["message_id"]
+        message_id = await self._message_id(pdu.body(ReplaceSm)["message_id"])
         rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
         self._answer(pdu, self.server.translator.replace_status(rejected))
 
@@ -547,7 +667,7 @@ class SmppConnection(asyncio.Protocol):
 
     def deliver(self, notice: Notice) -> int:
         sequence = self.session.next_sequence()
-        self._send(translate.deliver_sm(notice, sequence))
+        self._send(translate.deliver_sm(notice, sequence, self.ids))
         return sequence
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.config import SmppConfig, TenantConfig
+from gateway.config import AddressPolicy, ErrorBody, MessageIdFormat, SmppConfig, TenantConfig
 from gateway.domain import (
     Interface,
     Message,
@@ -32,12 +32,15 @@ from gateway.domain import (
     Status,
     SubmitRequest,
 )
+from gateway.ids import normalise_id
+from gateway.numbers import InvalidNumber, is_short_code, read_bare_digits
 from smpp.bodies import DataSm, ReplaceSm, SubmitMulti, SubmitSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress, Tag, UnsuccessSme
 from smpp.session import response_for
 from smpp.text import (
     ESM_DELIVERY_RECEIPT,
     ESM_UDHI,
+    RECEIPT_ERR,
     ReceiptFacts,
     TextError,
     concatenation_part,
@@ -47,14 +50,31 @@ from smpp.text import (
     split_udh,
 )
 
+HEX = MessageIdFormat.HEX
+
 S = CommandStatus
 
+TON_UNKNOWN = 0
 TON_INTERNATIONAL = 1
+TON_NATIONAL = 2
+TON_NETWORK_SPECIFIC = 3
 TON_ALPHANUMERIC = 5
+NPI_UNKNOWN = 0
 NPI_ISDN = 1
 # Vendor-specific TLV on a mobile-originated deliver_sm: the keyword it matched
 # ("stop", "start", "help"), so the tenant sees an opt-out as one.
 TAG_KEYWORD = 0x1501
+# network_error_code's network_type (5.3.2.31): the simulated network is GSM.
+NETWORK_GSM = b"\x03"
+SYSTEM_ID = "smsgw"
+# What a failed response carries under error_body = "nul" (empty under "empty").
+ERROR_FIELDS: dict[CommandId, dict[str, object]] = {
+    CommandId.submit_sm_resp: {"message_id": ""},
+    CommandId.data_sm_resp: {"message_id": ""},
+    CommandId.bind_transmitter_resp: {"system_id": SYSTEM_ID},
+    CommandId.bind_receiver_resp: {"system_id": SYSTEM_ID},
+    CommandId.bind_transceiver_resp: {"system_id": SYSTEM_ID},
+}
 # Longest text that goes in short_message; longer goes in message_payload.
 MAX_SHORT_MESSAGE = 254
 
@@ -152,22 +172,30 @@ class Translator:
             receipt = ReceiptRequest(body["registered_delivery"] & 0x03)
         except ValueError:
             return S.ESME_RINVREGDLVFLG
+        to = recipient(destination, dest_ton, tenant)
+        if to is None:
+            return S.ESME_RINVDSTADR
+        sender = source(body["source_addr"], body["source_addr_ton"], tenant)
+        if sender is None:
+            return S.ESME_RINVSRCADR
         return SubmitRequest(
             tenant=tenant,
             interface=Interface.SMPP,
-            to=address(destination, dest_ton),
-            sender=address(body["source_addr"], body["source_addr_ton"]),
+            to=to,
+            sender=sender,
             body=text,
             purpose=purpose,
             receipt=receipt,
             part=part,
         )
 
-    def submit_resp(self, request: Pdu, result: Message | Rejected) -> Pdu | None:
+    def submit_resp(
+        self, request: Pdu, result: Message | Rejected, ids: MessageIdFormat = HEX
+    ) -> Pdu | None:
         """The submit_sm_resp / data_sm_resp for a pipeline result; None when none is due."""
         command = response_for(request.command_id)
         if isinstance(result, Message):
-            return Pdu.make(command, request.sequence_number, message_id=result.id)
+            return Pdu.make(command, request.sequence_number, message_id=wire_id(result.id, ids))
         if result.code is RejectCode.NO_RESPONSE:
             return None
         return Pdu.make(command, request.sequence_number, status=self.reject_status[result.code])
@@ -178,6 +206,7 @@ class Translator:
         accepted: Sequence[SmeAddress],
         results: Sequence[Message | Rejected],
         refused: Sequence[UnsuccessSme],
+        ids: MessageIdFormat = HEX,
     ) -> Pdu:
         """submit_multi_resp: the first accepted message's id, and every refused destination.
 
@@ -194,7 +223,7 @@ class Translator:
         return Pdu.make(
             CommandId.submit_multi_resp,
             request.sequence_number,
-            message_id=first_id,
+            message_id=wire_id(first_id, ids) if first_id else "",
             unsuccess_sme=tuple(unsuccessful),
         )
 
@@ -211,6 +240,21 @@ class Translator:
         return S.ESME_ROK if rejected is None else self.reject_status[rejected.code]
 
 
+def with_error_body(pdu: Pdu, style: ErrorBody) -> Pdu:
+    """A failed response sent without a body, given the fields ``style`` asks for."""
+    fields = ERROR_FIELDS.get(pdu.command_id)
+    if style is ErrorBody.EMPTY or fields is None or pdu.params or not pdu.command_status:
+        return pdu
+    return Pdu.make(pdu.command_id, pdu.sequence_number, pdu.command_status, None, **fields)
+
+
+def error_body_of(config: SmppConfig, tenant: TenantConfig | None) -> ErrorBody:
+    """The tenant's error_body, else the ``[smpp]`` one."""
+    if tenant is None or tenant.smpp is None or tenant.smpp.error_body is None:
+        return config.error_body
+    return tenant.smpp.error_body
+
+
 def replace_body(pdu: Pdu) -> str | CommandStatus:
     """The new text of a replace_sm (always in the default alphabet), or why not."""
     try:
@@ -219,7 +263,7 @@ def replace_body(pdu: Pdu) -> str | CommandStatus:
         return S.ESME_RREPLACEFAIL
 
 
-def query_sm_resp(request: Pdu, message: Message | None) -> Pdu:
+def query_sm_resp(request: Pdu, message: Message | None, ids: MessageIdFormat = HEX) -> Pdu:
     """query_sm_resp for a message of the tenant (None: the tenant has no such message)."""
     if message is None:
         return Pdu.make(CommandId.query_sm_resp, request.sequence_number, S.ESME_RQUERYFAIL)
@@ -229,11 +273,67 @@ def query_sm_resp(request: Pdu, message: Message | None) -> Pdu:
     return Pdu.make(
         CommandId.query_sm_resp,
         request.sequence_number,
-        message_id=message.id,
+        message_id=wire_id(message.id, ids),
         final_date=final,
         message_state=MESSAGE_STATE[message.status],
         error_code=0 if message.error is None else 1,
     )
+
+
+# --- message ids on the wire (smpp.message_id_format) ------------------------------------
+#
+# Our ids are <ms:12 hex><boot:4 hex><seq:4 hex>, 80 bits: too many for clients that
+# read ids as 64-bit numbers (Kannel's msg-id-type). Their decimal form keeps the
+# millisecond and the sequence whole and the boot's low 6 bits:
+#   decimal = ms << 22 | (boot & 0x3F) << 16 | seq
+# which fits a signed 64-bit integer until 2039 and an unsigned one until 2109. It is
+# no bijection, so it is read back by lookup (`DecimalId`): ids of one millisecond in
+# one store come from one run of the gateway unless the clock stepped back over a
+# restart, and even then match only if their boots agree in those 6 bits. When two
+# messages do match, the id names neither (query_sm fails) rather than the wrong one.
+_BOOT_BITS = 0x3F
+
+
+class DecimalId:
+    """A decimal message id taken apart: which millisecond, sequence and boot bits."""
+
+    __slots__ = ("boot_bits", "ms", "seq")
+
+    def __init__(self, value: int) -> None:
+        self.ms = value >> 22
+        self.boot_bits = (value >> 16) & _BOOT_BITS
+        self.seq = value & 0xFFFF
+
+    @property
+    def floor(self) -> str:
+        """The smallest id of its millisecond."""
+        return f"{self.ms:012x}"
+
+    def candidate(self, boot: str) -> str | None:
+        """The id it names among those of one boot (4 hex digits), or None if none."""
+        if int(boot, 16) & _BOOT_BITS != self.boot_bits:
+            return None
+        return f"{self.floor}{boot}{self.seq:04x}"
+
+
+def wire_id(message_id: str, ids: MessageIdFormat) -> str:
+    """A message id as a session of this format sends it."""
+    if ids is MessageIdFormat.HEX:
+        return message_id
+    value = int(message_id, 16)
+    boot_bits = (value >> 16) & _BOOT_BITS
+    return str((value >> 32) << 22 | boot_bits << 16 | (value & 0xFFFF))
+
+
+def read_id(wire: str, ids: MessageIdFormat) -> str | DecimalId:
+    """The id a client sent back (query_sm, cancel_sm, replace_sm): normalised hex, or a
+    decimal id to look up."""
+    if ids is MessageIdFormat.HEX:
+        return normalise_id(wire)
+    digits = wire.strip()
+    if digits.isdigit() and digits.isascii() and int(digits) < 1 << 64:
+        return DecimalId(int(digits))
+    return wire  # finds nothing
 
 
 def unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
@@ -241,33 +341,82 @@ def unsuccess(dest: SmeAddress, status: int) -> UnsuccessSme:
     return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, status)
 
 
-def address(address: str, ton: int) -> str:
-    """An SMPP address as the pipeline reads it: international numbers get their '+'."""
-    if ton == TON_INTERNATIONAL and address and not address.startswith("+"):
-        return "+" + address
-    return address
+def recipient(address: str, ton: int, tenant: TenantConfig) -> str | None:
+    """A destination_addr as the pipeline reads it, under the tenant's address_policy.
+
+    None refuses it (ESME_RINVDSTADR). TON 1 is international (the '+' added), TON 2
+    national (the pipeline reads it with the tenant's default_country); leniently,
+    TON 0 and TON 2 digits are read as international or national, whichever they form.
+    """
+    if ton == TON_INTERNATIONAL:
+        return international(address)
+    lenient = _policy(tenant) is AddressPolicy.LENIENT
+    if lenient and ton in (TON_UNKNOWN, TON_NATIONAL):
+        return _bare_digits(address, tenant, national_first=ton == TON_NATIONAL)
+    return address if ton == TON_NATIONAL else None
+
+
+def source(address: str, ton: int, tenant: TenantConfig) -> str | None:
+    """A source_addr as the pipeline reads it (the tenant's senders decide the rest).
+
+    None refuses it (ESME_RINVSRCADR). Short codes (3-8 digits) go as written with TON
+    0 or 3, alphanumeric senders with TON 5 (leniently with TON 0 too); numbers as
+    for `recipient`.
+    """
+    short_code = ton in (TON_UNKNOWN, TON_NETWORK_SPECIFIC) and is_short_code(address)
+    if ton == TON_ALPHANUMERIC or short_code:
+        return address
+    if ton == TON_UNKNOWN and _policy(tenant) is AddressPolicy.LENIENT and not address.isdigit():
+        return address  # an alphanumeric sender without its TON
+    return recipient(address, ton, tenant)
+
+
+def international(address: str) -> str:
+    """A TON 1 address with its '+'."""
+    return address if not address or address.startswith("+") else "+" + address
+
+
+def _bare_digits(address: str, tenant: TenantConfig, *, national_first: bool) -> str:
+    """E.164 for TON 0 / TON 2 digits; what is no number goes on for the pipeline to refuse."""
+    try:
+        return read_bare_digits(address, tenant.default_country, national_first=national_first)
+    except InvalidNumber:
+        return address
+
+
+def _policy(tenant: TenantConfig) -> AddressPolicy:
+    return AddressPolicy.LENIENT if tenant.smpp is None else tenant.smpp.address_policy
 
 
 def wire_address(address: str) -> tuple[int, int, str]:
-    """``(ton, npi, addr)`` for an address we send: E.164 without '+', or alphanumeric."""
+    """``(ton, npi, addr)`` for an address we send: E.164 without '+', a short code, or text."""
     if address.startswith("+"):
         return TON_INTERNATIONAL, NPI_ISDN, address[1:]
+    if is_short_code(address):
+        return TON_NETWORK_SPECIFIC, NPI_UNKNOWN, address
     return TON_ALPHANUMERIC, 0, address
 
 
-def deliver_sm(notice: Notice, sequence: int) -> Pdu:
-    """The deliver_sm carrying a receipt or a mobile-originated message."""
+def deliver_sm(notice: Notice, sequence: int, ids: MessageIdFormat = HEX) -> Pdu:
+    """The deliver_sm carrying a receipt or a mobile-originated message.
+
+    A receipt's TLVs put receipted_message_id last, after message_state and
+    network_error_code: a parser that reads a fixed 65 octets after its tag (as
+    some do, for the field's maximum) then still gets the right id.
+    """
     source_ton, source_npi, source = wire_address(notice.handset)
     dest_ton, dest_npi, dest = wire_address(notice.address)
     tlvs: dict[int, object] = {}
     if notice.kind is NoticeKind.RECEIPT:
         assert notice.status is not None and notice.submitted_at is not None
         esm_class, data_coding = ESM_DELIVERY_RECEIPT, 0
+        message_id = wire_id(notice.message_id, ids)
         short_message = receipt_text(
-            ReceiptFacts(notice.message_id, notice.status, notice.submitted_at, notice.created_at)
+            ReceiptFacts(message_id, notice.status, notice.submitted_at, notice.created_at)
         )
-        tlvs[Tag.receipted_message_id] = notice.message_id
         tlvs[Tag.message_state] = MESSAGE_STATE[notice.status]
+        tlvs[Tag.network_error_code] = NETWORK_GSM + RECEIPT_ERR[notice.status].to_bytes(2, "big")
+        tlvs[Tag.receipted_message_id] = message_id
     else:
         esm_class = 0
         data_coding, short_message = encode_text(notice.body)

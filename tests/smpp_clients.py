@@ -160,14 +160,18 @@ class RawEsme:
 
     async def next(self) -> Pdu:
         """The next PDU from the gateway; EOFError once it closed the connection."""
+        return decode(await self.next_frame())
 
-        async def read() -> Pdu:
+    async def next_frame(self) -> bytes:
+        """The next PDU's bytes as they came, for third-party parsers and golden bytes."""
+
+        async def read() -> bytes:
             while (frame := self.framer.next_frame()) is None:
                 data = await self.reader.read(65536)
                 if not data:
                     raise EOFError
                 self.framer.receive_data(data)
-            return decode(frame)
+            return frame
 
         return await asyncio.wait_for(read(), TIMEOUT)
 

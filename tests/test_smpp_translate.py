@@ -37,7 +37,6 @@ from smpp.translate import (
     MESSAGE_STATE,
     TAG_KEYWORD,
     Translator,
-    address,
     deliver_sm,
     query_sm_resp,
     replace_body,
@@ -235,23 +234,10 @@ def test_query_sm_resp() -> None:
 # --- addresses and deliver_sm -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("wire", "ton", "domain"),
-    [
-        ("46701234567", 1, "+46701234567"),
-        ("+46701234567", 1, "+46701234567"),
-        ("46701234567", 0, "46701234567"),
-        ("Acme", 5, "Acme"),
-        ("", 1, ""),
-    ],
-)
-def test_address(wire: str, ton: int, domain: str) -> None:
-    assert address(wire, ton) == domain
-
-
 def test_wire_address() -> None:
     assert wire_address("+46701234567") == (1, 1, "46701234567")
     assert wire_address("Acme") == (5, 0, "Acme")
+    assert wire_address("12345") == (3, 0, "12345")
 
 
 def test_receipt_deliver_sm_golden_bytes() -> None:
@@ -278,8 +264,9 @@ def test_receipt_deliver_sm_golden_bytes() -> None:
         + b"\x00"
         + bytes([len(text)])
         + text
-        + b"\x00\x1e\x00\x03m1\x00"  # receipted_message_id
         + b"\x04\x27\x00\x01\x02"  # message_state DELIVERED
+        + b"\x04\x23\x00\x03\x03\x00\x00"  # network_error_code: GSM, 0
+        + b"\x00\x1e\x00\x03m1\x00"  # receipted_message_id, last
     )
     frame = encode(deliver_sm(receipt, 0x7FFFFFFF))
     assert frame[16:] == body

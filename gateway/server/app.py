@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -152,8 +153,19 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await callbacks.close()
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:
+        tls = config.smpp.tls
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                await app[SMPP_SERVER].close()
+                raise StartupError(
+                    f"smpp.tls: cannot load {tls.cert_file} / {tls.key_file}: {exc}"
+                ) from None
         try:
-            await app[SMPP_SERVER].start()
+            await app[SMPP_SERVER].start(context)
         except OSError as exc:
             await app[SMPP_SERVER].close()
             raise StartupError(f"smpp.port {config.smpp.port}: {exc.strerror or exc}") from None

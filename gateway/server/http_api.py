@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.config import TenantConfig
 from gateway.documents import inbox_document, message_document, notice_document
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
-from gateway.ids import id_floor
+from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
 from gateway.server.appkeys import CONFIG, METRICS, PIPELINE, TENANTS_BY_KEY
@@ -507,7 +507,7 @@ async def post_inbound(request: web.Request) -> web.Response:
 
 async def get_message(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
-    message_id = request.match_info["id"]
+    message_id = normalise_id(request.match_info["id"])
     message = await request.app[PIPELINE].message(tenant.id, message_id)
     if message is None:
         raise Problem(404, "not_found", "no such message for this tenant")

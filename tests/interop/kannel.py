@@ -70,15 +70,9 @@ transceiver-mode = true
 smsc-username = {account.system_id}
 smsc-password = {account.password}
 system-type = ""
-# Kannel 1.4.5 by default sends a number given with '+' as TON 1/NPI 1 (the '+'
-# stripped), bare digits as TON 2 (national)/NPI 1, "00..." unchanged as TON 2, and
-# a name as TON 5/NPI 0, for source and destination alike. Today's gateway reads
-# TON 2 digits only through the tenant's default_country (refused without one), so
-# these four lines send what it takes; lenient TON handling (issue 12) lets them go.
-source-addr-ton = 1
-source-addr-npi = 1
-dest-addr-ton = 1
-dest-addr-npi = 1
+# No TON/NPI settings: Kannel 1.4.5 then sends a number given with '+' as TON 1/NPI 1
+# (the '+' stripped), bare digits as TON 2 (national)/NPI 1 and a name as TON 5/NPI 0,
+# which the gateway's lenient address_policy (the default) reads as they are meant.
 # No msg-id-type: Kannel then keeps submit_sm_resp and receipt ids as the strings
 # they are, so our 20-hex-digit ids match as they come and reach dlr-url's %F.
 # msg-id-type = 0x03 would turn them into 64-bit decimals (80-bit ids overflow),
