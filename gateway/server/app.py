@@ -68,6 +68,16 @@ class StartupError(Exception):
     """The gateway cannot start, for a reason the message names in one line."""
 
 
+def server_tls(key: str, cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A listener's TLS context from PEM files; a file that will not load stops the start."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"{key}: cannot load {cert_file} / {key_file}: {exc}") from None
+    return context
+
+
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(
         client_max_size=config.http.max_request_bytes,
@@ -154,16 +164,11 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:
         tls = config.smpp.tls
-        context = None
-        if tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            try:
-                context.load_cert_chain(tls.cert_file, tls.key_file)
-            except (OSError, ssl.SSLError) as exc:
-                await app[SMPP_SERVER].close()
-                raise StartupError(
-                    f"smpp.tls: cannot load {tls.cert_file} / {tls.key_file}: {exc}"
-                ) from None
+        try:
+            context = server_tls("smpp.tls", tls.cert_file, tls.key_file) if tls else None
+        except StartupError:
+            await app[SMPP_SERVER].close()
+            raise
         try:
             await app[SMPP_SERVER].start(context)
         except OSError as exc:

@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,13 +26,13 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from gateway.config import Config, ConfigError, TlsConfig, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.lock import StorageBusy, StorageLock
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.server import cli_client
-from gateway.server.app import StartupError, create_app
+from gateway.server.app import StartupError, create_app, server_tls
 from gateway.server.appkeys import SMPP_SERVER, STORAGE_LOCK
 from gateway.server.client import client_tls, reachable_url
 from gateway.server.http_server import GatewayRunner
@@ -287,19 +286,6 @@ def _token_in(config: Config) -> str:
 # --- serve ----------------------------------------------------------------------------------
 
 
-def _server_tls(tls: TlsConfig | None) -> ssl.SSLContext | None:
-    if tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(
-            f"http.tls: cannot load {tls.cert_file} / {tls.key_file}: {exc}"
-        ) from None
-    return context
-
-
 def _listen(host: str, port: int) -> socket.socket:
     """The HTTP socket, bound before anything else starts, so a taken port fails first."""
     try:
@@ -331,7 +317,8 @@ async def start_gateway(config: Config, clock: Callable[[], float] = time.time) 
     runner = GatewayRunner(app)
     sock: socket.socket | None = None
     try:
-        ssl_context = _server_tls(config.http.tls)
+        tls = config.http.tls
+        ssl_context = server_tls("http.tls", tls.cert_file, tls.key_file) if tls else None
         sock = _listen(config.http.host, config.http.port)
         await runner.setup()
         await web.SockSite(runner, sock, ssl_context=ssl_context).start()
