@@ -32,6 +32,7 @@ from gateway.domain import (
     SubmitRequest,
 )
 from gateway.encoding import BodyInfo, analyse
+from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
 from gateway.ids import MessageIds
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -67,10 +68,12 @@ class SubmitPipeline:
         network: SimulatedNetwork,
         metrics: Metrics,
         clock: Callable[[], float],
+        events: EventBus,
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
     ) -> None:
         self._config = config
+        self._events = events
         self._store = store
         self._network = network
         self._metrics = metrics
@@ -110,6 +113,7 @@ class SubmitPipeline:
                 results = [unavailable if isinstance(r, Message) else r for r in results]
                 accepted = []
             for item in accepted:
+                self._publish_accepted(item.message)
                 self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
@@ -238,12 +242,33 @@ class SubmitPipeline:
             self._store.notices.keep(notice)
             if (rejected := await self._committed()) is not None:
                 return rejected
+        self._events.publish(
+            tenant.id,
+            MO_RECEIVED,
+            message_id=notice.message_id,
+            to=notice.address,
+            keyword=notice.keyword,
+            **{"from": notice.handset},
+        )
         for listener in self._inbound_listeners:
             listener(notice)
         if outcome.reply:
             reply = SubmitRequest(tenant, Interface.SYSTEM, handset, canonical, outcome.reply)
             await self.submit(reply)
         return notice
+
+    def _publish_accepted(self, message: Message) -> None:
+        """Told once the message is committed, before the network moves it on."""
+        self._events.publish(
+            message.tenant,
+            MESSAGE_ACCEPTED,
+            message_id=message.id,
+            status=message.status.value,
+            to=message.recipient,
+            interface=message.interface.value,
+            segments=message.segments,
+            **{"from": message.sender},
+        )
 
     # --- reads: what a front end may show of the traffic log and the handsets -----------
 

@@ -30,7 +30,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
-from gateway.server import http_admin, http_api, http_privacy
+from gateway.server import http_admin, http_api, http_events, http_privacy
 from gateway.server.appkeys import (
     AUDIT,
     CONFIG,
@@ -88,6 +88,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_api.add_routes(app)
     http_privacy.add_routes(app)
     http_admin.add_routes(app)
+    http_events.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -102,20 +103,23 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[STORE].close()
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
-        core = await open_privacy_core(config, app[STORE], app[KEYS], app[METRICS], clock)
+        core = await open_privacy_core(
+            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS]
+        )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
         yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         store, metrics, registry = app[STORE], app[METRICS], app[REGISTRY]
-        network = app[NETWORK] = SimulatedNetwork(config.simulator, store, metrics, clock)
+        events = app[EVENTS]
+        network = app[NETWORK] = SimulatedNetwork(config.simulator, store, metrics, clock, events)
         network.add_delivery_check(registry.may_deliver)
         callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
-            config, store, network, metrics, clock, gates=[registry], responder=responder
+            config, store, network, metrics, clock, events, gates=[registry], responder=responder
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)

@@ -182,6 +182,26 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/v1/subjects/{msisdn}/objection": {
         "post": _op("Object: an opt-out of every purpose", "200", params=(_MSISDN,)),
     },
+    "/v1/events": {
+        "get": _op(
+            "This tenant's live event stream (text/event-stream, Server-Sent Events)",
+            "200",
+            params=(
+                _param(
+                    "Last-Event-ID",
+                    "header",
+                    "resume after this event id (what the last event's id line said)",
+                    {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                ),
+                _param(
+                    "after",
+                    "query",
+                    "resume after this event id; 'now' (the default) for new events only",
+                    {"type": "string", "pattern": "^([0-9]{1,18}|now)$"},
+                ),
+            ),
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
