@@ -5,7 +5,7 @@ host), the privacy gates, id, durable persist (group commit), hand-over to the
 simulated network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, and the reads: message, messages, inbox), never the
+receive, cancel, replace, and the reads: message, messages, inbox, inbound), never the
 store or the network around it; tests/test_layers.py holds them to that.
 """
 
@@ -19,6 +19,7 @@ from typing import Protocol
 
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
+    InboundMessage,
     InboundOutcome,
     InboxEntry,
     Interface,
@@ -238,10 +239,11 @@ class SubmitPipeline:
         if self._responder is not None:
             outcome = await self._responder.respond(tenant, notice)
             notice = dataclasses.replace(notice, keyword=outcome.keyword)
+        self._store.inbound.record(InboundMessage.of(notice))
         if tenant.smpp is not None:  # kept for its SMPP receivers until one acknowledges it
             self._store.notices.keep(notice)
-            if (rejected := await self._committed()) is not None:
-                return rejected
+        if (rejected := await self._committed()) is not None:
+            return rejected
         self._events.publish(
             tenant.id,
             MO_RECEIVED,
@@ -304,6 +306,12 @@ class SubmitPipeline:
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a simulated handset received from the tenant, newest first."""
         return await self._store.inbox.received(tenant, msisdn, limit)
+
+    async def inbound(
+        self, tenant: str, before_id: str | None = None, limit: int = 100
+    ) -> list[InboundMessage]:
+        """What handsets sent to the tenant's numbers, newest first (``before_id``: a cursor)."""
+        return await self._store.inbound.received(tenant, before_id, limit)
 
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).

@@ -29,7 +29,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.config import TenantConfig
-from gateway.documents import inbox_document, message_document, notice_document
+from gateway.documents import (
+    inbound_document,
+    inbox_document,
+    message_document,
+    notice_document,
+)
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor
 from gateway.logs import log_event
@@ -534,6 +539,18 @@ async def handset_messages(request: web.Request) -> web.Response:
     return json_response({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
 
 
+async def list_inbound(request: web.Request) -> web.Response:
+    """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
+    tenant = await authenticate(request)
+    cursor = checked_cursor(request.query.get("cursor"), _ID_RE)
+    limit = page_limit(request.query.get("limit"))
+    received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)
+    next_cursor = received[-1].message_id if len(received) == limit else None
+    return json_response(
+        {"messages": [inbound_document(mo) for mo in received], "next_cursor": next_cursor}
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -609,6 +626,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/messages/{id}", get_message)
     app.router.add_get("/v1/simulator/handsets/{msisdn}/messages", handset_messages)
     app.router.add_post("/v1/simulator/inbound", post_inbound)
+    app.router.add_get("/v1/inbound", list_inbound)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -129,6 +129,13 @@ _PATHS: dict[str, dict[str, Any]] = {
             body="InboundRequest",
         ),
     },
+    "/v1/inbound": {
+        "get": _op(
+            "What handsets sent to this tenant's numbers (MO), newest first, with keyword marks",
+            "200",
+            params=(_LIMIT, _cursor("^[0-9a-f]{20}$")),
+        ),
+    },
     "/v1/consents": {
         "get": _op(
             "This tenant's consent records, one per subject (pseudonym), in pages",

@@ -16,7 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from gateway.domain import InboxEntry, Message, Notice, Outgoing, Status, StatusChange
+from gateway.domain import (
+    InboundMessage,
+    InboxEntry,
+    Message,
+    Notice,
+    Outgoing,
+    Status,
+    StatusChange,
+)
 
 Rows = Sequence[Sequence[object]]
 Fold = Callable[[Rows], Rows]
@@ -147,6 +155,19 @@ class Inbox(TenantData, Protocol):
     async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]: ...
     async def count_handset(self, tenant: str, msisdn: str) -> int: ...
     def erase_handset(self, tenant: str, msisdn: str) -> Steps: ...
+    async def delete_received_before(self, cutoff: float, limit: int) -> int: ...
+
+
+class Inbound(TenantData, Protocol):
+    """What handsets sent to the tenants' numbers (MO), kept for ``privacy.body_ttl``."""
+
+    def record(self, mo: InboundMessage) -> None: ...
+    async def received(
+        self, tenant: str, before_id: str | None = None, limit: int = 100
+    ) -> list[InboundMessage]: ...
+    async def for_handset(self, tenant: str, handset: str) -> list[InboundMessage]: ...
+    async def count_handset(self, tenant: str, handset: str) -> int: ...
+    def erase_handset(self, tenant: str, handset: str) -> Steps: ...
     async def delete_received_before(self, cutoff: float, limit: int) -> int: ...
 
 
