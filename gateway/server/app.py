@@ -30,7 +30,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
-from gateway.server import http_admin, http_api, http_events, http_privacy
+from gateway.server import http_admin, http_api, http_events, http_privacy, http_simulator
 from gateway.server.appkeys import (
     AUDIT,
     CONFIG,
@@ -42,6 +42,7 @@ from gateway.server.appkeys import (
     PIPELINE,
     REGISTRY,
     RETENTION,
+    SIMULATOR,
     SMPP_SERVER,
     STORAGE_LOCK,
     STORE,
@@ -49,6 +50,7 @@ from gateway.server.appkeys import (
     TENANTS_BY_KEY,
 )
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
+from gateway.server.simulator import SimulatorReset
 from gateway.store import Store
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
@@ -89,6 +91,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_privacy.add_routes(app)
     http_admin.add_routes(app)
     http_events.add_routes(app)
+    http_simulator.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -136,6 +139,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             notices=smpp.notices,
         )
         app[SUBJECTS], app[OPERATOR] = services.subjects, services.operator
+        app[SIMULATOR] = SimulatorReset(store, network, smpp.notices, registry, app[AUDIT], clock)
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield

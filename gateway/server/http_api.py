@@ -88,6 +88,7 @@ _TITLES: dict[str, str] = {
     "consent_required": "The recipient has not consented to this purpose",
     "processing_restricted": "Processing of the recipient's data is restricted",
     "not_found": "Not found",
+    "reset_disabled": "Resets are disabled ([simulator] allow_reset)",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request is too large",
     "request_timeout": "The request did not arrive in time",
@@ -314,6 +315,11 @@ async def throttled_check(
         raise refusal()
     throttle.succeeded(peer)
     return found
+
+
+def api_actor(tenant: TenantConfig) -> str:
+    """Who the audit log names for a change made with the tenant's API key."""
+    return f"api:{tenant.id}"
 
 
 def _tenant_of_key(request: web.Request) -> TenantConfig | None:

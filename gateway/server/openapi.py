@@ -121,6 +121,29 @@ _PATHS: dict[str, dict[str, Any]] = {
             "200",
             params=(_MSISDN, _LIMIT),
         ),
+        "delete": _op(
+            "Empty the handset's inbox (needs [simulator] allow_reset; audited)",
+            "200",
+            params=(_MSISDN,),
+            errors=("403",),
+        ),
+    },
+    "/v1/simulator/handsets": {
+        "delete": _op(
+            "Empty every handset inbox of this tenant (needs [simulator] allow_reset; audited)",
+            "200",
+            errors=("403",),
+        ),
+    },
+    "/v1/simulator/reset": {
+        "post": _op(
+            "Clear this tenant's inboxes, MO, kept notices and messages on their way, and"
+            " optionally its traffic log and consent records (needs [simulator] allow_reset;"
+            " audited)",
+            "200",
+            body="ResetRequest",
+            errors=("403",),
+        ),
     },
     "/v1/simulator/inbound": {
         "post": _op(
@@ -215,6 +238,8 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/openapi.json": {"get": _op("This document", "200", auth=False)},
 }
 
+_PATHS["/v1/simulator/reset"]["post"]["requestBody"]["required"] = False  # {} if none
+
 _TENANT = _param("tenant", "path", "the tenant (controller) id")
 
 
@@ -292,6 +317,14 @@ _SCHEMAS: dict[str, Any] = {
             "from": {**MSISDN_SCHEMA, "description": "the handset's number"},
             "to": {"type": "string", "description": "one of the tenant's senders"},
             "body": {"type": "string"},
+        },
+    },
+    "ResetRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "traffic": {"type": "boolean", "default": False, "description": "the traffic log"},
+            "consent": {"type": "boolean", "default": False, "description": "consent records"},
         },
     },
     "BatchRequest": {
