@@ -337,6 +337,8 @@ class SimulatorRule:
 class SimulatorConfig:
     latency: tuple[Seconds, ...] = (0.05, 0.5)
     rules: tuple[SimulatorRule, ...] = ()
+    # The reset routes (/v1/simulator/reset, DELETE .../handsets...): for test environments.
+    allow_reset: bool = False
 
     def check(self, path: str) -> None:
         _check_latency(self.latency, f"{path}.latency", required=True)
@@ -483,10 +485,14 @@ class EventsConfig:
     buffer: int = 10_000
     # Events one subscriber may fall behind by before it is dropped (it may reconnect).
     subscriber_queue: int = 1000
+    # A ": ping" comment this often keeps an idle stream open (and finds a gone client).
+    ping_interval: Seconds = 15.0
 
     def check(self, path: str) -> None:
         _check_positive(self.buffer, f"{path}.buffer")
         _check_positive(self.subscriber_queue, f"{path}.subscriber_queue")
+        if self.ping_interval <= 0:
+            raise ConfigError(f"{path}.ping_interval", "must be positive")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.domain import InboxEntry, Message, Notice
+from gateway.domain import InboundMessage, InboxEntry, Message, Notice
 
 
 @functools.lru_cache(maxsize=1024)
@@ -55,11 +55,15 @@ def inbox_document(entry: InboxEntry) -> dict[str, Any]:
 
 def notice_document(notice: Notice) -> dict[str, Any]:
     """A mobile-originated message as the tenant's webhook and the inbound API show it."""
+    return inbound_document(InboundMessage.of(notice))
+
+
+def inbound_document(mo: InboundMessage) -> dict[str, Any]:
     return {
-        "id": notice.message_id,
-        "from": notice.handset,
-        "to": notice.address,
-        "body": notice.body,
-        "keyword": notice.keyword,
-        "received_at": iso_time(notice.created_at),
+        "id": mo.message_id,
+        "from": mo.handset,
+        "to": mo.address,
+        "body": mo.body,
+        "keyword": mo.keyword,
+        "received_at": iso_time(mo.received_at),
     }

@@ -223,6 +223,31 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What a handset sent to one of a tenant's numbers (MO), kept for ``privacy.body_ttl``."""
+
+    message_id: str
+    tenant: str
+    handset: str = field(repr=False)
+    address: str = field(repr=False)
+    body: str = field(repr=False)
+    keyword: str | None
+    received_at: float
+
+    @classmethod
+    def of(cls, notice: Notice) -> InboundMessage:
+        return cls(
+            notice.message_id,
+            notice.tenant,
+            notice.handset,
+            notice.address,
+            notice.body,
+            notice.keyword,
+            notice.created_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class InboundOutcome:
     """What a mobile-originated message set off: the keyword it matched, and the reply."""
 

@@ -54,13 +54,14 @@ class Event:
 class Subscription:
     """One subscriber's view of one tenant's events, from where it asked to start."""
 
-    __slots__ = ("_bus", "_queue", "_ready", "dropped", "tenant")
+    __slots__ = ("_bus", "_closed", "_queue", "_ready", "dropped", "tenant")
 
     def __init__(self, bus: EventBus, tenant: str) -> None:
         self._bus = bus
         self.tenant = tenant
         self._queue: deque[Event] = deque()
         self._ready = asyncio.Event()
+        self._closed = asyncio.Event()
         # True once it fell more than a queue's worth behind, or the bus closed.
         self.dropped = False
 
@@ -83,6 +84,13 @@ class Subscription:
     def pending(self) -> int:
         return len(self._queue)
 
+    async def wait_closed(self) -> None:
+        """Until the subscription is dropped or closed.
+
+        A writer blocked on a client that does not read learns here that it may give up.
+        """
+        await self._closed.wait()
+
     def close(self) -> None:
         """Stop receiving; a waiting `next` returns None."""
         if not self.dropped:
@@ -90,6 +98,7 @@ class Subscription:
             self._queue.clear()
             self._bus._unsubscribe(self)
         self._ready.set()
+        self._closed.set()
 
 
 class EventBus:
@@ -113,7 +122,8 @@ class EventBus:
             return len(self._subscribers.get(tenant, ()))
         return sum(len(s) for s in self._subscribers.values())
 
-    def publish(self, tenant: str, kind: str, **data: Any) -> None:
+    def publish(self, tenant: str, kind: str, /, **data: Any) -> None:
+        """Positional-only: a field may be called ``kind`` too (consent.changed has one)."""
         self._last_id += 1
         event = Event(self._last_id, tenant, kind, self._clock(), data)
         ring = self._rings.get(tenant)
@@ -128,14 +138,18 @@ class EventBus:
     def subscribe(self, tenant: str, after: int | None = None) -> Subscription:
         """Events of ``tenant`` from now on; with ``after``, first those after that id.
 
-        A ``gap`` event comes first when some after ``after`` have left the ring.
+        A ``gap`` event comes first when some after ``after`` have left the ring, or when
+        ``after`` is beyond the last id: an id of an earlier run, whose events are gone.
         """
         subscription = Subscription(self, tenant)
         if after is not None:
+            asked, earlier_run = after, after > self._last_id
+            if earlier_run:
+                after = 0  # every event of this run is new to it
             missed = [event for event in self._rings.get(tenant, ()) if event.id > after]
             replayed = missed[-(self.queue_limit - 1) :]
-            if after < self._evicted.get(tenant, 0) or len(replayed) < len(missed):
-                gap = Event(0, tenant, GAP, self._clock(), {"after": str(after)})
+            if earlier_run or after < self._evicted.get(tenant, 0) or len(replayed) < len(missed):
+                gap = Event(0, tenant, GAP, self._clock(), {"after": str(asked)})
                 subscription._queue.append(gap)
             subscription._queue.extend(replayed)
         self._subscribers.setdefault(tenant, set()).add(subscription)

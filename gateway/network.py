@@ -9,8 +9,10 @@ run-time chaos (`gateway.chaos`) is asked first, at both points; what it does no
 pick falls through to the rules, and its extra latency adds to theirs.
 
 Listeners hear of a final state only after it is committed, so a callback or a
-receipt never announces something a crash could take back. Final hooks run just
-before the state is queued, so what they queue (a receipt's row) commits with it.
+receipt never announces something a crash could take back; so does the event
+stream, which also hears of ``enroute`` and of a handset's delivery once committed.
+Final hooks run just before the state is queued, so what they queue (a receipt's
+row) commits with it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from gateway.chaos import Chaos
 from gateway.config import Outcome, SimulatorConfig, SubmitError
 from gateway.domain import Message, Outgoing, RejectCode, Status, StatusChange
+from gateway.events import HANDSET_RECEIVED, MESSAGE_STATUS, EventBus
 from gateway.metrics import Metrics
 from gateway.store import Store
 
@@ -72,11 +75,13 @@ class SimulatedNetwork:
         store: Store,
         metrics: Metrics,
         clock: Callable[[], float],
+        events: EventBus,
         rng: random.Random | None = None,
         chaos: Chaos | None = None,
     ) -> None:
         self._config = config
         self._chaos = chaos
+        self._events = events
         self._outcome_rules = tuple(r for r in config.rules if not r.submit_error)
         self._submit_rules = tuple(r for r in config.rules if r.submit_error)
         self._store = store
@@ -139,11 +144,14 @@ class SimulatedNetwork:
         message = item.message
         decision = self.decide(message.tenant, message.recipient)
         now = self._clock()
-        self._store.traffic.record_status(StatusChange(message.id, Status.ENROUTE, now))
         enroute = Outgoing(
             message.moved_to(Status.ENROUTE, now),
             item.body,
             item.part,
+        )
+        self._store.traffic.record_status(
+            StatusChange(message.id, Status.ENROUTE, now),
+            after_commit=lambda: self._publish_status(enroute.message),
         )
         self._in_flight[message.id] = _InFlight(enroute, decision.outcome)
         self._finish_after(message.id, decision.latency)
@@ -214,7 +222,10 @@ class SimulatedNetwork:
                 return
         status = Status(flight.outcome.value)
         if status is Status.DELIVERED:
-            self._store.inbox.record_delivery(flight.item, self._clock())
+            message = flight.item.message
+            self._store.inbox.record_delivery(
+                flight.item, self._clock(), after_commit=lambda: self._publish_received(message)
+            )
         self._end(flight.item, status, OUTCOME_ERRORS[flight.outcome])
 
     def _end(self, item: Outgoing, status: Status, error: str | None) -> None:
@@ -228,8 +239,28 @@ class SimulatedNetwork:
 
     def _announce(self, message: Message) -> None:
         self._metrics.deliveries.inc(message.tenant, message.status.value)
+        self._publish_status(message)
         for listener in self._listeners:
             listener(message)
+
+    def _publish_status(self, message: Message) -> None:
+        self._events.publish(
+            message.tenant,
+            MESSAGE_STATUS,
+            message_id=message.id,
+            status=message.status.value,
+            error=message.error,
+        )
+
+    def _publish_received(self, message: Message) -> None:
+        """A handset's inbox holds the message (one event per part of a long one)."""
+        self._events.publish(
+            message.tenant,
+            HANDSET_RECEIVED,
+            message_ids=[message.id],
+            handset=message.recipient,
+            **{"from": message.sender},
+        )
 
     def stop(self) -> None:
         """Drop pending timers; those messages stay unfinished and resume at the next start."""

@@ -7,7 +7,7 @@ SMSC's submit faults, durable persist (group commit), hand-over to the simulated
 network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, and the reads: message, messages, inbox), never the
+receive, cancel, replace, and the reads: message, messages, inbox, inbound), never the
 store or the network around it; tests/test_layers.py holds them to that.
 """
 
@@ -22,6 +22,7 @@ from typing import Protocol
 from gateway.chaos import Chaos
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
+    InboundMessage,
     InboundOutcome,
     InboxEntry,
     Interface,
@@ -35,6 +36,7 @@ from gateway.domain import (
     SubmitRequest,
 )
 from gateway.encoding import BodyInfo, analyse
+from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
 from gateway.ids import MessageIds
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -71,11 +73,13 @@ class SubmitPipeline:
         network: SimulatedNetwork,
         metrics: Metrics,
         clock: Callable[[], float],
+        events: EventBus,
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
         chaos: Chaos | None = None,
     ) -> None:
         self._config = config
+        self._events = events
         self._store = store
         self._network = network
         self._metrics = metrics
@@ -118,6 +122,7 @@ class SubmitPipeline:
                 results = [unavailable if isinstance(r, Message) else r for r in results]
                 accepted = []
             for item in accepted:
+                self._publish_accepted(item.message)
                 self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
@@ -262,16 +267,38 @@ class SubmitPipeline:
         if self._responder is not None:
             outcome = await self._responder.respond(tenant, notice)
             notice = dataclasses.replace(notice, keyword=outcome.keyword)
+        self._store.inbound.record(InboundMessage.of(notice))
         if tenant.smpp is not None:  # kept for its SMPP receivers until one acknowledges it
             self._store.notices.keep(notice)
-            if (rejected := await self._committed()) is not None:
-                return rejected
+        if (rejected := await self._committed()) is not None:
+            return rejected
+        self._events.publish(
+            tenant.id,
+            MO_RECEIVED,
+            message_id=notice.message_id,
+            to=notice.address,
+            keyword=notice.keyword,
+            **{"from": notice.handset},
+        )
         for listener in self._inbound_listeners:
             listener(notice)
         if outcome.reply:
             reply = SubmitRequest(tenant, Interface.SYSTEM, handset, canonical, outcome.reply)
             await self.submit(reply)
         return notice
+
+    def _publish_accepted(self, message: Message) -> None:
+        """Told once the message is committed, before the network moves it on."""
+        self._events.publish(
+            message.tenant,
+            MESSAGE_ACCEPTED,
+            message_id=message.id,
+            status=message.status.value,
+            to=message.recipient,
+            interface=message.interface.value,
+            segments=message.segments,
+            **{"from": message.sender},
+        )
 
     # --- reads: what a front end may show of the traffic log and the handsets -----------
 
@@ -307,6 +334,12 @@ class SubmitPipeline:
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a simulated handset received from the tenant, newest first."""
         return await self._store.inbox.received(tenant, msisdn, limit)
+
+    async def inbound(
+        self, tenant: str, before_id: str | None = None, limit: int = 100
+    ) -> list[InboundMessage]:
+        """What handsets sent to the tenant's numbers, newest first (``before_id``: a cursor)."""
+        return await self._store.inbound.received(tenant, before_id, limit)
 
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).

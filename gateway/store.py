@@ -1,7 +1,7 @@
 """The store: one backend's group-commit engine and its repositories, opened together.
 
 Callers reach storage through the repositories (``store.traffic``, ``store.inbox``,
-``store.notices``, ``store.consent``, ``store.audit``), whose interfaces are in
+``store.inbound``, ``store.notices``, ``store.consent``, ``store.audit``), whose interfaces are in
 `gateway.storage.base`; a write that spans repositories is composed from the steps
 their methods return and committed as one unit with `Store.commit`. The only backend
 is SQLite (`gateway.storage`); see that package for the layout.
@@ -20,6 +20,7 @@ from gateway.storage.base import (
     Batched,
     Consent,
     Engine,
+    Inbound,
     Inbox,
     Notices,
     Steps,
@@ -29,6 +30,7 @@ from gateway.storage.base import (
 )
 from gateway.storage.consent import SqliteConsent
 from gateway.storage.engine import GroupCommit
+from gateway.storage.inbound import SqliteInbound
 from gateway.storage.inbox import INSERT_INBOX, SqliteInbox
 from gateway.storage.notices import DELETE_NOTICE, INSERT_NOTICE, SqliteNotices
 from gateway.storage.schema import migrate
@@ -70,15 +72,24 @@ class Store:
         notices: Notices,
         consent: Consent,
         audit: Audit,
+        inbound: Inbound,
     ) -> None:
         self.engine = engine
         self.traffic = traffic
         self.inbox = inbox
+        self.inbound = inbound
         self.notices = notices
         self.consent = consent
         self.audit = audit
         # Every repository, in the order a purge counts and deletes their rows.
-        self.repositories: tuple[TenantData, ...] = (traffic, inbox, notices, consent, audit)
+        self.repositories: tuple[TenantData, ...] = (
+            traffic,
+            inbox,
+            inbound,
+            notices,
+            consent,
+            audit,
+        )
 
     @classmethod
     async def open(cls, config: StorageConfig, metrics: Metrics) -> Store:
@@ -92,6 +103,7 @@ class Store:
             await SqliteNotices.open(engine),
             SqliteConsent(engine),
             SqliteAudit(engine),
+            SqliteInbound(engine),
         )
 
     @property

@@ -26,6 +26,7 @@ from typing import Any
 from gateway.config import Config
 from gateway.documents import iso_time
 from gateway.domain import Interface, Message, RejectCode, Rejected
+from gateway.events import CONSENT_CHANGED, EventBus
 from gateway.metrics import Metrics
 from gateway.storage.base import ConsentRow, NewConsentRow, Steps
 from gateway.store import Store, StoreError
@@ -154,8 +155,11 @@ class ConsentRegistry:
         audit: AuditLog,
         metrics: Metrics,
         clock: Callable[[], float],
+        events: EventBus | None = None,
     ) -> None:
+        """``events`` is the running gateway's stream; offline (the CLI) there is none."""
         self._store = store
+        self._events = events
         self._keys = keys
         self._audit = audit
         self._metrics = metrics
@@ -249,13 +253,29 @@ class ConsentRegistry:
                     *self._store.consent.append([_event_row(e) for e in events]),
                     *self._audit.steps(entries),
                 ],
-                after_commit=lambda: self._apply(events, before),
+                after_commit=lambda: self._committed(events, before),
             )
         except StoreError:
             await self._audit.resync()
             raise
         for event in events:
             self._metrics.consent_changes.labels(event.tenant, event.kind.value).inc()
+
+    def _committed(
+        self, events: Sequence[ConsentEvent], before: dict[tuple[str, str], SubjectState]
+    ) -> None:
+        self._apply(events, before)
+        if self._events is None:
+            return
+        for event in events:
+            self._events.publish(
+                event.tenant,
+                CONSENT_CHANGED,
+                subject=event.subject,
+                kind=event.kind.value,
+                purpose=event.purpose,
+                sender=event.sender,
+            )
 
     def _apply(
         self, events: Sequence[ConsentEvent], before: dict[tuple[str, str], SubjectState]

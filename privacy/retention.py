@@ -4,8 +4,9 @@ One run, in bounded batches so traffic keeps flowing, each batch its own group
 commit (safe to interrupt and run again: every step picks up what is left), its
 scans on the store's bulk reader, away from the reads that submits wait for:
 
-1. bodies: handset inbox entries older than ``privacy.body_ttl`` (or the
-   pseudonymisation window, if shorter) are erased, and so are notices (receipts,
+1. bodies: handset inbox entries and MO messages (``inbound``, body and number)
+   older than ``privacy.body_ttl`` (or the pseudonymisation window, if shorter)
+   are erased, and so are notices (receipts,
    MO messages kept for an unbound receiver) past the window;
 2. pseudonymise: final traffic rows older than ``pseudonymise_after`` get every
    direct identifier (recipient; sender when it is a number; client_ref) replaced
@@ -98,11 +99,11 @@ class Retention:
         now = self._clock()
         window = self._privacy.retention.pseudonymise_after
         report = RetentionReport()
-        inbox, notices = self._store.inbox, self._store.notices
+        inbox, inbound, notices = self._store.inbox, self._store.inbound, self._store.notices
         body_cutoff = now - min(self._privacy.body_ttl, window)
         report.bodies_erased = await _in_batches(
             lambda: inbox.delete_received_before(body_cutoff, BATCH)
-        )
+        ) + await _in_batches(lambda: inbound.delete_received_before(body_cutoff, BATCH))
         report.notices_erased = await _in_batches(
             lambda: notices.delete_stale(now - window, now, BATCH)
         )

@@ -1,8 +1,9 @@
 """Data-subject rights, per tenant: export, erasure, restriction, objection.
 
 A subject is found by its number in clear (identifiable traffic rows, the handset
-inbox, kept notices), by its registry pseudonym (consent records, audit entries)
-and by its pseudonym under each live epoch key (pseudonymised traffic rows). Once
+inbox, what it sent to the tenant, kept notices), by its registry pseudonym
+(consent records, audit entries) and by its pseudonym under each live epoch key
+(pseudonymised traffic rows). Once
 an epoch key is destroyed, rows under it cannot be linked to anyone any more, so
 they are neither exported nor erased: they are anonymous. Every request is
 recorded in the audit log.
@@ -71,6 +72,7 @@ class SubjectRights:
         ]
         inbox = await store.inbox.for_handset(tenant.id, e164)
         notices = await store.notices.for_handset(tenant.id, e164)
+        sent = await store.inbound.for_handset(tenant.id, e164)
         [state] = await self._registry.states(tenant.id, [subject])
         history = await self._registry.history(tenant.id, subject)
         await self._record(tenant.id, subject, actor, "subject_export")
@@ -96,6 +98,16 @@ class SubjectRights:
                 }
                 for entry in inbox
             ],
+            "sent_to_tenant": [
+                {
+                    "message_id": mo.message_id,
+                    "to": mo.address,
+                    "body": mo.body,
+                    "keyword": mo.keyword,
+                    "received_at": iso_time(mo.received_at),
+                }
+                for mo in sent
+            ],
             "pending_notices": [
                 {
                     "kind": n.kind.value,
@@ -118,6 +130,7 @@ class SubjectRights:
         counts = {
             "messages": await store.traffic.count_subject(tenant.id, names),
             "inbox": await store.inbox.count_handset(tenant.id, e164),
+            "inbound": await store.inbound.count_handset(tenant.id, e164),
             "notices": await store.notices.count_handset(tenant.id, e164),
             "consent_events": await store.consent.count_subject(tenant.id, subject),
         }
@@ -128,6 +141,7 @@ class SubjectRights:
             [
                 *store.traffic.erase_subject(tenant.id, names),
                 *store.inbox.erase_handset(tenant.id, e164),
+                *store.inbound.erase_handset(tenant.id, e164),
                 *store.notices.erase_handset(tenant.id, e164),
                 *self._registry.erase_steps(tenant.id, subject, state),
                 *store.audit.redact(tenant.id, subject),

@@ -17,6 +17,7 @@ OWNERS = {
     "outbox": "gateway/storage/traffic.py",
     "daily_counts": "gateway/storage/traffic.py",
     "inbox": "gateway/storage/inbox.py",
+    "inbound": "gateway/storage/inbound.py",
     "notices": "gateway/storage/notices.py",
     "consent_events": "gateway/storage/consent.py",
     "audit_log": "gateway/storage/audit.py",

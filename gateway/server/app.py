@@ -32,7 +32,14 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
-from gateway.server import http_admin, http_api, http_chaos, http_privacy
+from gateway.server import (
+    http_admin,
+    http_api,
+    http_chaos,
+    http_events,
+    http_privacy,
+    http_simulator,
+)
 from gateway.server.appkeys import (
     AUDIT,
     CHAOS,
@@ -45,6 +52,7 @@ from gateway.server.appkeys import (
     PIPELINE,
     REGISTRY,
     RETENTION,
+    SIMULATOR,
     SMPP_SERVER,
     STORAGE_LOCK,
     STORE,
@@ -52,6 +60,7 @@ from gateway.server.appkeys import (
     TENANTS_BY_KEY,
 )
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
+from gateway.server.simulator import SimulatorReset
 from gateway.store import Store
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
@@ -103,6 +112,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_privacy.add_routes(app)
     http_admin.add_routes(app)
     http_chaos.add_routes(app)
+    http_events.add_routes(app)
+    http_simulator.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -117,15 +128,18 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[STORE].close()
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
-        core = await open_privacy_core(config, app[STORE], app[KEYS], app[METRICS], clock)
+        core = await open_privacy_core(
+            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS]
+        )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
         yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         store, metrics, registry, chaos = app[STORE], app[METRICS], app[REGISTRY], app[CHAOS]
+        events = app[EVENTS]
         network = app[NETWORK] = SimulatedNetwork(
-            config.simulator, store, metrics, clock, chaos=chaos
+            config.simulator, store, metrics, clock, events, chaos=chaos
         )
         network.add_delivery_check(registry.may_deliver)
         callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
@@ -137,6 +151,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             network,
             metrics,
             clock,
+            events,
             gates=[registry],
             responder=responder,
             chaos=chaos,
@@ -156,6 +171,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             notices=smpp.notices,
         )
         app[SUBJECTS], app[OPERATOR] = services.subjects, services.operator
+        app[SIMULATOR] = SimulatorReset(store, network, smpp.notices, registry, app[AUDIT], clock)
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield

@@ -12,6 +12,7 @@ from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.server.operator import Operator
+from gateway.server.simulator import SimulatorReset
 from gateway.store import Store
 from privacy.audit import AuditLog
 from privacy.keys import KeyRing
@@ -37,6 +38,7 @@ KEYS = web.AppKey("keys", KeyRing)
 RETENTION = web.AppKey("retention", Retention)
 SUBJECTS = web.AppKey("subjects", SubjectRights)
 OPERATOR = web.AppKey("operator", Operator)
+SIMULATOR = web.AppKey("simulator", SimulatorReset)
 # SHA-256 digests of the operator tokens; see `gateway.server.http_admin.authorise`.
 ADMIN_TOKENS = web.AppKey("admin_tokens", tuple[bytes, ...])
 # The flock on the store and key file, held from create_app to the end of clean-up.

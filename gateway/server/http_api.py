@@ -29,7 +29,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.config import TenantConfig
-from gateway.documents import inbox_document, message_document, notice_document
+from gateway.documents import (
+    inbound_document,
+    inbox_document,
+    message_document,
+    notice_document,
+)
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
@@ -83,6 +88,7 @@ _TITLES: dict[str, str] = {
     "consent_required": "The recipient has not consented to this purpose",
     "processing_restricted": "Processing of the recipient's data is restricted",
     "not_found": "Not found",
+    "reset_disabled": "Resets are disabled ([simulator] allow_reset)",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request is too large",
     "request_timeout": "The request did not arrive in time",
@@ -321,6 +327,11 @@ async def throttled_check(
     return found
 
 
+def api_actor(tenant: TenantConfig) -> str:
+    """Who the audit log names for a change made with the tenant's API key."""
+    return f"api:{tenant.id}"
+
+
 def _tenant_of_key(request: web.Request) -> TenantConfig | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -550,6 +561,18 @@ async def handset_messages(request: web.Request) -> web.Response:
     return json_response({"msisdn": msisdn, "messages": [inbox_document(e) for e in entries]})
 
 
+async def list_inbound(request: web.Request) -> web.Response:
+    """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
+    tenant = await authenticate(request)
+    cursor = checked_cursor(request.query.get("cursor"), _ID_RE)
+    limit = page_limit(request.query.get("limit"))
+    received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)
+    next_cursor = received[-1].message_id if len(received) == limit else None
+    return json_response(
+        {"messages": [inbound_document(mo) for mo in received], "next_cursor": next_cursor}
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -625,6 +648,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/messages/{id}", get_message)
     app.router.add_get("/v1/simulator/handsets/{msisdn}/messages", handset_messages)
     app.router.add_post("/v1/simulator/inbound", post_inbound)
+    app.router.add_get("/v1/inbound", list_inbound)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -21,6 +21,7 @@ from gateway.numbers import InvalidNumber, normalise_msisdn
 from gateway.server.appkeys import AUDIT, PIPELINE, REGISTRY, SUBJECTS
 from gateway.server.http_api import (
     Problem,
+    api_actor,
     authenticate,
     check_fields,
     checked_cursor,
@@ -65,7 +66,7 @@ def _subject(request: web.Request, tenant: TenantConfig) -> str:
 
 
 async def _record(request: web.Request, tenant: TenantConfig, events: list[ConsentEvent]) -> None:
-    await request.app[REGISTRY].record(events, actor=_actor(tenant))
+    await request.app[REGISTRY].record(events, actor=api_actor(tenant))
 
 
 async def _record_one(
@@ -268,20 +269,16 @@ async def get_audit(request: web.Request) -> web.Response:
     )
 
 
-def _actor(tenant: TenantConfig) -> str:
-    return f"api:{tenant.id}"
-
-
 async def export_subject(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
-    return json_response(await request.app[SUBJECTS].export(tenant, e164, _actor(tenant)))
+    return json_response(await request.app[SUBJECTS].export(tenant, e164, api_actor(tenant)))
 
 
 async def erase_subject(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
-    counts = await request.app[SUBJECTS].erase(tenant, e164, _actor(tenant))
+    counts = await request.app[SUBJECTS].erase(tenant, e164, api_actor(tenant))
     return json_response({"erased": counts})
 
 
@@ -296,14 +293,14 @@ async def delete_restriction(request: web.Request) -> web.Response:
 async def _restriction(request: web.Request, *, on: bool) -> web.Response:
     tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
-    await request.app[SUBJECTS].restrict(tenant, e164, _actor(tenant), on=on)
+    await request.app[SUBJECTS].restrict(tenant, e164, api_actor(tenant), on=on)
     return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))
 
 
 async def post_objection(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     e164 = msisdn_param(request.match_info["msisdn"], tenant)
-    await request.app[SUBJECTS].record_objection(tenant, e164, _actor(tenant))
+    await request.app[SUBJECTS].record_objection(tenant, e164, api_actor(tenant))
     return await _state_response(request, tenant, request.app[REGISTRY].subject(tenant.id, e164))
 
 

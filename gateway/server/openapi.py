@@ -121,6 +121,29 @@ _PATHS: dict[str, dict[str, Any]] = {
             "200",
             params=(_MSISDN, _LIMIT),
         ),
+        "delete": _op(
+            "Empty the handset's inbox (needs [simulator] allow_reset; audited)",
+            "200",
+            params=(_MSISDN,),
+            errors=("403",),
+        ),
+    },
+    "/v1/simulator/handsets": {
+        "delete": _op(
+            "Empty every handset inbox of this tenant (needs [simulator] allow_reset; audited)",
+            "200",
+            errors=("403",),
+        ),
+    },
+    "/v1/simulator/reset": {
+        "post": _op(
+            "Clear this tenant's inboxes, MO, kept notices and messages on their way, and"
+            " optionally its traffic log and consent records (needs [simulator] allow_reset;"
+            " audited)",
+            "200",
+            body="ResetRequest",
+            errors=("403",),
+        ),
     },
     "/v1/simulator/inbound": {
         "post": _op(
@@ -137,6 +160,13 @@ _PATHS: dict[str, dict[str, Any]] = {
             body="ChaosSettings",
         ),
         "delete": _op("Turn this tenant's chaos off; answers the settings now (none)", "200"),
+    },
+    "/v1/inbound": {
+        "get": _op(
+            "What handsets sent to this tenant's numbers (MO), newest first, with keyword marks",
+            "200",
+            params=(_LIMIT, _cursor("^[0-9a-f]{20}$")),
+        ),
     },
     "/v1/consents": {
         "get": _op(
@@ -191,11 +221,33 @@ _PATHS: dict[str, dict[str, Any]] = {
     "/v1/subjects/{msisdn}/objection": {
         "post": _op("Object: an opt-out of every purpose", "200", params=(_MSISDN,)),
     },
+    "/v1/events": {
+        "get": _op(
+            "This tenant's live event stream (text/event-stream, Server-Sent Events)",
+            "200",
+            params=(
+                _param(
+                    "Last-Event-ID",
+                    "header",
+                    "resume after this event id (what the last event's id line said)",
+                    {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                ),
+                _param(
+                    "after",
+                    "query",
+                    "resume after this event id; 'now' (the default) for new events only",
+                    {"type": "string", "pattern": "^([0-9]{1,18}|now)$"},
+                ),
+            ),
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
     "/openapi.json": {"get": _op("This document", "200", auth=False)},
 }
+
+_PATHS["/v1/simulator/reset"]["post"]["requestBody"]["required"] = False  # {} if none
 
 _TENANT = _param("tenant", "path", "the tenant (controller) id")
 
@@ -327,6 +379,14 @@ _SCHEMAS: dict[str, Any] = {
                 "maximum": 1000000,
                 "description": "submits per second over all front ends; beyond: throttled",
             },
+        },
+    },
+    "ResetRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "traffic": {"type": "boolean", "default": False, "description": "the traffic log"},
+            "consent": {"type": "boolean", "default": False, "description": "consent records"},
         },
     },
     "BatchRequest": {

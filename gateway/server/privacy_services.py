@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config import Config
+from gateway.events import EventBus
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.server.operator import Operator
@@ -48,13 +49,21 @@ class PrivacyServices:
 
 
 async def open_privacy_core(
-    config: Config, store: Store, keys: KeyRing, metrics: Metrics, clock: Callable[[], float]
+    config: Config,
+    store: Store,
+    keys: KeyRing,
+    metrics: Metrics,
+    clock: Callable[[], float],
+    events: EventBus | None = None,
 ) -> PrivacyCore:
-    """Read the audit chain heads and build the registry and retention over the store."""
+    """Read the audit chain heads and build the registry and retention over the store.
+
+    ``events`` is the running gateway's stream, told of each committed consent change.
+    """
     audit = await AuditLog.open(store)
     return PrivacyCore(
         audit=audit,
-        registry=ConsentRegistry(config, store, keys, audit, metrics, clock),
+        registry=ConsentRegistry(config, store, keys, audit, metrics, clock, events),
         retention=Retention(config, store, keys, metrics, clock),
     )
 

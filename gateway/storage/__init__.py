@@ -5,7 +5,7 @@
 - `engine`: SQLite group commit: an ordered list of units of steps per commit on a
   writer thread, and the readers. It knows no table.
 - `schema`: the SQLite migrations.
-- `traffic` (messages, outbox, daily_counts), `inbox`, `notices`, `consent`
+- `traffic` (messages, outbox, daily_counts), `inbox`, `inbound`, `notices`, `consent`
   (consent_events), `audit` (audit_log, audit_heads): the SQLite repositories, each the
   only module that writes SQL against its tables (tests/test_storage_layout.py checks).
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.domain import InboxEntry, Outgoing
-from gateway.storage.base import Batched, Steps
+from gateway.storage.base import AfterCommit, Batched, Steps
 from gateway.storage.engine import GroupCommit
 from gateway.storage.traffic import part_columns
 
@@ -25,7 +25,7 @@ class SqliteInbox:
     def __init__(self, engine: GroupCommit) -> None:
         self._engine = engine
 
-    def record_delivery(self, item: Outgoing, at: float) -> None:
+    def record_delivery(self, item: Outgoing, at: float, after_commit: AfterCommit = None) -> None:
         """Queue a body for the handset's inbox (committed with the final status)."""
         message = item.message
         row = (
@@ -37,7 +37,7 @@ class SqliteInbox:
             at,
             *part_columns(item.part),
         )
-        self._engine.queue("record_delivery", ((INSERT_INBOX, (row,)),))
+        self._engine.queue("record_delivery", ((INSERT_INBOX, (row,)),), after_commit)
 
     async def received(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a handset received, newest first, with concatenated parts joined."""

@@ -132,6 +132,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_by_sender ON messages (tenant, sender, id);
     CREATE INDEX notices_by_handset ON notices (tenant, handset, id);
     """,
+    # What handsets sent to a tenant's numbers (MO), for GET /v1/inbound; each row is
+    # kept for privacy.body_ttl. Ids are time-ordered, so (tenant, id) pages newest first.
+    """
+    CREATE TABLE inbound (
+        message_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        handset TEXT NOT NULL,
+        address TEXT NOT NULL,
+        body TEXT NOT NULL,
+        keyword TEXT,
+        received_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX inbound_by_tenant ON inbound (tenant, message_id);
+    CREATE INDEX inbound_by_handset ON inbound (tenant, handset, message_id);
+    CREATE INDEX inbound_by_time ON inbound (received_at);
+    """,
 )
 
 

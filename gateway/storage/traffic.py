@@ -256,6 +256,30 @@ class SqliteTraffic:
         )
         return bool(rows)
 
+    # --- a simulator reset (test environments) -------------------------------------------
+
+    def end_unfinished(self, tenant: str, at: float, error: str) -> Steps:
+        """The steps that end the tenant's messages still on their way ``deleted``, bodies gone.
+
+        For when the network dropped them from memory: without this they would resume at
+        the next start.
+        """
+        return (
+            (
+                "UPDATE messages SET status = ?, final_at = ?, error = ?"
+                " WHERE tenant = ? AND id IN (SELECT message_id FROM outbox)",
+                ((Status.DELETED.value, at, error, tenant),),
+            ),
+            (f"DELETE FROM outbox WHERE {_TENANT_TABLES[0][1]}", ((tenant,),)),
+        )
+
+    def erase_messages(self, tenant: str) -> Steps:
+        """The steps that delete the tenant's traffic log and bodies (not its daily counts)."""
+        return tuple(
+            (f"DELETE FROM {table} WHERE {where}", ((tenant,),))
+            for table, where in _TENANT_TABLES[:2]
+        )
+
     # --- offboarding --------------------------------------------------------------------
 
     async def tenant_rows(self, tenant: str) -> dict[str, int]:

@@ -40,13 +40,14 @@ CALL_TIMEOUT = 60.0
 # Events kept for waits that began before they arrived (a wait re-checks anyway if
 # the one it began after is gone).
 KEPT_EVENTS = 1000
-# What the plugin's reset before each test sends to POST /v1/simulator/reset.
-RESET_OPTIONS: dict[str, Any] = {}
+# What the plugin's reset before each test sends to POST /v1/simulator/reset: every
+# test starts with no traffic, no handset messages and no opt-outs from the last one.
+RESET_OPTIONS: dict[str, Any] = {"traffic": True, "consent": True}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "http": {"host": "127.0.0.1", "port": 0},
     "smpp": {"host": "127.0.0.1", "port": 0},
-    "simulator": {"latency": ["1ms", "10ms"]},
+    "simulator": {"latency": ["1ms", "10ms"], "allow_reset": True},
     "tenants": [
         {
             "id": "test",

@@ -11,9 +11,6 @@ from typing import Any
 
 import pytest
 
-from gateway.testing import Smsgw
-from gateway.testing.harness import GatewayServer
-
 
 class Callbacks:
     """Delivery callbacks POSTed to ``url``, as they come."""
@@ -49,14 +46,3 @@ def callbacks() -> Iterator[Callbacks]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-@pytest.fixture
-def smsgw(smsgw_server: GatewayServer, smsgw_config: dict[str, Any]) -> Smsgw:
-    """The plugin's fixture without its reset before each test.
-
-    TEMPORARY, for the branch that has no POST /v1/simulator/reset yet: delete this
-    fixture (and the Smsgw import) once issue 13's reset route is merged, so the suite
-    runs the plugin's own `smsgw`. test_sample.py's strict xfail fails until then.
-    """
-    return Smsgw(smsgw_server, smsgw_server.gateway(smsgw_config))
