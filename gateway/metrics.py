@@ -104,6 +104,12 @@ class Metrics:
             "Writes the store refused, one per call (a submit batch, a consent change...).",
             registry=r,
         )
+        self.store_hook_errors = Counter(
+            "smsgw_store_hook_errors_total",
+            "Actions run after a commit (announcing a state, offering a receipt) that raised;"
+            " the commit itself stands.",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "smsgw_messages_in_flight",
             "Messages handed to the simulated network and not yet final.",

@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from gateway.config import config_from_dict
-from gateway.server.appkeys import NETWORK, SMPP_SERVER
+from gateway.server.appkeys import EVENTS, NETWORK, SMPP_SERVER
 from tests.conftest import ADMIN_TOKEN, API_KEY, EVENT_TIMEOUT, base_config, merged, running_gateway
 from tests.test_process import HEADERS, gateway_process, write_toml
 from tests.test_smpp_notices import stored_notices, submit_with_receipts
@@ -362,6 +362,8 @@ async def test_purge_drops_the_tenants_messages_and_receipts_held_in_memory(
         assert (status, counts["notices"]) == (200, 3)
         assert queue.pending == 0
         assert network.pending_to("acme", "+46709980003") == []
+        # Its recent events (they name its handsets) are gone from the stream's ring.
+        assert gateway.app[EVENTS].subscribe("acme", after=0).pending() == 0
         assert await stored_notices(gateway) == 0
 
 

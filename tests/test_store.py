@@ -312,3 +312,17 @@ async def test_subject_requests_use_indexes_on_the_bulk_reader(
     traffic_tables = re.compile(r"\b(messages|outbox|inbox|notices)\b")
     assert [sql for sql, _ in traffic if traffic_tables.search(sql)] == []
     assert unindexed_steps(tmp_path / "smsgw.sqlite3", traffic + bulk) == []
+
+
+async def test_a_failing_commit_hook_does_not_stop_the_writer(
+    store: Store, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise TypeError("a hook's own bug")
+
+    await store.commit("hook", [], after_commit=broken)
+    # The writer still commits what comes next.
+    await asyncio.wait_for(store.traffic.add_messages([message("after")]), EVENT_TIMEOUT)
+    assert await store.traffic.get_message("other", "after") is not None
+    assert metrics.registry.get_sample_value("smsgw_store_hook_errors_total") == 1
+    assert any(r.getMessage() == "store.hook_failed" for r in caplog.records)

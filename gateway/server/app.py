@@ -169,6 +169,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             clock,
             network=network,
             notices=smpp.notices,
+            events=events,
         )
         app[SUBJECTS], app[OPERATOR] = services.subjects, services.operator
         app[SIMULATOR] = SimulatorReset(store, network, smpp.notices, registry, app[AUDIT], clock)

@@ -13,6 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, TenantConfig
+from gateway.events import EventBus
 from gateway.numbers import InvalidNumber, normalise_msisdn
 from gateway.store import Store
 from privacy.audit import AuditLog, verify
@@ -50,9 +51,11 @@ class Operator:
         retention: Retention,
         network: SimulatedNetwork | None = None,
         notices: NoticeQueue | None = None,
+        events: EventBus | None = None,
     ) -> None:
-        """``network`` and ``notices`` hold a running gateway's messages and receipts in
-        memory, which a purge drops too; offline there are none."""
+        """``network``, ``notices`` and ``events`` hold a running gateway's messages,
+        receipts and recent events in memory, which a purge drops too; offline there
+        are none."""
         self._tenants = {tenant.id: tenant for tenant in config.tenants}
         self._store = store
         self._keys = keys
@@ -62,6 +65,7 @@ class Operator:
         self._retention = retention
         self._network = network
         self._notices = notices
+        self._events = events
         # A purge and an audit verify see each other's whole effect, never half of it.
         self._purging = asyncio.Lock()
 
@@ -122,6 +126,8 @@ class Operator:
                 self._network.drop_tenant(tenant_id)
             if self._notices is not None:
                 self._notices.forget_tenant(tenant_id)
+            if self._events is not None:
+                self._events.forget_tenant(tenant_id)
 
         try:
             # No retention run meanwhile: it would make keys for rows about to go.

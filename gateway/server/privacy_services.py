@@ -78,11 +78,13 @@ def open_privacy(
     *,
     network: SimulatedNetwork | None = None,
     notices: NoticeQueue | None = None,
+    events: EventBus | None = None,
 ) -> PrivacyServices:
     """Add subject rights and the operator over ``core``.
 
-    ``network`` and ``notices`` are the running gateway's in-memory holders of a
-    subject's data, which an erasure clears as well; offline there are none.
+    ``network``, ``notices`` and ``events`` are the running gateway's in-memory holders
+    of a subject's or tenant's data, which an erasure or purge clears as well; offline
+    there are none.
     """
     subjects = SubjectRights(
         store, keys, core.registry, core.audit, metrics, clock, network, notices
@@ -97,5 +99,6 @@ def open_privacy(
         core.retention,
         network,
         notices,
+        events,
     )
     return PrivacyServices(core.audit, core.registry, core.retention, subjects, operator)

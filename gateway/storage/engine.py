@@ -212,7 +212,21 @@ class GroupCommit:
                 waiter.set_exception(StoreError(unit.error))
         for unit in batch.units:
             if unit.after_commit is not None and unit.error is None:
-                unit.after_commit()
+                self._run_hook(unit)
+
+    def _run_hook(self, unit: _Unit) -> None:
+        """Run what waited for a unit's commit; a hook that fails is logged, never fatal.
+
+        The hooks are other parts' code (announcing a final state, offering a receipt);
+        one that raised used to end this writer task, and every later write then
+        waited for ever.
+        """
+        assert unit.after_commit is not None
+        try:
+            unit.after_commit()
+        except Exception:
+            self._metrics.store_hook_errors.inc()
+            log_event(log, "store.hook_failed", logging.ERROR, kind=unit.kind, exc_info=True)
 
     # --- reads --------------------------------------------------------------------------
 
