@@ -14,10 +14,12 @@ from typing import Final
 
 
 class Encoding(StrEnum):
-    """Wire encoding of a message body (SMPP data_coding 0 or 8)."""
+    """Wire encoding of a message body (SMPP data_coding 0 or 8, or 8-bit data)."""
 
     GSM7 = "gsm7"
     UCS2 = "ucs2"
+    # 8-bit data (SMPP data_coding 2 or 4): the body is the octets in hex.
+    BINARY = "binary"
 
 
 # GSM 03.38 basic character set: the character at index i has septet code i. Code 0x1B is the
@@ -54,6 +56,8 @@ _GSM7_SINGLE: Final = 160  # septets in a single SMS
 _GSM7_PART: Final = 153  # septets per part once a 6-octet concatenation UDH is needed
 _UCS2_SINGLE: Final = 70  # UTF-16 code units in a single SMS
 _UCS2_PART: Final = 67
+_OCTETS_SINGLE: Final = 140  # 8-bit octets in a single SMS
+_OCTETS_PART: Final = 134
 
 
 def _ascii_bytes(chars: str) -> bytes:
@@ -104,7 +108,8 @@ class BodyInfo:
     """How a body travels: its encoding, its length in that encoding and its SMS count."""
 
     encoding: Encoding
-    units: int  # septets for GSM7 (extension chars count 2), UTF-16 code units for UCS2
+    # septets for GSM7 (extension chars count 2), UTF-16 code units for UCS2, octets for BINARY
+    units: int
     segments: int
 
 
@@ -171,6 +176,12 @@ def analyse(body: str) -> BodyInfo:
     if units == len(body):  # no surrogate pairs
         return _multi_ucs2(units, -(-units // _UCS2_PART))
     return _multi_ucs2(units, sum(1 for _ in _ucs2_cuts(utf16)))
+
+
+def analyse_binary(octets: int) -> BodyInfo:
+    """Octet and SMS count of 8-bit data, which travels as it is."""
+    size = _OCTETS_SINGLE if octets <= _OCTETS_SINGLE else _OCTETS_PART
+    return BodyInfo(Encoding.BINARY, octets, max(1, -(-octets // size)))
 
 
 def split_parts(body: str, encoding: Encoding) -> list[str]:

@@ -34,7 +34,7 @@ from gateway.domain import (
     Status,
     SubmitRequest,
 )
-from gateway.encoding import BodyInfo, analyse
+from gateway.encoding import BodyInfo, analyse, analyse_binary
 from gateway.ids import MessageIds
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -193,7 +193,7 @@ class SubmitPipeline:
             return Rejected(
                 RejectCode.CALLBACK_NOT_ALLOWED, "'callback_url' host is not on the allow-list"
             )
-        info = self._analyse(request.body)
+        info = self._analyse(request.body, binary=request.binary)
         if isinstance(info, Rejected):
             return info
         return Message(
@@ -210,6 +210,7 @@ class SubmitPipeline:
             client_ref=request.client_ref,
             callback_url=request.callback_url,
             receipt=request.receipt,
+            message_class=request.message_class,
         )
 
     def sender_of(self, tenant: TenantConfig, raw: str) -> str | None:
@@ -217,9 +218,10 @@ class SubmitPipeline:
         sender = _canonical_sender(raw, tenant.default_country)
         return sender if sender in self._senders[tenant.id] else None
 
-    def _analyse(self, body: str) -> BodyInfo | Rejected:
+    def _analyse(self, body: str, *, binary: bool = False) -> BodyInfo | Rejected:
+        """Encoding and segments of a body; 8-bit data (in hex) is counted in octets."""
         try:
-            info = analyse(body)
+            info = analyse_binary(len(body) // 2) if binary else analyse(body)
         except ValueError:
             return Rejected(RejectCode.INVALID_REQUEST, "'body' is not valid Unicode text")
         if info.segments > (limit := self._config.messages.max_segments):

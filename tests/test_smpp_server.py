@@ -344,7 +344,7 @@ async def test_addresses_and_data_codings(gateway: RunningGateway) -> None:
         e164 = "+46" + to[1:] if ton == 2 else "+" + to
         _, inbox = await gateway.get_json(f"/v1/simulator/handsets/{e164}/messages")
         assert [m["body"] for m in inbox["messages"]] == [text]
-    bad = await raw.request(Pdu.make(C.submit_sm, 9, **submit_fields(data_coding=0x04)))
+    bad = await raw.request(Pdu.make(C.submit_sm, 9, **submit_fields(data_coding=0x05)))
     assert bad.command_status == S.ESME_RSUBMITFAIL
     await raw.close()
 
