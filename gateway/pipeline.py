@@ -93,8 +93,14 @@ class SubmitPipeline:
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
 
-    async def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
-        """Each request is accepted or rejected on its own; the accepted share one commit."""
+    async def submit_many(
+        self, requests: Sequence[SubmitRequest], *, one_submission: bool = False
+    ) -> list[SubmitResult]:
+        """Each request is accepted or rejected on its own; the accepted share one commit.
+
+        ``one_submission`` (an SMPP submit_multi): every accepted message names the first
+        one's id as its ``submission``, which its receipt then carries.
+        """
         started = time.perf_counter()
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
@@ -105,6 +111,8 @@ class SubmitPipeline:
                 fault = self._network.submit_fault(result.tenant, result.recipient)
                 if fault is not None:
                     results[index] = Rejected(fault, "the simulated SMSC failed this submit")
+        if one_submission:
+            results = _one_submission(results)
         accepted = [
             Outgoing(result, request.body, request.part)
             for result, request in zip(results, requests, strict=True)
@@ -286,6 +294,10 @@ class SubmitPipeline:
         """One of the tenant's messages (another tenant's id finds nothing)."""
         return await self._store.traffic.get_message(tenant, message_id)
 
+    async def submission(self, tenant: str, submission: str) -> list[Message]:
+        """Every message of the tenant's submit_multi ``submission``, oldest first."""
+        return await self._store.traffic.submission(tenant, submission)
+
     async def messages(
         self,
         tenant: str,
@@ -374,3 +386,11 @@ def _canonical_sender(sender: str, default_country: str | None) -> str | None:
 def _canonical_senders(tenant: TenantConfig) -> frozenset[str]:
     country = tenant.default_country
     return frozenset(s for s in (_canonical_sender(x, country) for x in tenant.senders) if s)
+
+
+def _one_submission(results: list[SubmitResult]) -> list[SubmitResult]:
+    """The accepted messages of one submit_multi, each naming the first one's id."""
+    first = next((r.id for r in results if isinstance(r, Message)), None)
+    return [
+        dataclasses.replace(r, submission=first) if isinstance(r, Message) else r for r in results
+    ]

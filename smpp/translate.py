@@ -16,6 +16,7 @@ Policy (the submit rate limit, what a session may send) stays with the server.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -295,6 +296,21 @@ def replace_body(pdu: Pdu) -> str | CommandStatus:
         return decode_text(0, pdu.body(ReplaceSm)["short_message"])
     except TextError:
         return S.ESME_RREPLACEFAIL
+
+
+def whole_submission(submission: str, members: Sequence[Message]) -> Message:
+    """What query_sm answers for a submit_multi's id: the state of the whole submission.
+
+    While any destination is pending, a pending one (ENROUTE); then a failed one if
+    any failed (the last to end); else the last delivered. The id stays the one asked.
+    """
+    pending = [m for m in members if not m.status.is_final]
+    if pending:
+        chosen = pending[0]
+    else:
+        failed = [m for m in members if m.status is not Status.DELIVERED]
+        chosen = max(failed or members, key=lambda m: m.final_at or 0.0)
+    return dataclasses.replace(chosen, id=submission)
 
 
 def query_sm_resp(request: Pdu, message: Message | None, ids: MessageIdFormat = HEX) -> Pdu:
