@@ -257,6 +257,47 @@ def decode_ucs2(data: bytes) -> str:
     return data.decode("utf-16-be")
 
 
+# A UTF-16 surrogate pair split across two parts of a long message (smpplib's make_parts
+# and other clients cut by octets) leaves each part with half a character. Each half is
+# kept as a private-use stand-in, U+F000 plus its offset from U+D800 (high halves
+# U+F000-F3FF, low U+F400-F7FF), which every store and count handles as one UCS-2 unit;
+# the inbox joins a high stand-in ending a part and a low one starting the next.
+_HALF_BASE: Final = 0xF000 - 0xD800
+
+
+def decode_ucs2_part(data: bytes) -> str:
+    """A part of a long UCS-2 message: as `decode_ucs2`, a pair's half at an edge kept.
+
+    Raises ValueError on an odd length or an unpaired surrogate inside the part.
+    """
+    head = tail = ""
+    if len(data) >= 2 and 0xDC <= data[0] <= 0xDF:
+        head, data = chr((data[0] << 8 | data[1]) + _HALF_BASE), data[2:]
+    if len(data) >= 2 and len(data) % 2 == 0 and 0xD8 <= data[-2] <= 0xDB:
+        tail, data = chr((data[-2] << 8 | data[-1]) + _HALF_BASE), data[:-2]
+    return head + decode_ucs2(data) + tail
+
+
+def join_ucs2_halves(texts: list[str]) -> str:
+    """Join the texts of a long message's parts, mending pairs split at their edges."""
+    joined = [texts[0]] if texts else []
+    for text in texts[1:]:
+        before = joined[-1]
+        if (
+            before
+            and text
+            and 0xF000 <= ord(before[-1]) <= 0xF3FF
+            and 0xF400 <= ord(text[0]) <= 0xF7FF
+        ):
+            pair = (chr(ord(before[-1]) - _HALF_BASE) + chr(ord(text[0]) - _HALF_BASE)).encode(
+                "utf-16-be", "surrogatepass"
+            )
+            joined[-1] = before[:-1] + decode_ucs2(pair)
+            text = text[1:]
+        joined.append(text)
+    return "".join(joined)
+
+
 def encode_ucs2(text: str) -> bytes:
     """Encode as UTF-16BE; raises ValueError if `text` holds a lone surrogate code point."""
     return text.encode("utf-16-be")

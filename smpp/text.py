@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.domain import Part, Status
-from gateway.encoding import decode_ucs2, encode_ucs2, gsm7_decode, gsm7_encode, is_gsm7
+from gateway.encoding import (
+    decode_ucs2,
+    decode_ucs2_part,
+    encode_ucs2,
+    gsm7_decode,
+    gsm7_encode,
+    is_gsm7,
+)
 
 # data_coding values (SMPP 3.4 section 5.2.19) this gateway reads.
 DC_DEFAULT = 0x00  # SMSC default alphabet: GSM 03.38 unless the tenant's default_coding says
@@ -109,8 +116,12 @@ def decode_text(data_coding: int, data: bytes, default: Alphabet = Alphabet.GSM)
     return decode_as(coding_of(data_coding, default).alphabet, data)
 
 
-def decode_as(alphabet: Alphabet, data: bytes) -> str:
-    """``data`` read in ``alphabet`` (8-bit data as hex)."""
+def decode_as(alphabet: Alphabet, data: bytes, *, part: bool = False) -> str:
+    """``data`` read in ``alphabet`` (8-bit data as hex).
+
+    A ``part`` of a long message may start or end with half a UTF-16 surrogate pair,
+    which the inbox mends when it joins the parts (see `decode_ucs2_part`).
+    """
     if alphabet is Alphabet.BINARY:
         return data.hex()
     if alphabet is Alphabet.GSM:
@@ -125,7 +136,7 @@ def decode_as(alphabet: Alphabet, data: bytes) -> str:
     if alphabet is Alphabet.LATIN1:
         return data.decode("latin-1")
     try:
-        return decode_ucs2(data)
+        return decode_ucs2_part(data) if part else decode_ucs2(data)
     except ValueError as exc:
         raise TextError("UCS-2 text does not decode") from exc
 

@@ -174,7 +174,8 @@ class Translator:
         data_coding = body["data_coding"]
         try:
             coding = coding_of(data_coding, DEFAULT_ALPHABET[_default_coding(tenant)])
-            text = decode_as(coding.alphabet, data)
+            is_part = part is not None or Tag.sar_msg_ref_num in tlvs
+            text = decode_as(coding.alphabet, data, part=is_part)
         except TextError as exc:
             log_event(
                 log,

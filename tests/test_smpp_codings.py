@@ -7,13 +7,14 @@ import logging
 from typing import Any
 
 import pytest
+import smpplib.gsm
 
 from gateway.config import config_from_dict
 from gateway.encoding import gsm7_encode
 from gateway.logs import FIELDS
 from smpp.pdu import CommandId, CommandStatus, Pdu
 from tests.conftest import EVENT_TIMEOUT, RunningGateway, running_gateway
-from tests.smpp_clients import RawEsme
+from tests.smpp_clients import RawEsme, smpplib_esme
 from tests.test_smpp_server import submit_fields
 
 C = CommandId
@@ -117,3 +118,22 @@ async def test_a_tenant_chooses_what_data_coding_0_means(
             assert (await submit(raw, 3, text=b"\x00")).command_status == S.ESME_RSUBMITFAIL
         await raw.close()
         assert [m["body"] for m in await inbox_of(gateway, "+46701234567")] == [body]
+
+
+async def test_an_emoji_split_between_ucs2_parts_survives(gateway: RunningGateway) -> None:
+    """smpplib cuts a long UCS-2 message by octets, through a surrogate pair."""
+    text = "ж" * 66 + "😀" + "ok" * 40
+    parts, data_coding, esm_class = smpplib.gsm.make_parts(text)
+    assert 0xD8 <= parts[0][-2] <= 0xDB  # the first part ends with half the emoji
+    finals = gateway.finals()
+    async with smpplib_esme(gateway.smpp_port) as esme:
+        for part in parts:
+            await esme.send(
+                **submit_fields(text=part, data_coding=data_coding, esm_class=esm_class)
+            )
+        responses = [await esme.next("submit_sm_resp") for _ in parts]
+        assert [r.status for r in responses] == [S.ESME_ROK] * len(parts)
+    for _ in parts:
+        await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
+    [entry] = await inbox_of(gateway, "+46701234567")
+    assert (entry["body"], entry["parts_missing"]) == (text, 0)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.domain import InboxEntry, Outgoing
-from gateway.encoding import Encoding
+from gateway.encoding import Encoding, join_ucs2_halves
 from gateway.storage.base import Batched, Steps
 from gateway.storage.engine import GroupCommit
 from gateway.storage.traffic import part_columns
@@ -130,7 +130,11 @@ def _join_parts(tenant: str, msisdn: str, rows: Iterable[Sequence[Any]]) -> list
                 tenant=tenant,
                 msisdn=msisdn,
                 sender=sender,
-                body="".join(p[1] for p in ordered),
+                # Only whole messages mend pairs split between parts: a missing part
+                # could otherwise join two halves that never met.
+                body=join_ucs2_halves([p[1] for p in ordered])
+                if len(ordered) == total
+                else "".join(p[1] for p in ordered),
                 received_at=ordered[-1][2],
                 parts_missing=total - len(ordered),
                 binary=ordered[0][3],
