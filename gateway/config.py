@@ -95,6 +95,14 @@ class AddressPolicy(StrEnum):
     STRICT = "strict"
 
 
+class DefaultCoding(StrEnum):
+    """The alphabet a tenant's SMPP data_coding 0 ("SMSC default") means (see docs/smpp.md)."""
+
+    GSM = "gsm"  # GSM 03.38, one septet per octet
+    LATIN1 = "latin1"
+    ASCII = "ascii"  # as data_coding 1: printable ASCII, CR and LF
+
+
 class ErrorBody(StrEnum):
     """The body of a failed submit_sm_resp / data_sm_resp / bind_*_resp (see docs/smpp.md)."""
 
@@ -392,6 +400,7 @@ class SmppCredentials:
     # None: [smpp] error_body.
     error_body: ErrorBody | None = None
     message_id_format: MessageIdFormat = MessageIdFormat.HEX
+    default_coding: DefaultCoding = DefaultCoding.GSM
 
     def check(self, path: str) -> None:
         """Unique system ids across tenants are checked by `Config.check`."""

@@ -38,6 +38,8 @@ def message_document(message: Message) -> dict[str, Any]:
         "enroute_at": iso_time(message.enroute_at),
         "final_at": iso_time(message.final_at),
         "pseudonymised": message.pseudonym_epoch is not None,
+        "class": message.message_class,
+        "flash": message.message_class == 0,
     }
 
 
@@ -50,6 +52,9 @@ def inbox_document(entry: InboxEntry) -> dict[str, Any]:
         "body": entry.body,
         "received_at": iso_time(entry.received_at),
         "parts_missing": entry.parts_missing,
+        "binary": entry.binary,
+        "class": entry.message_class,
+        "flash": entry.message_class == 0,
     }
 
 

@@ -97,6 +97,10 @@ class SubmitRequest:
     client_ref: str | None = field(default=None, repr=False)
     receipt: ReceiptRequest = ReceiptRequest.NONE
     part: Part | None = None
+    # 8-bit data: ``body`` holds its octets in hex (SMPP data_coding 2 or 4).
+    binary: bool = False
+    # GSM 03.38 message class 0-3 (0: flash), when the data_coding names one.
+    message_class: int | None = None
 
 
 @dataclass(slots=True)
@@ -121,6 +125,11 @@ class Message:
     receipt: ReceiptRequest = ReceiptRequest.NONE
     # Set once retention replaced the identifiers by pseudonyms under this key epoch.
     pseudonym_epoch: str | None = None
+    # GSM 03.38 message class 0-3 (0: flash), when the submit named one.
+    message_class: int | None = None
+    # The id of the submit_multi this message is one destination of: its response's
+    # message_id, which every destination's receipt carries.
+    submission: str | None = None
 
     def moved_to(self, status: Status, at: float, error: str | None = None) -> Message:
         """This message in ``status`` since ``at``: every other field kept (see `_moving`)."""
@@ -192,6 +201,9 @@ class InboxEntry:
     body: str = field(repr=False)
     received_at: float
     parts_missing: int = 0
+    # 8-bit data, shown as hex; the GSM 03.38 message class (0: flash).
+    binary: bool = False
+    message_class: int | None = None
 
 
 class NoticeKind(StrEnum):

@@ -14,10 +14,12 @@ from typing import Final
 
 
 class Encoding(StrEnum):
-    """Wire encoding of a message body (SMPP data_coding 0 or 8)."""
+    """Wire encoding of a message body (SMPP data_coding 0 or 8, or 8-bit data)."""
 
     GSM7 = "gsm7"
     UCS2 = "ucs2"
+    # 8-bit data (SMPP data_coding 2 or 4): the body is the octets in hex.
+    BINARY = "binary"
 
 
 # GSM 03.38 basic character set: the character at index i has septet code i. Code 0x1B is the
@@ -54,6 +56,8 @@ _GSM7_SINGLE: Final = 160  # septets in a single SMS
 _GSM7_PART: Final = 153  # septets per part once a 6-octet concatenation UDH is needed
 _UCS2_SINGLE: Final = 70  # UTF-16 code units in a single SMS
 _UCS2_PART: Final = 67
+_OCTETS_SINGLE: Final = 140  # 8-bit octets in a single SMS
+_OCTETS_PART: Final = 134
 
 
 def _ascii_bytes(chars: str) -> bytes:
@@ -104,7 +108,8 @@ class BodyInfo:
     """How a body travels: its encoding, its length in that encoding and its SMS count."""
 
     encoding: Encoding
-    units: int  # septets for GSM7 (extension chars count 2), UTF-16 code units for UCS2
+    # septets for GSM7 (extension chars count 2), UTF-16 code units for UCS2, octets for BINARY
+    units: int
     segments: int
 
 
@@ -171,6 +176,12 @@ def analyse(body: str) -> BodyInfo:
     if units == len(body):  # no surrogate pairs
         return _multi_ucs2(units, -(-units // _UCS2_PART))
     return _multi_ucs2(units, sum(1 for _ in _ucs2_cuts(utf16)))
+
+
+def analyse_binary(octets: int) -> BodyInfo:
+    """Octet and SMS count of 8-bit data, which travels as it is."""
+    size = _OCTETS_SINGLE if octets <= _OCTETS_SINGLE else _OCTETS_PART
+    return BodyInfo(Encoding.BINARY, octets, max(1, -(-octets // size)))
 
 
 def split_parts(body: str, encoding: Encoding) -> list[str]:
@@ -244,6 +255,47 @@ def decode_ucs2(data: bytes) -> str:
     Raises ValueError on an odd trailing byte or an unpaired surrogate.
     """
     return data.decode("utf-16-be")
+
+
+# A UTF-16 surrogate pair split across two parts of a long message (smpplib's make_parts
+# and other clients cut by octets) leaves each part with half a character. Each half is
+# kept as a private-use stand-in, U+F000 plus its offset from U+D800 (high halves
+# U+F000-F3FF, low U+F400-F7FF), which every store and count handles as one UCS-2 unit;
+# the inbox joins a high stand-in ending a part and a low one starting the next.
+_HALF_BASE: Final = 0xF000 - 0xD800
+
+
+def decode_ucs2_part(data: bytes) -> str:
+    """A part of a long UCS-2 message: as `decode_ucs2`, a pair's half at an edge kept.
+
+    Raises ValueError on an odd length or an unpaired surrogate inside the part.
+    """
+    head = tail = ""
+    if len(data) >= 2 and 0xDC <= data[0] <= 0xDF:
+        head, data = chr((data[0] << 8 | data[1]) + _HALF_BASE), data[2:]
+    if len(data) >= 2 and len(data) % 2 == 0 and 0xD8 <= data[-2] <= 0xDB:
+        tail, data = chr((data[-2] << 8 | data[-1]) + _HALF_BASE), data[:-2]
+    return head + decode_ucs2(data) + tail
+
+
+def join_ucs2_halves(texts: list[str]) -> str:
+    """Join the texts of a long message's parts, mending pairs split at their edges."""
+    joined = [texts[0]] if texts else []
+    for text in texts[1:]:
+        before = joined[-1]
+        if (
+            before
+            and text
+            and 0xF000 <= ord(before[-1]) <= 0xF3FF
+            and 0xF400 <= ord(text[0]) <= 0xF7FF
+        ):
+            pair = (chr(ord(before[-1]) - _HALF_BASE) + chr(ord(text[0]) - _HALF_BASE)).encode(
+                "utf-16-be", "surrogatepass"
+            )
+            joined[-1] = before[:-1] + decode_ucs2(pair)
+            text = text[1:]
+        joined.append(text)
+    return "".join(joined)
 
 
 def encode_ucs2(text: str) -> bytes:

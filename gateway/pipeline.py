@@ -35,7 +35,7 @@ from gateway.domain import (
     Status,
     SubmitRequest,
 )
-from gateway.encoding import BodyInfo, analyse
+from gateway.encoding import BodyInfo, analyse, analyse_binary
 from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
 from gateway.ids import MessageIds
 from gateway.logs import log_event
@@ -97,8 +97,14 @@ class SubmitPipeline:
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
 
-    async def submit_many(self, requests: Sequence[SubmitRequest]) -> list[SubmitResult]:
-        """Each request is accepted or rejected on its own; the accepted share one commit."""
+    async def submit_many(
+        self, requests: Sequence[SubmitRequest], *, one_submission: bool = False
+    ) -> list[SubmitResult]:
+        """Each request is accepted or rejected on its own; the accepted share one commit.
+
+        ``one_submission`` (an SMPP submit_multi): every accepted message names the first
+        one's id as its ``submission``, which its receipt then carries.
+        """
         started = time.perf_counter()
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
@@ -109,6 +115,8 @@ class SubmitPipeline:
                 fault = self._network.submit_fault(result.tenant, result.recipient)
                 if fault is not None:
                     results[index] = Rejected(fault, "the simulated SMSC failed this submit")
+        if one_submission:
+            results = _one_submission(results)
         accepted = [
             Outgoing(result, request.body, request.part)
             for result, request in zip(results, requests, strict=True)
@@ -198,7 +206,7 @@ class SubmitPipeline:
             return Rejected(
                 RejectCode.CALLBACK_NOT_ALLOWED, "'callback_url' host is not on the allow-list"
             )
-        info = self._analyse(request.body)
+        info = self._analyse(request.body, binary=request.binary)
         if isinstance(info, Rejected):
             return info
         return Message(
@@ -215,6 +223,7 @@ class SubmitPipeline:
             client_ref=request.client_ref,
             callback_url=request.callback_url,
             receipt=request.receipt,
+            message_class=request.message_class,
         )
 
     def sender_of(self, tenant: TenantConfig, raw: str) -> str | None:
@@ -222,9 +231,10 @@ class SubmitPipeline:
         sender = _canonical_sender(raw, tenant.default_country)
         return sender if sender in self._senders[tenant.id] else None
 
-    def _analyse(self, body: str) -> BodyInfo | Rejected:
+    def _analyse(self, body: str, *, binary: bool = False) -> BodyInfo | Rejected:
+        """Encoding and segments of a body; 8-bit data (in hex) is counted in octets."""
         try:
-            info = analyse(body)
+            info = analyse_binary(len(body) // 2) if binary else analyse(body)
         except ValueError:
             return Rejected(RejectCode.INVALID_REQUEST, "'body' is not valid Unicode text")
         if info.segments > (limit := self._config.messages.max_segments):
@@ -310,6 +320,10 @@ class SubmitPipeline:
     async def message(self, tenant: str, message_id: str) -> Message | None:
         """One of the tenant's messages (another tenant's id finds nothing)."""
         return await self._store.traffic.get_message(tenant, message_id)
+
+    async def submission(self, tenant: str, submission: str) -> list[Message]:
+        """Every message of the tenant's submit_multi ``submission``, oldest first."""
+        return await self._store.traffic.submission(tenant, submission)
 
     async def messages(
         self,
@@ -405,3 +419,11 @@ def _canonical_sender(sender: str, default_country: str | None) -> str | None:
 def _canonical_senders(tenant: TenantConfig) -> frozenset[str]:
     country = tenant.default_country
     return frozenset(s for s in (_canonical_sender(x, country) for x in tenant.senders) if s)
+
+
+def _one_submission(results: list[SubmitResult]) -> list[SubmitResult]:
+    """The accepted messages of one submit_multi, each naming the first one's id."""
+    first = next((r.id for r in results if isinstance(r, Message)), None)
+    return [
+        dataclasses.replace(r, submission=first) if isinstance(r, Message) else r for r in results
+    ]

@@ -179,7 +179,8 @@ class NoticeQueue:
         notice = Notice(
             tenant=message.tenant,
             kind=NoticeKind.RECEIPT,
-            message_id=message.id,
+            # A submit_multi's destinations answer to the id its response carried.
+            message_id=message.submission or message.id,
             handset=message.recipient,
             address=message.sender,
             created_at=now,

@@ -593,7 +593,8 @@ class SmppConnection(asyncio.Protocol):
         refused: list[UnsuccessSme],
     ) -> None:
         """One submit_multi_resp, after every accepted message is committed."""
-        results = await self.server.pipeline.submit_many([r for _, r in accepted])
+        pipeline = self.server.pipeline
+        results = await pipeline.submit_many([r for _, r in accepted], one_submission=True)
         self._send(
             self.server.translator.multi_resp(
                 pdu, [d for d, _ in accepted], results, refused, self.ids
@@ -632,6 +633,9 @@ class SmppConnection(asyncio.Protocol):
         assert self.tenant is not None
         message_id = await self._message_id(pdu.body(QuerySm)["message_id"])
         message = await self.server.pipeline.message(self.tenant.id, message_id)
+        if message is not None and message.submission == message.id:
+            members = await self.server.pipeline.submission(self.tenant.id, message.id)
+            message = translate.whole_submission(message.id, members)
         self._send(translate.query_sm_resp(pdu, message, self.ids))
 
     def _cancel_sm(self, pdu: Pdu, submits: Submits) -> None:

@@ -6,14 +6,24 @@ import functools
 import struct
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 from gateway.domain import Part, Status
-from gateway.encoding import decode_ucs2, encode_ucs2, gsm7_decode, gsm7_encode, is_gsm7
+from gateway.encoding import (
+    decode_ucs2,
+    decode_ucs2_part,
+    encode_ucs2,
+    gsm7_decode,
+    gsm7_encode,
+    is_gsm7,
+)
 
 # data_coding values (SMPP 3.4 section 5.2.19) this gateway reads.
-DC_DEFAULT = 0x00  # SMSC default alphabet: GSM 03.38, one septet per octet
+DC_DEFAULT = 0x00  # SMSC default alphabet: GSM 03.38 unless the tenant's default_coding says
 DC_IA5 = 0x01
+DC_BINARY = 0x02
 DC_LATIN1 = 0x03
+DC_BINARY_ALT = 0x04
 DC_UCS2 = 0x08
 
 ESM_UDHI = 0x40
@@ -41,25 +51,94 @@ class TextError(ValueError):
     """Bytes that cannot be read as message text under their data_coding or UDH."""
 
 
-def decode_text(data_coding: int, data: bytes) -> str:
-    """The text of short_message or message_payload (without its UDH)."""
-    if (data_coding == DC_DEFAULT or data_coding & 0xF4 == 0xF0) and not data.isascii():
-        # One septet per octet: bit 7 set is no GSM 03.38 character, whatever it meant.
-        raise TextError("GSM 03.38 text has an octet of 0x80 or more")
+class Alphabet(StrEnum):
+    """How the octets of a short_message are read."""
+
+    GSM = "gsm"  # GSM 03.38, one septet per octet
+    ASCII = "ascii"  # IA5: printable ASCII, CR and LF
+    LATIN1 = "latin1"
+    UCS2 = "ucs2"  # UTF-16BE
+    BINARY = "binary"  # 8-bit data, kept as it is
+
+
+# The alphabet of each GSM 03.38 general data coding group value (0x10-0x1F: bits 3-2).
+_GROUP_ALPHABET = (Alphabet.GSM, Alphabet.BINARY, Alphabet.UCS2, None)
+# IA5 text: printable ASCII, CR and LF. Anything else (GSM 03.38 septets such as '@' 0x00
+# or ESC 0x1B sent as data_coding 1, as node-smpp does by default) would garble the text.
+_IA5_TEXT = bytes(range(0x20, 0x7F)) + b"\r\n"
+
+
+class Coding:
+    """What a data_coding says: the alphabet and the GSM 03.38 message class (or None)."""
+
+    __slots__ = ("alphabet", "message_class")
+
+    def __init__(self, alphabet: Alphabet, message_class: int | None = None) -> None:
+        self.alphabet = alphabet
+        self.message_class = message_class
+
+
+_FIXED = {
+    DC_IA5: Coding(Alphabet.ASCII),
+    DC_BINARY: Coding(Alphabet.BINARY),
+    DC_LATIN1: Coding(Alphabet.LATIN1),
+    DC_BINARY_ALT: Coding(Alphabet.BINARY),
+    DC_UCS2: Coding(Alphabet.UCS2),
+}
+
+
+def coding_of(data_coding: int, default: Alphabet = Alphabet.GSM) -> Coding:
+    """The alphabet and class a data_coding names; ``default`` is what 0 means here.
+
+    0xF0-0xFF: message class in bits 1-0, 8-bit data when bit 2 is set (bit 3 is
+    reserved and ignored). 0x10-0x1F: the GSM 03.38 general data coding group with a
+    class, its alphabet in bits 3-2 (11 is reserved, so refused).
+    """
+    if data_coding == DC_DEFAULT:
+        return Coding(default)
+    fixed = _FIXED.get(data_coding)
+    if fixed is not None:
+        return fixed
+    if data_coding & 0xF0 == 0xF0:
+        alphabet = Alphabet.BINARY if data_coding & 0x04 else Alphabet.GSM
+        return Coding(alphabet, data_coding & 0x03)
+    if data_coding & 0xF0 == 0x10:
+        group = _GROUP_ALPHABET[(data_coding >> 2) & 0x03]
+        if group is not None:
+            return Coding(group, data_coding & 0x03)
+    raise TextError(
+        f"data_coding {data_coding:#04x} is not supported (0-4, 8, 0x10-0x1B, 0xF0-0xFF are)"
+    )
+
+
+def decode_text(data_coding: int, data: bytes, default: Alphabet = Alphabet.GSM) -> str:
+    """The text of short_message or message_payload (without its UDH); hex for 8-bit data."""
+    return decode_as(coding_of(data_coding, default).alphabet, data)
+
+
+def decode_as(alphabet: Alphabet, data: bytes, *, part: bool = False) -> str:
+    """``data`` read in ``alphabet`` (8-bit data as hex).
+
+    A ``part`` of a long message may start or end with half a UTF-16 surrogate pair,
+    which the inbox mends when it joins the parts (see `decode_ucs2_part`).
+    """
+    if alphabet is Alphabet.BINARY:
+        return data.hex()
+    if alphabet is Alphabet.GSM:
+        if not data.isascii():
+            # One septet per octet: bit 7 set is no GSM 03.38 character, whatever it meant.
+            raise TextError("GSM 03.38 text has an octet of 0x80 or more")
+        return gsm7_decode(data)
+    if alphabet is Alphabet.ASCII:
+        if data.translate(None, _IA5_TEXT):
+            raise TextError("IA5 text has a control octet or one of 0x80 or more")
+        return data.decode("ascii")
+    if alphabet is Alphabet.LATIN1:
+        return data.decode("latin-1")
     try:
-        if data_coding == DC_DEFAULT:
-            return gsm7_decode(data)
-        if data_coding == DC_IA5:
-            return data.decode("ascii")
-        if data_coding == DC_LATIN1:
-            return data.decode("latin-1")
-        if data_coding == DC_UCS2:
-            return decode_ucs2(data)
-        if data_coding & 0xF4 == 0xF0:
-            return gsm7_decode(data)  # coding group 1111, default alphabet
+        return decode_ucs2_part(data) if part else decode_ucs2(data)
     except ValueError as exc:
-        raise TextError(f"text does not decode under data_coding {data_coding:#04x}") from exc
-    raise TextError(f"data_coding {data_coding:#04x} is not supported (use 0, 1, 3 or 8)")
+        raise TextError("UCS-2 text does not decode") from exc
 
 
 def encode_text(text: str) -> tuple[int, bytes]:

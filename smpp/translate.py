@@ -16,10 +16,19 @@ Policy (the submit rate limit, what a session may send) stays with the server.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 
-from gateway.config import AddressPolicy, ErrorBody, MessageIdFormat, SmppConfig, TenantConfig
+from gateway.config import (
+    AddressPolicy,
+    DefaultCoding,
+    ErrorBody,
+    MessageIdFormat,
+    SmppConfig,
+    TenantConfig,
+)
 from gateway.domain import (
     Interface,
     Message,
@@ -33,6 +42,7 @@ from gateway.domain import (
     SubmitRequest,
 )
 from gateway.ids import normalise_id
+from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, is_short_code, read_bare_digits
 from smpp.bodies import DataSm, ReplaceSm, SubmitMulti, SubmitSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, SmeAddress, Tag, UnsuccessSme
@@ -41,9 +51,12 @@ from smpp.text import (
     ESM_DELIVERY_RECEIPT,
     ESM_UDHI,
     RECEIPT_ERR,
+    Alphabet,
     ReceiptFacts,
     TextError,
+    coding_of,
     concatenation_part,
+    decode_as,
     decode_text,
     encode_text,
     receipt_text,
@@ -51,6 +64,14 @@ from smpp.text import (
 )
 
 HEX = MessageIdFormat.HEX
+log = logging.getLogger(__name__)
+
+# What data_coding 0 means under a tenant's smpp.default_coding.
+DEFAULT_ALPHABET: dict[DefaultCoding, Alphabet] = {
+    DefaultCoding.GSM: Alphabet.GSM,
+    DefaultCoding.LATIN1: Alphabet.LATIN1,
+    DefaultCoding.ASCII: Alphabet.ASCII,
+}
 
 S = CommandStatus
 
@@ -148,9 +169,22 @@ class Translator:
         try:
             if esm_class & ESM_UDHI:
                 part, data = split_udh(data)
-            text = decode_text(body["data_coding"], data)
         except TextError:
-            return S.ESME_RINVESMCLASS if esm_class & ESM_UDHI else S.ESME_RSUBMITFAIL
+            return S.ESME_RINVESMCLASS
+        data_coding = body["data_coding"]
+        try:
+            coding = coding_of(data_coding, DEFAULT_ALPHABET[_default_coding(tenant)])
+            is_part = part is not None or Tag.sar_msg_ref_num in tlvs
+            text = decode_as(coding.alphabet, data, part=is_part)
+        except TextError as exc:
+            log_event(
+                log,
+                "smpp.coding_refused",
+                logging.DEBUG,
+                data_coding=f"{data_coding:#04x}",
+                reason=str(exc),
+            )
+            return S.ESME_RSUBMITFAIL
         if part is None and Tag.sar_msg_ref_num in tlvs:
             reference = tlvs[Tag.sar_msg_ref_num]
             number = tlvs.get(Tag.sar_segment_seqnum)
@@ -187,6 +221,8 @@ class Translator:
             purpose=purpose,
             receipt=receipt,
             part=part,
+            binary=coding.alphabet is Alphabet.BINARY,
+            message_class=coding.message_class,
         )
 
     def submit_resp(
@@ -261,6 +297,21 @@ def replace_body(pdu: Pdu) -> str | CommandStatus:
         return decode_text(0, pdu.body(ReplaceSm)["short_message"])
     except TextError:
         return S.ESME_RREPLACEFAIL
+
+
+def whole_submission(submission: str, members: Sequence[Message]) -> Message:
+    """What query_sm answers for a submit_multi's id: the state of the whole submission.
+
+    While any destination is pending, a pending one (ENROUTE); then a failed one if
+    any failed (the last to end); else the last delivered. The id stays the one asked.
+    """
+    pending = [m for m in members if not m.status.is_final]
+    if pending:
+        chosen = pending[0]
+    else:
+        failed = [m for m in members if m.status is not Status.DELIVERED]
+        chosen = max(failed or members, key=lambda m: m.final_at or 0.0)
+    return dataclasses.replace(chosen, id=submission)
 
 
 def query_sm_resp(request: Pdu, message: Message | None, ids: MessageIdFormat = HEX) -> Pdu:
@@ -382,6 +433,10 @@ def _bare_digits(address: str, tenant: TenantConfig, *, national_first: bool) ->
         return read_bare_digits(address, tenant.default_country, national_first=national_first)
     except InvalidNumber:
         return address
+
+
+def _default_coding(tenant: TenantConfig) -> DefaultCoding:
+    return DefaultCoding.GSM if tenant.smpp is None else tenant.smpp.default_coding
 
 
 def _policy(tenant: TenantConfig) -> AddressPolicy:

@@ -53,6 +53,8 @@ def every_field_set() -> Message:
         error="earlier",
         receipt=ReceiptRequest.FAILURE,
         pseudonym_epoch="2026-01",
+        message_class=2,
+        submission="0123456789abcdef0000",
     )
 
 

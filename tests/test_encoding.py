@@ -13,10 +13,12 @@ from gateway.encoding import (
     Encoding,
     analyse,
     decode_ucs2,
+    decode_ucs2_part,
     encode_ucs2,
     gsm7_decode,
     gsm7_encode,
     is_gsm7,
+    join_ucs2_halves,
     split_parts,
 )
 
@@ -280,3 +282,12 @@ def test_split_long_body() -> None:
     parts = split_parts(body, Encoding.GSM7)
     assert "".join(parts) == body
     assert len(parts) == analyse(body).segments
+
+
+def test_a_surrogate_pair_split_between_parts_is_mended_only_when_joined() -> None:
+    pair = "😀".encode("utf-16-be")
+    first, second = decode_ucs2_part(b"\x00a" + pair[:2]), decode_ucs2_part(pair[2:] + b"\x00b")
+    assert join_ucs2_halves([first, second]) == "a😀b"
+    assert join_ucs2_halves([second, first]) == second + first  # halves in the wrong order
+    with pytest.raises(ValueError):
+        decode_ucs2_part(b"\x00a" + pair[:2] + b"\x00b")  # half a pair inside a part

@@ -271,6 +271,51 @@ async def test_submit_multi_refuses_only_the_bad_destinations(gateway: RunningGa
     await raw.close()
 
 
+async def test_every_submit_multi_receipt_carries_its_response_id(
+    gateway: RunningGateway,
+) -> None:
+    """One id for the submit_multi: each destination's receipt and query_sm answer to it."""
+    fields = submit_fields(registered_delivery=1)
+    for name in ("dest_addr_ton", "dest_addr_npi", "destination_addr"):
+        fields.pop(name)
+    destinations = ("46701230101", "46701230102", "46709990103")  # the last: undeliverable
+    finals = gateway.finals()
+    raw = await RawEsme.connect(gateway.smpp_port)
+    await raw.bind()
+    answer = await raw.request(
+        Pdu.make(
+            C.submit_multi,
+            2,
+            dest_address=tuple(SmeAddress(1, 1, d) for d in destinations),
+            **fields,
+        )
+    )
+    assert answer.command_status == S.ESME_ROK
+    submission = answer.params["message_id"]
+    assert isinstance(submission, str) and submission
+    receipts = [await raw.next() for _ in destinations]
+    for receipt in receipts:
+        assert receipt.command_id == C.deliver_sm
+        await raw.send(Pdu.make(C.deliver_sm_resp, receipt.sequence_number, message_id=""))
+    by_handset = {r.params["source_addr"]: r for r in receipts}
+    assert set(by_handset) == set(destinations)
+    for handset, receipt in by_handset.items():
+        text = receipt.params["short_message"]
+        assert isinstance(text, bytes) and isinstance(handset, str)
+        assert receipt.tlvs[Tag.receipted_message_id] == submission
+        assert text.startswith(f"id:{submission} ".encode())
+        assert (b"stat:UNDELIV" if handset.startswith("4670999") else b"stat:DELIVRD") in text
+    for _ in destinations:
+        await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
+    query = await raw.request(
+        Pdu.make(C.query_sm, 3, message_id=submission, source_addr_ton=5, source_addr="Acme")
+    )
+    # The whole submission: one destination failed, so the answer is its state.
+    assert (query.command_status, query.params["message_id"]) == (S.ESME_ROK, submission)
+    assert query.params["message_state"] == 5
+    await raw.close()
+
+
 async def test_simulated_submit_failures(config_dict: dict[str, Any]) -> None:
     rules = [
         {"number": "+46709970001", "submit_error": "throttled"},
@@ -344,7 +389,7 @@ async def test_addresses_and_data_codings(gateway: RunningGateway) -> None:
         e164 = "+46" + to[1:] if ton == 2 else "+" + to
         _, inbox = await gateway.get_json(f"/v1/simulator/handsets/{e164}/messages")
         assert [m["body"] for m in inbox["messages"]] == [text]
-    bad = await raw.request(Pdu.make(C.submit_sm, 9, **submit_fields(data_coding=0x04)))
+    bad = await raw.request(Pdu.make(C.submit_sm, 9, **submit_fields(data_coding=0x05)))
     assert bad.command_status == S.ESME_RSUBMITFAIL
     await raw.close()
 

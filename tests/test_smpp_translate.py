@@ -118,7 +118,7 @@ def test_data_sm_reads_message_payload() -> None:
         # both short_message and message_payload
         ({"short_message": b"a"}, {Tag.message_payload: b"b"}, S.ESME_RSUBMITFAIL),
         ({"short_message": b"\xe9t\xe9"}, {}, S.ESME_RSUBMITFAIL),  # bit 7 in GSM 03.38
-        ({"short_message": b"hi", "data_coding": 0x02}, {}, S.ESME_RSUBMITFAIL),
+        ({"short_message": b"hi", "data_coding": 0x05}, {}, S.ESME_RSUBMITFAIL),
         ({"short_message": b"\x05\x00\x03", "esm_class": 0x40}, {}, S.ESME_RINVESMCLASS),
         ({"short_message": b"hi"}, {Tag.sar_msg_ref_num: 1}, S.ESME_RMISSINGOPTPARAM),
         (

@@ -11,13 +11,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.domain import InboxEntry, Outgoing
+from gateway.encoding import Encoding, join_ucs2_halves
 from gateway.storage.base import AfterCommit, Batched, Steps
 from gateway.storage.engine import GroupCommit
 from gateway.storage.traffic import part_columns
 
 INSERT_INBOX = Batched(
     "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
-    " part_ref, part_seq, part_total) VALUES {values}"
+    " part_ref, part_seq, part_total, binary, message_class) VALUES {values}"
 )
 
 
@@ -36,14 +37,17 @@ class SqliteInbox:
             item.body,
             at,
             *part_columns(item.part),
+            message.encoding is Encoding.BINARY,
+            message.message_class,
         )
         self._engine.queue("record_delivery", ((INSERT_INBOX, (row,)),), after_commit)
 
     async def received(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a handset received, newest first, with concatenated parts joined."""
         rows = await self._engine.fetch(
-            "SELECT message_id, sender, body, received_at, part_ref, part_seq, part_total"
-            " FROM inbox WHERE tenant = ? AND msisdn = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT message_id, sender, body, received_at, part_ref, part_seq, part_total,"
+            " binary, message_class FROM inbox WHERE tenant = ? AND msisdn = ?"
+            " ORDER BY seq DESC LIMIT ?",
             (tenant, msisdn, limit * 8),
         )
         return _join_parts(tenant, msisdn, reversed(rows))[::-1][:limit]
@@ -51,11 +55,13 @@ class SqliteInbox:
     async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]:
         """Every row a handset holds, oldest first, one entry per part (for an export)."""
         rows = await self._engine.fetch_bulk(
-            "SELECT message_id, sender, body, received_at FROM inbox"
+            "SELECT message_id, sender, body, received_at, binary, message_class FROM inbox"
             " WHERE tenant = ? AND msisdn = ? ORDER BY seq",
             (tenant, msisdn),
         )
-        return [InboxEntry((m,), tenant, msisdn, s, b, t) for m, s, b, t in rows]
+        return [
+            InboxEntry((m,), tenant, msisdn, s, b, t, 0, bool(x), c) for m, s, b, t, x, c in rows
+        ]
 
     async def count_handset(self, tenant: str, msisdn: str) -> int:
         return await self._engine.count(
@@ -92,11 +98,15 @@ def _join_parts(tenant: str, msisdn: str, rows: Iterable[Sequence[Any]]) -> list
     holds every sequence number, and a repeated sequence number starts a new group
     (references are only 8 or 16 bits, so they come round again).
     """
-    slots: list[InboxEntry | tuple[str, int, dict[int, tuple[str, str, float]]]] = []
+    slots: list[InboxEntry | tuple[str, int, dict[int, tuple[str, str, float, bool, Any]]]] = []
     open_groups: dict[tuple[str, int, int], int] = {}
-    for message_id, sender, body, received_at, ref, seq, total in rows:
+    for message_id, sender, body, received_at, ref, seq, total, binary, kind in rows:
         if ref is None:
-            slots.append(InboxEntry((message_id,), tenant, msisdn, sender, body, received_at))
+            slots.append(
+                InboxEntry(
+                    (message_id,), tenant, msisdn, sender, body, received_at, 0, bool(binary), kind
+                )
+            )
             continue
         key = (sender, ref, total)
         index = open_groups.get(key)
@@ -104,7 +114,7 @@ def _join_parts(tenant: str, msisdn: str, rows: Iterable[Sequence[Any]]) -> list
             index = open_groups[key] = len(slots)
             slots.append((sender, total, {}))
         parts = slots[index][2]  # type: ignore[index]
-        parts[seq] = (message_id, body, received_at)
+        parts[seq] = (message_id, body, received_at, bool(binary), kind)
         if len(parts) == total:
             del open_groups[key]
     entries: list[InboxEntry] = []
@@ -120,9 +130,15 @@ def _join_parts(tenant: str, msisdn: str, rows: Iterable[Sequence[Any]]) -> list
                 tenant=tenant,
                 msisdn=msisdn,
                 sender=sender,
-                body="".join(p[1] for p in ordered),
+                # Only whole messages mend pairs split between parts: a missing part
+                # could otherwise join two halves that never met.
+                body=join_ucs2_halves([p[1] for p in ordered])
+                if len(ordered) == total
+                else "".join(p[1] for p in ordered),
                 received_at=ordered[-1][2],
                 parts_missing=total - len(ordered),
+                binary=ordered[0][3],
+                message_class=ordered[0][4],
             )
         )
     return entries

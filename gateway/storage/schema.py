@@ -148,6 +148,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX inbound_by_handset ON inbound (tenant, handset, message_id);
     CREATE INDEX inbound_by_time ON inbound (received_at);
     """,
+    # Every data_coding: a message's class and 8-bit bodies, in the traffic log and the
+    # inbox; a submit_multi's destinations name it, found through a partial index.
+    """
+    ALTER TABLE messages ADD COLUMN message_class INTEGER;
+    ALTER TABLE messages ADD COLUMN submission TEXT;
+    ALTER TABLE inbox ADD COLUMN binary INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbox ADD COLUMN message_class INTEGER;
+    CREATE INDEX messages_by_submission ON messages (tenant, submission)
+        WHERE submission IS NOT NULL;
+    """,
 )
 
 

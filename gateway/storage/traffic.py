@@ -139,6 +139,15 @@ class SqliteTraffic:
         )
         return message_from_row(row) if row else None
 
+    async def submission(self, tenant: str, submission: str) -> list[Message]:
+        """The messages of one submit_multi (through messages_by_submission)."""
+        rows = await self._engine.fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ? AND submission = ?"
+            " ORDER BY id",
+            (tenant, submission),
+        )
+        return [message_from_row(row) for row in rows]
+
     async def list_messages(
         self,
         tenant: str,
