@@ -33,6 +33,13 @@ async def put_chaos(gateway: RunningGateway, document: object, key: str | None =
         return await answer.json()
 
 
+@pytest.fixture
+def config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """Chaos is a test control: these gateways allow it (``allow_reset``)."""
+    config_dict["simulator"]["allow_reset"] = True
+    return config_dict
+
+
 async def bound(gateway: RunningGateway, system_id: str = "acme") -> RawEsme:
     raw = await RawEsme.connect(gateway.smpp_port)
     assert (await raw.bind(system_id, f"{system_id}-pw")).command_status == S.ESME_ROK

@@ -156,6 +156,8 @@ async def test_every_reset_is_refused_unless_allowed(gateway: RunningGateway) ->
         ("DELETE", f"/v1/simulator/handsets/{A}/messages"),
         ("DELETE", "/v1/simulator/handsets"),
         ("POST", "/v1/simulator/reset"),
+        ("PUT", "/v1/simulator/chaos"),
+        ("DELETE", "/v1/simulator/chaos"),
     ):
         status, problem = await call(gateway, method, path)
         assert (status, problem["code"]) == (403, "reset_disabled"), path

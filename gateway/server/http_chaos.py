@@ -2,7 +2,8 @@
 
 PUT replaces the tenant's chaos with the document sent (every key optional; ``{}``
 is none), DELETE turns it off; both answer the settings now in force, which GET
-shows too. A setting that is not valid is ``400 invalid_request`` naming it. The
+shows too. Changing chaos, like a reset, needs ``[simulator] allow_reset`` (403
+``reset_disabled`` otherwise). A setting that is not valid is ``400 invalid_request`` naming it. The
 settings are `gateway.chaos.ChaosSettings`; they live in memory only.
 """
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from gateway.chaos import OFF, ChaosError, ChaosSettings
 from gateway.server.appkeys import CHAOS
 from gateway.server.http_api import Problem, authenticate, json_response, read_json
+from gateway.server.http_simulator import test_controls_allowed
 
 ROUTE = "/v1/simulator/chaos"
 
@@ -23,7 +25,7 @@ async def get_chaos(request: web.Request) -> web.Response:
 
 
 async def put_chaos(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await test_controls_allowed(request)
     try:
         settings = ChaosSettings.from_document(await read_json(request))
     except ChaosError as exc:
@@ -33,7 +35,7 @@ async def put_chaos(request: web.Request) -> web.Response:
 
 
 async def delete_chaos(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await test_controls_allowed(request)
     request.app[CHAOS].set(tenant.id, OFF)
     return json_response(OFF.document())
 

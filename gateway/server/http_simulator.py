@@ -1,7 +1,7 @@
 """The simulator's reset routes, for test suites: handset inboxes, or a tenant's whole state.
 
-Refused (403 ``reset_disabled``) unless ``[simulator] allow_reset``; each touches only
-the calling tenant's data and is recorded in its audit log.
+Refused (403 ``reset_disabled``) unless ``[simulator] allow_reset``, as changing chaos
+is; each touches only the calling tenant's data and is recorded in its audit log.
 """
 
 from __future__ import annotations
@@ -22,29 +22,30 @@ from gateway.server.http_api import (
 _RESET_FLAGS = ("traffic", "consent")
 
 
-async def _allowed(request: web.Request) -> TenantConfig:
+async def test_controls_allowed(request: web.Request) -> TenantConfig:
+    """The tenant, if this gateway lets tests reset and inject chaos (``allow_reset``)."""
     tenant = await authenticate(request)
     if not request.app[CONFIG].simulator.allow_reset:
-        raise Problem(403, "reset_disabled", "resets need [simulator] allow_reset = true")
+        raise Problem(403, "reset_disabled", "resets and chaos need [simulator] allow_reset = true")
     return tenant
 
 
 async def clear_handset(request: web.Request) -> web.Response:
-    tenant = await _allowed(request)
+    tenant = await test_controls_allowed(request)
     msisdn = msisdn_param(request.match_info["msisdn"], tenant)
     cleared = await request.app[SIMULATOR].clear_handset(tenant, msisdn, api_actor(tenant))
     return json_response({"cleared": cleared})
 
 
 async def clear_handsets(request: web.Request) -> web.Response:
-    tenant = await _allowed(request)
+    tenant = await test_controls_allowed(request)
     cleared = await request.app[SIMULATOR].clear_handsets(tenant, api_actor(tenant))
     return json_response({"cleared": cleared})
 
 
 async def reset(request: web.Request) -> web.Response:
     """``{"traffic": true, "consent": true}`` (both optional, default false)."""
-    tenant = await _allowed(request)
+    tenant = await test_controls_allowed(request)
     flags = await read_json(request) if request.body_exists else {}
     unknown = sorted(set(flags) - set(_RESET_FLAGS))
     if unknown:
