@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.server.appkeys import EVENTS
 from gateway.server.cli import _parser
 from gateway.server.cli_client import event_line
 from gateway.server.client import GatewayClient, SseParser
@@ -353,3 +354,28 @@ async def test_a_wait_checks_the_state_then_wakes_on_the_event(event_server: Eve
         with pytest.raises(WaitTimeout, match=r"m11 is enroute, not delivered within 0\.2 s"):
             await waits.wait_for_status("m11", "delivered", 0.2)
         await waits.events.stop()
+
+
+async def test_watch_follows_a_real_messages_status_changes(
+    tmp_path: Path, config_dict: dict[str, Any], gateway: RunningGateway
+) -> None:
+    config_path = client_config(tmp_path, config_dict, gateway)
+    after = str(gateway.app[EVENTS].last_id)  # so nothing sent below can be missed
+    sent = await (await gateway.send()).json()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "watch", "--json", "--after", after,
+        "--config", str(config_path),
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    statuses: list[str] = []
+    try:
+        while "delivered" not in statuses:
+            line = await asyncio.wait_for(process.stdout.readline(), EVENT_TIMEOUT)
+            event = json.loads(line)
+            if event.get("message_id") == sent["id"]:
+                statuses.append(event["status"])
+    finally:
+        process.kill()
+        await process.wait()
+    assert statuses == ["accepted", "enroute", "delivered"]
