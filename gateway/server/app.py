@@ -37,6 +37,7 @@ from gateway.server import (
     http_api,
     http_chaos,
     http_events,
+    http_inbox,
     http_privacy,
     http_simulator,
 )
@@ -114,6 +115,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_chaos.add_routes(app)
     http_events.add_routes(app)
     http_simulator.add_routes(app)
+    http_inbox.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield

@@ -249,6 +249,18 @@ _PATHS: dict[str, dict[str, Any]] = {
 
 _PATHS["/v1/simulator/reset"]["post"]["requestBody"]["required"] = False  # {} if none
 
+# The web inbox's reads and actions (gateway/server/http_inbox.py).
+_INBOX_PATHS: dict[str, dict[str, Any]] = {
+    "/v1/simulator/handsets": {
+        "get": _op(
+            "This tenant's simulated handsets, most recently active first, with counts and"
+            " the newest message either way",
+            "200",
+            params=(_LIMIT,),
+        ),
+    },
+}
+
 _TENANT = _param("tenant", "path", "the tenant (controller) id")
 
 
@@ -410,11 +422,20 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+def _merged_paths(*groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Paths of every group; a path in two groups keeps the operations of both."""
+    paths: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        for path, operations in group.items():
+            paths[path] = {**paths.get(path, {}), **operations}
+    return paths
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "smsgw", "version": "1"},
-        "paths": {**_PATHS, **_ADMIN_PATHS},
+        "paths": _merged_paths(_PATHS, _INBOX_PATHS, _ADMIN_PATHS),
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {

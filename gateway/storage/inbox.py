@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.domain import InboxEntry, Outgoing
 from gateway.encoding import Encoding, join_ucs2_halves
-from gateway.storage.base import AfterCommit, Batched, Steps
+from gateway.storage.base import AfterCommit, Batched, HandsetActivity, Steps
 from gateway.storage.engine import GroupCommit
 from gateway.storage.traffic import part_columns
 
@@ -67,6 +67,25 @@ class SqliteInbox:
         return await self._engine.count(
             "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant, msisdn)
         )
+
+    async def handsets(self, tenant: str, limit: int) -> list[HandsetActivity]:
+        """The ``limit`` handsets that received from the tenant last: rows, last receipt time."""
+        rows = await self._engine.fetch(
+            "SELECT msisdn, count(*), max(received_at) FROM inbox WHERE tenant = ?"
+            " GROUP BY msisdn ORDER BY 3 DESC LIMIT ?",
+            (tenant, limit),
+        )
+        return [HandsetActivity(*row) for row in rows]
+
+    async def handset_counts(self, tenant: str, msisdns: Sequence[str]) -> dict[str, int]:
+        """Rows per handset, for those of ``msisdns`` that received anything."""
+        marks = ", ".join("?" * len(msisdns))
+        rows = await self._engine.fetch(
+            f"SELECT msisdn, count(*) FROM inbox WHERE tenant = ? AND msisdn IN ({marks})"
+            " GROUP BY msisdn",
+            (tenant, *msisdns),
+        )
+        return dict(rows)
 
     def erase_handset(self, tenant: str, msisdn: str) -> Steps:
         return (("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", ((tenant, msisdn),)),)
