@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.chaos import Chaos
-from gateway.config import Config, TenantConfig
+from gateway.config import Config, Outcome, TenantConfig
 from gateway.domain import (
     Handset,
     InboundMessage,
@@ -350,6 +350,14 @@ class SubmitPipeline:
         """What a simulated handset received from the tenant, newest first."""
         return await self._store.inbox.received(tenant, msisdn, limit)
 
+    async def body(self, message: Message) -> Outgoing | None:
+        """A message with its body, while the network or the handset's inbox still holds it."""
+        item = self._network.outgoing(message.tenant, message.id)
+        if item is not None:
+            return item
+        found = await self._store.inbox.delivered(message.tenant, message.recipient, message.id)
+        return None if found is None else Outgoing(message, *found)
+
     async def handsets(self, tenant: str, limit: int = 100) -> list[Handset]:
         """The tenant's ``limit`` most recently active handsets, newest activity first.
 
@@ -405,6 +413,18 @@ class SubmitPipeline:
         survives a crash and a query right after sees it.
         """
         if not self._network.cancel(tenant.id, message_id):
+            return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        return await self._committed()
+
+    async def force_outcome(
+        self, tenant: TenantConfig, message_id: str, outcome: Outcome
+    ) -> Rejected | None:
+        """End a message of this tenant still on its way with ``outcome``, now (a test control).
+
+        Its receipt, callback and events follow as for a natural outcome; returns once the
+        final state is committed.
+        """
+        if not self._network.force(tenant.id, message_id, outcome):
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
         return await self._committed()
 

@@ -43,6 +43,7 @@ from gateway.server import (
 )
 from gateway.server.appkeys import (
     AUDIT,
+    CALLBACKS,
     CHAOS,
     CONFIG,
     EVENTS,
@@ -144,7 +145,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             config.simulator, store, metrics, clock, events, chaos=chaos
         )
         network.add_delivery_check(registry.may_deliver)
-        callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
+        callbacks = app[CALLBACKS] = CallbackDispatcher(
+            config.callbacks, metrics, config.tenants, clock
+        )
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(

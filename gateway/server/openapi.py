@@ -76,6 +76,7 @@ def _cursor(pattern: str) -> dict[str, Any]:
 _MSISDN = _param("msisdn", "path", "phone number, any accepted form", MSISDN_SCHEMA)
 _SENDER = _param("sender", "query", "limit to one of the tenant's senders")
 _LIMIT = _param("limit", "query", "page size", PAGE_LIMIT)
+_ID = _param("id", "path", "id")
 
 _PATHS: dict[str, dict[str, Any]] = {
     "/v1/messages": {
@@ -259,6 +260,49 @@ _INBOX_PATHS: dict[str, dict[str, Any]] = {
             params=(_LIMIT,),
         ),
     },
+    "/v1/messages/{id}/detail": {
+        "get": _op(
+            "One message with its status timeline, callback attempts, the SMPP receipt"
+            " text, the recipient's consent state (or its pseudonym)",
+            "200",
+            params=(_ID,),
+            errors=("404",),
+        ),
+    },
+    "/v1/messages/{id}/segments": {
+        "get": _op(
+            "The parts a message travels as: characters, units, encoding and the characters"
+            " that forced UCS-2 (while its body is kept)",
+            "200",
+            params=(_ID,),
+            errors=("404", "410"),
+        ),
+    },
+    "/v1/segments": {
+        "post": _op(
+            "The parts a draft text would travel as, counted as a submit counts them",
+            "200",
+            body="DraftSegments",
+        ),
+    },
+    "/v1/messages/{id}/outcome": {
+        "post": _op(
+            "End a message still on its way now with this outcome; its receipt, callback and"
+            " events follow (needs [simulator] allow_reset)",
+            "200",
+            params=(_ID,),
+            body="ForcedOutcome",
+            errors=("403", "404", "409"),
+        ),
+    },
+    "/v1/messages/{id}/callbacks": {
+        "post": _op(
+            "Send the final status callback again, with the usual retries",
+            "202",
+            params=(_ID,),
+            errors=("404", "409"),
+        ),
+    },
 }
 
 _TENANT = _param("tenant", "path", "the tenant (controller) id")
@@ -391,6 +435,24 @@ _SCHEMAS: dict[str, Any] = {
                 "maximum": 1000000,
                 "description": "submits per second over all front ends; beyond: throttled",
             },
+        },
+    },
+    "DraftSegments": {
+        "type": "object",
+        "required": ["text"],
+        "additionalProperties": False,
+        "properties": {"text": {"type": "string"}},
+    },
+    "ForcedOutcome": {
+        "type": "object",
+        "required": ["outcome"],
+        "additionalProperties": False,
+        "properties": {
+            "outcome": {
+                "type": "string",
+                "enum": ["delivered", "undeliverable", "expired", "rejected", "failed"],
+                "description": "failed: undeliverable (unknown_subscriber)",
+            }
         },
     },
     "ResetRequest": {
