@@ -23,7 +23,7 @@ from tests.test_smpp_server import submit_fields
 __all__ = ["resettable"]  # a fixture: test controls on, SLOW stays on its way
 
 
-async def _delivered(gateway: RunningGateway, **message: str) -> str:
+async def deliver_one(gateway: RunningGateway, **message: str) -> str:
     """Send a message and wait until it is final; its id."""
     finals = gateway.finals()
     response = await gateway.send(**message)
@@ -35,8 +35,8 @@ async def _delivered(gateway: RunningGateway, **message: str) -> str:
 
 
 async def test_handset_list_shows_each_handset_newest_first(gateway: RunningGateway) -> None:
-    await _delivered(gateway, to="+46701234567", body="first")
-    await _delivered(gateway, to="+46709990001", body="never arrives")
+    await deliver_one(gateway, to="+46701234567", body="first")
+    await deliver_one(gateway, to="+46709990001", body="never arrives")
     reply = await gateway.http.post(
         f"{gateway.url}/v1/simulator/inbound",
         json={"from": "+46701234567", "to": "Acme", "body": "thanks"},
@@ -63,7 +63,7 @@ async def test_handset_list_shows_each_handset_newest_first(gateway: RunningGate
 
 async def test_handset_list_latest_is_the_joined_message(gateway: RunningGateway) -> None:
     long_text = "ü" * 40 + "€" * 150  # UCS-2: three segments, one inbox row over HTTP
-    message_id = await _delivered(gateway, body=long_text)
+    message_id = await deliver_one(gateway, body=long_text)
     _, page = await gateway.get_json("/v1/simulator/handsets")
     (handset,) = page["handsets"]
     assert handset["counts"]["received"] == 1
@@ -76,14 +76,14 @@ async def test_handset_list_latest_is_the_joined_message(gateway: RunningGateway
 
 
 async def test_handset_list_is_the_tenants_own(gateway: RunningGateway) -> None:
-    await _delivered(gateway, body="for acme only")
+    await deliver_one(gateway, body="for acme only")
     status, page = await gateway.get_json("/v1/simulator/handsets", key=OTHER_KEY)
     assert (status, page) == (200, {"handsets": []})
     status, problem = await gateway.get_json("/v1/simulator/handsets", key="wrong")
     assert (status, problem["code"]) == (401, "unauthorized")
 
 
-async def _post(
+async def post_json(
     gateway: RunningGateway,
     path: str,
     document: object = None,
@@ -99,7 +99,7 @@ async def test_detail_has_timeline_callback_attempts_and_consent(
     gateway: RunningGateway, callback_receiver: CallbackReceiver
 ) -> None:
     callback_receiver.fail_first[0] = 1  # the first POST answers 500, the retry 204
-    message_id = await _delivered(gateway, callback_url=callback_receiver.url)
+    message_id = await deliver_one(gateway, callback_url=callback_receiver.url)
     assert (await callback_receiver.next())["id"] == message_id
     status, detail = await gateway.get_json(f"/v1/messages/{message_id}/detail")
     assert status == 200
@@ -123,8 +123,8 @@ async def test_detail_has_timeline_callback_attempts_and_consent(
 
 
 async def test_detail_shows_an_opt_out(gateway: RunningGateway) -> None:
-    message_id = await _delivered(gateway)
-    status, _ = await _post(gateway, "/v1/opt-outs", {"msisdns": ["+46701234567"]})
+    message_id = await deliver_one(gateway)
+    status, _ = await post_json(gateway, "/v1/opt-outs", {"msisdns": ["+46701234567"]})
     assert status == 200
     _, detail = await gateway.get_json(f"/v1/messages/{message_id}/detail")
     assert detail["consent"]["opted_out"] is True
@@ -150,7 +150,7 @@ async def test_detail_of_a_pseudonymised_row_says_the_number_is_gone(
 ) -> None:
     clock = ManualClock(1_767_000_000.0)
     async with running_gateway(config_from_dict(config_dict), clock) as gateway:
-        message_id = await _delivered(gateway)
+        message_id = await deliver_one(gateway)
         clock.advance(31 * 86400.0)  # past the identifiable window, before deletion
         assert (await gateway.app[RETENTION].run()).pseudonymised == 1
         _, detail = await gateway.get_json(f"/v1/messages/{message_id}/detail")
@@ -164,7 +164,7 @@ async def test_segments_of_a_long_ucs2_message_name_what_forced_it(
     gateway: RunningGateway,
 ) -> None:
     text = "a" * 199 + "ж"  # 200 characters, one Cyrillic: UCS-2, 3 parts of 67
-    message_id = await _delivered(gateway, body=text)
+    message_id = await deliver_one(gateway, body=text)
     status, segments = await gateway.get_json(f"/v1/messages/{message_id}/segments")
     assert status == 200
     assert (segments["encoding"], segments["count"], segments["unit"]) == ("ucs2", 3, "utf16_units")
@@ -174,7 +174,7 @@ async def test_segments_of_a_long_ucs2_message_name_what_forced_it(
     assert [s["forcing_ucs2"] for s in segments["segments"]][-1] == segments["forcing_ucs2"]
     assert segments["udh_octets"] == 6 and segments["client_part"] is None
 
-    draft_status, draft = await _post(gateway, "/v1/segments", {"text": text})
+    draft_status, draft = await post_json(gateway, "/v1/segments", {"text": text})
     assert draft_status == 200
     assert {k: draft[k] for k in ("encoding", "count", "forcing_ucs2", "segments")} == {
         k: segments[k] for k in ("encoding", "count", "forcing_ucs2", "segments")
@@ -182,19 +182,21 @@ async def test_segments_of_a_long_ucs2_message_name_what_forced_it(
 
 
 async def test_draft_segments_gsm_and_bad_input(gateway: RunningGateway) -> None:
-    status, draft = await _post(gateway, "/v1/segments", {"text": "{" * 100})
+    status, draft = await post_json(gateway, "/v1/segments", {"text": "{" * 100})
     assert status == 200
     # Each brace is an escape pair: 200 septets, two parts of at most 153.
     assert (draft["encoding"], draft["units"], draft["count"]) == ("gsm7", 200, 2)
     assert draft["forcing_ucs2"] == [] and draft["within_limit"] is True
-    status, problem = await _post(gateway, "/v1/segments", {"body": "x"})
+    status, problem = await post_json(gateway, "/v1/segments", {"body": "x"})
     assert (status, problem["code"]) == (400, "invalid_request")
-    status, problem = await _post(gateway, "/v1/segments", {"text": "x"}, {"Authorization": "x"})
+    status, problem = await post_json(
+        gateway, "/v1/segments", {"text": "x"}, {"Authorization": "x"}
+    )
     assert (status, problem["code"]) == (401, "unauthorized")
 
 
 async def test_segments_of_a_message_whose_body_is_gone(gateway: RunningGateway) -> None:
-    message_id = await _delivered(gateway, to="+46709990001")  # undeliverable: no inbox row
+    message_id = await deliver_one(gateway, to="+46709990001")  # undeliverable: no inbox row
     status, problem = await gateway.get_json(f"/v1/messages/{message_id}/segments")
     assert (status, problem["code"]) == (410, "body_gone")
 
@@ -205,10 +207,10 @@ async def test_forced_outcome_is_committed_and_called_back(
     gateway = resettable
     response = await gateway.send(to=SLOW, callback_url=callback_receiver.url)
     message_id = (await response.json())["id"]
-    status, problem = await _post(gateway, f"/v1/messages/{message_id}/callbacks")
+    status, problem = await post_json(gateway, f"/v1/messages/{message_id}/callbacks")
     assert (status, problem["code"]) == (409, "not_final")
 
-    status, message = await _post(
+    status, message = await post_json(
         gateway, f"/v1/messages/{message_id}/outcome", {"outcome": "expired"}
     )
     assert status == 200
@@ -218,18 +220,20 @@ async def test_forced_outcome_is_committed_and_called_back(
     _, listed = await gateway.get_json(f"/v1/messages/{message_id}")
     assert listed["status"] == "expired"
 
-    status, problem = await _post(
+    status, problem = await post_json(
         gateway, f"/v1/messages/{message_id}/outcome", {"outcome": "delivered"}
     )
     assert (status, problem["code"]) == (409, "not_pending")
-    status, problem = await _post(gateway, f"/v1/messages/{message_id}/outcome", {"outcome": "x"})
+    status, problem = await post_json(
+        gateway, f"/v1/messages/{message_id}/outcome", {"outcome": "x"}
+    )
     assert (status, problem["code"]) == (400, "invalid_request")
 
 
 async def test_forced_delivery_reaches_the_inbox(resettable: RunningGateway) -> None:
     gateway = resettable
     message_id = (await (await gateway.send(to=SLOW, body="now")).json())["id"]
-    status, message = await _post(
+    status, message = await post_json(
         gateway, f"/v1/messages/{message_id}/outcome", {"outcome": "delivered"}
     )
     assert (status, message["status"]) == (200, "delivered")
@@ -238,8 +242,8 @@ async def test_forced_delivery_reaches_the_inbox(resettable: RunningGateway) -> 
 
 
 async def test_forced_outcome_needs_allow_reset(gateway: RunningGateway) -> None:
-    message_id = await _delivered(gateway)
-    status, problem = await _post(
+    message_id = await deliver_one(gateway)
+    status, problem = await post_json(
         gateway, f"/v1/messages/{message_id}/outcome", {"outcome": "failed"}
     )
     assert (status, problem["code"]) == (403, "reset_disabled")
@@ -248,23 +252,23 @@ async def test_forced_outcome_needs_allow_reset(gateway: RunningGateway) -> None
 async def test_resend_callback(
     gateway: RunningGateway, callback_receiver: CallbackReceiver
 ) -> None:
-    message_id = await _delivered(gateway, callback_url=callback_receiver.url)
+    message_id = await deliver_one(gateway, callback_url=callback_receiver.url)
     first = await callback_receiver.next()
-    status, queued = await _post(gateway, f"/v1/messages/{message_id}/callbacks")
+    status, queued = await post_json(gateway, f"/v1/messages/{message_id}/callbacks")
     assert (status, queued) == (202, {"queued": True, "message_id": message_id})
     assert await callback_receiver.next() == first
     _, detail = await gateway.get_json(f"/v1/messages/{message_id}/detail")
     assert [a["http_status"] for a in detail["callbacks"]["attempts"]] == [204, 204]
 
-    plain = await _delivered(gateway)
-    status, problem = await _post(gateway, f"/v1/messages/{plain}/callbacks")
+    plain = await deliver_one(gateway)
+    status, problem = await post_json(gateway, f"/v1/messages/{plain}/callbacks")
     assert (status, problem["code"]) == (409, "no_callback_url")
 
 
 async def test_an_operator_reads_a_tenants_inbox_and_changes_nothing(
     gateway: RunningGateway,
 ) -> None:
-    message_id = await _delivered(gateway)
+    message_id = await deliver_one(gateway)
     operator = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Smsgw-Tenant": "acme"}
     for path in (
         "/v1/simulator/handsets",
@@ -278,7 +282,7 @@ async def test_an_operator_reads_a_tenants_inbox_and_changes_nothing(
         f"{gateway.url}/v1/messages/{message_id}", headers={**operator, "X-Smsgw-Tenant": "other"}
     ) as response:
         assert response.status == 404  # the other tenant has no such message
-    status, problem = await _post(gateway, "/v1/messages", {"to": "+46701234567"}, operator)
+    status, problem = await post_json(gateway, "/v1/messages", {"to": "+46701234567"}, operator)
     assert (status, problem["code"]) == (403, "operator_read_only")
     unknown = {**operator, "X-Smsgw-Tenant": "nobody"}
     async with gateway.http.get(f"{gateway.url}/v1/messages", headers=unknown) as response:

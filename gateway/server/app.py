@@ -34,6 +34,7 @@ from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.server import (
     http_admin,
+    http_admin_views,
     http_api,
     http_chaos,
     http_events,
@@ -117,6 +118,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_events.add_routes(app)
     http_simulator.add_routes(app)
     http_inbox.add_routes(app)
+    http_admin_views.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield

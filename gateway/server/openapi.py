@@ -329,6 +329,29 @@ _ADMIN_PATHS: dict[str, dict[str, Any]] = {
     },
     "/admin/v1/retention/run": {"post": _admin("One retention run, now")},
     "/admin/v1/audit/verify": {"get": _admin("Verify every tenant's audit chain")},
+    # The web inbox's operator views (gateway/server/http_admin_views.py).
+    "/admin/v1/tenants": {"get": _admin("The configured tenants' ids")},
+    "/admin/v1/smpp/sessions": {
+        "get": _admin("Bound SMPP sessions: system_id, bind type, since, window occupancy")
+    },
+    "/admin/v1/chaos": {"get": _admin("Every tenant's chaos settings")},
+    "/admin/v1/tenants/{tenant}/chaos": {
+        "put": _admin("Replace a tenant's chaos (needs [simulator] allow_reset)", _TENANT),
+        "delete": _admin("Turn a tenant's chaos off (needs [simulator] allow_reset)", _TENANT),
+    },
+    "/admin/v1/retention": {
+        "get": _admin("Retention: the oldest identifiable record against the window, the last run")
+    },
+    "/admin/v1/consents": {
+        "get": _admin("The consent registry's counts per tenant: opted out, consents, restricted")
+    },
+    "/admin/v1/links": {
+        "get": _admin("Where the metrics, the OpenAPI document and the dashboard are")
+    },
+}
+_ADMIN_PATHS["/admin/v1/tenants/{tenant}/chaos"]["put"]["requestBody"] = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChaosSettings"}}},
 }
 
 # Purpose names are lower-case tokens (config.py checks them); only configured ones pass.
