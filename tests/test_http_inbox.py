@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.config import config_from_dict
 from gateway.server.appkeys import RETENTION
+from gateway.server.openapi import OPERATOR_READS
 from tests.conftest import (
     ADMIN_TOKEN,
     EVENT_TIMEOUT,
@@ -291,3 +292,26 @@ async def test_an_operator_reads_a_tenants_inbox_and_changes_nothing(
     tenant_key = {**gateway.headers, "X-Smsgw-Tenant": "other"}
     async with gateway.http.get(f"{gateway.url}/v1/messages", headers=tenant_key) as response:
         assert (response.status, (await response.json())["code"]) == (401, "unauthorized")
+
+
+async def test_operator_reads_are_exactly_the_listed_routes(gateway: RunningGateway) -> None:
+    """Each route OpenAPI lists as an operator read answers one; every other /v1 route
+    refuses the header before it looks at anything."""
+    message_id = await deliver_one(gateway)
+    operator = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Smsgw-Tenant": "acme"}
+    routes = {
+        (resource.canonical, route.method.lower())
+        for resource in gateway.app.router.resources()
+        for route in resource
+        if route.method != "HEAD" and resource.canonical.startswith("/v1/")
+    }
+    assert set(OPERATOR_READS) <= routes
+    for path, method in sorted(routes):
+        url = gateway.url + path.format(id=message_id, msisdn="+46701234567")
+        body = {"text": "hi"} if path == "/v1/segments" else None
+        async with gateway.http.request(method, url, json=body, headers=operator) as response:
+            if (path, method) in OPERATOR_READS:
+                assert response.status == 200, (path, method)
+            else:
+                problem = await response.json()
+                assert (response.status, problem["code"]) == (403, "operator_read_only"), path

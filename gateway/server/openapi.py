@@ -305,6 +305,32 @@ _INBOX_PATHS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The read routes an operator token may use for a tenant named in X-Smsgw-Tenant
+# (docs/security.md); every other /v1 route refuses the header (403).
+OPERATOR_READS: tuple[tuple[str, str], ...] = (
+    ("/v1/messages", "get"),
+    ("/v1/messages/{id}", "get"),
+    ("/v1/messages/{id}/detail", "get"),
+    ("/v1/messages/{id}/segments", "get"),
+    ("/v1/segments", "post"),
+    ("/v1/simulator/handsets", "get"),
+    ("/v1/simulator/handsets/{msisdn}/messages", "get"),
+    ("/v1/inbound", "get"),
+    ("/v1/events", "get"),
+    ("/v1/consents/{msisdn}", "get"),
+)
+_TENANT_HEADER = _param(
+    "X-Smsgw-Tenant",
+    "header",
+    "with an operator token instead of an API key: the tenant to read",
+    {"type": "string", "maxLength": 64},
+)
+for _path, _method in OPERATOR_READS:
+    _read = {**_PATHS.get(_path, {}), **_INBOX_PATHS.get(_path, {})}[_method]
+    _read["parameters"] = [*_read.get("parameters", ()), _TENANT_HEADER]
+    _read["security"] = [*_AUTH, {"operator": []}]
+    _read["responses"]["404"] = _PROBLEM  # unknown_tenant
+
 _TENANT = _param("tenant", "path", "the tenant (controller) id")
 
 
