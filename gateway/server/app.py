@@ -34,14 +34,17 @@ from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.server import (
     http_admin,
+    http_admin_views,
     http_api,
     http_chaos,
     http_events,
+    http_inbox,
     http_privacy,
     http_simulator,
 )
 from gateway.server.appkeys import (
     AUDIT,
+    CALLBACKS,
     CHAOS,
     CONFIG,
     EVENTS,
@@ -114,6 +117,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_chaos.add_routes(app)
     http_events.add_routes(app)
     http_simulator.add_routes(app)
+    http_inbox.add_routes(app)
+    http_admin_views.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -142,7 +147,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             config.simulator, store, metrics, clock, events, chaos=chaos
         )
         network.add_delivery_check(registry.may_deliver)
-        callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
+        callbacks = app[CALLBACKS] = CallbackDispatcher(
+            config.callbacks, metrics, config.tenants, clock
+        )
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
