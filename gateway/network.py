@@ -13,14 +13,21 @@ receipt never announces something a crash could take back; so does the event
 stream, which also hears of ``enroute`` and of a handset's delivery once committed.
 Final hooks run just before the state is queued, so what they queue (a receipt's
 row) commits with it.
+
+A scheduled message waits in memory (the pipeline holds each tenant to
+``messages.max_scheduled`` of them) in one heap of due times, behind one timer armed
+for the earliest: no task or timer per message. A message whose validity ends before
+its latency does ends ``expired`` when its validity ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import math
 import random
+from collections import Counter
 from collections.abc import Callable
 
 from gateway.chaos import Chaos
@@ -94,6 +101,13 @@ class SimulatedNetwork:
         self._in_flight: dict[str, _InFlight] = {}
         # tick -> its timer and the ids of the messages due then
         self._ticks: dict[int, tuple[asyncio.TimerHandle, list[str]]] = {}
+        # Scheduled messages: by id, counted per tenant, and a heap of (send_at, id) whose
+        # entries for cancelled or rescheduled messages are skipped when they come up.
+        self._scheduled: dict[str, Outgoing] = {}
+        self._scheduled_per_tenant: Counter[str] = Counter()
+        self._due: list[tuple[float, str]] = []
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = math.inf
         metrics.in_flight.set_function(lambda: len(self._in_flight))
 
     def subscribe(self, listener: StatusListener) -> None:
@@ -140,10 +154,20 @@ class SimulatedNetwork:
         return probability >= 1.0 or self._rng.random() < probability
 
     def hand_over(self, item: Outgoing) -> None:
-        """Take an accepted, committed message onto the network."""
+        """Take an accepted, committed message onto the network (a scheduled one at its time)."""
+        message = item.message
+        if message.status is Status.SCHEDULED and message.send_at is not None:
+            self._schedule(item)
+        else:
+            self._start(item)
+
+    def _start(self, item: Outgoing) -> None:
         message = item.message
         decision = self.decide(message.tenant, message.recipient)
         now = self._clock()
+        outcome, latency = decision.outcome, decision.latency
+        if message.expires_at is not None and now + latency >= message.expires_at:
+            outcome, latency = Outcome.EXPIRED, max(0.0, message.expires_at - now)
         enroute = Outgoing(
             message.moved_to(Status.ENROUTE, now),
             item.body,
@@ -153,8 +177,67 @@ class SimulatedNetwork:
             StatusChange(message.id, Status.ENROUTE, now),
             after_commit=lambda: self._publish_status(enroute.message),
         )
-        self._in_flight[message.id] = _InFlight(enroute, decision.outcome)
-        self._finish_after(message.id, decision.latency)
+        self._in_flight[message.id] = _InFlight(enroute, outcome)
+        self._finish_after(message.id, latency)
+
+    # --- scheduled messages -------------------------------------------------------------
+
+    def scheduled_count(self, tenant: str) -> int:
+        """How many of the tenant's messages wait for their time."""
+        return self._scheduled_per_tenant[tenant]
+
+    def _schedule(self, item: Outgoing) -> None:
+        message = item.message
+        assert message.send_at is not None
+        if message.id not in self._scheduled:
+            self._scheduled_per_tenant[message.tenant] += 1
+        self._scheduled[message.id] = item
+        heapq.heappush(self._due, (message.send_at, message.id))
+        if len(self._due) > 2 * len(self._scheduled) + 64:  # mostly stale entries: rebuild
+            self._due = [(i.message.send_at or 0.0, m) for m, i in self._scheduled.items()]
+            heapq.heapify(self._due)
+        self._arm()
+
+    def _unschedule(self, message_id: str) -> Outgoing | None:
+        item = self._scheduled.pop(message_id, None)
+        if item is not None:
+            self._scheduled_per_tenant[item.message.tenant] -= 1
+            if not self._scheduled_per_tenant[item.message.tenant]:
+                del self._scheduled_per_tenant[item.message.tenant]
+        return item
+
+    def _arm(self) -> None:
+        """The one timer, set for the earliest due time."""
+        if not self._due or self._due[0][0] >= self._wake_at:
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = self._due[0][0]
+        delay = max(0.0, self._wake_at - self._clock())
+        self._wake = asyncio.get_running_loop().call_later(delay, self._release_due)
+
+    def _release_due(self) -> None:
+        """Hand over every scheduled message whose time has come."""
+        self._wake, self._wake_at = None, math.inf
+        now = self._clock()
+        while self._due and self._due[0][0] <= now + TICK:
+            due, message_id = heapq.heappop(self._due)
+            item = self._scheduled.get(message_id)
+            if item is not None and item.message.send_at == due:  # not cancelled or moved
+                self._unschedule(message_id)
+                self._start(item)
+        self._arm()
+
+    def reschedule(self, tenant: str, message_id: str, send_at: float, expires_at: float) -> bool:
+        """Move a scheduled message's time and validity (queued, not committed); False if
+        it is not scheduled (any more)."""
+        item = self._scheduled.get(message_id)
+        if item is None or item.message.tenant != tenant:
+            return False
+        message = dataclasses.replace(item.message, send_at=send_at, expires_at=expires_at)
+        self._store.traffic.reschedule(message_id, send_at, expires_at)
+        self._schedule(dataclasses.replace(item, message=message))
+        return True
 
     def _finish_after(self, message_id: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -168,27 +251,36 @@ class SimulatedNetwork:
             if message_id in self._in_flight:  # not cancelled meanwhile
                 self._finish(message_id)
 
-    def pending(self, tenant: str, message_id: str) -> Message | None:
-        """The message if it is still on its way (not final), for this tenant only."""
+    def _held(self, message_id: str) -> Outgoing | None:
+        """A message scheduled or on its way, of any tenant."""
         flight = self._in_flight.get(message_id)
-        if flight is None or flight.item.message.tenant != tenant:
+        return flight.item if flight is not None else self._scheduled.get(message_id)
+
+    def pending(self, tenant: str, message_id: str) -> Message | None:
+        """The message if it is scheduled or on its way (not final), for this tenant only."""
+        item = self._held(message_id)
+        if item is None or item.message.tenant != tenant:
             return None
-        return flight.item.message
+        return item.message
 
     def pending_to(self, tenant: str, recipient: str) -> list[str]:
-        """Ids of this tenant's messages to ``recipient`` still on their way."""
+        """Ids of this tenant's messages to ``recipient`` scheduled or on their way."""
+        held = [f.item for f in self._in_flight.values()] + list(self._scheduled.values())
         return [
-            message_id
-            for message_id, flight in self._in_flight.items()
-            if flight.item.message.tenant == tenant and flight.item.message.recipient == recipient
+            item.message.id
+            for item in held
+            if item.message.tenant == tenant and item.message.recipient == recipient
         ]
 
     def cancel(self, tenant: str, message_id: str) -> bool:
         """Withdraw a message that is not final yet; it ends ``deleted`` (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
-        flight = self._in_flight.pop(message_id)  # its tick will find it gone
-        self._end(flight.item, Status.DELETED, "cancelled")
+        # Its tick (or its heap entry) will find it gone.
+        flight = self._in_flight.pop(message_id, None)
+        item = flight.item if flight is not None else self._unschedule(message_id)
+        assert item is not None
+        self._end(item, Status.DELETED, "cancelled")
         return True
 
     def drop_tenant(self, tenant: str) -> None:
@@ -199,13 +291,20 @@ class SimulatedNetwork:
         flights = self._in_flight
         for message_id in [m for m, f in flights.items() if f.item.message.tenant == tenant]:
             del flights[message_id]
+        for message_id in [m for m, i in self._scheduled.items() if i.message.tenant == tenant]:
+            self._unschedule(message_id)
 
     def replace(self, tenant: str, message_id: str, body: str) -> bool:
         """Replace the body of a message that is not final yet (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
-        flight = self._in_flight[message_id]
-        flight.item = dataclasses.replace(flight.item, body=body)
+        flight = self._in_flight.get(message_id)
+        if flight is not None:
+            flight.item = dataclasses.replace(flight.item, body=body)
+        else:
+            self._scheduled[message_id] = dataclasses.replace(
+                self._scheduled[message_id], body=body
+            )
         self._store.traffic.replace_body(message_id, body)
         return True
 
@@ -268,3 +367,9 @@ class SimulatedNetwork:
             timer.cancel()
         self._ticks.clear()
         self._in_flight.clear()
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake, self._wake_at = None, math.inf
+        self._due.clear()
+        self._scheduled.clear()
+        self._scheduled_per_tenant.clear()
