@@ -109,6 +109,7 @@ class SimulatedNetwork:
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
         metrics.in_flight.set_function(lambda: len(self._in_flight))
+        metrics.scheduled.set_function(lambda: len(self._scheduled))
 
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""

@@ -371,3 +371,5 @@ async def test_scheduled_messages_are_bounded_per_tenant(tmp_path: Path) -> None
         async with gateway.http.post(cancel_url, headers=gateway.headers) as response:
             assert response.status == 200
         assert (await gateway.send(send_at=later)).status == 202
+        async with gateway.http.get(f"{gateway.url}/metrics") as response:
+            assert "smsgw_messages_scheduled 3.0" in await response.text()
