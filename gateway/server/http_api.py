@@ -473,17 +473,9 @@ def send_at_param(raw: object) -> datetime | None:
     """``send_at``: an RFC 3339 time with its zone (``2026-12-01T15:00:00Z``), or null."""
     if raw is None:
         return None
-    if not isinstance(raw, str) or not raw.isascii() or len(raw) > 40:
+    if not isinstance(raw, str):
         raise Problem(400, "invalid_send_at", "'send_at' must be an RFC 3339 time, e.g. ...Z")
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise Problem(400, "invalid_send_at", "'send_at' is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise Problem(400, "invalid_send_at", "'send_at' needs a zone, e.g. Z or +01:00")
-    if not 0 <= moment.timestamp() < _MAX_TIMESTAMP:
-        raise Problem(400, "invalid_send_at", "'send_at' is out of range")
-    return moment.astimezone(UTC)
+    return datetime.fromtimestamp(_rfc3339(raw, "send_at", "invalid_send_at"), UTC)
 
 
 def validity_param(raw: object) -> timedelta | None:
@@ -663,22 +655,28 @@ def msisdn_param(raw: str, tenant: TenantConfig) -> str:
 
 def _timestamp(raw: str) -> float:
     """``since`` as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
-    if _EPOCH_RE.fullmatch(raw):
-        seconds = float(raw)
-    else:
-        try:
-            if not raw.isascii() or len(raw) > 40:
-                raise ValueError(raw)
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise Problem(
-                400, "invalid_request", "'since' must be RFC 3339 or epoch seconds"
-            ) from None
-        if moment.tzinfo is None:
-            raise Problem(400, "invalid_request", "'since' needs a time zone, e.g. Z")
-        seconds = moment.timestamp()
+    if not _EPOCH_RE.fullmatch(raw):
+        return _rfc3339(raw, "since", "invalid_request", " or epoch seconds")
+    seconds = float(raw)
     if not 0 <= seconds < _MAX_TIMESTAMP:
         raise Problem(400, "invalid_request", "'since' is out of range")
+    return seconds
+
+
+def _rfc3339(raw: str, name: str, code: str, alternative: str = "") -> float:
+    """An RFC 3339 time with a zone (ASCII, at most 40 characters) in epoch seconds, or
+    a 400 problem with ``code`` naming the field ``name``."""
+    try:
+        if not raw.isascii() or len(raw) > 40:
+            raise ValueError(raw)
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(400, code, f"'{name}' must be RFC 3339{alternative}") from None
+    if moment.tzinfo is None:
+        raise Problem(400, code, f"'{name}' needs a time zone, e.g. Z")
+    seconds = moment.timestamp()
+    if not 0 <= seconds < _MAX_TIMESTAMP:
+        raise Problem(400, code, f"'{name}' is out of range")
     return seconds
 
 
