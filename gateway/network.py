@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import heapq
+import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.chaos import Chaos
 from gateway.config import Outcome, SimulatorConfig, SubmitError
@@ -40,6 +41,8 @@ from gateway.store import Store
 StatusListener = Callable[[Message], None]
 # Asked just before delivery; a reason (e.g. "opted_out") stops the message there.
 DeliveryCheck = Callable[[Message], str | None]
+# Told of the scheduled messages whose time has come (see `SimulatedNetwork.on_due`).
+DueHandler = Callable[[list[Outgoing]], None]
 
 # The reason a final state carries, as the traffic log and the API show it.
 OUTCOME_ERRORS: dict[Outcome, str | None] = {
@@ -101,13 +104,16 @@ class SimulatedNetwork:
         self._in_flight: dict[str, _InFlight] = {}
         # tick -> its timer and the ids of the messages due then
         self._ticks: dict[int, tuple[asyncio.TimerHandle, list[str]]] = {}
-        # Scheduled messages: by id, counted per tenant, and a heap of (send_at, id) whose
-        # entries for cancelled or rescheduled messages are skipped when they come up.
+        # Scheduled messages: by id, counted per tenant, and a heap of due times.
         self._scheduled: dict[str, Outgoing] = {}
         self._scheduled_per_tenant: Counter[str] = Counter()
-        self._due: list[tuple[float, str]] = []
+        # Heap entries are (due, number, id); a message's live entry is the one whose
+        # number ``_entries`` holds, any other one of it is stale (cancelled or moved).
+        self._due: list[tuple[float, int, str]] = []
+        self._entries: dict[str, tuple[int, float]] = {}
+        self._entry_numbers = itertools.count()
+        self._on_due: DueHandler = self.release
         self._wake: asyncio.TimerHandle | None = None
-        self._wake_at = math.inf
         metrics.in_flight.set_function(lambda: len(self._in_flight))
         metrics.scheduled.set_function(lambda: len(self._scheduled))
 
@@ -187,19 +193,31 @@ class SimulatedNetwork:
         """How many of the tenant's messages wait for their time."""
         return self._scheduled_per_tenant[tenant]
 
+    def on_due(self, handler: DueHandler) -> None:
+        """Give the scheduled messages whose time has come to ``handler`` instead of letting
+        them go at once; it answers each with `release` or `stop_scheduled`."""
+        self._on_due = handler
+
     def _schedule(self, item: Outgoing) -> None:
         message = item.message
         assert message.send_at is not None
         if message.id not in self._scheduled:
             self._scheduled_per_tenant[message.tenant] += 1
         self._scheduled[message.id] = item
-        heapq.heappush(self._due, (message.send_at, message.id))
-        if len(self._due) > 2 * len(self._scheduled) + 64:  # mostly stale entries: rebuild
-            self._due = [(i.message.send_at or 0.0, m) for m, i in self._scheduled.items()]
+        self._wait_until(message.id, message.send_at)
+
+    def _wait_until(self, message_id: str, at: float) -> None:
+        """A (new) heap entry for the message; any older one of it is stale from now on."""
+        number = next(self._entry_numbers)
+        self._entries[message_id] = (number, at)
+        heapq.heappush(self._due, (at, number, message_id))
+        if len(self._due) > 2 * len(self._entries) + 64:  # mostly stale entries: rebuild
+            self._due = [(when, n, m) for m, (n, when) in self._entries.items()]
             heapq.heapify(self._due)
         self._arm()
 
     def _unschedule(self, message_id: str) -> Outgoing | None:
+        self._entries.pop(message_id, None)
         item = self._scheduled.pop(message_id, None)
         if item is not None:
             self._scheduled_per_tenant[item.message.tenant] -= 1
@@ -208,26 +226,66 @@ class SimulatedNetwork:
         return item
 
     def _arm(self) -> None:
-        """The one timer, set for the earliest due time."""
-        if not self._due or self._due[0][0] >= self._wake_at:
+        """The one timer, set for the earliest due time.
+
+        Compared on the loop's clock, so that a due time that the wall clock has passed
+        (it stepped forward) is not left waiting behind a timer set before the step.
+        """
+        if not self._due:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, self._due[0][0] - self._clock())
         if self._wake is not None:
+            if self._wake.when() <= deadline:
+                return
             self._wake.cancel()
-        self._wake_at = self._due[0][0]
-        delay = max(0.0, self._wake_at - self._clock())
-        self._wake = asyncio.get_running_loop().call_later(delay, self._release_due)
+        self._wake = loop.call_at(deadline, self._release_due)
 
     def _release_due(self) -> None:
-        """Hand over every scheduled message whose time has come."""
-        self._wake, self._wake_at = None, math.inf
+        """Give the due handler every scheduled message whose time has come.
+
+        They stay scheduled (cancel_sm and replace_sm still find them) but without a heap
+        entry until the handler answers.
+        """
+        self._wake = None
         now = self._clock()
+        due: list[Outgoing] = []
         while self._due and self._due[0][0] <= now + TICK:
-            due, message_id = heapq.heappop(self._due)
-            item = self._scheduled.get(message_id)
-            if item is not None and item.message.send_at == due:  # not cancelled or moved
-                self._unschedule(message_id)
-                self._start(item)
+            _, number, message_id = heapq.heappop(self._due)
+            entry = self._entries.get(message_id)
+            if entry is not None and entry[0] == number:  # not cancelled or moved
+                del self._entries[message_id]
+                due.append(self._scheduled[message_id])
+        if due:
+            self._on_due(due)
         self._arm()
+
+    def _awaiting_release(self, message_id: str) -> bool:
+        """Given to the due handler, and neither cancelled nor moved since."""
+        return message_id in self._scheduled and message_id not in self._entries
+
+    def release(self, items: Sequence[Outgoing]) -> None:
+        """Let due scheduled messages go onto the network, as they are now (a replace_sm
+        meanwhile kept)."""
+        for item in items:
+            if self._awaiting_release(item.message.id):
+                released = self._unschedule(item.message.id)
+                assert released is not None
+                self._start(released)
+
+    def stop_scheduled(self, item: Outgoing, reason: str) -> None:
+        """End a due scheduled message ``rejected`` instead (e.g. opted out meanwhile)."""
+        if self._awaiting_release(item.message.id):
+            stopped = self._unschedule(item.message.id)
+            assert stopped is not None
+            self._end(stopped, Status.REJECTED, reason)
+
+    def postpone(self, items: Sequence[Outgoing], delay: float) -> None:
+        """Hand due scheduled messages to the due handler again in ``delay`` seconds."""
+        at = self._clock() + delay
+        for item in items:
+            if self._awaiting_release(item.message.id):
+                self._wait_until(item.message.id, at)
 
     def reschedule(self, tenant: str, message_id: str, send_at: float, expires_at: float) -> bool:
         """Move a scheduled message's time and validity (queued, not committed); False if
@@ -370,7 +428,8 @@ class SimulatedNetwork:
         self._in_flight.clear()
         if self._wake is not None:
             self._wake.cancel()
-        self._wake, self._wake_at = None, math.inf
+        self._wake = None
         self._due.clear()
+        self._entries.clear()
         self._scheduled.clear()
         self._scheduled_per_tenant.clear()

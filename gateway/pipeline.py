@@ -14,6 +14,8 @@ store or the network around it; tests/test_layers.py holds them to that.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -51,6 +53,8 @@ from gateway.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 SubmitResult = Message | Rejected
+# Seconds until due scheduled messages are offered to the gates again after they failed.
+GATE_RETRY = 1.0
 InboundListener = Callable[[Notice], None]
 
 
@@ -98,6 +102,10 @@ class SubmitPipeline:
         self._chaos = chaos
         # Scheduled messages of submits not yet handed over, per tenant (max_scheduled).
         self._scheduling: Counter[str] = Counter()
+        # Scheduled messages whose time has come, for the one task that lets them go.
+        self._due: asyncio.Queue[list[Outgoing]] = asyncio.Queue()
+        self._releaser: asyncio.Task[None] | None = None
+        network.on_due(self._due.put_nowait)
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
@@ -179,6 +187,39 @@ class SubmitPipeline:
             else:
                 self._network.stop_before_delivery(item, result.code.value)
         log_event(log, "network.resumed", count=len(unfinished))
+        self._releaser = asyncio.create_task(self._release_scheduled(), name="scheduled")
+
+    async def close(self) -> None:
+        """Stop letting scheduled messages go (they stay stored and resume next start)."""
+        if self._releaser is not None:
+            self._releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._releaser
+
+    async def _release_scheduled(self) -> None:
+        """The one task that lets scheduled messages go once their time has come.
+
+        They pass the gates again first: an opt-out or a restriction committed since
+        they were accepted (hours ago, perhaps) stops them. The network's last check
+        before delivery remembers recent changes only for as long as a message can be
+        on its way, not for as long as one can be scheduled. If a gate cannot answer
+        (the store failing), they wait and are asked again.
+        """
+        while True:
+            items = await self._due.get()
+            results: list[SubmitResult] = [item.message for item in items]
+            try:
+                for gate in self._gates:
+                    await self._apply_gate(gate, results)
+            except Exception:
+                log_event(log, "scheduled.gate_failed", logging.ERROR, exc_info=True)
+                self._network.postpone(items, GATE_RETRY)
+                continue
+            for item, result in zip(items, results, strict=True):
+                if isinstance(result, Message):
+                    self._network.release([item])
+                else:
+                    self._network.stop_scheduled(item, result.code.value)
 
     @staticmethod
     async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from smpp.times import RelativeTime, absolute_time, relative_time
 from tests.conftest import (
     EVENT_TIMEOUT,
     OTHER_KEY,
+    ManualClock,
     RunningGateway,
     base_config,
     running_gateway,
@@ -373,3 +375,48 @@ async def test_scheduled_messages_are_bounded_per_tenant(tmp_path: Path) -> None
         assert (await gateway.send(send_at=later)).status == 202
         async with gateway.http.get(f"{gateway.url}/metrics") as response:
             assert "smsgw_messages_scheduled 3.0" in await response.text()
+
+
+async def test_an_opt_out_long_after_the_submit_still_stops_a_scheduled_message(
+    tmp_path: Path,
+) -> None:
+    """The gates are asked again when its time comes, not only the network's memory of
+    recent changes (which lasts as long as a message can be on its way, here a minute)."""
+    clock = ManualClock(time.time())
+    async with running_gateway(config_from_dict(scheduling_config(tmp_path)), clock) as gateway:
+        finals = gateway.finals()
+
+        def at(seconds: float) -> str:
+            return datetime.fromtimestamp(clock.now + seconds, UTC).isoformat()
+
+        async def opt_out(number: str) -> None:
+            async with gateway.http.post(
+                f"{gateway.url}/v1/opt-outs", json={"msisdns": [number]}, headers=gateway.headers
+            ) as response:
+                assert response.status == 200
+
+        stopped = await (await gateway.send(to="+46701230041", send_at=at(3600))).json()
+        await opt_out("+46701230041")
+        clock.advance(3700)
+        await opt_out("+46701230042")  # a later change: the network forgets the first
+        # The gateway's timer runs on the loop's clock, not this one: move the message to
+        # "now" so that it comes up at once.
+        raw = await RawEsme.connect(gateway.smpp_port)
+        await raw.bind()
+        now = relative_time(RelativeTime())
+        replace = Pdu.make(
+            C.replace_sm,
+            2,
+            message_id=stopped["id"],
+            short_message=b"x",
+            schedule_delivery_time=now,
+        )
+        assert (await raw.request(replace)).command_status == S.ESME_ROK
+        await raw.close()
+        final = await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
+        assert (final.id, final.status, final.error) == (
+            stopped["id"],
+            "rejected",
+            "recipient_opted_out",
+        )
+        assert await inbox(gateway, "46701230041") == []
