@@ -16,8 +16,10 @@ row) commits with it.
 
 A scheduled message waits in memory (the pipeline holds each tenant to
 ``messages.max_scheduled`` of them) in one heap of due times, behind one timer armed
-for the earliest: no task or timer per message. A message whose validity ends before
-its latency does ends ``expired`` when its validity ends.
+for the earliest: no task or timer per message. When their time comes they go to the
+due handler (the pipeline asks its privacy gates again), which answers with
+`release` or `stop_scheduled`. A message whose validity ends before its latency does
+ends ``expired`` when its validity ends.
 """
 
 from __future__ import annotations
