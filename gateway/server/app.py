@@ -183,6 +183,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield
+        await pipeline.close()
         network.stop()
         await callbacks.close()
 

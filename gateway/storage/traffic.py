@@ -133,6 +133,18 @@ class SqliteTraffic:
     def replace_body(self, message_id: str, body: str) -> None:
         self._engine.queue("replace_body", ((REPLACE_BODY, ((body, message_id),)),))
 
+    def reschedule(self, message_id: str, send_at: float, expires_at: float) -> None:
+        """Queue a scheduled message's new time and validity end (replace_sm)."""
+        self._engine.queue(
+            "reschedule",
+            (
+                (
+                    "UPDATE messages SET send_at = ?, expires_at = ? WHERE id = ?",
+                    ((send_at, expires_at, message_id),),
+                ),
+            ),
+        )
+
     async def get_message(self, tenant: str, message_id: str) -> Message | None:
         row = await self._engine.fetch_one(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant = ?",
