@@ -83,6 +83,22 @@ class Part:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Narrows a list of messages beyond recipient, status and time (the web inbox's search).
+
+    ``ids``: only these (found by their text); ``errors``: only messages that ended with
+    one of these errors (e.g. those an opt-out stopped).
+    """
+
+    interface: str | None = None
+    encoding: str | None = None
+    multipart: bool = False
+    until_id: str | None = None
+    ids: tuple[str, ...] | None = None
+    errors: tuple[str, ...] | None = None
+
+
 @dataclass(slots=True)
 class SubmitRequest:
     """What a front end asks the pipeline to send, already decoded from its wire format."""
@@ -265,3 +281,34 @@ class InboundOutcome:
 
     keyword: str | None = None
     reply: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HandsetSummary:
+    """One simulated handset as the web inbox lists it: its traffic with the tenant."""
+
+    msisdn: str = field(repr=False)
+    sent: int  # messages the tenant sent to it (traffic log rows)
+    replies: int  # what it sent to the tenant (MO)
+    last_at: float
+    last_direction: str  # "mt" or "mo"
+    last_body: str | None = field(default=None, repr=False)  # None once no body is kept
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A handset's conversation with the tenant, as the stores hold it (newest first each)."""
+
+    messages: list[Message]
+    received: list[InboxEntry]
+    pending: dict[str, tuple[str, Part | None]] = field(repr=False)
+    replies: list[InboundMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageText:
+    """A message's body as sent (one part of a long one) and as the handset shows it."""
+
+    body: str = field(repr=False)
+    part: Part | None
+    shown: str = field(repr=False)

@@ -22,11 +22,14 @@ from typing import Protocol
 from gateway.chaos import Chaos
 from gateway.config import Config, TenantConfig
 from gateway.domain import (
+    HandsetSummary,
     InboundMessage,
     InboundOutcome,
     InboxEntry,
     Interface,
     Message,
+    MessageFilter,
+    MessageText,
     Notice,
     NoticeKind,
     Outgoing,
@@ -34,9 +37,10 @@ from gateway.domain import (
     Rejected,
     Status,
     SubmitRequest,
+    Thread,
 )
 from gateway.encoding import BodyInfo, analyse, analyse_binary
-from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
+from gateway.events import MESSAGE_ACCEPTED, MESSAGE_BLOCKED, MO_RECEIVED, EventBus
 from gateway.ids import MessageIds
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -48,6 +52,8 @@ from gateway.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 SubmitResult = Message | Rejected
+# A text search looks at most this many matching bodies (SQLite's IN list stays short).
+_MAX_TEXT_HITS = 500
 InboundListener = Callable[[Notice], None]
 
 
@@ -108,8 +114,10 @@ class SubmitPipeline:
         started = time.perf_counter()
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
+        checked = list(results)
         for gate in self._gates:
             await self._apply_gate(gate, results)
+        self._publish_blocked(checked, results)
         for index, result in enumerate(results):
             if isinstance(result, Message):
                 fault = self._network.submit_fault(result.tenant, result.recipient)
@@ -297,6 +305,23 @@ class SubmitPipeline:
             await self.submit(reply)
         return notice
 
+    def _publish_blocked(self, checked: list[SubmitResult], results: list[SubmitResult]) -> None:
+        """Tell the tenant's stream of each submit a privacy gate refused.
+
+        Nothing is stored for a refused submit; the event is how a watcher (the web
+        inbox) sees the attempt. It names the code, never the body.
+        """
+        for before, after in zip(checked, results, strict=True):
+            if isinstance(before, Message) and isinstance(after, Rejected):
+                self._events.publish(
+                    before.tenant,
+                    MESSAGE_BLOCKED,
+                    to=before.recipient,
+                    interface=before.interface.value,
+                    code=after.code.value,
+                    **{"from": before.sender},
+                )
+
     def _publish_accepted(self, message: Message) -> None:
         """Told once the message is committed, before the network moves it on."""
         self._events.publish(
@@ -334,8 +359,18 @@ class SubmitPipeline:
         since_id: str | None = None,
         before_id: str | None = None,
         limit: int = 100,
+        narrow: MessageFilter | None = None,
+        text: str | None = None,
     ) -> list[Message]:
-        """The tenant's messages, newest first (see `Traffic.list_messages`)."""
+        """The tenant's messages, newest first (see `Traffic.list_messages`).
+
+        ``text`` is looked for in the bodies still kept (the last ``privacy.body_ttl``
+        of them), at most `_MAX_TEXT_HITS` matches.
+        """
+        if text:
+            ids = await self._store.inbox.with_text(tenant, text, _MAX_TEXT_HITS)
+            ids += await self._store.traffic.pending_with_text(tenant, text, _MAX_TEXT_HITS)
+            narrow = dataclasses.replace(narrow or MessageFilter(), ids=tuple(ids[:_MAX_TEXT_HITS]))
         return await self._store.traffic.list_messages(
             tenant,
             recipient=recipient,
@@ -343,6 +378,7 @@ class SubmitPipeline:
             since_id=since_id,
             before_id=before_id,
             limit=limit,
+            narrow=narrow,
         )
 
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
@@ -354,6 +390,64 @@ class SubmitPipeline:
     ) -> list[InboundMessage]:
         """What handsets sent to the tenant's numbers, newest first (``before_id``: a cursor)."""
         return await self._store.inbound.received(tenant, before_id, limit)
+
+    async def handsets(self, tenant: str, limit: int = 100) -> list[HandsetSummary]:
+        """The handsets the tenant sent to or heard from, most recent activity first."""
+        sent = {r: (n, t) for r, n, _, t in await self._store.traffic.recipients(tenant, limit)}
+        bodies = await self._store.inbox.latest(tenant)
+        replies = await self._store.inbound.handsets(tenant)
+        summaries = []
+        for msisdn in sent.keys() | replies.keys():
+            count, sent_at = sent.get(msisdn, (0, 0.0))
+            mo_count, mo_body, mo_at = replies.get(msisdn, (0, None, 0.0))
+            if mo_at > sent_at:
+                last: tuple[float, str, str | None] = (mo_at, "mo", mo_body)
+            else:
+                body, received_at = bodies.get(msisdn, (None, 0.0))
+                last = (sent_at, "mt", body if received_at >= sent_at else None)
+            summaries.append(HandsetSummary(msisdn, count, mo_count, *last))
+        summaries.sort(key=lambda s: s.last_at, reverse=True)
+        return summaries[:limit]
+
+    async def thread(self, tenant: str, msisdn: str, limit: int = 100) -> Thread:
+        """The handset's last ``limit`` messages from the tenant and replies to it."""
+        messages = await self._store.traffic.list_messages(tenant, recipient=msisdn, limit=limit)
+        received = await self._store.inbox.received(tenant, msisdn, limit)
+        delivered = {id for entry in received for id in entry.message_ids}
+        pending = await self._store.traffic.pending_bodies(
+            tenant, [m.id for m in messages if m.id not in delivered and not m.status.is_final]
+        )
+        replies = (await self._store.inbound.for_handset(tenant, msisdn))[-limit:][::-1]
+        return Thread(messages, received, pending, replies)
+
+    async def texts(self, tenant: str, message_ids: Sequence[str]) -> dict[str, str]:
+        """The bodies still kept of these messages: delivered (inbox) or on their way."""
+        delivered = await self._store.inbox.parts(tenant, message_ids)
+        pending = await self._store.traffic.pending_bodies(
+            tenant, [id for id in message_ids if id not in delivered]
+        )
+        return {
+            **{id: body for id, (body, _) in pending.items()},
+            **{id: body for id, (_, body, _) in delivered.items()},
+        }
+
+    async def text(self, tenant: str, message: Message) -> MessageText | None:
+        """The message's body and part, and the joined text its handset shows; None if gone."""
+        delivered = await self._store.inbox.parts(tenant, [message.id])
+        if message.id in delivered:
+            msisdn, body, part = delivered[message.id]
+            shown = body
+            if part is not None:
+                for entry in await self._store.inbox.received(tenant, msisdn, 1000):
+                    if message.id in entry.message_ids:
+                        shown = entry.body
+                        break
+            return MessageText(body, part, shown)
+        pending = await self._store.traffic.pending_bodies(tenant, [message.id])
+        if message.id in pending:
+            body, part = pending[message.id]
+            return MessageText(body, part, body)
+        return None
 
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).

@@ -40,6 +40,16 @@ class SqliteInbound:
         )
         return [_inbound_from_row(row) for row in rows]
 
+    async def handsets(self, tenant: str) -> dict[str, tuple[int, str, float]]:
+        """Per handset that wrote to the tenant: how many MO, the last one's body and time."""
+        rows = await self._engine.fetch(
+            # SQLite takes the bare columns from the row that holds max(message_id).
+            "SELECT handset, count(*), body, received_at, max(message_id) FROM inbound"
+            " WHERE tenant = ? GROUP BY handset",
+            (tenant,),
+        )
+        return {handset: (count, body, at) for handset, count, body, at, _ in rows}
+
     async def for_handset(self, tenant: str, handset: str) -> list[InboundMessage]:
         """Everything a handset sent to the tenant, oldest first (for an export)."""
         rows = await self._engine.fetch_bulk(

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway.domain import InboxEntry, Outgoing
+from gateway.domain import InboxEntry, Outgoing, Part
 from gateway.encoding import Encoding, join_ucs2_halves
 from gateway.storage.base import AfterCommit, Batched, Steps
 from gateway.storage.engine import GroupCommit
-from gateway.storage.traffic import part_columns
+from gateway.storage.traffic import part, part_columns
 
 INSERT_INBOX = Batched(
     "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
@@ -51,6 +51,38 @@ class SqliteInbox:
             (tenant, msisdn, limit * 8),
         )
         return _join_parts(tenant, msisdn, reversed(rows))[::-1][:limit]
+
+    async def latest(self, tenant: str) -> dict[str, tuple[str, float]]:
+        """Per handset of the tenant: the body and time of the last part it received."""
+        rows = await self._engine.fetch(
+            # SQLite takes the bare columns from the row that holds max(seq).
+            "SELECT msisdn, body, received_at, max(seq) FROM inbox WHERE tenant = ?"
+            " GROUP BY msisdn",
+            (tenant,),
+        )
+        return {msisdn: (body, at) for msisdn, body, at, _ in rows}
+
+    async def parts(
+        self, tenant: str, message_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str, Part | None]]:
+        """The handset, body and part of each of the messages that was delivered."""
+        if not message_ids:
+            return {}
+        rows = await self._engine.fetch(
+            "SELECT message_id, msisdn, body, part_ref, part_seq, part_total FROM inbox"
+            f" WHERE tenant = ? AND message_id IN ({', '.join('?' * len(message_ids))})",
+            (tenant, *message_ids),
+        )
+        return {row[0]: (row[1], row[2], part(*row[3:])) for row in rows}
+
+    async def with_text(self, tenant: str, text: str, limit: int) -> list[str]:
+        """Ids of the tenant's delivered messages whose body holds ``text`` (any case)."""
+        rows = await self._engine.fetch(
+            "SELECT message_id FROM inbox WHERE tenant = ? AND instr(lower(body), lower(?)) > 0"
+            " ORDER BY seq DESC LIMIT ?",
+            (tenant, text, limit),
+        )
+        return [row[0] for row in rows]
 
     async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]:
         """Every row a handset holds, oldest first, one entry per part (for an export)."""
