@@ -37,8 +37,10 @@ from gateway.server import (
     http_api,
     http_chaos,
     http_events,
+    http_inbox,
     http_privacy,
     http_simulator,
+    http_ui,
 )
 from gateway.server.appkeys import (
     AUDIT,
@@ -114,6 +116,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_chaos.add_routes(app)
     http_events.add_routes(app)
     http_simulator.add_routes(app)
+    http_inbox.add_routes(app)
+    http_ui.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield

@@ -39,7 +39,7 @@ from gateway.domain import Interface, Message, RejectCode, Rejected, Status, Sub
 from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
-from gateway.server.appkeys import CONFIG, METRICS, PIPELINE, TENANTS_BY_KEY
+from gateway.server.appkeys import ADMIN_TOKENS, CONFIG, METRICS, PIPELINE, TENANTS_BY_KEY
 from gateway.server.openapi import openapi_document
 from gateway.throttle import GuessThrottle
 
@@ -99,7 +99,7 @@ _TITLES: dict[str, str] = {
 
 _REQUIRED_FIELDS = ("to", "from", "body")
 _OPTIONAL_FIELDS = ("purpose", "callback_url", "client_ref")
-_ID_RE = re.compile(r"[0-9a-f]{20}")
+MESSAGE_ID_RE = re.compile(r"[0-9a-f]{20}")
 MAX_PAGE = 1000
 # Our deepest document is 3 levels ({"messages": [{...}]}); json.loads recurses per level.
 MAX_JSON_DEPTH = 32
@@ -332,17 +332,65 @@ def api_actor(tenant: TenantConfig) -> str:
     return f"api:{tenant.id}"
 
 
+# With an operator token, the tenant a read acts for (the web inbox's tenant switch).
+TENANT_HEADER = "X-Smsgw-Tenant"
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
 def _tenant_of_key(request: web.Request) -> TenantConfig | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    """The tenant of the API key; or, for a read, the tenant an operator names.
+
+    An operator token (``[admin] tokens``) with ``X-Smsgw-Tenant: <tenant id>`` reads
+    as that tenant, from the peers the admin API answers; changes still need the
+    tenant's own key.
+    """
+    digest = _bearer_digest(request)
+    if digest is None:
         return None
-    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
     tenant = request.app[TENANTS_BY_KEY].get(digest)
     if tenant is not None and any(
         hmac.compare_digest(digest, known) for known in tenant.api_key_digests()
     ):
         return tenant
+    named = request.headers.get(TENANT_HEADER)
+    if (
+        named is not None
+        and request.method in _SAFE_METHODS
+        and admin_peer_allowed(request)
+        and is_operator_token(request, digest)
+    ):
+        return next((t for t in request.app[CONFIG].tenants if t.id == named), None)
     return None
+
+
+def _bearer_digest(request: web.Request) -> bytes | None:
+    """SHA-256 of the ``Authorization: Bearer`` credential; None without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
+
+
+def is_operator_token(request: web.Request, digest: bytes | None = None) -> bool:
+    """Whether the bearer credential is an operator token (every digest compared)."""
+    digest = digest or _bearer_digest(request)
+    if digest is None:
+        return False
+    matches = [hmac.compare_digest(digest, known) for known in request.app[ADMIN_TOKENS]]
+    return any(matches)
+
+
+def admin_peer_allowed(request: web.Request) -> bool:
+    """Loopback peers, or any with ``[admin] allow_remote``."""
+    if request.app[CONFIG].admin.allow_remote:
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _peer(request: web.Request) -> str:
@@ -536,8 +584,8 @@ async def list_messages(request: web.Request) -> web.Response:
         except ValueError:
             allowed = ", ".join(s.value for s in Status)
             raise Problem(400, "invalid_request", f"'status' must be one of {allowed}") from None
-    since = id_floor(_timestamp(query["since"])) if "since" in query else None
-    cursor = checked_cursor(query.get("cursor"), _ID_RE)
+    since = id_floor(timestamp_param(query["since"], "since")) if "since" in query else None
+    cursor = checked_cursor(query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(query.get("limit"))
     messages = await request.app[PIPELINE].messages(
         tenant.id,
@@ -564,7 +612,7 @@ async def handset_messages(request: web.Request) -> web.Response:
 async def list_inbound(request: web.Request) -> web.Response:
     """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
     tenant = await authenticate(request)
-    cursor = checked_cursor(request.query.get("cursor"), _ID_RE)
+    cursor = checked_cursor(request.query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(request.query.get("limit"))
     received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)
     next_cursor = received[-1].message_id if len(received) == limit else None
@@ -600,8 +648,8 @@ def msisdn_param(raw: str, tenant: TenantConfig) -> str:
         raise Problem(400, "invalid_recipient", f"not a phone number: {exc}") from None
 
 
-def _timestamp(raw: str) -> float:
-    """``since`` as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
+def timestamp_param(raw: str, name: str) -> float:
+    """A time parameter as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
     if _EPOCH_RE.fullmatch(raw):
         seconds = float(raw)
     else:
@@ -611,13 +659,13 @@ def _timestamp(raw: str) -> float:
             moment = datetime.fromisoformat(raw)
         except ValueError:
             raise Problem(
-                400, "invalid_request", "'since' must be RFC 3339 or epoch seconds"
+                400, "invalid_request", f"'{name}' must be RFC 3339 or epoch seconds"
             ) from None
         if moment.tzinfo is None:
-            raise Problem(400, "invalid_request", "'since' needs a time zone, e.g. Z")
+            raise Problem(400, "invalid_request", f"'{name}' needs a time zone, e.g. Z")
         seconds = moment.timestamp()
     if not 0 <= seconds < _MAX_TIMESTAMP:
-        raise Problem(400, "invalid_request", "'since' is out of range")
+        raise Problem(400, "invalid_request", f"'{name}' is out of range")
     return seconds
 
 

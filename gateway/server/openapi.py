@@ -115,6 +115,16 @@ _PATHS: dict[str, dict[str, Any]] = {
             errors=("404",),
         ),
     },
+    "/v1/messages/{id}/segments": {
+        "get": _op(
+            "How one message travels: encoding, data_coding, class, flash, the text as the"
+            " handset shows it, and each part's text as runs marked gsm true/false (false:"
+            " the characters that forced UCS-2), its units and number n of m",
+            "200",
+            params=(_param("id", "path", "id"),),
+            errors=("404",),
+        ),
+    },
     "/v1/simulator/handsets/{msisdn}/messages": {
         "get": _op(
             "What the simulated handset received from this tenant",
@@ -129,10 +139,53 @@ _PATHS: dict[str, dict[str, Any]] = {
         ),
     },
     "/v1/simulator/handsets": {
+        "get": _op(
+            "This tenant's simulated handsets, most recent activity first: how many messages"
+            " each got and sent, and the last one (its body while kept)",
+            "200",
+            params=(_LIMIT,),
+        ),
         "delete": _op(
             "Empty every handset inbox of this tenant (needs [simulator] allow_reset; audited)",
             "200",
             errors=("403",),
+        ),
+    },
+    "/v1/simulator/handsets/{msisdn}/thread": {
+        "get": _op(
+            "The handset's conversation, oldest first: messages from this tenant (direction"
+            " mt, with status, and the body while kept; parts delivered together are one"
+            " item) and its replies (direction mo)",
+            "200",
+            params=(_MSISDN, _LIMIT),
+        ),
+    },
+    "/v1/simulator/messages": {
+        "get": _op(
+            "Search this tenant's messages, newest first, each with its body while kept",
+            "200",
+            params=(
+                _param(
+                    "q",
+                    "query",
+                    "text in the body (any case)",
+                    {"type": "string", "maxLength": 200},
+                ),
+                _param("to", "query", "recipient, any common format", MSISDN_SCHEMA),
+                _param("status", "query", "accepted, enroute, delivered, undeliverable, ..."),
+                _param("interface", "query", "http, smpp, twilio, system"),
+                _param("encoding", "query", "gsm7, ucs2, binary"),
+                _param("multipart", "query", "true: only messages of more than one segment"),
+                _param(
+                    "blocked",
+                    "query",
+                    "true: only messages an opt-out, withdrawn consent or restriction stopped",
+                ),
+                _param("since", "query", "from this time (RFC 3339 or epoch seconds)"),
+                _param("until", "query", "before this time (RFC 3339 or epoch seconds)"),
+                _LIMIT,
+                _cursor("^[0-9a-f]{20}$"),
+            ),
         ),
     },
     "/v1/simulator/reset": {
@@ -241,6 +294,18 @@ _PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/": {"get": _op("Redirects to the web inbox (/ui/)", "302", auth=False)},
+    "/ui": {"get": _op("Redirects to the web inbox (/ui/)", "302", auth=False)},
+    "/ui/": {"get": _op("The web inbox (HTML; its API calls use this API)", "200", auth=False)},
+    "/ui/{file}": {
+        "get": _op(
+            "The web inbox's scripts and styles",
+            "200",
+            auth=False,
+            params=(_param("file", "path", "file name"),),
+            errors=("404",),
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
@@ -270,6 +335,12 @@ _ADMIN_PATHS: dict[str, dict[str, Any]] = {
     f"{_SUBJECT}/objection": {"post": _admin("Record an objection", _TENANT, _MSISDN)},
     "/admin/v1/tenants/{tenant}/purge": {
         "post": _admin("Delete every row of a tenant and destroy its keys", _TENANT)
+    },
+    "/admin/v1/tenants": {
+        "get": _admin(
+            "The configured tenants' ids. With an operator token and X-Smsgw-Tenant: <id>,"
+            " GET requests of the tenant API read as that tenant"
+        )
     },
     "/admin/v1/retention/run": {"post": _admin("One retention run, now")},
     "/admin/v1/audit/verify": {"get": _admin("Verify every tenant's audit chain")},
@@ -419,7 +490,11 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "operator": {"type": "http", "scheme": "bearer", "description": "[admin] tokens"},
+                "operator": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "[admin] tokens; with X-Smsgw-Tenant also tenant API reads",
+                },
             },
             "responses": {
                 "Problem": {
