@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.conftest import API_KEY, OTHER_KEY, RunningGateway
+from tests.conftest import ADMIN_TOKEN, API_KEY, OTHER_KEY, RunningGateway
 from tests.smpp_clients import smpplib_esme
 from tests.test_smpp_server import submit_fields
 
@@ -262,3 +262,38 @@ async def test_keyboard_moves_through_handsets_and_opens_one(
     await expect(page.get_by_role("heading", name=HANDSET)).to_be_visible()
     await page.keyboard.press("Escape")
     await expect(page.get_by_role("heading", name=HANDSET)).to_be_hidden()
+
+
+async def test_an_operator_token_switches_between_tenants(
+    inbox: Watched, gateway: RunningGateway
+) -> None:
+    assert (await gateway.send(body="acme's message")).status == 202
+    page = inbox.page
+    await page.goto(inbox.gateway + "/ui/")
+    await page.get_by_label("API key").fill(ADMIN_TOKEN)
+    await page.get_by_label("It is an operator token").check()
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("status")).to_have_text("live")
+    await expect(page.get_by_label("Tenant")).to_have_value("acme")
+    await open_handset(page)
+    await expect(bubbles(page).filter(has_text="acme's message")).to_be_visible()
+    await page.get_by_label("Tenant").select_option("other")
+    await expect(page.get_by_text("No handset has traffic yet.")).to_be_visible()
+    await expect(page.get_by_role("button", name=re.compile(re.escape(HANDSET)))).to_have_count(0)
+
+
+async def test_the_key_stays_out_of_urls_and_in_the_session_only(
+    inbox: Watched, gateway: RunningGateway
+) -> None:
+    page = await sign_in(inbox)
+    assert (await gateway.send(body="hello")).status == 202
+    await open_handset(page)
+    await expect(bubbles(page)).to_have_count(1)
+    assert not [url for url in inbox.requests if API_KEY in url]
+    assert await page.evaluate("localStorage.length") == 0
+    assert API_KEY in await page.evaluate("sessionStorage.getItem('smsgw.session')")
+    await page.reload()
+    await expect(page.get_by_role("status")).to_have_text("live")  # the tab's session kept it
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_label("API key")).to_be_visible()
+    assert await page.evaluate("sessionStorage.length") == 0

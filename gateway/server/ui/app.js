@@ -64,7 +64,7 @@ async function onSignIn(event) {
   event.preventDefault();
   $("sign-in-error").textContent = "";
   try {
-    state.session = await signIn($("key").value.trim());
+    state.session = await signIn($("key").value.trim(), $("as-operator").checked);
   } catch (error) {
     showError("sign-in-error", error instanceof ApiError && error.status === 401 ? "That key is not known here." : error);
     return;
