@@ -219,7 +219,7 @@ async def test_search_finds_a_message_by_text(inbox: Watched, gateway: RunningGa
     assert (await gateway.send(body="your parcel is here")).status == 202
     assert (await gateway.send(to="+46701112233", body="meeting at noon")).status == 202
     page = await sign_in(inbox)
-    await page.get_by_role("button", name="Messages").click()
+    await page.get_by_role("button", name="Messages", exact=True).click()
     await page.get_by_label("Text").fill("PARCEL")
     await page.get_by_role("button", name="Search").click()
     rows = page.locator("#results tr")
@@ -240,7 +240,7 @@ async def test_another_tenant_sees_none_of_it(
     await expect(other_page.get_by_text("No handset has traffic yet.")).to_be_visible()
     assert (await gateway.send(body="later, still acme's")).status == 202
     await expect(page.get_by_text("later, still acme's")).to_be_visible()
-    await other_page.get_by_role("button", name="Messages").click()
+    await other_page.get_by_role("button", name="Messages", exact=True).click()
     await expect(other_page.locator("#results-caption")).to_have_text("0 message(s)")
     await expect(other_page.get_by_text(HANDSET)).to_have_count(0)
     other.check()
