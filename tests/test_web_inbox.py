@@ -189,6 +189,13 @@ async def test_stop_reply_appears_as_mo_and_the_next_send_shows_blocked(
     await expect(reply).to_be_visible()
     await expect(reply.locator(".keyword")).to_have_text("STOP")
 
+    await reply.click()
+    consent = page.get_by_role("region", name="Consent")
+    await expect(consent).to_contain_text("Opted out" + "yes")
+    await consent.get_by_text("History (1)").click()
+    await expect(consent.get_by_role("listitem")).to_contain_text("opted_out · keyword")
+    await page.keyboard.press("Escape")
+
     refused = await gateway.send(body="one more offer")
     assert refused.status == 403
     blocked = page.locator(".bubble.blocked")

@@ -257,7 +257,7 @@ async function openItem(index) {
   const into = $("detail-body");
   replace(into, h("p", { class: "muted" }, "Loading…"));
   try {
-    if (item.direction === "mo") showReply(item, into);
+    if (item.direction === "mo") await showReply(state.session, item, into);
     else if (item.direction === "blocked") showBlocked(item, into);
     else await showMessage(state.session, item.id, into);
   } catch (error) {

@@ -40,6 +40,44 @@ function partView(part, encoding) {
   );
 }
 
+// The recipient's consent state and its history, from the consent API.
+async function consentView(session, msisdn) {
+  const consent = await call(session, "GET", `/v1/consents/${encodeURIComponent(msisdn)}`);
+  const purposes = consent.consents.map((event) => event.purpose).join(", ");
+  return h(
+    "section",
+    { class: "consent", "aria-label": "Consent" },
+    h("h3", {}, "Consent"),
+    facts([
+      ["Opted out", consent.opted_out ? "yes" : "no"],
+      ["Restricted", consent.restricted ? "yes" : "no"],
+      ["Consented to", purposes || "nothing recorded"],
+      ["Pseudonym", consent.subject],
+    ]),
+    h(
+      "details",
+      {},
+      h("summary", {}, `History (${consent.history.length})`),
+      h(
+        "ol",
+        { class: "history" },
+        consent.history.map((event) =>
+          h(
+            "li",
+            {},
+            timeElement(event.at),
+            ` ${event.kind}`,
+            event.purpose ? ` · ${event.purpose}` : "",
+            event.sender ? ` · ${event.sender}` : "",
+            ` · ${event.source}`,
+            event.evidence ? ` · ${event.evidence}` : "",
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 export async function showMessage(session, id, into) {
   const [message, segments] = await Promise.all([
     call(session, "GET", `/v1/messages/${id}`),
@@ -79,9 +117,10 @@ export async function showMessage(session, id, into) {
       ? h("ol", { class: "segments", "aria-label": "Segments" }, segments.parts.map((p) => partView(p, encoding)))
       : h("p", { class: "muted" }, "No body kept, so no parts to show."),
   );
+  if (!message.pseudonymised) into.append(await consentView(session, message.to));
 }
 
-export function showReply(item, into) {
+export async function showReply(session, item, into) {
   replace(
     into,
     h("h3", {}, "Text"),
@@ -94,6 +133,7 @@ export function showReply(item, into) {
       ["Received", timeElement(item.received_at)],
     ]),
   );
+  into.append(await consentView(session, item.from));
 }
 
 export function showBlocked(item, into) {
