@@ -48,7 +48,9 @@ pytestmark = [
 
 @pytest.fixture
 def config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """conftest's config, with one number delivered slowly enough to watch it change."""
+    """conftest's config, with one number delivered slowly enough to watch it change,
+    and the reset routes on (the page's delete and reset buttons use them)."""
+    config_dict["simulator"]["allow_reset"] = True
     rule = {"number": SLOW, "outcome": "delivered", "latency": ["2s", "2s"]}
     config_dict["simulator"]["rules"].insert(0, rule)
     return config_dict
@@ -217,7 +219,7 @@ async def test_segments_of_a_long_ucs2_message(inbox: Watched, gateway: RunningG
     await expect(segments.nth(0)).to_contain_text("Part 1 of 3")
     await expect(segments.nth(2)).to_contain_text("Part 3 of 3")
     await expect(page.locator("mark.forced")).to_have_text("✓")
-    await expect(page.locator(".facts")).to_contain_text("UCS-2")
+    await expect(page.locator(".facts").first).to_contain_text("UCS-2")
     await page.keyboard.press("Escape")
     await expect(page.get_by_role("heading", name="Message detail")).to_be_hidden()
 
@@ -304,3 +306,23 @@ async def test_the_key_stays_out_of_urls_and_in_the_session_only(
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_label("API key")).to_be_visible()
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_help_button_delete_and_reset(inbox: Watched, gateway: RunningGateway) -> None:
+    page = await sign_in(inbox)
+    page.on("dialog", lambda dialog: dialog.accept())
+    assert (await gateway.send(body="welcome aboard")).status == 202
+    await open_handset(page)
+    await expect(bubbles(page).filter(has_text="welcome aboard")).to_be_visible()
+    await page.get_by_role("button", name="HELP", exact=True).click()
+    help_reply = page.locator(".bubble.mo").filter(has_text="HELP")
+    await expect(help_reply.locator(".keyword")).to_have_text("HELP")
+    await expect(page.locator(".bubble.mt")).to_have_count(2)  # the tenant's help text
+
+    await page.get_by_role("button", name="Delete messages").click()
+    await expect(bubbles(page).filter(has_text="welcome aboard")).to_have_count(0)
+    await expect(page.locator(".bubble.mt").filter(has_text="(body not kept)")).to_have_count(2)
+    await expect(help_reply).to_be_visible()  # what the handset sent is not its inbox
+
+    await page.get_by_role("button", name="Reset simulator").click()
+    await expect(page.locator(".bubble.mo")).to_have_count(0)

@@ -9,6 +9,7 @@ cut by the gateway's own encoding code, so the page holds no GSM 03.38 table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -132,14 +133,14 @@ async def message_segments(request: web.Request) -> web.Response:
     return json_response(segments_document(message, await pipeline.text(tenant.id, message)))
 
 
-def _choice(query: Any, name: str, allowed: tuple[str, ...]) -> str | None:
+def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
     value = query.get(name)
     if value is not None and value not in allowed:
         raise Problem(400, "invalid_request", f"'{name}' must be one of {', '.join(allowed)}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
-def _flag(query: Any, name: str) -> bool:
+def _flag(query: Mapping[str, str], name: str) -> bool:
     return _choice(query, name, ("true", "false")) == "true"
 
 

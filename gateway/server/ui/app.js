@@ -19,7 +19,8 @@ const state = {
   items: [], // the open thread's items
   blocked: new Map(), // handset -> refused submits seen on the stream (nothing is stored)
   unseenBlocked: new Map(),
-  cursor: null,
+  cursor: null, // the flat list's next page
+  paged: false, // the flat list shows more than its first page
   refreshing: null,
 };
 
@@ -86,7 +87,7 @@ function enter() {
   }
   showView(state.view);
   startStream();
-  refreshHandsets();
+  act(refreshHandsets);
 }
 
 function signOut() {
@@ -113,8 +114,8 @@ function switchTenant() {
   $("thread").hidden = true;
   closeDetail();
   startStream();
-  refreshHandsets();
-  if (state.view === "messages") search();
+  act(refreshHandsets);
+  if (state.view === "messages") act(search);
 }
 
 // --- views --------------------------------------------------------------------------
@@ -126,7 +127,7 @@ function showView(view) {
   }
   $("handsets-view").hidden = view !== "handsets";
   $("messages-view").hidden = view !== "messages";
-  if (view === "messages" && !$("results").childElementCount) search();
+  if (view === "messages" && !$("results").childElementCount) act(search);
 }
 
 // --- handsets and threads -----------------------------------------------------------
@@ -163,7 +164,7 @@ function renderHandsets() {
             "aria-current": handset.msisdn === state.current ? "true" : false,
             "aria-label": `${handset.msisdn}${count ? `, ${count} unread` : ""}`,
             dataset: { msisdn: handset.msisdn },
-            onclick: () => openThread(handset.msisdn),
+            onclick: () => act(() => openThread(handset.msisdn)),
           },
           h("span", { class: "number" }, handset.msisdn),
           count ? h("span", { class: "badge unread", "aria-hidden": "true" }, String(count)) : null,
@@ -225,7 +226,7 @@ function bubble(item, index) {
       tabindex: "-1",
       "aria-label": label,
       dataset: { index: String(index), id: item.id || "", direction: item.direction },
-      onclick: () => openItem(index),
+      onclick: () => act(() => openItem(index)),
     },
     body,
     h(
@@ -285,19 +286,33 @@ async function reply(body) {
   }
 }
 
-async function clearHandset() {
-  if (!state.current || !confirm(`Delete the messages ${state.current} received?`)) return;
-  await call(state.session, "DELETE", `/v1/simulator/handsets/${encodeURIComponent(state.current)}/messages`);
-  await refreshThread();
+// Run a page action; a refusal (e.g. 403 reset_disabled) is shown, not thrown.
+async function act(action) {
+  $("notice").textContent = "";
+  try {
+    await action();
+  } catch (error) {
+    showError("notice", error);
+  }
 }
 
-async function resetTenant() {
+function clearHandset() {
+  if (!state.current || !confirm(`Delete the messages ${state.current} received?`)) return;
+  act(async () => {
+    await call(state.session, "DELETE", `/v1/simulator/handsets/${encodeURIComponent(state.current)}/messages`);
+    await refreshThread();
+  });
+}
+
+function resetTenant() {
   if (!confirm("Reset this tenant's simulator: inboxes, replies, kept notices, messages on their way?")) return;
-  await call(state.session, "POST", "/v1/simulator/reset", {});
-  state.blocked.clear();
-  state.unseenBlocked.clear();
-  await refreshHandsets();
-  await refreshThread();
+  act(async () => {
+    await call(state.session, "POST", "/v1/simulator/reset", {});
+    state.blocked.clear();
+    state.unseenBlocked.clear();
+    await refreshHandsets();
+    await refreshThread();
+  });
 }
 
 // --- search (the flat list) ---------------------------------------------------------
@@ -318,14 +333,13 @@ function searchParams(form) {
   };
 }
 
-async function search(event, cursor = null) {
-  event?.preventDefault();
+async function search(cursor = null) {
   const params = { ...searchParams($("search")), limit: 50, cursor };
   const page = await call(state.session, "GET", `/v1/simulator/messages${query(params)}`);
   const rows = page.messages.map((message) =>
     h(
       "tr",
-      { tabindex: "-1", dataset: { id: message.id }, onclick: () => openFound(message.id) },
+      { tabindex: "-1", dataset: { id: message.id }, onclick: () => act(() => openFound(message.id)) },
       h("td", {}, timeElement(message.submitted_at)),
       h("td", {}, message.to),
       h("td", {}, h("span", { class: `status ${message.status}` }, message.status), message.error ? ` (${message.error})` : ""),
@@ -337,6 +351,7 @@ async function search(event, cursor = null) {
   else replace($("results"), rows);
   $("results-caption").textContent = `${$("results").childElementCount} message(s)`;
   state.cursor = page.next_cursor;
+  state.paged = Boolean(cursor);
   $("next-page").hidden = !page.next_cursor;
 }
 
@@ -355,10 +370,14 @@ async function openFound(id) {
 function schedule() {
   // Events come in bursts (accepted, enroute, delivered): one refresh per burst.
   if (state.refreshing) return;
-  state.refreshing = setTimeout(async () => {
+  state.refreshing = setTimeout(() => {
     state.refreshing = null;
-    await refreshHandsets();
-    await refreshThread();
+    act(async () => {
+      await refreshHandsets();
+      await refreshThread();
+      // The flat list follows too, unless the user paged on (a reload would lose the pages).
+      if (state.view === "messages" && !state.paged) await search();
+    });
   }, 50);
 }
 
@@ -421,8 +440,11 @@ function main() {
   $("back").addEventListener("click", closeThread);
   $("close-detail").addEventListener("click", closeDetail);
   $("clear-handset").addEventListener("click", clearHandset);
-  $("search").addEventListener("submit", search);
-  $("next-page").addEventListener("click", () => search(null, state.cursor));
+  $("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(search);
+  });
+  $("next-page").addEventListener("click", () => act(() => search(state.cursor)));
   $("reply").addEventListener("submit", (event) => {
     event.preventDefault();
     reply($("reply-body").value);
