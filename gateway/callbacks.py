@@ -3,14 +3,21 @@
 Retried with exponential backoff, bounded both in attempts and in total time,
 as webhook senders such as Twilio do; only hosts on the allow-list are called,
 so the gateway cannot be turned against internal services.
+
+Each attempt is remembered in a ring per tenant (`ATTEMPTS_KEPT`), for the web
+inbox's message detail. In memory, not in the store: a callback's retries are
+in memory too (a restart drops them), so a durable record would outlive what it
+describes; the ring holds ids, times and HTTP statuses only, never a URL or a body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -23,14 +30,47 @@ from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+# Attempts remembered per tenant (status and MO callbacks alike), newest kept.
+ATTEMPTS_KEPT = 1000
+# Re-sends a tenant may have under way at once (each retries for up to give_up_after).
+MAX_RESENDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAttempt:
+    """One POST of a callback: its HTTP status, or the error that stopped it (no URL, no body)."""
+
+    ref: str  # the message id
+    attempt: int
+    at: float
+    http_status: int | None
+    error: str | None
+
+
+class ResendRefused(Exception):
+    """A re-send is already under way for the message, or the tenant has `MAX_RESENDS`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
 
 class CallbackDispatcher:
     def __init__(
-        self, config: CallbackConfig, metrics: Metrics, tenants: Sequence[TenantConfig]
+        self,
+        config: CallbackConfig,
+        metrics: Metrics,
+        tenants: Sequence[TenantConfig],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._metrics = metrics
+        self._clock = clock
         self._mo_urls = {tenant.id: tenant.mo_url for tenant in tenants if tenant.mo_url}
+        self._attempts: collections.defaultdict[str, collections.deque[CallbackAttempt]] = (
+            collections.defaultdict(lambda: collections.deque(maxlen=ATTEMPTS_KEPT))
+        )
+        self._resending: collections.defaultdict[str, set[str]] = collections.defaultdict(set)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             headers={"User-Agent": "smsgw-callbacks"},
@@ -40,32 +80,57 @@ class CallbackDispatcher:
     def on_final(self, message: Message) -> None:
         """Network listener: schedule the POST for a message that asked for one."""
         if message.callback_url is not None:
-            self._post(message.callback_url, message_document(message), message.id)
+            self._post(message.callback_url, message_document(message), message.tenant, message.id)
+
+    def resend(self, message: Message) -> None:
+        """POST a final message's status again, with the same retries as the first time.
+
+        Raises `ResendRefused` while one re-send of it is under way, or the tenant has
+        `MAX_RESENDS`: a client cannot make us hold more.
+        """
+        assert message.callback_url is not None and message.status.is_final
+        resending = self._resending[message.tenant]
+        if message.id in resending:
+            raise ResendRefused("callback_in_progress", "a re-send of this callback is under way")
+        if len(resending) >= MAX_RESENDS:
+            raise ResendRefused("throttled", f"at most {MAX_RESENDS} re-sends under way at once")
+        resending.add(message.id)
+        task = self._post(
+            message.callback_url, message_document(message), message.tenant, message.id
+        )
+        task.add_done_callback(lambda _: resending.discard(message.id))
+
+    def attempts(self, tenant: str, ref: str) -> list[CallbackAttempt]:
+        """The remembered attempts of the callbacks about ``ref``, oldest first."""
+        return [a for a in self._attempts.get(tenant, ()) if a.ref == ref]
 
     def on_inbound(self, notice: Notice) -> None:
         """Pipeline inbound listener: POST an MO message to its tenant's ``mo_url``, if any."""
         url = self._mo_urls.get(notice.tenant)
         if url is not None:
-            self._post(url, notice_document(notice), notice.message_id)
+            self._post(url, notice_document(notice), notice.tenant, notice.message_id)
 
-    def _post(self, url: str, payload: dict[str, Any], ref: str) -> None:
+    def _post(self, url: str, payload: dict[str, Any], tenant: str, ref: str) -> asyncio.Task[None]:
         """POST ``payload`` in the background; ``ref`` (an id, never personal data) is logged."""
-        task = asyncio.create_task(self._deliver(url, payload, ref))
+        task = asyncio.create_task(self._deliver(url, payload, tenant, ref))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _deliver(self, url: str, payload: dict[str, Any], ref: str) -> None:
+    async def _deliver(self, url: str, payload: dict[str, Any], tenant: str, ref: str) -> None:
         config = self._config
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
+        ring = self._attempts[tenant]
         for attempt in range(1, config.max_attempts + 1):
             try:
                 async with self._session.post(url, json=payload) as response:
+                    ring.append(CallbackAttempt(ref, attempt, self._clock(), response.status, None))
                     if 200 <= response.status < 300:
                         self._metrics.callbacks.labels("delivered").inc()
                         return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                ring.append(CallbackAttempt(ref, attempt, self._clock(), None, type(exc).__name__))
             if attempt == config.max_attempts or time.monotonic() + delay > deadline:
                 break
             self._metrics.callbacks.labels("retried").inc()

@@ -276,23 +276,28 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Handset:
+    """A simulated handset as the tenant's handset list shows it (see `SubmitPipeline.handsets`).
+
+    ``received`` counts inbox rows (one per part), ``sent`` its MO, ``messages`` the traffic
+    log's rows to it within ``privacy.body_ttl``; ``latest`` is the newest thing the handset
+    shows, either way.
+    """
+
+    msisdn: str = field(repr=False)
+    last_at: float
+    received: int
+    sent: int
+    messages: int
+    latest: InboxEntry | InboundMessage | None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundOutcome:
     """What a mobile-originated message set off: the keyword it matched, and the reply."""
 
     keyword: str | None = None
     reply: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class HandsetSummary:
-    """One simulated handset as the web inbox lists it: its traffic with the tenant."""
-
-    msisdn: str = field(repr=False)
-    sent: int  # messages the tenant sent to it (traffic log rows)
-    replies: int  # what it sent to the tenant (MO)
-    last_at: float
-    last_direction: str  # "mt" or "mo"
-    last_body: str | None = field(default=None, repr=False)  # None once no body is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +308,3 @@ class Thread:
     received: list[InboxEntry]
     pending: dict[str, tuple[str, Part | None]] = field(repr=False)
     replies: list[InboundMessage]
-
-
-@dataclass(frozen=True, slots=True)
-class MessageText:
-    """A message's body as sent (one part of a long one) and as the handset shows it."""
-
-    body: str = field(repr=False)
-    part: Part | None
-    shown: str = field(repr=False)

@@ -202,31 +202,6 @@ def split_parts(body: str, encoding: Encoding) -> list[str]:
     return [decode_ucs2(utf16[2 * start : 2 * end]) for start, end in _ucs2_cuts(utf16)]
 
 
-def part_units(text: str, encoding: Encoding) -> int:
-    """The units one part's text takes: septets (an extension character 2), UTF-16 units."""
-    if encoding == Encoding.GSM7:
-        return len(gsm7_encode(text))
-    if encoding == Encoding.BINARY:
-        return len(text) // 2
-    return len(encode_ucs2(text)) >> 1
-
-
-def gsm7_runs(text: str) -> list[tuple[str, bool]]:
-    """`text` cut into runs that fit GSM 03.38 (True) and runs that do not (False).
-
-    The characters of the False runs are those that force a body into UCS-2; the web
-    inbox highlights them. One check per character: for display, not the hot path.
-    """
-    runs: list[tuple[str, bool]] = []
-    for char in text:
-        fits = is_gsm7(char)
-        if runs and runs[-1][1] is fits:
-            runs[-1] = (runs[-1][0] + char, fits)
-        else:
-            runs.append((char, fits))
-    return runs
-
-
 def is_gsm7(text: str) -> bool:
     """True if `text` fits the GSM 03.38 default alphabet (basic or extension table)."""
     return _gsm7_units(text) is not None

@@ -7,8 +7,9 @@ SMSC's submit faults, durable persist (group commit), hand-over to the simulated
 network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, and the reads: message, messages, inbox, inbound), never the
-store or the network around it; tests/test_layers.py holds them to that.
+receive, cancel, replace, force_outcome, and the reads: message, messages, inbox,
+handsets, body, inbound, thread, texts), never the store or the network around it;
+tests/test_layers.py holds them to that.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.chaos import Chaos
-from gateway.config import Config, TenantConfig
+from gateway.config import Config, Outcome, TenantConfig
 from gateway.domain import (
-    HandsetSummary,
+    Handset,
     InboundMessage,
     InboundOutcome,
     InboxEntry,
     Interface,
     Message,
     MessageFilter,
-    MessageText,
     Notice,
     NoticeKind,
     Outgoing,
@@ -41,7 +41,7 @@ from gateway.domain import (
 )
 from gateway.encoding import BodyInfo, analyse, analyse_binary
 from gateway.events import MESSAGE_ACCEPTED, MESSAGE_BLOCKED, MO_RECEIVED, EventBus
-from gateway.ids import MessageIds
+from gateway.ids import MessageIds, id_floor
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
@@ -385,29 +385,61 @@ class SubmitPipeline:
         """What a simulated handset received from the tenant, newest first."""
         return await self._store.inbox.received(tenant, msisdn, limit)
 
+    async def body(self, message: Message) -> Outgoing | None:
+        """A message with its body, while the network or the handset's inbox still holds it."""
+        item = self._network.outgoing(message.tenant, message.id)
+        if item is not None:
+            return item
+        found = await self._store.inbox.delivered(message.tenant, message.recipient, message.id)
+        return None if found is None else Outgoing(message, *found)
+
+    async def handsets(self, tenant: str, limit: int = 100) -> list[Handset]:
+        """The tenant's ``limit`` most recently active handsets, newest activity first.
+
+        A handset is a number the tenant sent to within ``privacy.body_ttl`` (while its
+        row still names it), or one its inbox or MO table holds (kept as long). Each table
+        gives its ``limit`` most recent, which holds the overall ``limit`` most recent.
+        """
+        store = self._store
+        since = id_floor(self._clock() - self._config.privacy.body_ttl)
+        last_at: dict[str, float] = {}
+        for activity in (
+            *await store.inbox.handsets(tenant, limit),
+            *await store.inbound.handsets(tenant, limit),
+            *await store.traffic.recipients(tenant, since, limit),
+        ):
+            last_at[activity.msisdn] = max(last_at.get(activity.msisdn, 0.0), activity.last_at)
+        chosen = sorted(last_at, key=last_at.__getitem__, reverse=True)[:limit]
+        if not chosen:
+            return []
+        received = await store.inbox.handset_counts(tenant, chosen)
+        sent = await store.inbound.handset_counts(tenant, chosen)
+        messages = await store.traffic.recipient_counts(tenant, since, chosen)
+        replies = await store.inbound.latest(tenant, chosen)
+        handsets = []
+        for msisdn in chosen:
+            latest: InboxEntry | InboundMessage | None = replies.get(msisdn)
+            if received.get(msisdn):
+                newest = (await store.inbox.received(tenant, msisdn, 1))[0]
+                if latest is None or newest.received_at >= latest.received_at:
+                    latest = newest
+            handsets.append(
+                Handset(
+                    msisdn,
+                    last_at[msisdn],
+                    received.get(msisdn, 0),
+                    sent.get(msisdn, 0),
+                    messages.get(msisdn, 0),
+                    latest,
+                )
+            )
+        return handsets
+
     async def inbound(
         self, tenant: str, before_id: str | None = None, limit: int = 100
     ) -> list[InboundMessage]:
         """What handsets sent to the tenant's numbers, newest first (``before_id``: a cursor)."""
         return await self._store.inbound.received(tenant, before_id, limit)
-
-    async def handsets(self, tenant: str, limit: int = 100) -> list[HandsetSummary]:
-        """The handsets the tenant sent to or heard from, most recent activity first."""
-        sent = {r: (n, t) for r, n, _, t in await self._store.traffic.recipients(tenant, limit)}
-        bodies = await self._store.inbox.latest(tenant)
-        replies = await self._store.inbound.handsets(tenant)
-        summaries = []
-        for msisdn in sent.keys() | replies.keys():
-            count, sent_at = sent.get(msisdn, (0, 0.0))
-            mo_count, mo_body, mo_at = replies.get(msisdn, (0, None, 0.0))
-            if mo_at > sent_at:
-                last: tuple[float, str, str | None] = (mo_at, "mo", mo_body)
-            else:
-                body, received_at = bodies.get(msisdn, (None, 0.0))
-                last = (sent_at, "mt", body if received_at >= sent_at else None)
-            summaries.append(HandsetSummary(msisdn, count, mo_count, *last))
-        summaries.sort(key=lambda s: s.last_at, reverse=True)
-        return summaries[:limit]
 
     async def thread(self, tenant: str, msisdn: str, limit: int = 100) -> Thread:
         """The handset's last ``limit`` messages from the tenant and replies to it."""
@@ -431,24 +463,6 @@ class SubmitPipeline:
             **{id: body for id, (_, body, _) in delivered.items()},
         }
 
-    async def text(self, tenant: str, message: Message) -> MessageText | None:
-        """The message's body and part, and the joined text its handset shows; None if gone."""
-        delivered = await self._store.inbox.parts(tenant, [message.id])
-        if message.id in delivered:
-            msisdn, body, part = delivered[message.id]
-            shown = body
-            if part is not None:
-                for entry in await self._store.inbox.received(tenant, msisdn, 1000):
-                    if message.id in entry.message_ids:
-                        shown = entry.body
-                        break
-            return MessageText(body, part, shown)
-        pending = await self._store.traffic.pending_bodies(tenant, [message.id])
-        if message.id in pending:
-            body, part = pending[message.id]
-            return MessageText(body, part, body)
-        return None
-
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).
 
@@ -456,6 +470,18 @@ class SubmitPipeline:
         survives a crash and a query right after sees it.
         """
         if not self._network.cancel(tenant.id, message_id):
+            return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        return await self._committed()
+
+    async def force_outcome(
+        self, tenant: TenantConfig, message_id: str, outcome: Outcome
+    ) -> Rejected | None:
+        """End a message of this tenant still on its way with ``outcome``, now (a test control).
+
+        Its receipt, callback and events follow as for a natural outcome; returns once the
+        final state is committed.
+        """
+        if not self._network.force(tenant.id, message_id, outcome):
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
         return await self._committed()
 

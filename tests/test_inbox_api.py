@@ -1,21 +1,21 @@
 """The web inbox's API and page serving, over real sockets with a real aiohttp client.
 
-The browser tests (test_web_inbox.py) drive the page; these pin the routes it reads:
-handsets, threads, segments, search, the operator's tenant-scoped reads, the
-``message.blocked`` event, and the security headers on every page response.
+The browser tests (test_web_inbox.py) drive the page; these pin the routes it reads
+that test_http_inbox.py does not: threads, search, the operator's reads of them, the
+``message.blocked`` event, data_coding in the detail, and the security headers on
+every page response.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 import smpplib.gsm
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.encoding import Encoding, gsm7_runs, is_gsm7, part_units
+from gateway.encoding import Encoding
 from gateway.server.http_ui import CONTENT_SECURITY_POLICY
 from smpp.text import Alphabet, coding_of, data_coding_of
 from tests.conftest import ADMIN_TOKEN, EVENT_TIMEOUT, OTHER_KEY, RunningGateway
@@ -38,33 +38,6 @@ async def delivered(gateway: RunningGateway, *bodies: str, to: str = HANDSET) ->
     for _ in bodies:
         await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
     return ids
-
-
-async def test_handsets_list_the_tenants_traffic_only(gateway: RunningGateway) -> None:
-    await delivered(gateway, "first", to="+46701112233")
-    await delivered(gateway, "latest")
-    mo = {"from": "+46701112233", "to": "Acme", "body": "a reply"}
-    async with gateway.http.post(
-        f"{gateway.url}/v1/simulator/inbound", json=mo, headers=gateway.headers
-    ) as response:
-        assert response.status == 202
-    status, page = await gateway.get_json("/v1/simulator/handsets")
-    assert status == 200
-    assert page["handsets"] == [
-        {
-            "msisdn": "+46701112233",
-            "sent": 1,
-            "replies": 1,
-            "last": {"at": page["handsets"][0]["last"]["at"], "direction": "mo", "body": "a reply"},
-        },
-        {
-            "msisdn": HANDSET,
-            "sent": 1,
-            "replies": 0,
-            "last": {"at": page["handsets"][1]["last"]["at"], "direction": "mt", "body": "latest"},
-        },
-    ]
-    assert await gateway.get_json("/v1/simulator/handsets", OTHER_KEY) == (200, {"handsets": []})
 
 
 async def test_thread_joins_messages_bodies_and_replies_oldest_first(
@@ -112,26 +85,9 @@ async def test_thread_shows_smpp_parts_delivered_together_as_one_item(
     assert item["body"] == text
     assert len(item["message_ids"]) == 3
     _, segments = await gateway.get_json(f"/v1/messages/{item['message_ids'][1]}/segments")
-    [part] = segments["parts"]
-    assert (part["number"], part["of"], segments["text"]) == (2, 3, text)
-    assert segments["reference"] is not None
-
-
-async def test_segments_of_a_long_ucs2_message(gateway: RunningGateway) -> None:
-    [sent] = await delivered(gateway, LONG_UCS2)
-    status, segments = await gateway.get_json(f"/v1/messages/{sent}/segments")
-    assert status == 200
-    assert (segments["encoding"], segments["data_coding"], segments["segments"]) == ("ucs2", 8, 3)
-    assert segments["text"] == LONG_UCS2
-    assert [(p["number"], p["of"], p["units"]) for p in segments["parts"]] == [
-        (1, 3, 67),
-        (2, 3, 67),
-        (3, 3, 66),
-    ]
-    forced = [run["text"] for p in segments["parts"] for run in p["runs"] if not run["gsm"]]
-    assert forced == ["✓"]
-    assert "".join(run["text"] for p in segments["parts"] for run in p["runs"]) == LONG_UCS2
-    assert (await gateway.get_json(f"/v1/messages/{sent}/segments", OTHER_KEY))[0] == 404
+    assert (segments["client_part"]["seq"], segments["client_part"]["total"]) == (2, 3)
+    _, detail = await gateway.get_json(f"/v1/messages/{item['message_ids'][1]}/detail")
+    assert (detail["data_coding"], detail["message"]["encoding"]) == (8, "ucs2")
 
 
 async def test_search_narrows_by_text_and_fields(gateway: RunningGateway) -> None:
@@ -187,34 +143,22 @@ async def test_a_refused_submit_is_a_blocked_event_and_no_row(gateway: RunningGa
     assert page["messages"] == []
 
 
-def operator(tenant: str | None = "acme") -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    if tenant is not None:
-        headers["X-Smsgw-Tenant"] = tenant
-    return headers
+def operator(tenant: str = "acme") -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Smsgw-Tenant": tenant}
 
 
-async def test_an_operator_token_reads_as_the_tenant_it_names(gateway: RunningGateway) -> None:
+async def test_an_operator_token_reads_thread_and_search_as_the_tenant_it_names(
+    gateway: RunningGateway,
+) -> None:
     await delivered(gateway, "seen by the operator")
-    async with gateway.http.get(
-        f"{gateway.url}/admin/v1/tenants", headers=operator(None)
-    ) as response:
-        assert (response.status, await response.json()) == (200, {"tenants": ["acme", "other"]})
-    url = f"{gateway.url}/v1/simulator/handsets"
-    async with gateway.http.get(url, headers=operator()) as response:
-        assert [h["msisdn"] for h in (await response.json())["handsets"]] == [HANDSET]
-    async with gateway.http.get(url, headers=operator("other")) as response:
-        assert (await response.json())["handsets"] == []
-    for headers in (operator(None), operator("nobody")):
-        async with gateway.http.get(url, headers=headers) as response:
-            assert response.status == 401
-    # Changes need the tenant's own key.
-    async with gateway.http.post(
-        f"{gateway.url}/v1/simulator/inbound",
-        json={"from": HANDSET, "to": "Acme", "body": "hi"},
-        headers=operator(),
-    ) as response:
-        assert response.status == 401
+    for path in (f"/v1/simulator/handsets/{HANDSET}/thread", "/v1/simulator/messages"):
+        async with gateway.http.get(f"{gateway.url}{path}", headers=operator()) as response:
+            document = await response.json()
+        found = document.get("items") or document.get("messages")
+        assert [m["body"] for m in found] == ["seen by the operator"], path
+        async with gateway.http.get(f"{gateway.url}{path}", headers=operator("other")) as other:
+            document = await other.json()
+        assert not (document.get("items") or document.get("messages")), path
 
 
 @pytest.mark.parametrize(
@@ -248,15 +192,6 @@ async def test_the_page_is_shipped_in_the_package_and_inlines_no_code(
     assert "http://" not in page and "https://" not in page
 
 
-@given(st.text(max_size=40))
-def test_gsm7_runs_cover_the_text_and_mark_what_does_not_fit(text: str) -> None:
-    runs = gsm7_runs(text)
-    assert "".join(run for run, _ in runs) == text
-    assert all(a[1] != b[1] for a, b in itertools.pairwise(runs))
-    for run, fits in runs:
-        assert all(is_gsm7(char) is fits for char in run)
-
-
 @given(st.sampled_from(list(Encoding)), st.sampled_from([None, 0, 1, 2, 3]))
 def test_data_coding_of_names_what_coding_of_reads(
     encoding: Encoding, message_class: int | None
@@ -266,9 +201,3 @@ def test_data_coding_of_names_what_coding_of_reads(
         encoding, Alphabet.BINARY
     )
     assert (coding.alphabet, coding.message_class) == (alphabet, message_class)
-
-
-def test_part_units_count_septets_and_utf16_units() -> None:
-    assert part_units("a€", Encoding.GSM7) == 3
-    assert part_units("a😀", Encoding.UCS2) == 3
-    assert part_units("00ff", Encoding.BINARY) == 2

@@ -34,6 +34,7 @@ from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.server import (
     http_admin,
+    http_admin_views,
     http_api,
     http_chaos,
     http_events,
@@ -44,6 +45,7 @@ from gateway.server import (
 )
 from gateway.server.appkeys import (
     AUDIT,
+    CALLBACKS,
     CHAOS,
     CONFIG,
     EVENTS,
@@ -118,6 +120,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_simulator.add_routes(app)
     http_inbox.add_routes(app)
     http_ui.add_routes(app)
+    http_admin_views.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -146,7 +149,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             config.simulator, store, metrics, clock, events, chaos=chaos
         )
         network.add_delivery_check(registry.may_deliver)
-        callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
+        callbacks = app[CALLBACKS] = CallbackDispatcher(
+            config.callbacks, metrics, config.tenants, clock
+        )
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(

@@ -39,11 +39,13 @@ from gateway.domain import Interface, Message, RejectCode, Rejected, Status, Sub
 from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
-from gateway.server.appkeys import ADMIN_TOKENS, CONFIG, METRICS, PIPELINE, TENANTS_BY_KEY
+from gateway.server.appkeys import CONFIG, METRICS, OPERATOR_CHECK, PIPELINE, TENANTS_BY_KEY
 from gateway.server.openapi import openapi_document
 from gateway.throttle import GuessThrottle
 
 PROBLEM_TYPE = "application/problem+json"
+# With an operator token, names the tenant whose data a read route answers with.
+TENANT_HEADER = "X-Smsgw-Tenant"
 # Any other method is counted as "other", so a client cannot grow the label set.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -89,6 +91,13 @@ _TITLES: dict[str, str] = {
     "processing_restricted": "Processing of the recipient's data is restricted",
     "not_found": "Not found",
     "reset_disabled": "Resets are disabled ([simulator] allow_reset)",
+    "not_pending": "The message is not on its way",
+    "not_final": "The message has no final state yet",
+    "no_callback_url": "The message has no callback URL",
+    "callback_in_progress": "A re-send of this callback is under way",
+    "body_gone": "The body is no longer kept",
+    "operator_read_only": "An operator may only read a tenant's data",
+    "unknown_tenant": "No such tenant",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request is too large",
     "request_timeout": "The request did not arrive in time",
@@ -276,12 +285,18 @@ def _unexpected(request: web.Request) -> InternalError:
     return error
 
 
-async def authenticate(request: web.Request) -> TenantConfig:
+async def authenticate(request: web.Request, *, operator_may_read: bool = False) -> TenantConfig:
     """The tenant whose API key is in ``Authorization: Bearer``.
 
     Keys are looked up by their SHA-256 digest, so lookup timing says nothing
     about a stored key; the final comparison is constant-time all the same.
+    With `TENANT_HEADER`, the credential must be an operator token instead (checked
+    as the admin API checks it) and the route one that only reads
+    (``operator_may_read``): the web inbox's operator reads a tenant's data and
+    changes nothing of it (docs/security.md).
     """
+    if TENANT_HEADER in request.headers:
+        return await _operator_reading(request, operator_may_read)
     return await throttled_check(
         request,
         _tenant_of_key,
@@ -327,70 +342,34 @@ async def throttled_check(
     return found
 
 
+async def _operator_reading(request: web.Request, may_read: bool) -> TenantConfig:
+    """The tenant an operator reads, named by `TENANT_HEADER`, on a route that only reads."""
+    if not may_read:
+        raise Problem(403, "operator_read_only", f"{TENANT_HEADER} is accepted on read routes only")
+    await request.app[OPERATOR_CHECK](request)
+    wanted = request.headers[TENANT_HEADER]
+    for tenant in request.app[CONFIG].tenants:
+        if hmac.compare_digest(tenant.id.encode(), wanted.encode("utf-8", "surrogateescape")):
+            return tenant
+    raise Problem(404, "unknown_tenant", f"no tenant is configured under {TENANT_HEADER}")
+
+
 def api_actor(tenant: TenantConfig) -> str:
     """Who the audit log names for a change made with the tenant's API key."""
     return f"api:{tenant.id}"
 
 
-# With an operator token, the tenant a read acts for (the web inbox's tenant switch).
-TENANT_HEADER = "X-Smsgw-Tenant"
-_SAFE_METHODS = frozenset({"GET", "HEAD"})
-
-
 def _tenant_of_key(request: web.Request) -> TenantConfig | None:
-    """The tenant of the API key; or, for a read, the tenant an operator names.
-
-    An operator token (``[admin] tokens``) with ``X-Smsgw-Tenant: <tenant id>`` reads
-    as that tenant, from the peers the admin API answers; changes still need the
-    tenant's own key.
-    """
-    digest = _bearer_digest(request)
-    if digest is None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
         return None
+    digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
     tenant = request.app[TENANTS_BY_KEY].get(digest)
     if tenant is not None and any(
         hmac.compare_digest(digest, known) for known in tenant.api_key_digests()
     ):
         return tenant
-    named = request.headers.get(TENANT_HEADER)
-    if (
-        named is not None
-        and request.method in _SAFE_METHODS
-        and admin_peer_allowed(request)
-        and is_operator_token(request, digest)
-    ):
-        return next((t for t in request.app[CONFIG].tenants if t.id == named), None)
     return None
-
-
-def _bearer_digest(request: web.Request) -> bytes | None:
-    """SHA-256 of the ``Authorization: Bearer`` credential; None without one."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
-
-
-def is_operator_token(request: web.Request, digest: bytes | None = None) -> bool:
-    """Whether the bearer credential is an operator token (every digest compared)."""
-    digest = digest or _bearer_digest(request)
-    if digest is None:
-        return False
-    matches = [hmac.compare_digest(digest, known) for known in request.app[ADMIN_TOKENS]]
-    return any(matches)
-
-
-def admin_peer_allowed(request: web.Request) -> bool:
-    """Loopback peers, or any with ``[admin] allow_remote``."""
-    if request.app[CONFIG].admin.allow_remote:
-        return True
-    try:
-        address = ipaddress.ip_address(request.remote or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 def _peer(request: web.Request) -> str:
@@ -565,7 +544,7 @@ async def post_inbound(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     message_id = normalise_id(request.match_info["id"])
     message = await request.app[PIPELINE].message(tenant.id, message_id)
     if message is None:
@@ -574,7 +553,7 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     query = request.query
     recipient = msisdn_param(query["to"], tenant) if "to" in query else None
     status = None
@@ -602,7 +581,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def handset_messages(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     msisdn = msisdn_param(request.match_info["msisdn"], tenant)
     limit = page_limit(request.query.get("limit"))
     entries = await request.app[PIPELINE].inbox(tenant.id, msisdn, limit)
@@ -611,7 +590,7 @@ async def handset_messages(request: web.Request) -> web.Response:
 
 async def list_inbound(request: web.Request) -> web.Response:
     """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     cursor = checked_cursor(request.query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(request.query.get("limit"))
     received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)

@@ -69,10 +69,6 @@ class Operator:
         # A purge and an audit verify see each other's whole effect, never half of it.
         self._purging = asyncio.Lock()
 
-    async def tenants(self) -> dict[str, list[str]]:
-        """The configured tenants' ids, for an operator who picks one (the web inbox)."""
-        return {"tenants": sorted(self._tenants)}
-
     def knows(self, tenant_id: str) -> bool:
         """A configured tenant, or one that still holds keys (safe to name in a log)."""
         return tenant_id in self._tenants or tenant_id in self._keys.tenant_ids()
