@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.conftest import ADMIN_TOKEN, API_KEY, OTHER_KEY, RunningGateway
+from tests.conftest import ADMIN_TOKEN, API_KEY, OTHER_KEY, CallbackReceiver, RunningGateway
 from tests.smpp_clients import smpplib_esme
 from tests.test_smpp_server import submit_fields
 
@@ -194,7 +194,7 @@ async def test_stop_reply_appears_as_mo_and_the_next_send_shows_blocked(
     await reply.click()
     consent = page.get_by_role("region", name="Consent")
     await expect(consent).to_contain_text("Opted out" + "yes")
-    await consent.get_by_text("History (1)").click()
+    await consent.get_by_role("button", name="Show history").click()
     await expect(consent.get_by_role("listitem")).to_contain_text("opted_out · keyword")
     await page.keyboard.press("Escape")
 
@@ -218,7 +218,9 @@ async def test_segments_of_a_long_ucs2_message(inbox: Watched, gateway: RunningG
     await expect(segments).to_have_count(3)
     await expect(segments.nth(0)).to_contain_text("Part 1 of 3")
     await expect(segments.nth(2)).to_contain_text("Part 3 of 3")
-    await expect(page.locator("mark.forced")).to_have_text("✓")
+    await expect(segments.locator("mark.forced")).to_have_count(1)
+    await expect(segments.locator("mark.forced")).to_have_text("✓")
+    await expect(segments.nth(0).locator("mark.forced")).to_have_text("✓")
     await expect(page.locator(".facts").first).to_contain_text("UCS-2")
     await page.keyboard.press("Escape")
     await expect(page.get_by_role("heading", name="Message detail")).to_be_hidden()
@@ -289,6 +291,74 @@ async def test_an_operator_token_switches_between_tenants(
     await page.get_by_label("Tenant").select_option("other")
     await expect(page.get_by_text("No handset has traffic yet.")).to_be_visible()
     await expect(page.get_by_role("button", name=re.compile(re.escape(HANDSET)))).to_have_count(0)
+
+
+async def test_operator_views_show_sessions_retention_links_and_edit_chaos(
+    inbox: Watched, gateway: RunningGateway
+) -> None:
+    page = inbox.page
+    await page.goto(inbox.gateway + "/ui/")
+    await page.get_by_label("API key").fill(ADMIN_TOKEN)
+    await page.get_by_label("It is an operator token").check()
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Reset simulator")).to_be_hidden()
+    async with smpplib_esme(gateway.smpp_port):
+        await page.get_by_role("button", name="Operator", exact=True).click()
+        sessions = page.get_by_role("table").filter(has_text="system_id")
+        await expect(sessions).to_contain_text("transceiver")
+    await expect(page.get_by_role("link", name="Prometheus metrics")).to_have_attribute(
+        "href", "/metrics"
+    )
+    await expect(page.get_by_text("dashboards/smsgw.json")).to_be_visible()
+    await expect(page.get_by_text("Pseudonymised after")).to_be_visible()
+    await page.get_by_label("Chaos settings for acme").fill('{"outcomes": {"undeliverable": 1}}')
+    await page.get_by_role("button", name="Save chaos").click()
+    await expect(page.get_by_role("table").filter(has_text="settings")).to_contain_text(
+        '"undeliverable":1'
+    )
+    await page.get_by_role("button", name="Turn chaos off").click()
+    await expect(page.get_by_role("table").filter(has_text="settings")).to_contain_text(
+        '"undeliverable":0'
+    )
+
+
+async def test_force_an_outcome_and_resend_a_callback(
+    inbox: Watched, gateway: RunningGateway, callback_receiver: CallbackReceiver
+) -> None:
+    page = await sign_in(inbox)
+    assert (await gateway.send(to=SLOW, body="on its way")).status == 202
+    await open_handset(page, SLOW)
+    bubble = bubbles(page).filter(has_text="on its way")
+    await bubble.click()
+    await page.get_by_role("button", name="Deliver now").click()
+    await expect(bubble.locator(".status")).to_have_text("delivered")
+    await page.keyboard.press("Escape")
+
+    sent = await gateway.send(body="call me back", callback_url=callback_receiver.url)
+    assert sent.status == 202
+    await callback_receiver.next()
+    await open_handset(page)
+    await bubbles(page).filter(has_text="call me back").click()
+    attempts = page.get_by_role("list", name="Callback attempts").get_by_role("listitem")
+    await refreshed_until(page, attempts, 1)
+    await expect(attempts).to_contain_text("HTTP 204")
+    await page.get_by_role("button", name="Re-send callback").click()
+    await callback_receiver.next()
+    await refreshed_until(page, attempts, 2)
+
+
+async def refreshed_until(page: Page, items: Any, count: int) -> None:
+    """Press the detail's Refresh until ``items`` number ``count`` (attempts are recorded
+    as the callback's answer comes back, just after the receiver saw the request; they
+    are not on the event stream)."""
+    for _ in range(20):
+        await page.get_by_role("button", name="Refresh").click()
+        try:
+            await expect(items).to_have_count(count, timeout=500)
+            return
+        except AssertionError:
+            continue
+    await expect(items).to_have_count(count)
 
 
 async def test_the_key_stays_out_of_urls_and_in_the_session_only(

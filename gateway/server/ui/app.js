@@ -3,6 +3,7 @@
 
 import { ApiError, call, dropSession, loadSession, openStream, query, saveSession, signIn } from "./api.js";
 import { showBlocked, showMessage, showReply } from "./detail.js";
+import { showOperator } from "./operator.js";
 import { $, h, replace, time, timeElement } from "./dom.js";
 
 const SEEN = "smsgw.seen"; // per tenant and handset: how many messages were seen
@@ -22,6 +23,7 @@ const state = {
   cursor: null, // the flat list's next page
   paged: false, // the flat list shows more than its first page
   refreshing: null,
+  renderDetail: null, // fills the open detail pane
 };
 
 function seen() {
@@ -36,16 +38,20 @@ function seenKey(msisdn) {
   return `${state.session.tenant || "-"} ${msisdn}`;
 }
 
+// What the handset list counts for a handset: the tenant's messages to it and its MO.
+function total(handset) {
+  return handset.counts.messages + handset.counts.sent;
+}
+
 function unread(handset) {
-  const total = handset.sent + handset.replies;
-  return Math.max(0, total - (seen()[seenKey(handset.msisdn)] || 0)) + (state.unseenBlocked.get(handset.msisdn) || 0);
+  return Math.max(0, total(handset) - (seen()[seenKey(handset.msisdn)] || 0)) + (state.unseenBlocked.get(handset.msisdn) || 0);
 }
 
 function markSeen(msisdn) {
   const handset = state.handsets.find((x) => x.msisdn === msisdn);
   if (!handset) return;
   const all = seen();
-  all[seenKey(msisdn)] = handset.sent + handset.replies;
+  all[seenKey(msisdn)] = total(handset);
   sessionStorage.setItem(SEEN, JSON.stringify(all));
   state.unseenBlocked.delete(msisdn);
 }
@@ -82,6 +88,9 @@ function enter() {
   $("who").hidden = false;
   $("identity").textContent = session.operator ? "operator" : "tenant key";
   $("tenant-pick").hidden = !session.operator;
+  // An operator reads a tenant's inbox and changes nothing of it (403 operator_read_only).
+  for (const control of [$("reply"), $("clear-handset"), $("reset")]) control.hidden = session.operator;
+  $("operator-tab").hidden = !session.operator;
   if (session.operator) {
     replace($("tenant"), session.tenants.map((id) => h("option", { value: id, selected: id === session.tenant }, id)));
   }
@@ -116,6 +125,7 @@ function switchTenant() {
   startStream();
   act(refreshHandsets);
   if (state.view === "messages") act(search);
+  if (state.view === "operator") showView("operator");
 }
 
 // --- views --------------------------------------------------------------------------
@@ -127,6 +137,8 @@ function showView(view) {
   }
   $("handsets-view").hidden = view !== "handsets";
   $("messages-view").hidden = view !== "messages";
+  $("operator-view").hidden = view !== "operator";
+  if (view === "operator") act(() => showOperator(state.session, $("operator-body"), state.session.tenant));
   if (view === "messages" && !$("results").childElementCount) act(search);
 }
 
@@ -136,7 +148,8 @@ async function refreshHandsets() {
   const { handsets } = await call(state.session, "GET", "/v1/simulator/handsets");
   for (const number of state.blocked.keys()) {
     if (!handsets.some((x) => x.msisdn === number)) {
-      handsets.push({ msisdn: number, sent: 0, replies: 0, last: { at: null, direction: "mt", body: null } });
+      const at = state.blocked.get(number).at(-1).at;
+      handsets.push({ msisdn: number, last_activity_at: at, counts: { received: 0, sent: 0, messages: 0 }, latest: null });
     }
   }
   state.handsets = handsets;
@@ -151,8 +164,8 @@ function renderHandsets() {
     $("handsets"),
     state.handsets.map((handset) => {
       const count = unread(handset);
-      const last = handset.last;
-      const preview = last.body ?? (last.direction === "mo" ? "reply" : "(body not kept)");
+      const latest = handset.latest;
+      const preview = latest ? latest.body : "(no body kept)";
       return h(
         "li",
         {},
@@ -168,8 +181,8 @@ function renderHandsets() {
           },
           h("span", { class: "number" }, handset.msisdn),
           count ? h("span", { class: "badge unread", "aria-hidden": "true" }, String(count)) : null,
-          h("span", { class: "preview" }, last.direction === "mo" ? "↩ " : "", preview),
-          h("span", { class: "when muted" }, time(last.at)),
+          h("span", { class: "preview" }, latest?.direction === "mo" ? "↩ " : "", preview),
+          h("span", { class: "when muted" }, time(handset.last_activity_at)),
         ),
       );
     }),
@@ -254,15 +267,21 @@ function renderThread() {
 async function openItem(index) {
   const item = state.items[index];
   if (!item) return;
-  $("detail").hidden = false;
   const into = $("detail-body");
-  replace(into, h("p", { class: "muted" }, "Loading…"));
+  if (item.direction === "mo") await openDetail(() => showReply(state.session, item, into));
+  else if (item.direction === "blocked") await openDetail(() => showBlocked(item, into));
+  else await openDetail(() => showMessage(state.session, item.id, item.body, into));
+}
+
+// Show the detail pane; ``render`` fills it, again on Refresh (callback attempts and
+// the like are not on the event stream).
+async function openDetail(render) {
+  $("detail").hidden = false;
+  state.renderDetail = render;
   try {
-    if (item.direction === "mo") await showReply(state.session, item, into);
-    else if (item.direction === "blocked") showBlocked(item, into);
-    else await showMessage(state.session, item.id, into);
+    await render();
   } catch (error) {
-    replace(into, h("p", { class: "error" }, error.message));
+    replace($("detail-body"), h("p", { class: "error" }, error.message));
   }
   $("close-detail").focus();
 }
@@ -339,7 +358,7 @@ async function search(cursor = null) {
   const rows = page.messages.map((message) =>
     h(
       "tr",
-      { tabindex: "-1", dataset: { id: message.id }, onclick: () => act(() => openFound(message.id)) },
+      { tabindex: "-1", dataset: { id: message.id }, onclick: () => act(() => openFound(message.id, message.body)) },
       h("td", {}, timeElement(message.submitted_at)),
       h("td", {}, message.to),
       h("td", {}, h("span", { class: `status ${message.status}` }, message.status), message.error ? ` (${message.error})` : ""),
@@ -355,14 +374,8 @@ async function search(cursor = null) {
   $("next-page").hidden = !page.next_cursor;
 }
 
-async function openFound(id) {
-  $("detail").hidden = false;
-  try {
-    await showMessage(state.session, id, $("detail-body"));
-  } catch (error) {
-    replace($("detail-body"), h("p", { class: "error" }, error.message));
-  }
-  $("close-detail").focus();
+function openFound(id, body) {
+  return openDetail(() => showMessage(state.session, id, body, $("detail-body")));
 }
 
 // --- live updates -------------------------------------------------------------------
@@ -439,6 +452,7 @@ function main() {
   $("tenant").addEventListener("change", switchTenant);
   $("back").addEventListener("click", closeThread);
   $("close-detail").addEventListener("click", closeDetail);
+  $("refresh-detail").addEventListener("click", () => act(state.renderDetail));
   $("clear-handset").addEventListener("click", clearHandset);
   $("search").addEventListener("submit", (event) => {
     event.preventDefault();
