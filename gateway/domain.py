@@ -91,6 +91,22 @@ class Part:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Narrows a list of messages beyond recipient, status and time (the web inbox's search).
+
+    ``ids``: only these (found by their text); ``errors``: only messages that ended with
+    one of these errors (e.g. those an opt-out stopped).
+    """
+
+    interface: str | None = None
+    encoding: str | None = None
+    multipart: bool = False
+    until_id: str | None = None
+    ids: tuple[str, ...] | None = None
+    errors: tuple[str, ...] | None = None
+
+
 @dataclass(slots=True)
 class SubmitRequest:
     """What a front end asks the pipeline to send, already decoded from its wire format."""
@@ -300,3 +316,13 @@ class InboundOutcome:
 
     keyword: str | None = None
     reply: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A handset's conversation with the tenant, as the stores hold it (newest first each)."""
+
+    messages: list[Message]
+    received: list[InboxEntry]
+    pending: dict[str, tuple[str, Part | None]] = field(repr=False)
+    replies: list[InboundMessage]

@@ -9,7 +9,7 @@ holds a scheduled message until its time). Front ends only translate their wire 
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
 receive, cancel, replace, force_outcome, and the reads: message, messages, inbox,
-handsets, body, inbound), never the store or the network around it;
+handsets, body, inbound, thread, texts), never the store or the network around it;
 tests/test_layers.py holds them to that.
 """
 
@@ -34,6 +34,7 @@ from gateway.domain import (
     InboxEntry,
     Interface,
     Message,
+    MessageFilter,
     Notice,
     NoticeKind,
     Outgoing,
@@ -41,9 +42,10 @@ from gateway.domain import (
     Rejected,
     Status,
     SubmitRequest,
+    Thread,
 )
 from gateway.encoding import BodyInfo, analyse, analyse_binary
-from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
+from gateway.events import MESSAGE_ACCEPTED, MESSAGE_BLOCKED, MO_RECEIVED, EventBus
 from gateway.ids import MessageIds, id_floor
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 SubmitResult = Message | Rejected
 # Seconds until due scheduled messages are offered to the gates again after they failed.
 GATE_RETRY = 1.0
+# A text search looks at most this many matching bodies (SQLite's IN list stays short).
+_MAX_TEXT_HITS = 500
 InboundListener = Callable[[Notice], None]
 
 
@@ -123,8 +127,10 @@ class SubmitPipeline:
         started = time.perf_counter()
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
+        checked = list(results)
         for gate in self._gates:
             await self._apply_gate(gate, results)
+        self._publish_blocked(checked, results)
         for index, result in enumerate(results):
             if isinstance(result, Message):
                 fault = self._network.submit_fault(result.tenant, result.recipient)
@@ -380,6 +386,23 @@ class SubmitPipeline:
             await self.submit(reply)
         return notice
 
+    def _publish_blocked(self, checked: list[SubmitResult], results: list[SubmitResult]) -> None:
+        """Tell the tenant's stream of each submit a privacy gate refused.
+
+        Nothing is stored for a refused submit; the event is how a watcher (the web
+        inbox) sees the attempt. It names the code, never the body.
+        """
+        for before, after in zip(checked, results, strict=True):
+            if isinstance(before, Message) and isinstance(after, Rejected):
+                self._events.publish(
+                    before.tenant,
+                    MESSAGE_BLOCKED,
+                    to=before.recipient,
+                    interface=before.interface.value,
+                    code=after.code.value,
+                    **{"from": before.sender},
+                )
+
     def _publish_accepted(self, message: Message) -> None:
         """Told once the message is committed, before the network moves it on."""
         self._events.publish(
@@ -417,8 +440,18 @@ class SubmitPipeline:
         since_id: str | None = None,
         before_id: str | None = None,
         limit: int = 100,
+        narrow: MessageFilter | None = None,
+        text: str | None = None,
     ) -> list[Message]:
-        """The tenant's messages, newest first (see `Traffic.list_messages`)."""
+        """The tenant's messages, newest first (see `Traffic.list_messages`).
+
+        ``text`` is looked for in the bodies still kept (the last ``privacy.body_ttl``
+        of them), at most `_MAX_TEXT_HITS` matches.
+        """
+        if text:
+            ids = await self._store.inbox.with_text(tenant, text, _MAX_TEXT_HITS)
+            ids += await self._store.traffic.pending_with_text(tenant, text, _MAX_TEXT_HITS)
+            narrow = dataclasses.replace(narrow or MessageFilter(), ids=tuple(ids[:_MAX_TEXT_HITS]))
         return await self._store.traffic.list_messages(
             tenant,
             recipient=recipient,
@@ -426,6 +459,7 @@ class SubmitPipeline:
             since_id=since_id,
             before_id=before_id,
             limit=limit,
+            narrow=narrow,
         )
 
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
@@ -487,6 +521,28 @@ class SubmitPipeline:
     ) -> list[InboundMessage]:
         """What handsets sent to the tenant's numbers, newest first (``before_id``: a cursor)."""
         return await self._store.inbound.received(tenant, before_id, limit)
+
+    async def thread(self, tenant: str, msisdn: str, limit: int = 100) -> Thread:
+        """The handset's last ``limit`` messages from the tenant and replies to it."""
+        messages = await self._store.traffic.list_messages(tenant, recipient=msisdn, limit=limit)
+        received = await self._store.inbox.received(tenant, msisdn, limit)
+        delivered = {id for entry in received for id in entry.message_ids}
+        pending = await self._store.traffic.pending_bodies(
+            tenant, [m.id for m in messages if m.id not in delivered and not m.status.is_final]
+        )
+        replies = (await self._store.inbound.for_handset(tenant, msisdn))[-limit:][::-1]
+        return Thread(messages, received, pending, replies)
+
+    async def texts(self, tenant: str, message_ids: Sequence[str]) -> dict[str, str]:
+        """The bodies still kept of these messages: delivered (inbox) or on their way."""
+        delivered = await self._store.inbox.parts(tenant, message_ids)
+        pending = await self._store.traffic.pending_bodies(
+            tenant, [id for id in message_ids if id not in delivered]
+        )
+        return {
+            **{id: body for id, (body, _) in pending.items()},
+            **{id: body for id, (_, body, _) in delivered.items()},
+        }
 
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).

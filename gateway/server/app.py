@@ -41,6 +41,7 @@ from gateway.server import (
     http_inbox,
     http_privacy,
     http_simulator,
+    http_ui,
 )
 from gateway.server.appkeys import (
     AUDIT,
@@ -118,6 +119,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_events.add_routes(app)
     http_simulator.add_routes(app)
     http_inbox.add_routes(app)
+    http_ui.add_routes(app)
     http_admin_views.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:

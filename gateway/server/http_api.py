@@ -114,7 +114,7 @@ _TITLES: dict[str, str] = {
 _REQUIRED_FIELDS = ("to", "from", "body")
 _OPTIONAL_FIELDS = ("purpose", "callback_url", "client_ref")
 _TIMING_FIELDS = ("send_at", "validity")
-_ID_RE = re.compile(r"[0-9a-f]{20}")
+MESSAGE_ID_RE = re.compile(r"[0-9a-f]{20}")
 MAX_PAGE = 1000
 # Our deepest document is 3 levels ({"messages": [{...}]}); json.loads recurses per level.
 MAX_JSON_DEPTH = 32
@@ -615,8 +615,8 @@ async def list_messages(request: web.Request) -> web.Response:
         except ValueError:
             allowed = ", ".join(s.value for s in Status)
             raise Problem(400, "invalid_request", f"'status' must be one of {allowed}") from None
-    since = id_floor(_timestamp(query["since"])) if "since" in query else None
-    cursor = checked_cursor(query.get("cursor"), _ID_RE)
+    since = id_floor(timestamp_param(query["since"], "since")) if "since" in query else None
+    cursor = checked_cursor(query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(query.get("limit"))
     messages = await request.app[PIPELINE].messages(
         tenant.id,
@@ -643,7 +643,7 @@ async def handset_messages(request: web.Request) -> web.Response:
 async def list_inbound(request: web.Request) -> web.Response:
     """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
     tenant = await authenticate(request, operator_may_read=True)
-    cursor = checked_cursor(request.query.get("cursor"), _ID_RE)
+    cursor = checked_cursor(request.query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(request.query.get("limit"))
     received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)
     next_cursor = received[-1].message_id if len(received) == limit else None
@@ -679,13 +679,13 @@ def msisdn_param(raw: str, tenant: TenantConfig) -> str:
         raise Problem(400, "invalid_recipient", f"not a phone number: {exc}") from None
 
 
-def _timestamp(raw: str) -> float:
-    """``since`` as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
+def timestamp_param(raw: str, name: str) -> float:
+    """A time parameter as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
     if not _EPOCH_RE.fullmatch(raw):
-        return _rfc3339(raw, "since", "invalid_request", " or epoch seconds")
+        return _rfc3339(raw, name, "invalid_request", " or epoch seconds")
     seconds = float(raw)
     if not 0 <= seconds < _MAX_TIMESTAMP:
-        raise Problem(400, "invalid_request", "'since' is out of range")
+        raise Problem(400, "invalid_request", f"'{name}' is out of range")
     return seconds
 
 

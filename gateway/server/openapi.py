@@ -158,6 +158,43 @@ _PATHS: dict[str, dict[str, Any]] = {
             errors=("403",),
         ),
     },
+    "/v1/simulator/handsets/{msisdn}/thread": {
+        "get": _op(
+            "The handset's conversation, oldest first: messages from this tenant (direction"
+            " mt, with status, and the body while kept; parts delivered together are one"
+            " item) and its replies (direction mo)",
+            "200",
+            params=(_MSISDN, _LIMIT),
+        ),
+    },
+    "/v1/simulator/messages": {
+        "get": _op(
+            "Search this tenant's messages, newest first, each with its body while kept",
+            "200",
+            params=(
+                _param(
+                    "q",
+                    "query",
+                    "text in the body (any case)",
+                    {"type": "string", "maxLength": 200},
+                ),
+                _param("to", "query", "recipient, any common format", MSISDN_SCHEMA),
+                _param("status", "query", "accepted, enroute, delivered, undeliverable, ..."),
+                _param("interface", "query", "http, smpp, twilio, system"),
+                _param("encoding", "query", "gsm7, ucs2, binary"),
+                _param("multipart", "query", "true: only messages of more than one segment"),
+                _param(
+                    "blocked",
+                    "query",
+                    "true: only messages an opt-out, withdrawn consent or restriction stopped",
+                ),
+                _param("since", "query", "from this time (RFC 3339 or epoch seconds)"),
+                _param("until", "query", "before this time (RFC 3339 or epoch seconds)"),
+                _LIMIT,
+                _cursor("^[0-9a-f]{20}$"),
+            ),
+        ),
+    },
     "/v1/simulator/reset": {
         "post": _op(
             "Clear this tenant's inboxes, MO, kept notices and messages on their way, and"
@@ -264,6 +301,18 @@ _PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/": {"get": _op("Redirects to the web inbox (/ui/)", "302", auth=False)},
+    "/ui": {"get": _op("Redirects to the web inbox (/ui/)", "302", auth=False)},
+    "/ui/": {"get": _op("The web inbox (HTML; its API calls use this API)", "200", auth=False)},
+    "/ui/{file}": {
+        "get": _op(
+            "The web inbox's scripts and styles",
+            "200",
+            auth=False,
+            params=(_param("file", "path", "file name"),),
+            errors=("404",),
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
@@ -337,6 +386,8 @@ OPERATOR_READS: tuple[tuple[str, str], ...] = (
     ("/v1/segments", "post"),
     ("/v1/simulator/handsets", "get"),
     ("/v1/simulator/handsets/{msisdn}/messages", "get"),
+    ("/v1/simulator/handsets/{msisdn}/thread", "get"),
+    ("/v1/simulator/messages", "get"),
     ("/v1/inbound", "get"),
     ("/v1/events", "get"),
     ("/v1/consents/{msisdn}", "get"),
@@ -628,7 +679,11 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "operator": {"type": "http", "scheme": "bearer", "description": "[admin] tokens"},
+                "operator": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "[admin] tokens; with X-Smsgw-Tenant also tenant API reads",
+                },
             },
             "responses": {
                 "Problem": {
