@@ -8,20 +8,27 @@ so the gateway cannot be turned against internal services.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
 from gateway.config import CallbackConfig, TenantConfig
 from gateway.documents import message_document, notice_document
-from gateway.domain import Message, Notice
+from gateway.domain import Interface, Message, Notice
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# What a webhook's answer may be read up to (a TwiML reply, see gateway.twilio_hooks).
+MAX_ANSWER_BYTES = 64 * 1024
+# Called with the start of a webhook's 2xx answer, up to MAX_ANSWER_BYTES + 1 octets.
+AnswerHandler = Callable[[bytes], Awaitable[None]]
 
 
 class CallbackDispatcher:
@@ -38,31 +45,69 @@ class CallbackDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_final(self, message: Message) -> None:
-        """Network listener: schedule the POST for a message that asked for one."""
-        if message.callback_url is not None:
-            self._post(message.callback_url, message_document(message), message.id)
+        """Network listener: schedule the POST for a message that asked for one.
+
+        A Twilio front end message's StatusCallback is Twilio-shaped: `gateway.twilio_hooks`.
+        """
+        if message.callback_url is not None and message.interface is not Interface.TWILIO:
+            self._post_json(message.callback_url, message_document(message), message.id)
 
     def on_inbound(self, notice: Notice) -> None:
         """Pipeline inbound listener: POST an MO message to its tenant's ``mo_url``, if any."""
         url = self._mo_urls.get(notice.tenant)
         if url is not None:
-            self._post(url, notice_document(notice), notice.message_id)
+            self._post_json(url, notice_document(notice), notice.message_id)
 
-    def _post(self, url: str, payload: dict[str, Any], ref: str) -> None:
-        """POST ``payload`` in the background; ``ref`` (an id, never personal data) is logged."""
-        task = asyncio.create_task(self._deliver(url, payload, ref))
+    def _post_json(self, url: str, payload: dict[str, Any], ref: str) -> None:
+        body = json.dumps(payload).encode()
+        self.post(url, body, {"Content-Type": "application/json"}, ref)
+
+    def post_form(
+        self,
+        url: str,
+        form: Mapping[str, str],
+        headers: Mapping[str, str],
+        ref: str,
+        on_answer: AnswerHandler | None = None,
+    ) -> None:
+        """POST ``form`` url-encoded (a Twilio-shaped webhook), retried as every callback is."""
+        content = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        self.post(url, urlencode(form).encode(), content, ref, on_answer)
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        ref: str,
+        on_answer: AnswerHandler | None = None,
+    ) -> None:
+        """POST ``body`` in the background; ``ref`` (an id, never personal data) is logged.
+
+        ``on_answer`` gets the start of the first 2xx answer (a webhook that replies).
+        """
+        task = asyncio.create_task(self._deliver(url, body, dict(headers), ref, on_answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, url: str, payload: dict[str, Any], ref: str) -> None:
+    async def _deliver(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        ref: str,
+        on_answer: AnswerHandler | None,
+    ) -> None:
         config = self._config
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
         for attempt in range(1, config.max_attempts + 1):
             try:
-                async with self._session.post(url, json=payload) as response:
+                async with self._session.post(url, data=body, headers=headers) as response:
                     if 200 <= response.status < 300:
                         self._metrics.callbacks.labels("delivered").inc()
+                        if on_answer is not None:
+                            await on_answer(await _read_bounded(response, MAX_ANSWER_BYTES + 1))
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
@@ -79,3 +124,14 @@ class CallbackDispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._session.close()
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` octets of an answer: a webhook cannot make us hold more."""
+    answer = bytearray()
+    while len(answer) < limit:
+        chunk = await response.content.read(limit - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    return bytes(answer)

@@ -39,6 +39,7 @@ from gateway.server import (
     http_events,
     http_privacy,
     http_simulator,
+    http_twilio,
 )
 from gateway.server.appkeys import (
     AUDIT,
@@ -62,6 +63,7 @@ from gateway.server.appkeys import (
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
 from gateway.store import Store
+from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
 from smpp.notices import NoticeQueue
@@ -114,6 +116,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_chaos.add_routes(app)
     http_events.add_routes(app)
     http_simulator.add_routes(app)
+    http_twilio.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -157,6 +160,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             chaos=chaos,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
+        twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
+        network.subscribe_enroute(twilio_hooks.on_status)
+        network.subscribe(twilio_hooks.on_status)
+        pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         network.add_final_hook(notices.keep_receipt)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)

@@ -68,6 +68,15 @@ class SqliteInbox:
             "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant, msisdn)
         )
 
+    def redact_message(self, tenant: str, message_id: str) -> Steps:
+        """Empty the body a handset holds of one message (a Twilio redaction)."""
+        return (
+            (
+                "UPDATE inbox SET body = '' WHERE tenant = ? AND message_id = ?",
+                ((tenant, message_id),),
+            ),
+        )
+
     def erase_handset(self, tenant: str, msisdn: str) -> Steps:
         return (("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", ((tenant, msisdn),)),)
 

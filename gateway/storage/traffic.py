@@ -153,6 +153,7 @@ class SqliteTraffic:
         tenant: str,
         *,
         recipient: str | None = None,
+        sender: str | None = None,
         status: Status | None = None,
         since_id: str | None = None,
         before_id: str | None = None,
@@ -163,6 +164,7 @@ class SqliteTraffic:
         params: list[object] = [tenant]
         for clause, value in (
             ("recipient = ?", recipient),
+            ("sender = ?", sender),
             ("status = ?", status.value if status else None),
             ("id >= ?", since_id),
             ("id < ?", before_id),
@@ -176,6 +178,13 @@ class SqliteTraffic:
             " ORDER BY id DESC LIMIT ?"
         )
         return [message_from_row(row) for row in await self._engine.fetch(sql, params)]
+
+    def forget_message(self, tenant: str, message_id: str) -> Steps:
+        """Delete one message of the tenant from the traffic log (a Twilio DELETE).
+
+        For a final message only (the caller checks): the outbox holds no body of it.
+        """
+        return (("DELETE FROM messages WHERE id = ? AND tenant = ?", ((message_id, tenant),)),)
 
     async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
