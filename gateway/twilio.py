@@ -312,6 +312,8 @@ def twiml_replies(document: bytes) -> list[str]:
         root = ElementTree.fromstring(document)
     except ElementTree.ParseError as exc:
         raise TwimlError(f"not well-formed XML ({exc.position[0]}:{exc.position[1]})") from None
+    except LookupError:
+        raise TwimlError("TwiML in an unknown encoding") from None
     if root.tag != "Response":
         raise TwimlError("the root element is not <Response>")
     replies = []
