@@ -26,7 +26,7 @@ from gateway.twilio import (
 )
 
 ids = st.text("0123456789abcdef", min_size=20, max_size=20)
-texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 
 @given(ids)
