@@ -406,3 +406,16 @@ def test_two_tenants_cannot_share_an_account_sid(tmp_path: Path) -> None:
     config["tenants"][1]["twilio"] = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN + "2"}
     with pytest.raises(ConfigError, match=r"tenants\[1\]\.twilio\.account_sid"):
         config_from_dict(config)
+
+
+async def test_base_url_works_and_a_region_mangles_it_but_not_the_http_client(
+    gateway: RunningGateway,
+) -> None:
+    """docs/twilio.md's two ways, and the trap of TWILIO_REGION / TWILIO_EDGE."""
+    plain = Client(ACCOUNT_SID, AUTH_TOKEN, environment={})
+    plain.api.base_url = gateway.url
+    assert (await call(plain.messages.create, to=HANDSET, from_="Acme", body="a")).sid
+    regional = Client(ACCOUNT_SID, AUTH_TOKEN, region="ie1", environment={})
+    assert "ie1" in regional.get_hostname(f"{gateway.url}/2010-04-01")  # 127.ie1.0.1: broken
+    rewritten = sdk(gateway, region="ie1", edge="dublin")
+    assert (await call(rewritten.messages.create, to=HANDSET, from_="Acme", body="b")).sid

@@ -106,12 +106,20 @@ def _twilio_errors(handler: Handler) -> Handler:
         except TwilioProblem:
             raise
         except Problem as problem:
-            error = _EDGE_ERRORS.get(problem.status) or TwilioError(
-                20000 + problem.status, problem.status, problem.code.replace("_", " ")
-            )
-            raise TwilioProblem(error, problem.detail, problem.headers) from None
+            raise TwilioProblem(
+                _edge_error(problem.status, problem.code), problem.detail, problem.headers
+            ) from None
+        except web.HTTPException as exc:  # aiohttp's own, such as 413 for a body too large
+            if exc.status < 400:
+                raise
+            raise TwilioProblem(_edge_error(exc.status, exc.reason), exc.reason) from None
 
     return wrapped
+
+
+def _edge_error(status: int, reason: str) -> TwilioError:
+    """Twilio's code for an HTTP status (20003, 20404, 20429), else 20000 + the status."""
+    return _EDGE_ERRORS.get(status) or TwilioError(20000 + status, status, reason.replace("_", " "))
 
 
 # --- authentication ------------------------------------------------------------------

@@ -182,9 +182,13 @@ class SqliteTraffic:
     def forget_message(self, tenant: str, message_id: str) -> Steps:
         """Delete one message of the tenant from the traffic log (a Twilio DELETE).
 
-        For a final message only (the caller checks): the outbox holds no body of it.
+        For a final message only (the caller checks): the outbox holds no body of it. It
+        is added to the anonymous daily counts first, as retention's deletions are.
         """
-        return (("DELETE FROM messages WHERE id = ? AND tenant = ?", ((message_id, tenant),)),)
+        return (
+            (_COUNT_DELETED.format(ids="?"), ((message_id,),)),
+            ("DELETE FROM messages WHERE id = ? AND tenant = ?", ((message_id, tenant),)),
+        )
 
     async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
