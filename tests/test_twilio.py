@@ -28,7 +28,13 @@ from twilio.rest import Client
 
 from gateway.config import ConfigError, config_from_dict
 from gateway.domain import Message, Status
-from tests.conftest import EVENT_TIMEOUT, RunningGateway, base_config, running_gateway
+from tests.conftest import (
+    EVENT_TIMEOUT,
+    RunningGateway,
+    base_config,
+    running_gateway,
+    serve_locally,
+)
 from tests.test_consent import inbound
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
@@ -81,16 +87,9 @@ async def webhooks() -> AsyncIterator[Webhooks]:
 
     app = web.Application()
     app.router.add_post("/{hook}", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    hooks.url = f"http://{host}:{port}"
-    try:
+    async with serve_locally(app) as url:
+        hooks.url = url
         yield hooks
-    finally:
-        await runner.cleanup()
 
 
 def twilio_config(tmp_path: Path, **twilio: Any) -> dict[str, Any]:
@@ -277,6 +276,20 @@ async def test_each_error_is_a_twilio_rest_exception_with_its_code(
     other_account = sdk(gateway, account_sid="AC" + "f" * 32)
     error = await refused(other_account.messages.create, to=HANDSET, from_="Acme", body="x")
     assert (error.code, error.status) == (20404, 404)
+
+
+async def test_another_tenants_account_sees_none_of_its_messages(tmp_path: Path) -> None:
+    config = twilio_config(tmp_path)
+    other_sid = "AC" + "e" * 32
+    config["tenants"][1]["twilio"] = {"account_sid": other_sid, "auth_token": AUTH_TOKEN + "-2"}
+    async with running_gateway(config_from_dict(config)) as gateway:
+        mine = await call(sdk(gateway).messages.create, to=HANDSET, from_="Acme", body="x")
+        theirs = sdk(gateway, other_sid, AUTH_TOKEN + "-2")
+        error = await refused(theirs.messages(mine.sid).fetch)
+        assert (error.code, error.status) == (20404, 404)
+        assert await call(theirs.messages.list) == []
+        error = await refused(theirs.messages.create, to=HANDSET, from_="Acme", body="x")
+        assert error.code == 21606  # acme's sender is not theirs
 
 
 async def test_an_api_key_authenticates_too(gateway: RunningGateway) -> None:

@@ -12,6 +12,7 @@ mappings live in `gateway.twilio`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -100,6 +101,7 @@ class TwilioProblem(Problem):
 def _twilio_errors(handler: Handler) -> Handler:
     """Answer the problems raised below the handler (throttle, timeouts) in Twilio's shape."""
 
+    @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
