@@ -264,6 +264,12 @@ async def test_each_error_is_a_twilio_rest_exception_with_its_code(
         ({"to": "", "from_": "Acme", "body": "x"}, 21604, 400),
         ({"to": HANDSET, "from_": "Acme", "body": "x" * 1601}, 21617, 400),
         ({"to": THROTTLED_TO, "from_": "Acme", "body": "x"}, 20429, 429),
+        ({"to": HANDSET, "body": "x"}, 21603, 400),
+        (
+            {"to": HANDSET, "from_": "Acme", "body": "x", "status_callback": "http://192.0.2.1/s"},
+            21609,
+            400,
+        ),
     ]
     for arguments, code, status in cases:
         error = await refused(create, **arguments)
@@ -290,6 +296,19 @@ async def test_another_tenants_account_sees_none_of_its_messages(tmp_path: Path)
         assert await call(theirs.messages.list) == []
         error = await refused(theirs.messages.create, to=HANDSET, from_="Acme", body="x")
         assert error.code == 21606  # acme's sender is not theirs
+
+
+async def test_a_messaging_service_sends_from_the_tenants_first_sender(
+    gateway: RunningGateway,
+) -> None:
+    service = "MG" + "a" * 32
+    create = sdk(gateway).messages.create
+    message = await call(create, to=HANDSET, messaging_service_sid=service, body="pool")
+    assert (message.status, message.from_, message.messaging_service_sid) == (
+        "accepted",
+        "Acme",
+        service,
+    )
 
 
 async def test_an_api_key_authenticates_too(gateway: RunningGateway) -> None:
