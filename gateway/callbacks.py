@@ -102,15 +102,19 @@ class CallbackDispatcher:
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
         for attempt in range(1, config.max_attempts + 1):
+            answer = None
             try:
                 async with self._session.post(url, data=body, headers=headers) as response:
                     if 200 <= response.status < 300:
-                        self._metrics.callbacks.labels("delivered").inc()
-                        if on_answer is not None:
-                            await on_answer(await _read_bounded(response, MAX_ANSWER_BYTES + 1))
-                        return
+                        wanted = MAX_ANSWER_BYTES + 1 if on_answer is not None else 0
+                        answer = await _read_bounded(response, wanted)
             except (aiohttp.ClientError, TimeoutError):
                 pass
+            if answer is not None:
+                self._metrics.callbacks.labels("delivered").inc()
+                if on_answer is not None:  # once the connection is back in the pool
+                    await on_answer(answer)
+                return
             if attempt == config.max_attempts or time.monotonic() + delay > deadline:
                 break
             self._metrics.callbacks.labels("retried").inc()

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -338,7 +338,7 @@ async def list_messages(request: web.Request) -> web.Response:
     )
 
 
-def _date_bounds(query: Any) -> tuple[str | None, str | None]:
+def _date_bounds(query: Mapping[str, str]) -> tuple[str | None, str | None]:
     """``DateSent`` (its UTC day: the SDK sends a date as its midnight), ``DateSent>``
     (on or after) and ``DateSent<`` (on or before) as id bounds: ids are time-ordered."""
     since: float | None = None
