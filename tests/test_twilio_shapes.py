@@ -9,11 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from gateway.domain import Interface, Message, Status
+from gateway.domain import Interface, Message, RejectCode, Status
 from gateway.encoding import Encoding
 from gateway.twilio import (
     MAX_TWIML_BYTES,
     MAX_TWIML_MESSAGES,
+    REJECTION_ERRORS,
     TwimlError,
     delivery_error,
     message_id_of,
@@ -108,6 +109,13 @@ def test_statuses_and_errors_in_twilios_words(
     form = status_callback_form(message, "AC" + "0" * 32)
     assert form["MessageStatus"] == form["SmsStatus"] == twilio
     assert form.get("ErrorCode") == (str(code) if code else None)
+
+
+def test_every_status_and_rejection_has_its_twilio_form() -> None:
+    """A status or rejection code added later cannot reach the Twilio routes unmapped."""
+    assert set(REJECTION_ERRORS) == set(RejectCode)
+    for status in Status:
+        assert twilio_status(_message(status))
 
 
 def test_twiml_messages_in_order_with_or_without_body() -> None:
