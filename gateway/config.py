@@ -604,7 +604,7 @@ class Config:
         if not self.tenants:
             raise ConfigError(_join(path, "tenants"), "at least one tenant is needed")
         ids: set[str] = set()
-        account_sids: set[str] = set()
+        twilio_users: set[str] = set()
         digests: set[bytes] = set()
         system_ids: set[str] = set()
         for i, tenant in enumerate(self.tenants):
@@ -615,9 +615,14 @@ class Config:
             for k, key in enumerate(tenant.api_keys):
                 _check_unique_secret(key, f"{where}.api_keys[{k}]", digests)
             if tenant.twilio is not None:
-                if tenant.twilio.account_sid in account_sids:
-                    raise ConfigError(f"{where}.twilio.account_sid", "duplicate account_sid")
-                account_sids.add(tenant.twilio.account_sid)
+                # Each is a Basic auth username: it must name one tenant.
+                for key, sid in (
+                    ("account_sid", tenant.twilio.account_sid),
+                    *((f"api_keys.{k}", k) for k in tenant.twilio.api_keys),
+                ):
+                    if sid in twilio_users:
+                        raise ConfigError(f"{where}.twilio.{key}", "duplicate Twilio SID")
+                    twilio_users.add(sid)
             if tenant.smpp is not None:
                 if tenant.smpp.system_id in system_ids:
                     raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")

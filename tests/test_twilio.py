@@ -433,10 +433,17 @@ def test_config_names_a_bad_twilio_key(
     assert problem in caught.value.problem
 
 
-def test_two_tenants_cannot_share_an_account_sid(tmp_path: Path) -> None:
+def test_two_tenants_cannot_share_an_account_sid_or_api_key(tmp_path: Path) -> None:
     config = twilio_config(tmp_path)
     config["tenants"][1]["twilio"] = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN + "2"}
     with pytest.raises(ConfigError, match=r"tenants\[1\]\.twilio\.account_sid"):
+        config_from_dict(config)
+    config["tenants"][1]["twilio"] = {
+        "account_sid": "AC" + "e" * 32,
+        "auth_token": AUTH_TOKEN + "2",
+        "api_keys": {API_KEY_SID: "another-long-secret"},
+    }
+    with pytest.raises(ConfigError, match=rf"tenants\[1\]\.twilio\.api_keys\.{API_KEY_SID}"):
         config_from_dict(config)
 
 
