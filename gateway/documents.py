@@ -6,7 +6,7 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.domain import InboundMessage, InboxEntry, Message, Notice
+from gateway.domain import Handset, InboundMessage, InboxEntry, Message, Notice
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,4 +71,26 @@ def inbound_document(mo: InboundMessage) -> dict[str, Any]:
         "body": mo.body,
         "keyword": mo.keyword,
         "received_at": iso_time(mo.received_at),
+    }
+
+
+def handset_document(handset: Handset) -> dict[str, Any]:
+    """A row of the handset list: counts, and the newest message either way (``mt``/``mo``)."""
+    latest = handset.latest
+    preview: dict[str, Any] | None
+    if latest is None:
+        preview = None
+    elif isinstance(latest, InboxEntry):
+        preview = {"direction": "mt", **inbox_document(latest)}
+    else:
+        preview = {"direction": "mo", **inbound_document(latest)}
+    return {
+        "msisdn": handset.msisdn,
+        "last_activity_at": iso_time(handset.last_at),
+        "counts": {
+            "received": handset.received,
+            "sent": handset.sent,
+            "messages": handset.messages,
+        },
+        "latest": preview,
     }

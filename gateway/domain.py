@@ -262,6 +262,23 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Handset:
+    """A simulated handset as the tenant's handset list shows it (see `SubmitPipeline.handsets`).
+
+    ``received`` counts inbox rows (one per part), ``sent`` its MO, ``messages`` the traffic
+    log's rows to it within ``privacy.body_ttl``; ``latest`` is the newest thing the handset
+    shows, either way.
+    """
+
+    msisdn: str = field(repr=False)
+    last_at: float
+    received: int
+    sent: int
+    messages: int
+    latest: InboxEntry | InboundMessage | None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundOutcome:
     """What a mobile-originated message set off: the keyword it matched, and the reply."""
 

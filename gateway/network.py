@@ -180,6 +180,13 @@ class SimulatedNetwork:
             return None
         return flight.item.message
 
+    def outgoing(self, tenant: str, message_id: str) -> Outgoing | None:
+        """The message with its body while it is on its way, for this tenant only."""
+        flight = self._in_flight.get(message_id)
+        if flight is None or flight.item.message.tenant != tenant:
+            return None
+        return flight.item
+
     def pending_to(self, tenant: str, recipient: str) -> list[str]:
         """Ids of this tenant's messages to ``recipient`` still on their way."""
         return [
@@ -194,6 +201,17 @@ class SimulatedNetwork:
             return False
         flight = self._in_flight.pop(message_id)  # its tick will find it gone
         self._end(flight.item, Status.DELETED, "cancelled")
+        return True
+
+    def force(self, tenant: str, message_id: str, outcome: Outcome) -> bool:
+        """End a message on its way now with ``outcome``, as its tick would have (queued).
+
+        The delivery checks still run: an opt-out committed meanwhile still stops it.
+        """
+        if self.pending(tenant, message_id) is None:
+            return False
+        self._in_flight[message_id].outcome = outcome  # its tick will find it gone
+        self._finish(message_id)
         return True
 
     def drop_tenant(self, tenant: str) -> None:

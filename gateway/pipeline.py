@@ -7,8 +7,9 @@ SMSC's submit faults, durable persist (group commit), hand-over to the simulated
 network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, and the reads: message, messages, inbox, inbound), never the
-store or the network around it; tests/test_layers.py holds them to that.
+receive, cancel, replace, force_outcome, and the reads: message, messages, inbox,
+handsets, body, inbound), never the store or the network around it;
+tests/test_layers.py holds them to that.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.chaos import Chaos
-from gateway.config import Config, TenantConfig
+from gateway.config import Config, Outcome, TenantConfig
 from gateway.domain import (
+    Handset,
     InboundMessage,
     InboundOutcome,
     InboxEntry,
@@ -37,7 +39,7 @@ from gateway.domain import (
 )
 from gateway.encoding import BodyInfo, analyse, analyse_binary
 from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
-from gateway.ids import MessageIds
+from gateway.ids import MessageIds, id_floor
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
@@ -352,6 +354,56 @@ class SubmitPipeline:
         """What a simulated handset received from the tenant, newest first."""
         return await self._store.inbox.received(tenant, msisdn, limit)
 
+    async def body(self, message: Message) -> Outgoing | None:
+        """A message with its body, while the network or the handset's inbox still holds it."""
+        item = self._network.outgoing(message.tenant, message.id)
+        if item is not None:
+            return item
+        found = await self._store.inbox.delivered(message.tenant, message.recipient, message.id)
+        return None if found is None else Outgoing(message, *found)
+
+    async def handsets(self, tenant: str, limit: int = 100) -> list[Handset]:
+        """The tenant's ``limit`` most recently active handsets, newest activity first.
+
+        A handset is a number the tenant sent to within ``privacy.body_ttl`` (while its
+        row still names it), or one its inbox or MO table holds (kept as long). Each table
+        gives its ``limit`` most recent, which holds the overall ``limit`` most recent.
+        """
+        store = self._store
+        since = id_floor(self._clock() - self._config.privacy.body_ttl)
+        last_at: dict[str, float] = {}
+        for activity in (
+            *await store.inbox.handsets(tenant, limit),
+            *await store.inbound.handsets(tenant, limit),
+            *await store.traffic.recipients(tenant, since, limit),
+        ):
+            last_at[activity.msisdn] = max(last_at.get(activity.msisdn, 0.0), activity.last_at)
+        chosen = sorted(last_at, key=last_at.__getitem__, reverse=True)[:limit]
+        if not chosen:
+            return []
+        received = await store.inbox.handset_counts(tenant, chosen)
+        sent = await store.inbound.handset_counts(tenant, chosen)
+        messages = await store.traffic.recipient_counts(tenant, since, chosen)
+        replies = await store.inbound.latest(tenant, chosen)
+        handsets = []
+        for msisdn in chosen:
+            latest: InboxEntry | InboundMessage | None = replies.get(msisdn)
+            if received.get(msisdn):
+                newest = (await store.inbox.received(tenant, msisdn, 1))[0]
+                if latest is None or newest.received_at >= latest.received_at:
+                    latest = newest
+            handsets.append(
+                Handset(
+                    msisdn,
+                    last_at[msisdn],
+                    received.get(msisdn, 0),
+                    sent.get(msisdn, 0),
+                    messages.get(msisdn, 0),
+                    latest,
+                )
+            )
+        return handsets
+
     async def inbound(
         self, tenant: str, before_id: str | None = None, limit: int = 100
     ) -> list[InboundMessage]:
@@ -365,6 +417,18 @@ class SubmitPipeline:
         survives a crash and a query right after sees it.
         """
         if not self._network.cancel(tenant.id, message_id):
+            return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        return await self._committed()
+
+    async def force_outcome(
+        self, tenant: TenantConfig, message_id: str, outcome: Outcome
+    ) -> Rejected | None:
+        """End a message of this tenant still on its way with ``outcome``, now (a test control).
+
+        Its receipt, callback and events follow as for a natural outcome; returns once the
+        final state is committed.
+        """
+        if not self._network.force(tenant.id, message_id, outcome):
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
         return await self._committed()
 

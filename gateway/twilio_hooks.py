@@ -2,9 +2,10 @@
 
 Both are signed with ``X-Twilio-Signature`` under the tenant's auth token, so an
 app's ``RequestValidator`` accepts them, and both go out through the callback
-dispatcher (its allow-list, retries and bounds). A status callback follows each
+dispatcher (its allow-list, retries and bounds, and its re-sends), in whose
+`shape_status` this module puts the Twilio form. A status callback follows each
 committed change after the first (``sent`` on hand-over, then the final state),
-never the initial ``queued``. The TwiML an SMS URL answers with is read with the
+never the initial ``queued`` or ``scheduled``. The TwiML an SMS URL answers with is read with the
 guards of `gateway.twilio.twiml_replies`, and each ``<Message>`` in it goes back to
 the handset through the pipeline, so the consent gates and rate limits apply.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from gateway.callbacks import CallbackDispatcher
+from gateway.callbacks import CallbackDispatcher, form_body
 from gateway.config import TenantConfig, TwilioConfig
 from gateway.domain import Interface, Message, Notice, Rejected, SubmitRequest
 from gateway.encoding import analyse
@@ -43,18 +44,28 @@ class TwilioWebhooks:
         self._pipeline = pipeline
         self._tenants = {t.id: t for t in tenants if t.twilio is not None}
 
-    def on_status(self, message: Message) -> None:
-        """Network listener (hand-over and final state): the message's StatusCallback."""
-        url = message.callback_url
+    def status_request(self, message: Message) -> tuple[bytes, dict[str, str]]:
+        """The dispatcher's shape for a Twilio message's status callback: the signed form.
+
+        Unsigned only if the token became a digest since the message was accepted.
+        """
         tenant = self._tenants.get(message.tenant)
-        if message.interface is not Interface.TWILIO or url is None or tenant is None:
-            return
-        twilio = _signing(tenant)
-        if twilio is None:
-            return
-        form = status_callback_form(message, twilio.account_sid)
-        headers = {SIGNATURE_HEADER: signature(twilio.auth_token, url, form)}
-        self._dispatcher.post_form(url, form, headers, message.id)
+        twilio = tenant.twilio if tenant is not None else None
+        account = twilio.account_sid if twilio is not None else ""
+        form = status_callback_form(message, account)
+        headers = {}
+        if twilio is not None and twilio.can_sign and message.callback_url is not None:
+            headers[SIGNATURE_HEADER] = signature(twilio.auth_token, message.callback_url, form)
+        return form_body(form, headers)
+
+    def on_sent(self, message: Message) -> None:
+        """Network listener (hand-over committed): the ``sent`` status callback.
+
+        The final state's goes through the dispatcher's own listener, in this shape.
+        """
+        if message.interface is Interface.TWILIO and message.callback_url is not None:
+            body, headers = self.status_request(message)
+            self._dispatcher.post(message.callback_url, body, headers, message.tenant, message.id)
 
     def on_inbound(self, notice: Notice) -> None:
         """Pipeline inbound listener: POST a handset's message to the tenant's ``sms_url``."""
@@ -75,7 +86,9 @@ class TwilioWebhooks:
         async def reply(answer: bytes) -> None:
             await self._reply(tenant, notice, answer)
 
-        self._dispatcher.post_form(twilio.sms_url, form, headers, notice.message_id, reply)
+        self._dispatcher.post_form(
+            twilio.sms_url, form, headers, notice.tenant, notice.message_id, reply
+        )
 
     async def _reply(self, tenant: TenantConfig, notice: Notice, answer: bytes) -> None:
         """Send each ``<Message>`` of the app's TwiML back to the handset that wrote."""

@@ -232,6 +232,20 @@ class ConsentRegistry:
         subjects = await self._store.consent.subjects_after(tenant, after or "", limit)
         return list(zip(subjects, await self.states(tenant, subjects), strict=True))
 
+    async def counts(self, tenant: str, page: int = 1000) -> dict[str, int]:
+        """How many of the tenant's subjects have any record, are opted out (of anything),
+        hold a consent, are restricted: the operator's view, folded a page at a time."""
+        counts = {"subjects": 0, "opted_out": 0, "with_consent": 0, "restricted": 0}
+        after: str | None = None
+        while subjects := await self.subjects(tenant, after, page):
+            for _, state in subjects:
+                counts["subjects"] += 1
+                counts["opted_out"] += bool(state.opted_out)
+                counts["with_consent"] += bool(state.consents)
+                counts["restricted"] += state.restricted is not None
+            after = subjects[-1][0]
+        return counts
+
     # --- writing --------------------------------------------------------------------------
 
     async def record(self, events: Sequence[ConsentEvent], actor: str) -> None:

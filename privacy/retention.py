@@ -73,6 +73,8 @@ class Retention:
         # Submit time of the oldest identifiable record at the last look; the gauge
         # ages it at every scrape, so a stalled job shows as a growing age.
         self._oldest_identifiable_at: float | None = None
+        # When the last run ended, and what it did (the operator's retention view).
+        self.last_run: tuple[float, RetentionReport] | None = None
         # One run at a time (the schedule, an operator's run now, a purge): two runs
         # selecting the same old rows would count them twice into daily_counts.
         self.lock = asyncio.Lock()
@@ -81,6 +83,11 @@ class Retention:
         metrics.retention_window.labels("delete").set(retention.delete_after)
         metrics.retention_interval.set(retention.interval)
         metrics.oldest_identifiable.set_function(self.oldest_identifiable_age)
+
+    @property
+    def oldest_identifiable_at(self) -> float | None:
+        """Submit time of the oldest identifiable traffic row at the last look."""
+        return self._oldest_identifiable_at
 
     def oldest_identifiable_age(self) -> float:
         if self._oldest_identifiable_at is None:
@@ -185,7 +192,9 @@ class Retention:
         metrics.retention_epochs_destroyed.inc(len(report.epochs_destroyed))
         metrics.retention_run.observe(report.seconds)
         await self.find_oldest_identifiable()
-        metrics.retention_last_success.set(self._clock())
+        ended = self._clock()
+        metrics.retention_last_success.set(ended)
+        self.last_run = (ended, report)
         log_event(
             log,
             "retention.run",

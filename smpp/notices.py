@@ -143,6 +143,15 @@ class NoticeQueue:
         queue = self._tenants.get(tenant)
         return queue.outstanding() if queue else 0
 
+    def window_of(self, receiver: Receiver) -> int | None:
+        """deliver_sm sent to this session and not yet answered; None if it receives none."""
+        queue = self._sessions.get(receiver)
+        return len(queue.receivers[receiver]) if queue else None
+
+    @property
+    def window_size(self) -> int:
+        return self._window
+
     def _tenant(self, tenant: str) -> _TenantQueue:
         queue = self._tenants.get(tenant)
         if queue is None:

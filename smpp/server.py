@@ -25,6 +25,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import ClassVar
 
 from gateway.chaos import Chaos
@@ -67,6 +68,24 @@ _BIND_RESPONSES = frozenset(
 
 # Most submits one connection may have in the pipeline before we stop reading from it.
 MAX_PENDING_SUBMITS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A bound session as the operator sees it: who, how, since when, how full (no peer)."""
+
+    session: int
+    tenant: str
+    system_id: str
+    bind_type: str
+    bound_at: float
+    tls: bool
+    # deliver_sm awaiting their response, of the window; None for a transmitter
+    deliver_outstanding: int | None
+    deliver_window: int
+    # submits of this session still in the pipeline, of the most it may have
+    submits_pending: int
+    max_submits_pending: int
 
 
 class SmppServer:
@@ -223,6 +242,29 @@ class SmppServer:
 
     # --- notices: receipts and mobile-originated messages --------------------------------
 
+    def session_views(self) -> list[SessionView]:
+        """Every bound session, oldest bind first."""
+        views = [
+            SessionView(
+                session=connection.session_id,
+                tenant=tenant,
+                system_id=connection.tenant.smpp.system_id,
+                bind_type=connection.session.bind_type,
+                bound_at=connection.bound_at,
+                tls=connection.tls,
+                deliver_outstanding=self.notices.window_of(connection),
+                deliver_window=self.notices.window_size,
+                submits_pending=connection.pending_submits,
+                max_submits_pending=MAX_PENDING_SUBMITS,
+            )
+            for tenant, connections in self.sessions.items()
+            for connection in connections
+            if connection.tenant is not None
+            and connection.tenant.smpp is not None
+            and connection.session.bind_type is not None
+        ]
+        return sorted(views, key=lambda view: (view.bound_at, view.session))
+
     def notify(self, notice: Notice) -> None:
         """Pipeline inbound listener: an MO message, already committed if it has a row."""
         if notice.queue_id is not None:
@@ -256,6 +298,7 @@ class TlsHandshake(asyncio.Protocol):
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         connection = SmppConnection(self.server)
+        connection.tls = True
         try:
             secure = await asyncio.get_running_loop().start_tls(
                 transport,
@@ -303,6 +346,8 @@ class SmppConnection(asyncio.Protocol):
         self.error_body = config.error_body
         self.ids = MessageIdFormat.HEX  # the bound tenant's smpp.message_id_format
         self.pdus_bound = 0  # PDUs received since the bind, for chaos session drops
+        self.bound_at = 0.0  # the server clock's time of the bind
+        self.tls = False
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._outgoing: list[bytes] = []
@@ -498,6 +543,7 @@ class SmppConnection(asyncio.Protocol):
 
     def _bound(self, pdu: Pdu, tenant: TenantConfig) -> None:
         self.tenant = tenant
+        self.bound_at = self.server.clock()
         assert tenant.smpp is not None
         self.ids = tenant.smpp.message_id_format
         self._answer(pdu, S.ESME_ROK, system_id=translate.SYSTEM_ID)

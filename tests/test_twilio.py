@@ -360,6 +360,25 @@ async def test_status_callbacks_are_signed_and_skip_the_initial_status(
     assert webhooks.received.empty()
 
 
+async def test_a_resent_status_callback_is_twilio_shaped_and_signed(
+    gateway: RunningGateway, webhooks: Webhooks
+) -> None:
+    """The web inbox's re-send (POST /v1/messages/{id}/callbacks) keeps the front end's shape."""
+    url = f"{webhooks.url}/status"
+    sent = await call(
+        sdk(gateway).messages.create, to=HANDSET, from_="Acme", body="hi", status_callback=url
+    )
+    first = {(await webhooks.next())[1]["MessageStatus"] for _ in range(2)}
+    assert first == {"sent", "delivered"}
+    async with gateway.http.post(
+        f"{gateway.url}/v1/messages/{sent.sid[2:22]}/callbacks", headers=gateway.headers
+    ) as response:
+        assert response.status == 202
+    _, form, signature = await webhooks.next()
+    assert form["MessageStatus"] == "delivered" and form["MessageSid"] == sent.sid
+    assert RequestValidator(AUTH_TOKEN).validate(url, form, signature)
+
+
 async def test_a_handset_reply_reaches_sms_url_signed_and_twiml_answers_it(
     gateway: RunningGateway, webhooks: Webhooks
 ) -> None:

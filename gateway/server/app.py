@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
 from gateway.config import Config
+from gateway.domain import Interface
 from gateway.events import EventBus
 from gateway.lock import StorageLock
 from gateway.logs import log_event
@@ -34,15 +35,18 @@ from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
 from gateway.server import (
     http_admin,
+    http_admin_views,
     http_api,
     http_chaos,
     http_events,
+    http_inbox,
     http_privacy,
     http_simulator,
     http_twilio,
 )
 from gateway.server.appkeys import (
     AUDIT,
+    CALLBACKS,
     CHAOS,
     CONFIG,
     EVENTS,
@@ -116,6 +120,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_chaos.add_routes(app)
     http_events.add_routes(app)
     http_simulator.add_routes(app)
+    http_inbox.add_routes(app)
+    http_admin_views.add_routes(app)
     http_twilio.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
@@ -145,7 +151,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             config.simulator, store, metrics, clock, events, chaos=chaos
         )
         network.add_delivery_check(registry.may_deliver)
-        callbacks = CallbackDispatcher(config.callbacks, metrics, config.tenants)
+        callbacks = app[CALLBACKS] = CallbackDispatcher(
+            config.callbacks, metrics, config.tenants, clock
+        )
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
@@ -161,8 +169,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
-        network.subscribe_enroute(twilio_hooks.on_status)
-        network.subscribe(twilio_hooks.on_status)
+        callbacks.shape_status(Interface.TWILIO, twilio_hooks.status_request)
+        network.subscribe_enroute(twilio_hooks.on_sent)
         pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         network.add_final_hook(notices.keep_receipt)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
+from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
 from gateway.config import Config, TenantConfig
 from gateway.events import EventBus
@@ -31,6 +34,7 @@ TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
 NETWORK = web.AppKey("network", SimulatedNetwork)
+CALLBACKS = web.AppKey("callbacks", CallbackDispatcher)
 SMPP_SERVER = web.AppKey("smpp_server", SmppServer)
 REGISTRY = web.AppKey("registry", ConsentRegistry)
 AUDIT = web.AppKey("audit", AuditLog)
@@ -43,3 +47,7 @@ SIMULATOR = web.AppKey("simulator", SimulatorReset)
 ADMIN_TOKENS = web.AppKey("admin_tokens", tuple[bytes, ...])
 # The flock on the store and key file, held from create_app to the end of clean-up.
 STORAGE_LOCK = web.AppKey("storage_lock", StorageLock)
+# The operator token check (`gateway.server.http_admin.authorise`), which the admin
+# routes register so the tenant API's read routes can take an operator token too
+# (`gateway.server.http_api.authenticate`) without importing the admin API.
+OPERATOR_CHECK: web.AppKey[Callable[[web.Request], Awaitable[None]]] = web.AppKey("operator_check")

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from gateway.logs import log_event
-from gateway.server.appkeys import ADMIN_TOKENS, CONFIG, OPERATOR
+from gateway.server.appkeys import ADMIN_TOKENS, CONFIG, OPERATOR, OPERATOR_CHECK
 from gateway.server.http_api import Problem, json_response, throttled_check
 from gateway.server.operator import Operator, OperatorError
 
@@ -105,6 +105,7 @@ def _subject_args(request: web.Request) -> tuple[str, str]:
 
 def add_routes(app: web.Application) -> None:
     app[ADMIN_TOKENS] = app[CONFIG].admin.token_digests()
+    app[OPERATOR_CHECK] = authorise
     subject = f"{PREFIX}/tenants/{{tenant}}/subjects/{{msisdn}}"
     router = app.router
     router.add_get(

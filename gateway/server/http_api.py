@@ -39,11 +39,13 @@ from gateway.domain import Interface, Message, RejectCode, Rejected, Status, Sub
 from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
-from gateway.server.appkeys import CONFIG, METRICS, PIPELINE, TENANTS_BY_KEY
+from gateway.server.appkeys import CONFIG, METRICS, OPERATOR_CHECK, PIPELINE, TENANTS_BY_KEY
 from gateway.server.openapi import openapi_document
 from gateway.throttle import GuessThrottle
 
 PROBLEM_TYPE = "application/problem+json"
+# With an operator token, names the tenant whose data a read route answers with.
+TENANT_HEADER = "X-Smsgw-Tenant"
 # Any other method is counted as "other", so a client cannot grow the label set.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -89,6 +91,13 @@ _TITLES: dict[str, str] = {
     "processing_restricted": "Processing of the recipient's data is restricted",
     "not_found": "Not found",
     "reset_disabled": "Resets are disabled ([simulator] allow_reset)",
+    "not_pending": "The message is not on its way",
+    "not_final": "The message has no final state yet",
+    "no_callback_url": "The message has no callback URL",
+    "callback_in_progress": "A re-send of this callback is under way",
+    "body_gone": "The body is no longer kept",
+    "operator_read_only": "An operator may only read a tenant's data",
+    "unknown_tenant": "No such tenant",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "Request is too large",
     "request_timeout": "The request did not arrive in time",
@@ -278,12 +287,18 @@ def _unexpected(request: web.Request) -> InternalError:
     return error
 
 
-async def authenticate(request: web.Request) -> TenantConfig:
+async def authenticate(request: web.Request, *, operator_may_read: bool = False) -> TenantConfig:
     """The tenant whose API key is in ``Authorization: Bearer``.
 
     Keys are looked up by their SHA-256 digest, so lookup timing says nothing
     about a stored key; the final comparison is constant-time all the same.
+    With `TENANT_HEADER`, the credential must be an operator token instead (checked
+    as the admin API checks it) and the route one that only reads
+    (``operator_may_read``): the web inbox's operator reads a tenant's data and
+    changes nothing of it (docs/security.md).
     """
+    if TENANT_HEADER in request.headers:
+        return await _operator_reading(request, operator_may_read)
     return await throttled_check(
         request,
         _tenant_of_key,
@@ -327,6 +342,18 @@ async def throttled_check(
         raise refusal()
     throttle.succeeded(peer)
     return found
+
+
+async def _operator_reading(request: web.Request, may_read: bool) -> TenantConfig:
+    """The tenant an operator reads, named by `TENANT_HEADER`, on a route that only reads."""
+    if not may_read:
+        raise Problem(403, "operator_read_only", f"{TENANT_HEADER} is accepted on read routes only")
+    await request.app[OPERATOR_CHECK](request)
+    wanted = request.headers[TENANT_HEADER]
+    for tenant in request.app[CONFIG].tenants:
+        if hmac.compare_digest(tenant.id.encode(), wanted.encode("utf-8", "surrogateescape")):
+            return tenant
+    raise Problem(404, "unknown_tenant", f"no tenant is configured under {TENANT_HEADER}")
 
 
 def api_actor(tenant: TenantConfig) -> str:
@@ -524,7 +551,7 @@ async def post_inbound(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     message_id = normalise_id(request.match_info["id"])
     message = await request.app[PIPELINE].message(tenant.id, message_id)
     if message is None:
@@ -533,7 +560,7 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     query = request.query
     recipient = msisdn_param(query["to"], tenant) if "to" in query else None
     status = None
@@ -561,7 +588,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def handset_messages(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     msisdn = msisdn_param(request.match_info["msisdn"], tenant)
     limit = page_limit(request.query.get("limit"))
     entries = await request.app[PIPELINE].inbox(tenant.id, msisdn, limit)
@@ -570,7 +597,7 @@ async def handset_messages(request: web.Request) -> web.Response:
 
 async def list_inbound(request: web.Request) -> web.Response:
     """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     cursor = checked_cursor(request.query.get("cursor"), _ID_RE)
     limit = page_limit(request.query.get("limit"))
     received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)

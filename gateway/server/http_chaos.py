@@ -24,12 +24,17 @@ async def get_chaos(request: web.Request) -> web.Response:
     return json_response(request.app[CHAOS].settings(tenant.id).document())
 
 
-async def put_chaos(request: web.Request) -> web.Response:
-    tenant = await test_controls_allowed(request)
+async def settings_from(request: web.Request) -> ChaosSettings:
+    """The chaos settings the request body describes, or 400 naming the bad one."""
     try:
-        settings = ChaosSettings.from_document(await read_json(request))
+        return ChaosSettings.from_document(await read_json(request))
     except ChaosError as exc:
         raise Problem(400, "invalid_request", str(exc)) from None
+
+
+async def put_chaos(request: web.Request) -> web.Response:
+    tenant = await test_controls_allowed(request)
+    settings = await settings_from(request)
     request.app[CHAOS].set(tenant.id, settings)
     return json_response(settings.document())
 

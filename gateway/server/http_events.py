@@ -58,7 +58,7 @@ def resume_after(request: web.Request) -> int | None:
 
 
 async def get_events(request: web.Request) -> web.StreamResponse:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     after = resume_after(request)
     ping = request.app[CONFIG].events.ping_interval
     subscription = request.app[EVENTS].subscribe(tenant.id, after)

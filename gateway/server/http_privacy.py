@@ -162,7 +162,7 @@ async def delete_consent(request: web.Request) -> web.Response:
 
 
 async def get_consent(request: web.Request) -> web.Response:
-    tenant = await authenticate(request)
+    tenant = await authenticate(request, operator_may_read=True)
     subject = _subject(request, tenant)
     registry = request.app[REGISTRY]
     [state] = await registry.states(tenant.id, [subject])

@@ -76,6 +76,7 @@ def _cursor(pattern: str) -> dict[str, Any]:
 _MSISDN = _param("msisdn", "path", "phone number, any accepted form", MSISDN_SCHEMA)
 _SENDER = _param("sender", "query", "limit to one of the tenant's senders")
 _LIMIT = _param("limit", "query", "page size", PAGE_LIMIT)
+_ID = _param("id", "path", "id")
 
 _PATHS: dict[str, dict[str, Any]] = {
     "/v1/messages": {
@@ -249,6 +250,87 @@ _PATHS: dict[str, dict[str, Any]] = {
 
 _PATHS["/v1/simulator/reset"]["post"]["requestBody"]["required"] = False  # {} if none
 
+# The web inbox's reads and actions (gateway/server/http_inbox.py).
+_INBOX_PATHS: dict[str, dict[str, Any]] = {
+    "/v1/simulator/handsets": {
+        "get": _op(
+            "This tenant's simulated handsets, most recently active first, with counts and"
+            " the newest message either way",
+            "200",
+            params=(_LIMIT,),
+        ),
+    },
+    "/v1/messages/{id}/detail": {
+        "get": _op(
+            "One message with its status timeline, callback attempts, the SMPP receipt"
+            " text, the recipient's consent state (or its pseudonym)",
+            "200",
+            params=(_ID,),
+            errors=("404",),
+        ),
+    },
+    "/v1/messages/{id}/segments": {
+        "get": _op(
+            "The parts a message travels as: characters, units, encoding and the characters"
+            " that forced UCS-2 (while its body is kept)",
+            "200",
+            params=(_ID,),
+            errors=("404", "410"),
+        ),
+    },
+    "/v1/segments": {
+        "post": _op(
+            "The parts a draft text would travel as, counted as a submit counts them",
+            "200",
+            body="DraftSegments",
+        ),
+    },
+    "/v1/messages/{id}/outcome": {
+        "post": _op(
+            "End a message still on its way now with this outcome; its receipt, callback and"
+            " events follow (needs [simulator] allow_reset)",
+            "200",
+            params=(_ID,),
+            body="ForcedOutcome",
+            errors=("403", "404", "409"),
+        ),
+    },
+    "/v1/messages/{id}/callbacks": {
+        "post": _op(
+            "Send the final status callback again, with the usual retries",
+            "202",
+            params=(_ID,),
+            errors=("404", "409"),
+        ),
+    },
+}
+
+# The read routes an operator token may use for a tenant named in X-Smsgw-Tenant
+# (docs/security.md); every other /v1 route refuses the header (403).
+OPERATOR_READS: tuple[tuple[str, str], ...] = (
+    ("/v1/messages", "get"),
+    ("/v1/messages/{id}", "get"),
+    ("/v1/messages/{id}/detail", "get"),
+    ("/v1/messages/{id}/segments", "get"),
+    ("/v1/segments", "post"),
+    ("/v1/simulator/handsets", "get"),
+    ("/v1/simulator/handsets/{msisdn}/messages", "get"),
+    ("/v1/inbound", "get"),
+    ("/v1/events", "get"),
+    ("/v1/consents/{msisdn}", "get"),
+)
+_TENANT_HEADER = _param(
+    "X-Smsgw-Tenant",
+    "header",
+    "with an operator token instead of an API key: the tenant to read",
+    {"type": "string", "maxLength": 64},
+)
+for _path, _method in OPERATOR_READS:
+    _read = {**_PATHS.get(_path, {}), **_INBOX_PATHS.get(_path, {})}[_method]
+    _read["parameters"] = [*_read.get("parameters", ()), _TENANT_HEADER]
+    _read["security"] = [*_AUTH, {"operator": []}]
+    _read["responses"]["404"] = _PROBLEM  # unknown_tenant
+
 _TENANT = _param("tenant", "path", "the tenant (controller) id")
 
 
@@ -273,6 +355,29 @@ _ADMIN_PATHS: dict[str, dict[str, Any]] = {
     },
     "/admin/v1/retention/run": {"post": _admin("One retention run, now")},
     "/admin/v1/audit/verify": {"get": _admin("Verify every tenant's audit chain")},
+    # The web inbox's operator views (gateway/server/http_admin_views.py).
+    "/admin/v1/tenants": {"get": _admin("The configured tenants' ids")},
+    "/admin/v1/smpp/sessions": {
+        "get": _admin("Bound SMPP sessions: system_id, bind type, since, window occupancy")
+    },
+    "/admin/v1/chaos": {"get": _admin("Every tenant's chaos settings")},
+    "/admin/v1/tenants/{tenant}/chaos": {
+        "put": _admin("Replace a tenant's chaos (needs [simulator] allow_reset)", _TENANT),
+        "delete": _admin("Turn a tenant's chaos off (needs [simulator] allow_reset)", _TENANT),
+    },
+    "/admin/v1/retention": {
+        "get": _admin("Retention: the oldest identifiable record against the window, the last run")
+    },
+    "/admin/v1/consents": {
+        "get": _admin("The consent registry's counts per tenant: opted out, consents, restricted")
+    },
+    "/admin/v1/links": {
+        "get": _admin("Where the metrics, the OpenAPI document and the dashboard are")
+    },
+}
+_ADMIN_PATHS["/admin/v1/tenants/{tenant}/chaos"]["put"]["requestBody"] = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChaosSettings"}}},
 }
 
 # Purpose names are lower-case tokens (config.py checks them); only configured ones pass.
@@ -379,6 +484,24 @@ _SCHEMAS: dict[str, Any] = {
                 "maximum": 1000000,
                 "description": "submits per second over all front ends; beyond: throttled",
             },
+        },
+    },
+    "DraftSegments": {
+        "type": "object",
+        "required": ["text"],
+        "additionalProperties": False,
+        "properties": {"text": {"type": "string"}},
+    },
+    "ForcedOutcome": {
+        "type": "object",
+        "required": ["outcome"],
+        "additionalProperties": False,
+        "properties": {
+            "outcome": {
+                "type": "string",
+                "enum": ["delivered", "undeliverable", "expired", "rejected", "failed"],
+                "description": "failed: undeliverable (unknown_subscriber)",
+            }
         },
     },
     "ResetRequest": {
@@ -500,11 +623,20 @@ _TWILIO_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+def _merged_paths(*groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Paths of every group; a path in two groups keeps the operations of both."""
+    paths: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        for path, operations in group.items():
+            paths[path] = {**paths.get(path, {}), **operations}
+    return paths
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "smsgw", "version": "1"},
-        "paths": {**_PATHS, **_ADMIN_PATHS, **_TWILIO_PATHS},
+        "paths": _merged_paths(_PATHS, _INBOX_PATHS, _ADMIN_PATHS, _TWILIO_PATHS),
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {

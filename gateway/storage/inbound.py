@@ -8,8 +8,10 @@ a page is one range scan of ``inbound_by_tenant``, newest first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway.domain import InboundMessage
-from gateway.storage.base import Steps
+from gateway.storage.base import HandsetActivity, Steps
 from gateway.storage.engine import GroupCommit
 from gateway.storage.rows import RowMapping
 
@@ -52,6 +54,38 @@ class SqliteInbound:
         return await self._engine.count(
             "SELECT count(*) FROM inbound WHERE tenant = ? AND handset = ?", (tenant, handset)
         )
+
+    async def handsets(self, tenant: str, limit: int) -> list[HandsetActivity]:
+        """The ``limit`` handsets that sent to the tenant last: MO count, last MO time."""
+        rows = await self._engine.fetch(
+            "SELECT handset, count(*), max(received_at) FROM inbound WHERE tenant = ?"
+            " GROUP BY handset ORDER BY 3 DESC LIMIT ?",
+            (tenant, limit),
+        )
+        return [HandsetActivity(*row) for row in rows]
+
+    async def latest(self, tenant: str, handsets: Sequence[str]) -> dict[str, InboundMessage]:
+        """Each of ``handsets``' newest MO, for those that sent any.
+
+        SQLite fills the bare columns of a ``max()`` aggregate from the row holding the max.
+        """
+        marks = ", ".join("?" * len(handsets))
+        rows = await self._engine.fetch(
+            f"SELECT {_COLUMNS}, count(*), max(message_id) FROM inbound WHERE tenant = ?"
+            f" AND handset IN ({marks}) GROUP BY handset",
+            (tenant, *handsets),
+        )
+        return {row[2]: _inbound_from_row(row[:-2]) for row in rows}
+
+    async def handset_counts(self, tenant: str, handsets: Sequence[str]) -> dict[str, int]:
+        """MO per handset, for those of ``handsets`` that sent any."""
+        marks = ", ".join("?" * len(handsets))
+        rows = await self._engine.fetch(
+            f"SELECT handset, count(*) FROM inbound WHERE tenant = ? AND handset IN ({marks})"
+            " GROUP BY handset",
+            (tenant, *handsets),
+        )
+        return dict(rows)
 
     def erase_handset(self, tenant: str, handset: str) -> Steps:
         return (("DELETE FROM inbound WHERE tenant = ? AND handset = ?", ((tenant, handset),)),)

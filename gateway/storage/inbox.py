@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway.domain import InboxEntry, Outgoing
+from gateway.domain import InboxEntry, Outgoing, Part
 from gateway.encoding import Encoding, join_ucs2_halves
-from gateway.storage.base import AfterCommit, Batched, Steps
+from gateway.storage.base import AfterCommit, Batched, HandsetActivity, Steps
 from gateway.storage.engine import GroupCommit
-from gateway.storage.traffic import part_columns
+from gateway.storage.traffic import part, part_columns
 
 INSERT_INBOX = Batched(
     "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
@@ -52,6 +52,17 @@ class SqliteInbox:
         )
         return _join_parts(tenant, msisdn, reversed(rows))[::-1][:limit]
 
+    async def delivered(
+        self, tenant: str, msisdn: str, message_id: str
+    ) -> tuple[str, Part | None] | None:
+        """The body (and part) the handset received as ``message_id``, while the inbox holds it."""
+        row = await self._engine.fetch_one(
+            "SELECT body, part_ref, part_seq, part_total FROM inbox"
+            " WHERE tenant = ? AND msisdn = ? AND message_id = ?",
+            (tenant, msisdn, message_id),
+        )
+        return (row[0], part(*row[1:])) if row else None
+
     async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]:
         """Every row a handset holds, oldest first, one entry per part (for an export)."""
         rows = await self._engine.fetch_bulk(
@@ -76,6 +87,25 @@ class SqliteInbox:
                 ((tenant, message_id),),
             ),
         )
+
+    async def handsets(self, tenant: str, limit: int) -> list[HandsetActivity]:
+        """The ``limit`` handsets that received from the tenant last: rows, last receipt time."""
+        rows = await self._engine.fetch(
+            "SELECT msisdn, count(*), max(received_at) FROM inbox WHERE tenant = ?"
+            " GROUP BY msisdn ORDER BY 3 DESC LIMIT ?",
+            (tenant, limit),
+        )
+        return [HandsetActivity(*row) for row in rows]
+
+    async def handset_counts(self, tenant: str, msisdns: Sequence[str]) -> dict[str, int]:
+        """Rows per handset, for those of ``msisdns`` that received anything."""
+        marks = ", ".join("?" * len(msisdns))
+        rows = await self._engine.fetch(
+            f"SELECT msisdn, count(*) FROM inbox WHERE tenant = ? AND msisdn IN ({marks})"
+            " GROUP BY msisdn",
+            (tenant, *msisdns),
+        )
+        return dict(rows)
 
     def erase_handset(self, tenant: str, msisdn: str) -> Steps:
         return (("DELETE FROM inbox WHERE tenant = ? AND msisdn = ?", ((tenant, msisdn),)),)

@@ -15,6 +15,7 @@ from gateway.ids import id_floor
 from gateway.storage.base import (
     AfterCommit,
     Batched,
+    HandsetActivity,
     Identifiable,
     Pseudonymised,
     Rows,
@@ -301,6 +302,30 @@ class SqliteTraffic:
             (f"DELETE FROM {table} WHERE {where}", ((tenant,),))
             for table, where in _TENANT_TABLES[:2]
         )
+
+    # --- the simulator's handset list ---------------------------------------------------
+
+    async def recipients(self, tenant: str, since_id: str, limit: int) -> list[HandsetActivity]:
+        """The ``limit`` numbers the tenant sent to last (ids from ``since_id``, identifiable)."""
+        rows = await self._engine.fetch(
+            "SELECT recipient, count(*), max(submitted_at) FROM messages"
+            " WHERE tenant = ? AND id >= ? AND pseudonym_epoch IS NULL"
+            " GROUP BY recipient ORDER BY 3 DESC LIMIT ?",
+            (tenant, since_id, limit),
+        )
+        return [HandsetActivity(*row) for row in rows]
+
+    async def recipient_counts(
+        self, tenant: str, since_id: str, msisdns: Sequence[str]
+    ) -> dict[str, int]:
+        """Messages (ids from ``since_id``) per number, for those of ``msisdns`` sent to."""
+        marks = ", ".join("?" * len(msisdns))
+        rows = await self._engine.fetch(
+            f"SELECT recipient, count(*) FROM messages WHERE tenant = ? AND id >= ?"
+            f" AND recipient IN ({marks}) GROUP BY recipient",
+            (tenant, since_id, *msisdns),
+        )
+        return dict(rows)
 
     # --- offboarding --------------------------------------------------------------------
 
