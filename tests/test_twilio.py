@@ -68,6 +68,7 @@ class Webhooks:
     url: str
     received: asyncio.Queue[tuple[str, dict[str, str], str]] = field(default_factory=asyncio.Queue)
     twiml: str = ""
+    fail_first: int = 0  # answer this many POSTs 500 first (recorded all the same)
 
     async def next(self) -> tuple[str, dict[str, str], str]:
         """(path, form, X-Twilio-Signature) of the next POST."""
@@ -81,6 +82,9 @@ async def webhooks() -> AsyncIterator[Webhooks]:
     async def receive(request: web.Request) -> web.Response:
         form = {name: str(value) for name, value in (await request.post()).items()}
         await hooks.received.put((request.path, form, request.headers["X-Twilio-Signature"]))
+        if hooks.fail_first > 0:
+            hooks.fail_first -= 1
+            return web.Response(status=500)
         if request.path == "/sms":
             return web.Response(text=hooks.twiml, content_type="text/xml")
         return web.Response(status=204)
@@ -358,6 +362,25 @@ async def test_status_callbacks_are_signed_and_skip_the_initial_status(
     assert by_status["undelivered"]["ErrorCode"] == "30005"
     assert by_status["undelivered"]["MessageSid"] == failing.sid
     assert webhooks.received.empty()
+
+
+async def test_a_failed_status_callback_is_retried_signed_the_same(
+    gateway: RunningGateway, webhooks: Webhooks
+) -> None:
+    webhooks.fail_first = 1
+    url = f"{webhooks.url}/status"
+    await call(
+        sdk(gateway).messages.create,
+        to="+46709990001",
+        from_="Acme",
+        body="x",
+        status_callback=url,
+    )
+    posts = [await webhooks.next() for _ in range(3)]  # one of the two is refused once
+    statuses = sorted(form["MessageStatus"] for _, form, _ in posts)
+    assert statuses in (["sent", "sent", "undelivered"], ["sent", "undelivered", "undelivered"])
+    validator = RequestValidator(AUTH_TOKEN)
+    assert all(validator.validate(url, form, signature) for _, form, signature in posts)
 
 
 async def test_a_resent_status_callback_is_twilio_shaped_and_signed(
