@@ -7,7 +7,7 @@ SMSC's submit faults, durable persist (group commit), hand-over to the simulated
 network. Front ends only translate their wire format into a
 `SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
 command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, force_outcome, and the reads: message, messages, inbox,
+receive, cancel, replace, force_outcome, redact, forget, and the reads: message, messages, inbox,
 handsets, body, inbound), never the store or the network around it;
 tests/test_layers.py holds them to that.
 """
