@@ -386,9 +386,17 @@ class CallbackConfig:
 class MessagesConfig:
     max_segments: int = 10
     max_client_ref: int = 64
+    # The validity of a message that names none, and the cap on one that names longer,
+    # counted from when it is due (its send_at, else its submission).
+    max_validity: Seconds = 48 * 3600.0
+    # Scheduled messages one tenant may have waiting for their time (all held in memory).
+    max_scheduled: int = 10_000
 
     def check(self, path: str) -> None:
         _check_positive(self.max_segments, f"{path}.max_segments")
+        _check_positive(self.max_scheduled, f"{path}.max_scheduled")
+        if self.max_validity <= 0:
+            raise ConfigError(f"{path}.max_validity", "must be positive")
 
 
 @dataclass(frozen=True, slots=True)

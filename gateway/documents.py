@@ -37,6 +37,8 @@ def message_document(message: Message) -> dict[str, Any]:
         "submitted_at": iso_time(message.submitted_at),
         "enroute_at": iso_time(message.enroute_at),
         "final_at": iso_time(message.final_at),
+        "send_at": iso_time(message.send_at),
+        "expires_at": iso_time(message.expires_at),
         "pseudonymised": message.pseudonym_epoch is not None,
         "class": message.message_class,
         "flash": message.message_class == 0,

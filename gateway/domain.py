@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
 from gateway.config import TenantConfig
@@ -39,9 +40,11 @@ class Interface(StrEnum):
 
 
 class Status(StrEnum):
-    """A message's life: accepted, enroute, then one final state."""
+    """A message's life: accepted (or scheduled until its send_at), enroute, then one
+    final state."""
 
     ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
     ENROUTE = "enroute"
     DELIVERED = "delivered"
     UNDELIVERABLE = "undeliverable"
@@ -51,7 +54,7 @@ class Status(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self not in (Status.ACCEPTED, Status.ENROUTE)
+        return self not in (Status.ACCEPTED, Status.SCHEDULED, Status.ENROUTE)
 
 
 class RejectCode(StrEnum):
@@ -62,6 +65,11 @@ class RejectCode(StrEnum):
     UNKNOWN_SENDER = "unknown_sender"
     BODY_TOO_LONG = "body_too_long"
     CALLBACK_NOT_ALLOWED = "callback_not_allowed"
+    # A validity that has ended, or ends before the message is due (a malformed time
+    # never gets this far: each front end refuses it in its own terms).
+    INVALID_VALIDITY = "invalid_validity"
+    # The tenant holds messages.max_scheduled messages waiting for their time already.
+    TOO_MANY_SCHEDULED = "too_many_scheduled"
     STORE_UNAVAILABLE = "store_unavailable"
     # Submit failures a simulator rule asks for, so clients can test their retry logic.
     THROTTLED = "throttled"
@@ -85,6 +93,22 @@ class Part:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Narrows a list of messages beyond recipient, status and time (the web inbox's search).
+
+    ``ids``: only these (found by their text); ``errors``: only messages that ended with
+    one of these errors (e.g. those an opt-out stopped).
+    """
+
+    interface: str | None = None
+    encoding: str | None = None
+    multipart: bool = False
+    until_id: str | None = None
+    ids: tuple[str, ...] | None = None
+    errors: tuple[str, ...] | None = None
+
+
 @dataclass(slots=True)
 class SubmitRequest:
     """What a front end asks the pipeline to send, already decoded from its wire format."""
@@ -103,6 +127,12 @@ class SubmitRequest:
     binary: bool = False
     # GSM 03.38 message class 0-3 (0: flash), when the data_coding names one.
     message_class: int | None = None
+    # When to hand it to the network (aware; a past time means at once), and when its
+    # validity ends: ``expires_at``, else ``validity`` after it is due (send_at or now).
+    # Neither: ``messages.max_validity``, which also caps them.
+    send_at: datetime | None = None
+    expires_at: datetime | None = None
+    validity: timedelta | None = None
 
 
 @dataclass(slots=True)
@@ -132,6 +162,10 @@ class Message:
     # The id of the submit_multi this message is one destination of: its response's
     # message_id, which every destination's receipt carries.
     submission: str | None = None
+    # The schedule asked for (status scheduled until then) and when the validity ends:
+    # a message still on its way then ends expired.
+    send_at: float | None = None
+    expires_at: float | None = None
 
     def moved_to(self, status: Status, at: float, error: str | None = None) -> Message:
         """This message in ``status`` since ``at``: every other field kept (see `_moving`)."""
@@ -284,3 +318,13 @@ class InboundOutcome:
 
     keyword: str | None = None
     reply: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A handset's conversation with the tenant, as the stores hold it (newest first each)."""
+
+    messages: list[Message]
+    received: list[InboxEntry]
+    pending: dict[str, tuple[str, Part | None]] = field(repr=False)
+    replies: list[InboundMessage]

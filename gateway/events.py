@@ -26,6 +26,8 @@ from gateway.documents import iso_time
 # The kinds of event, as the stream's ``type`` field names them.
 MESSAGE_ACCEPTED = "message.accepted"
 MESSAGE_STATUS = "message.status"
+# A submit a privacy gate refused (opt-out, missing consent, restriction): nothing stored.
+MESSAGE_BLOCKED = "message.blocked"
 HANDSET_RECEIVED = "handset.received"
 MO_RECEIVED = "mo.received"
 CONSENT_CHANGED = "consent.changed"

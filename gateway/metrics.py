@@ -115,6 +115,11 @@ class Metrics:
             "Messages handed to the simulated network and not yet final.",
             registry=r,
         )
+        self.scheduled = Gauge(
+            "smsgw_messages_scheduled",
+            "Scheduled messages waiting for their time (held in memory).",
+            registry=r,
+        )
         self.callbacks = Counter(
             "smsgw_callbacks_total",
             "Delivery callback attempts by result (delivered, retried, failed).",

@@ -13,15 +13,25 @@ receipt never announces something a crash could take back; so does the event
 stream, which also hears of ``enroute`` and of a handset's delivery once committed.
 Final hooks run just before the state is queued, so what they queue (a receipt's
 row) commits with it.
+
+A scheduled message waits in memory (the pipeline holds each tenant to
+``messages.max_scheduled`` of them) in one heap of due times, behind one timer armed
+for the earliest: no task or timer per message. When their time comes they go to the
+due handler (the pipeline asks its privacy gates again), which answers with
+`release` or `stop_scheduled`. A message whose validity ends before its latency does
+ends ``expired`` when its validity ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
+import itertools
 import math
 import random
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from gateway.chaos import Chaos
 from gateway.config import Outcome, SimulatorConfig, SubmitError
@@ -33,6 +43,8 @@ from gateway.store import Store
 StatusListener = Callable[[Message], None]
 # Asked just before delivery; a reason (e.g. "opted_out") stops the message there.
 DeliveryCheck = Callable[[Message], str | None]
+# Told of the scheduled messages whose time has come (see `SimulatedNetwork.on_due`).
+DueHandler = Callable[[list[Outgoing]], None]
 
 # The reason a final state carries, as the traffic log and the API show it.
 OUTCOME_ERRORS: dict[Outcome, str | None] = {
@@ -95,7 +107,18 @@ class SimulatedNetwork:
         self._in_flight: dict[str, _InFlight] = {}
         # tick -> its timer and the ids of the messages due then
         self._ticks: dict[int, tuple[asyncio.TimerHandle, list[str]]] = {}
+        # Scheduled messages: by id, counted per tenant, and a heap of due times.
+        self._scheduled: dict[str, Outgoing] = {}
+        self._scheduled_per_tenant: Counter[str] = Counter()
+        # Heap entries are (due, number, id); a message's live entry is the one whose
+        # number ``_entries`` holds, any other one of it is stale (cancelled or moved).
+        self._due: list[tuple[float, int, str]] = []
+        self._entries: dict[str, tuple[int, float]] = {}
+        self._entry_numbers = itertools.count()
+        self._on_due: DueHandler = self.release
+        self._wake: asyncio.TimerHandle | None = None
         metrics.in_flight.set_function(lambda: len(self._in_flight))
+        metrics.scheduled.set_function(lambda: len(self._scheduled))
 
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""
@@ -145,10 +168,20 @@ class SimulatedNetwork:
         return probability >= 1.0 or self._rng.random() < probability
 
     def hand_over(self, item: Outgoing) -> None:
-        """Take an accepted, committed message onto the network."""
+        """Take an accepted, committed message onto the network (a scheduled one at its time)."""
+        message = item.message
+        if message.status is Status.SCHEDULED and message.send_at is not None:
+            self._schedule(item)
+        else:
+            self._start(item)
+
+    def _start(self, item: Outgoing) -> None:
         message = item.message
         decision = self.decide(message.tenant, message.recipient)
         now = self._clock()
+        outcome, latency = decision.outcome, decision.latency
+        if message.expires_at is not None and now + latency >= message.expires_at:
+            outcome, latency = Outcome.EXPIRED, max(0.0, message.expires_at - now)
         enroute = Outgoing(
             message.moved_to(Status.ENROUTE, now),
             item.body,
@@ -158,8 +191,119 @@ class SimulatedNetwork:
             StatusChange(message.id, Status.ENROUTE, now),
             after_commit=lambda: self._announce_enroute(enroute.message),
         )
-        self._in_flight[message.id] = _InFlight(enroute, decision.outcome)
-        self._finish_after(message.id, decision.latency)
+        self._in_flight[message.id] = _InFlight(enroute, outcome)
+        self._finish_after(message.id, latency)
+
+    # --- scheduled messages -------------------------------------------------------------
+
+    def scheduled_count(self, tenant: str) -> int:
+        """How many of the tenant's messages wait for their time."""
+        return self._scheduled_per_tenant[tenant]
+
+    def on_due(self, handler: DueHandler) -> None:
+        """Give the scheduled messages whose time has come to ``handler`` instead of letting
+        them go at once; it answers each with `release` or `stop_scheduled`."""
+        self._on_due = handler
+
+    def _schedule(self, item: Outgoing) -> None:
+        message = item.message
+        assert message.send_at is not None
+        if message.id not in self._scheduled:
+            self._scheduled_per_tenant[message.tenant] += 1
+        self._scheduled[message.id] = item
+        self._wait_until(message.id, message.send_at)
+
+    def _wait_until(self, message_id: str, at: float) -> None:
+        """A (new) heap entry for the message; any older one of it is stale from now on."""
+        number = next(self._entry_numbers)
+        self._entries[message_id] = (number, at)
+        heapq.heappush(self._due, (at, number, message_id))
+        if len(self._due) > 2 * len(self._entries) + 64:  # mostly stale entries: rebuild
+            self._due = [(when, n, m) for m, (n, when) in self._entries.items()]
+            heapq.heapify(self._due)
+        self._arm()
+
+    def _unschedule(self, message_id: str) -> Outgoing | None:
+        self._entries.pop(message_id, None)
+        item = self._scheduled.pop(message_id, None)
+        if item is not None:
+            self._scheduled_per_tenant[item.message.tenant] -= 1
+            if not self._scheduled_per_tenant[item.message.tenant]:
+                del self._scheduled_per_tenant[item.message.tenant]
+        return item
+
+    def _arm(self) -> None:
+        """The one timer, set for the earliest due time.
+
+        Compared on the loop's clock, so that a due time that the wall clock has passed
+        (it stepped forward) is not left waiting behind a timer set before the step.
+        """
+        if not self._due:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, self._due[0][0] - self._clock())
+        if self._wake is not None:
+            if self._wake.when() <= deadline:
+                return
+            self._wake.cancel()
+        self._wake = loop.call_at(deadline, self._release_due)
+
+    def _release_due(self) -> None:
+        """Give the due handler every scheduled message whose time has come.
+
+        They stay scheduled (cancel_sm and replace_sm still find them) but without a heap
+        entry until the handler answers.
+        """
+        self._wake = None
+        now = self._clock()
+        due: list[Outgoing] = []
+        while self._due and self._due[0][0] <= now + TICK:
+            _, number, message_id = heapq.heappop(self._due)
+            entry = self._entries.get(message_id)
+            if entry is not None and entry[0] == number:  # not cancelled or moved
+                del self._entries[message_id]
+                due.append(self._scheduled[message_id])
+        if due:
+            self._on_due(due)
+        self._arm()
+
+    def _awaiting_release(self, message_id: str) -> bool:
+        """Given to the due handler, and neither cancelled nor moved since."""
+        return message_id in self._scheduled and message_id not in self._entries
+
+    def release(self, items: Sequence[Outgoing]) -> None:
+        """Let due scheduled messages go onto the network, as they are now (a replace_sm
+        meanwhile kept)."""
+        for item in items:
+            if self._awaiting_release(item.message.id):
+                released = self._unschedule(item.message.id)
+                assert released is not None
+                self._start(released)
+
+    def stop_scheduled(self, item: Outgoing, reason: str) -> None:
+        """End a due scheduled message ``rejected`` instead (e.g. opted out meanwhile)."""
+        if self._awaiting_release(item.message.id):
+            stopped = self._unschedule(item.message.id)
+            assert stopped is not None
+            self._end(stopped, Status.REJECTED, reason)
+
+    def postpone(self, items: Sequence[Outgoing], delay: float) -> None:
+        """Hand due scheduled messages to the due handler again in ``delay`` seconds."""
+        at = self._clock() + delay
+        for item in items:
+            if self._awaiting_release(item.message.id):
+                self._wait_until(item.message.id, at)
+
+    def reschedule(self, tenant: str, message_id: str, send_at: float, expires_at: float) -> bool:
+        """Move a scheduled message's time and validity (queued, not committed); False if
+        it is not scheduled (any more)."""
+        item = self._scheduled.get(message_id)
+        if item is None or item.message.tenant != tenant:
+            return False
+        message = dataclasses.replace(item.message, send_at=send_at, expires_at=expires_at)
+        self._store.traffic.reschedule(message_id, send_at, expires_at)
+        self._schedule(dataclasses.replace(item, message=message))
+        return True
 
     def _finish_after(self, message_id: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -173,12 +317,17 @@ class SimulatedNetwork:
             if message_id in self._in_flight:  # not cancelled meanwhile
                 self._finish(message_id)
 
-    def pending(self, tenant: str, message_id: str) -> Message | None:
-        """The message if it is still on its way (not final), for this tenant only."""
+    def _held(self, message_id: str) -> Outgoing | None:
+        """A message scheduled or on its way, of any tenant."""
         flight = self._in_flight.get(message_id)
-        if flight is None or flight.item.message.tenant != tenant:
+        return flight.item if flight is not None else self._scheduled.get(message_id)
+
+    def pending(self, tenant: str, message_id: str) -> Message | None:
+        """The message if it is scheduled or on its way (not final), for this tenant only."""
+        item = self._held(message_id)
+        if item is None or item.message.tenant != tenant:
             return None
-        return flight.item.message
+        return item.message
 
     def outgoing(self, tenant: str, message_id: str) -> Outgoing | None:
         """The message with its body while it is on its way, for this tenant only."""
@@ -188,19 +337,23 @@ class SimulatedNetwork:
         return flight.item
 
     def pending_to(self, tenant: str, recipient: str) -> list[str]:
-        """Ids of this tenant's messages to ``recipient`` still on their way."""
+        """Ids of this tenant's messages to ``recipient`` scheduled or on their way."""
+        held = [f.item for f in self._in_flight.values()] + list(self._scheduled.values())
         return [
-            message_id
-            for message_id, flight in self._in_flight.items()
-            if flight.item.message.tenant == tenant and flight.item.message.recipient == recipient
+            item.message.id
+            for item in held
+            if item.message.tenant == tenant and item.message.recipient == recipient
         ]
 
     def cancel(self, tenant: str, message_id: str) -> bool:
         """Withdraw a message that is not final yet; it ends ``deleted`` (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
-        flight = self._in_flight.pop(message_id)  # its tick will find it gone
-        self._end(flight.item, Status.DELETED, "cancelled")
+        # Its tick (or its heap entry) will find it gone.
+        flight = self._in_flight.pop(message_id, None)
+        item = flight.item if flight is not None else self._unschedule(message_id)
+        assert item is not None
+        self._end(item, Status.DELETED, "cancelled")
         return True
 
     def force(self, tenant: str, message_id: str, outcome: Outcome) -> bool:
@@ -222,13 +375,20 @@ class SimulatedNetwork:
         flights = self._in_flight
         for message_id in [m for m, f in flights.items() if f.item.message.tenant == tenant]:
             del flights[message_id]
+        for message_id in [m for m, i in self._scheduled.items() if i.message.tenant == tenant]:
+            self._unschedule(message_id)
 
     def replace(self, tenant: str, message_id: str, body: str) -> bool:
         """Replace the body of a message that is not final yet (queued, not committed)."""
         if self.pending(tenant, message_id) is None:
             return False
-        flight = self._in_flight[message_id]
-        flight.item = dataclasses.replace(flight.item, body=body)
+        flight = self._in_flight.get(message_id)
+        if flight is not None:
+            flight.item = dataclasses.replace(flight.item, body=body)
+        else:
+            self._scheduled[message_id] = dataclasses.replace(
+                self._scheduled[message_id], body=body
+            )
         self._store.traffic.replace_body(message_id, body)
         return True
 
@@ -296,3 +456,10 @@ class SimulatedNetwork:
             timer.cancel()
         self._ticks.clear()
         self._in_flight.clear()
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake = None
+        self._due.clear()
+        self._entries.clear()
+        self._scheduled.clear()
+        self._scheduled_per_tenant.clear()

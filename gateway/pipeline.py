@@ -2,22 +2,27 @@
 
 In order: the tenant's rate limit (``max_submit_rate``, then the chaos cap: one
 bucket each per tenant, shared by every front end), validate (recipient to E.164,
-sender, encoding and length, callback host), the privacy gates, id, the simulated
-SMSC's submit faults, durable persist (group commit), hand-over to the simulated
-network. Front ends only translate their wire format into a
-`SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
-command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, force_outcome, redact, forget, and the reads: message, messages, inbox,
-handsets, body, inbound), never the store or the network around it;
-tests/test_layers.py holds them to that.
+sender, encoding and length, callback host, schedule and validity), the privacy
+gates, id, the simulated SMSC's submit faults, the tenant's room for scheduled
+messages, durable persist (group commit), hand-over to the simulated network (which
+holds a scheduled message until its time). Front ends only translate their wire
+format into a `SubmitRequest` and a `Rejected.code` back into an HTTP status or an
+SMPP command_status. They reach the traffic through this pipeline alone (submit,
+receive, cancel, replace, force_outcome, redact, forget, and the reads: message,
+messages, inbox, handsets, body, inbound, thread, texts), never the store or the
+network around it; tests/test_layers.py holds them to that.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gateway.chaos import Chaos
@@ -29,6 +34,7 @@ from gateway.domain import (
     InboxEntry,
     Interface,
     Message,
+    MessageFilter,
     Notice,
     NoticeKind,
     Outgoing,
@@ -36,9 +42,10 @@ from gateway.domain import (
     Rejected,
     Status,
     SubmitRequest,
+    Thread,
 )
 from gateway.encoding import BodyInfo, analyse, analyse_binary
-from gateway.events import MESSAGE_ACCEPTED, MO_RECEIVED, EventBus
+from gateway.events import MESSAGE_ACCEPTED, MESSAGE_BLOCKED, MO_RECEIVED, EventBus
 from gateway.ids import MessageIds, id_floor
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -51,6 +58,10 @@ from gateway.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 SubmitResult = Message | Rejected
+# Seconds until due scheduled messages are offered to the gates again after they failed.
+GATE_RETRY = 1.0
+# A text search looks at most this many matching bodies (SQLite's IN list stays short).
+_MAX_TEXT_HITS = 500
 InboundListener = Callable[[Notice], None]
 
 
@@ -96,6 +107,12 @@ class SubmitPipeline:
         # One bucket per tenant with a max_submit_rate, shared by every front end.
         self._buckets = {t.id: TokenBucket(t.submit_rate) for t in config.tenants if t.submit_rate}
         self._chaos = chaos
+        # Scheduled messages of submits not yet handed over, per tenant (max_scheduled).
+        self._scheduling: Counter[str] = Counter()
+        # Scheduled messages whose time has come, for the one task that lets them go.
+        self._due: asyncio.Queue[list[Outgoing]] = asyncio.Queue()
+        self._releaser: asyncio.Task[None] | None = None
+        network.on_due(self._due.put_nowait)
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
@@ -111,13 +128,16 @@ class SubmitPipeline:
         started = time.perf_counter()
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
+        checked = list(results)
         for gate in self._gates:
             await self._apply_gate(gate, results)
+        self._publish_blocked(checked, results)
         for index, result in enumerate(results):
             if isinstance(result, Message):
                 fault = self._network.submit_fault(result.tenant, result.recipient)
                 if fault is not None:
                     results[index] = Rejected(fault, "the simulated SMSC failed this submit")
+        scheduling = self._hold_schedules(results)
         if one_submission:
             results = _one_submission(results)
         accepted = [
@@ -125,18 +145,40 @@ class SubmitPipeline:
             for result, request in zip(results, requests, strict=True)
             if isinstance(result, Message)
         ]
-        if accepted:
-            try:
+        try:
+            if accepted:
                 await self._store.traffic.add_messages(accepted)
-            except StoreError:
-                unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
-                results = [unavailable if isinstance(r, Message) else r for r in results]
-                accepted = []
-            for item in accepted:
-                self._publish_accepted(item.message)
-                self._network.hand_over(item)
+        except StoreError:
+            unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
+            results = [unavailable if isinstance(r, Message) else r for r in results]
+            accepted = []
+        finally:
+            self._scheduling.subtract(scheduling)  # the network counts them from here
+        for item in accepted:
+            self._publish_accepted(item.message)
+            self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
+
+    def _hold_schedules(self, results: list[SubmitResult]) -> Counter[str]:
+        """Refuse scheduled messages beyond the tenant's ``max_scheduled``; count the rest
+        as held until they are handed over (or not), which the caller undoes."""
+        limit = self._config.messages.max_scheduled
+        held: Counter[str] = Counter()
+        for index, result in enumerate(results):
+            if not isinstance(result, Message) or result.status is not Status.SCHEDULED:
+                continue
+            tenant = result.tenant
+            waiting = self._network.scheduled_count(tenant) + self._scheduling[tenant]
+            if waiting >= limit:
+                results[index] = Rejected(
+                    RejectCode.TOO_MANY_SCHEDULED,
+                    f"the tenant has {limit} scheduled messages waiting (messages.max_scheduled)",
+                )
+                continue
+            self._scheduling[tenant] += 1
+            held[tenant] += 1
+        return held
 
     async def resume(self) -> None:
         """Hand what the last run left unfinished back to the network (once, at start).
@@ -154,6 +196,39 @@ class SubmitPipeline:
             else:
                 self._network.stop_before_delivery(item, result.code.value)
         log_event(log, "network.resumed", count=len(unfinished))
+        self._releaser = asyncio.create_task(self._release_scheduled(), name="scheduled")
+
+    async def close(self) -> None:
+        """Stop letting scheduled messages go (they stay stored and resume next start)."""
+        if self._releaser is not None:
+            self._releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._releaser
+
+    async def _release_scheduled(self) -> None:
+        """The one task that lets scheduled messages go once their time has come.
+
+        They pass the gates again first: an opt-out or a restriction committed since
+        they were accepted (hours ago, perhaps) stops them. The network's last check
+        before delivery remembers recent changes only for as long as a message can be
+        on its way, not for as long as one can be scheduled. If a gate cannot answer
+        (the store failing), they wait and are asked again.
+        """
+        while True:
+            items = await self._due.get()
+            results: list[SubmitResult] = [item.message for item in items]
+            try:
+                for gate in self._gates:
+                    await self._apply_gate(gate, results)
+            except Exception:
+                log_event(log, "scheduled.gate_failed", logging.ERROR, exc_info=True)
+                self._network.postpone(items, GATE_RETRY)
+                continue
+            for item, result in zip(items, results, strict=True):
+                if isinstance(result, Message):
+                    self._network.release([item])
+                else:
+                    self._network.stop_scheduled(item, result.code.value)
 
     @staticmethod
     async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:
@@ -212,6 +287,16 @@ class SubmitPipeline:
         info = self._analyse(request.body, binary=request.binary)
         if isinstance(info, Rejected):
             return info
+        window = validity_window(
+            request.send_at,
+            request.expires_at,
+            request.validity,
+            now,
+            self._config.messages.max_validity,
+        )
+        if isinstance(window, Rejected):
+            return window
+        send_at, expires_at = window
         return Message(
             id=self._ids.next(),
             tenant=tenant.id,
@@ -221,12 +306,14 @@ class SubmitPipeline:
             purpose=purpose,
             segments=info.segments,
             encoding=info.encoding,
-            status=Status.ACCEPTED,
+            status=Status.SCHEDULED if send_at is not None and send_at > now else Status.ACCEPTED,
             submitted_at=now,
             client_ref=request.client_ref,
             callback_url=request.callback_url,
             receipt=request.receipt,
             message_class=request.message_class,
+            send_at=send_at,
+            expires_at=expires_at,
         )
 
     def sender_of(self, tenant: TenantConfig, raw: str) -> str | None:
@@ -300,6 +387,23 @@ class SubmitPipeline:
             await self.submit(reply)
         return notice
 
+    def _publish_blocked(self, checked: list[SubmitResult], results: list[SubmitResult]) -> None:
+        """Tell the tenant's stream of each submit a privacy gate refused.
+
+        Nothing is stored for a refused submit; the event is how a watcher (the web
+        inbox) sees the attempt. It names the code, never the body.
+        """
+        for before, after in zip(checked, results, strict=True):
+            if isinstance(before, Message) and isinstance(after, Rejected):
+                self._events.publish(
+                    before.tenant,
+                    MESSAGE_BLOCKED,
+                    to=before.recipient,
+                    interface=before.interface.value,
+                    code=after.code.value,
+                    **{"from": before.sender},
+                )
+
     def _publish_accepted(self, message: Message) -> None:
         """Told once the message is committed, before the network moves it on."""
         self._events.publish(
@@ -338,8 +442,18 @@ class SubmitPipeline:
         since_id: str | None = None,
         before_id: str | None = None,
         limit: int = 100,
+        narrow: MessageFilter | None = None,
+        text: str | None = None,
     ) -> list[Message]:
-        """The tenant's messages, newest first (see `Traffic.list_messages`)."""
+        """The tenant's messages, newest first (see `Traffic.list_messages`).
+
+        ``text`` is looked for in the bodies still kept (the last ``privacy.body_ttl``
+        of them), at most `_MAX_TEXT_HITS` matches.
+        """
+        if text:
+            ids = await self._store.inbox.with_text(tenant, text, _MAX_TEXT_HITS)
+            ids += await self._store.traffic.pending_with_text(tenant, text, _MAX_TEXT_HITS)
+            narrow = dataclasses.replace(narrow or MessageFilter(), ids=tuple(ids[:_MAX_TEXT_HITS]))
         return await self._store.traffic.list_messages(
             tenant,
             recipient=recipient,
@@ -348,6 +462,7 @@ class SubmitPipeline:
             since_id=since_id,
             before_id=before_id,
             limit=limit,
+            narrow=narrow,
         )
 
     async def inbox(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
@@ -410,6 +525,28 @@ class SubmitPipeline:
         """What handsets sent to the tenant's numbers, newest first (``before_id``: a cursor)."""
         return await self._store.inbound.received(tenant, before_id, limit)
 
+    async def thread(self, tenant: str, msisdn: str, limit: int = 100) -> Thread:
+        """The handset's last ``limit`` messages from the tenant and replies to it."""
+        messages = await self._store.traffic.list_messages(tenant, recipient=msisdn, limit=limit)
+        received = await self._store.inbox.received(tenant, msisdn, limit)
+        delivered = {id for entry in received for id in entry.message_ids}
+        pending = await self._store.traffic.pending_bodies(
+            tenant, [m.id for m in messages if m.id not in delivered and not m.status.is_final]
+        )
+        replies = (await self._store.inbound.for_handset(tenant, msisdn))[-limit:][::-1]
+        return Thread(messages, received, pending, replies)
+
+    async def texts(self, tenant: str, message_ids: Sequence[str]) -> dict[str, str]:
+        """The bodies still kept of these messages: delivered (inbox) or on their way."""
+        delivered = await self._store.inbox.parts(tenant, message_ids)
+        pending = await self._store.traffic.pending_bodies(
+            tenant, [id for id in message_ids if id not in delivered]
+        )
+        return {
+            **{id: body for id, (body, _) in pending.items()},
+            **{id: body for id, (_, body, _) in delivered.items()},
+        }
+
     async def cancel(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
         """Withdraw a message of this tenant that is not final yet (SMPP cancel_sm).
 
@@ -432,23 +569,64 @@ class SubmitPipeline:
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
         return await self._committed()
 
-    async def replace(self, tenant: TenantConfig, message_id: str, body: str) -> Rejected | None:
+    async def replace(
+        self,
+        tenant: TenantConfig,
+        message_id: str,
+        body: str,
+        *,
+        send_at: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> Rejected | None:
         """Replace the body of a message of this tenant that is not final yet (replace_sm).
 
         The replacement may not need more segments than the message was accepted with:
-        the traffic log (and the bill) already counts them. Returns once the new body
-        is committed.
+        the traffic log (and the bill) already counts them. A scheduled message may also
+        get a new ``send_at`` and ``expires_at`` (None keeps each); a new time without a
+        new expiry moves the expiry with it, so the validity keeps its length. Returns
+        once the change is committed.
         """
         message = self._network.pending(tenant.id, message_id)
         if message is None:
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        window: tuple[float | None, float] | None = None
+        if send_at is not None or expires_at is not None:
+            moved = self._new_window(message, send_at, expires_at)
+            if isinstance(moved, Rejected):
+                return moved
+            window = moved
         info = self._analyse(body)
         if isinstance(info, Rejected):
             return info
         if info.segments > message.segments:
             return Rejected(RejectCode.BODY_TOO_LONG, "the replacement needs more segments")
         self._network.replace(tenant.id, message_id, body)
+        if window is not None:
+            new_send_at, new_expires_at = window
+            assert new_send_at is not None  # a scheduled message keeps its time if none is given
+            self._network.reschedule(tenant.id, message_id, new_send_at, new_expires_at)
         return await self._committed()
+
+    def _new_window(
+        self, message: Message, send_at: datetime | None, expires_at: datetime | None
+    ) -> tuple[float | None, float] | Rejected:
+        """A scheduled message's new (send_at, expires_at), or why it cannot have them."""
+        if message.status is not Status.SCHEDULED or message.send_at is None:
+            return Rejected(
+                RejectCode.NOT_PENDING,
+                "the message is on its way: its schedule and validity can no longer change",
+            )
+        validity = None
+        if expires_at is None and message.expires_at is not None:
+            validity = timedelta(seconds=message.expires_at - message.send_at)
+        now = self._clock()
+        return validity_window(
+            send_at or _aware(message.send_at),
+            expires_at,
+            validity,
+            now,
+            self._config.messages.max_validity,
+        )
 
     async def redact(self, tenant: TenantConfig, message_id: str) -> Message | Rejected:
         """Erase the body held of a final message of this tenant (the handset's copy).
@@ -506,6 +684,42 @@ class SubmitPipeline:
                 metrics.rejections.inc(tenant, interface, result.code.value)
         if requests:
             metrics.submit_latency.labels(requests[0].interface.value).observe(elapsed)
+
+
+def validity_window(
+    send_at: datetime | None,
+    expires_at: datetime | None,
+    validity: timedelta | None,
+    now: float,
+    max_validity: float,
+) -> tuple[float | None, float] | Rejected:
+    """A message's (send_at, expires_at) in epoch seconds, or why it cannot have them.
+
+    The validity counts from when the message is due (send_at, or ``now`` if that is
+    earlier or none): ``expires_at`` if given, else ``validity`` after then, capped
+    at ``max_validity`` after then (also when none is given). An expiry that is past,
+    or not after the message is due, is refused.
+    """
+    start = None if send_at is None else send_at.timestamp()
+    due = now if start is None else max(now, start)
+    longest = due + max_validity
+    if expires_at is not None:
+        end = expires_at.timestamp()
+    elif validity is not None:
+        end = due + validity.total_seconds()
+    else:
+        return start, longest
+    if end <= now:
+        return Rejected(RejectCode.INVALID_VALIDITY, "the validity period has already ended")
+    if end <= due:
+        return Rejected(
+            RejectCode.INVALID_VALIDITY, "the validity period ends before the message is due"
+        )
+    return start, min(end, longest)
+
+
+def _aware(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _canonical_sender(sender: str, default_country: str | None) -> str | None:

@@ -26,6 +26,7 @@ import logging
 import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 from gateway.chaos import Chaos
@@ -576,7 +577,8 @@ class SmppConnection(asyncio.Protocol):
     def _request(self, pdu: Pdu, destination: str, dest_ton: int) -> SubmitRequest | CommandStatus:
         """One message to submit (the pipeline holds the tenant's rate limit)."""
         assert self.tenant is not None
-        return self.server.translator.request(pdu, self.tenant, destination, dest_ton)
+        translator, now = self.server.translator, self.server.clock()
+        return translator.request(pdu, self.tenant, destination, dest_ton, now)
 
     def _submit_sm(self, pdu: Pdu, submits: Submits) -> None:
         body: SubmitSm | DataSm = (
@@ -696,16 +698,23 @@ class SmppConnection(asyncio.Protocol):
 
     def _replace_sm(self, pdu: Pdu, submits: Submits) -> None:
         body = translate.replace_body(pdu)
+        times = translate.replace_times(pdu, self.server.clock())
         if isinstance(body, CommandStatus):
             self._answer(pdu, body)
+        elif isinstance(times, CommandStatus):
+            self._answer(pdu, times)
         else:
-            self.server.spawn(self._run_replace(pdu, body))
+            self.server.spawn(self._run_replace(pdu, body, *times))
 
-    async def _run_replace(self, pdu: Pdu, body: str) -> None:
-        """Answered once the new body is committed."""
+    async def _run_replace(
+        self, pdu: Pdu, body: str, send_at: datetime | None, expires_at: datetime | None
+    ) -> None:
+        """Answered once the new body (and schedule, validity) is committed."""
         assert self.tenant is not None
         message_id = await self._message_id(pdu.body(ReplaceSm)["message_id"])
-        rejected = await self.server.pipeline.replace(self.tenant, message_id, body)
+        rejected = await self.server.pipeline.replace(
+            self.tenant, message_id, body, send_at=send_at, expires_at=expires_at
+        )
         self._answer(pdu, self.server.translator.replace_status(rejected))
 
     # --- the deliver_sm window (kept by the server's NoticeQueue) -----------------------

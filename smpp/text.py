@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from gateway.domain import Part, Status
 from gateway.encoding import (
+    Encoding,
     decode_ucs2,
     decode_ucs2_part,
     encode_ucs2,
@@ -139,6 +140,18 @@ def decode_as(alphabet: Alphabet, data: bytes, *, part: bool = False) -> str:
         return decode_ucs2_part(data) if part else decode_ucs2(data)
     except ValueError as exc:
         raise TextError("UCS-2 text does not decode") from exc
+
+
+def data_coding_of(encoding: Encoding, message_class: int | None) -> int:
+    """The data_coding that names ``encoding`` and ``message_class``: `coding_of` inverted.
+
+    With a class, the 0xF0 group for GSM 03.38 and 8-bit data, 0x18 for UCS-2.
+    """
+    if message_class is None:
+        return {Encoding.GSM7: DC_DEFAULT, Encoding.UCS2: DC_UCS2}.get(encoding, DC_BINARY_ALT)
+    if encoding == Encoding.UCS2:
+        return 0x18 | message_class
+    return (0xF4 if encoding == Encoding.BINARY else 0xF0) | message_class
 
 
 def encode_text(text: str) -> tuple[int, bytes]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from gateway.config import (
     AddressPolicy,
@@ -62,6 +62,7 @@ from smpp.text import (
     receipt_text,
     split_udh,
 )
+from smpp.times import TimeFormatError, absolute_time, parse_time
 
 HEX = MessageIdFormat.HEX
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ MAX_SHORT_MESSAGE = 254
 # message_state values (section 5.3.2.35), for query_sm_resp and receipts.
 MESSAGE_STATE: dict[Status, int] = {
     Status.ACCEPTED: 1,  # ENROUTE: SMPP's ACCEPTED means "read on behalf of the subscriber"
+    Status.SCHEDULED: 1,  # ENROUTE too: SCHEDULED (0) is SMPP 5.0's, unknown to 3.4 clients
     Status.ENROUTE: 1,
     Status.DELIVERED: 2,
     Status.EXPIRED: 3,
@@ -124,6 +126,8 @@ REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.SYSTEM_ERROR: S.ESME_RSYSERR,
     RejectCode.NO_RESPONSE: S.ESME_RSYSERR,
     RejectCode.NOT_PENDING: S.ESME_RREPLACEFAIL,
+    RejectCode.INVALID_VALIDITY: S.ESME_RINVEXPIRY,
+    RejectCode.TOO_MANY_SCHEDULED: S.ESME_RMSGQFUL,
 }
 
 
@@ -147,19 +151,33 @@ class Translator:
         return self.reject_status[code]
 
     def request(
-        self, pdu: Pdu, tenant: TenantConfig, destination: str, dest_ton: int
+        self, pdu: Pdu, tenant: TenantConfig, destination: str, dest_ton: int, now: float
     ) -> SubmitRequest | CommandStatus:
-        """submit_sm / data_sm / one submit_multi destination as a request for the pipeline."""
+        """submit_sm / data_sm / one submit_multi destination as a request for the pipeline.
+
+        Relative times count from ``now`` (epoch seconds).
+        """
         body: SubmitSm | SubmitMulti | DataSm
         command = pdu.command_id
+        tlvs = pdu.tlvs
+        validity: timedelta | None = None
         if command is CommandId.data_sm:
             body, short_message = pdu.body(DataSm), b""  # its text is in message_payload
+            send_at = expires_at = None
+            time_to_live = tlvs.get(Tag.qos_time_to_live)
+            if isinstance(time_to_live, int):
+                validity = timedelta(seconds=time_to_live)
         else:
             with_text: SubmitSm | SubmitMulti = (
                 pdu.body(SubmitMulti) if command is CommandId.submit_multi else pdu.body(SubmitSm)
             )
             body, short_message = with_text, with_text["short_message"]
-        tlvs = pdu.tlvs
+            times = message_times(
+                with_text["schedule_delivery_time"], with_text["validity_period"], now
+            )
+            if isinstance(times, CommandStatus):
+                return times
+            send_at, expires_at = times
         payload = tlvs.get(Tag.message_payload)
         if payload is not None and short_message:
             return S.ESME_RSUBMITFAIL  # the spec allows one or the other
@@ -223,6 +241,9 @@ class Translator:
             part=part,
             binary=coding.alphabet is Alphabet.BINARY,
             message_class=coding.message_class,
+            send_at=send_at,
+            expires_at=expires_at,
+            validity=validity,
         )
 
     def submit_resp(
@@ -299,6 +320,29 @@ def replace_body(pdu: Pdu) -> str | CommandStatus:
         return S.ESME_RREPLACEFAIL
 
 
+def replace_times(pdu: Pdu, now: float) -> tuple[datetime | None, datetime | None] | CommandStatus:
+    """A replace_sm's new schedule and validity end (None keeps the message's own)."""
+    body = pdu.body(ReplaceSm)
+    return message_times(body["schedule_delivery_time"], body["validity_period"], now)
+
+
+def message_times(
+    schedule: str, validity: str, now: float
+) -> tuple[datetime | None, datetime | None] | CommandStatus:
+    """schedule_delivery_time and validity_period as moments, or the status that refuses
+    a malformed one (relative times count from ``now``)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    try:
+        send_at = parse_time(schedule, moment)
+    except TimeFormatError:
+        return S.ESME_RINVSCHED
+    try:
+        expires_at = parse_time(validity, moment)
+    except TimeFormatError:
+        return S.ESME_RINVEXPIRY
+    return send_at, expires_at
+
+
 def whole_submission(submission: str, members: Sequence[Message]) -> Message:
     """What query_sm answers for a submit_multi's id: the state of the whole submission.
 
@@ -320,7 +364,7 @@ def query_sm_resp(request: Pdu, message: Message | None, ids: MessageIdFormat = 
         return Pdu.make(CommandId.query_sm_resp, request.sequence_number, S.ESME_RQUERYFAIL)
     final = ""
     if message.final_at is not None:
-        final = time.strftime("%y%m%d%H%M%S", time.gmtime(message.final_at)) + "000+"
+        final = absolute_time(datetime.fromtimestamp(message.final_at, UTC))
     return Pdu.make(
         CommandId.query_sm_resp,
         request.sequence_number,

@@ -161,7 +161,7 @@ async def test_serve_banner_names_the_urls_and_only_the_demo_key(tmp_path: Path)
         "banner.demo",
         "banner.docs",
     ]
-    assert f"url={gateway.url}" in banner[0]
+    assert f"url={gateway.url} inbox={gateway.url}/ui/" in banner[0]
     assert f"address=127.0.0.1:{gateway.smpp_port}" in banner[1]
     assert f"url={gateway.url}/admin/v1" in banner[2]
     assert "tenant=demo api_key=demo-key" in banner[3]

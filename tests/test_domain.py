@@ -55,6 +55,8 @@ def every_field_set() -> Message:
         pseudonym_epoch="2026-01",
         message_class=2,
         submission="0123456789abcdef0000",
+        send_at=1_700_000_500.0,
+        expires_at=1_700_172_800.0,
     )
 
 

@@ -290,7 +290,7 @@ async def test_openapi_states_the_bounds_the_handlers_enforce(gateway: RunningGa
         for param in operation.get("parameters", [])
         if param["name"] == "limit"
     ]
-    assert len(limits) == 6
+    assert len(limits) == 8
     for path, schema in limits:
         low, high = schema["minimum"], schema["maximum"]
         for value, accepted in ((low, True), (high, True), (low - 1, False), (high + 1, False)):

@@ -18,7 +18,17 @@ PACKAGES = ("gateway", "smpp", "privacy")
 
 # Lowest first. A module's layer is that of the longest prefix here that names it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("smpp wire", ("smpp.vocabulary", "smpp.bodies", "smpp.pdu", "smpp.framer", "smpp.session")),
+    (
+        "smpp wire",
+        (
+            "smpp.vocabulary",
+            "smpp.bodies",
+            "smpp.pdu",
+            "smpp.framer",
+            "smpp.session",
+            "smpp.times",
+        ),
+    ),
     ("kernel", ("gateway",)),
     ("privacy", ("privacy",)),
     ("smpp front end", ("smpp",)),

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,76 @@ async def test_receipts_a_receiver_never_acknowledged_survive_sigkill(tmp_path: 
             await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
         assert again == ids
         await receiver.close()
+
+
+@pytest.mark.slow
+async def test_scheduled_messages_survive_sigkill(
+    tmp_path: Path, callback_receiver: CallbackReceiver
+) -> None:
+    """Acknowledged schedules, a cancel and a replace_sm's new time all outlive a SIGKILL."""
+    config_path = tmp_path / "config.toml"
+    write_toml(config_path, base_config(tmp_path))
+    now = datetime.now(UTC)
+    soon, later = (now + timedelta(seconds=4)).isoformat(), (now + timedelta(hours=1)).isoformat()
+
+    async def scheduled(http: aiohttp.ClientSession, url: str, i: int, send_at: str) -> str:
+        document = {
+            "to": f"+4670123{i:04d}",
+            "from": "Acme",
+            "body": f"scheduled body {i}",
+            "callback_url": callback_receiver.url,
+            "send_at": send_at,
+        }
+        async with http.post(f"{url}/v1/messages", json=document, headers=HEADERS) as response:
+            assert response.status == 202
+            assert (await response.json())["status"] == "scheduled"
+            return str((await response.json())["id"])
+
+    async with aiohttp.ClientSession() as http:
+        async with gateway_process(config_path) as gateway:
+            soon_ids = [await scheduled(http, gateway.url, i, soon) for i in range(5)]
+            waiting, cancelled, moved = [
+                await scheduled(http, gateway.url, i, later) for i in range(5, 8)
+            ]
+            async with http.post(
+                f"{gateway.url}/v1/messages/{cancelled}/cancel", headers=HEADERS
+            ) as response:
+                assert response.status == 200
+            raw = await RawEsme.connect(gateway.smpp_port)
+            await raw.bind()
+            replaced = await raw.request(
+                Pdu.make(
+                    C.replace_sm,
+                    2,
+                    message_id=moved,
+                    short_message=b"moved",
+                    schedule_delivery_time="000000000004000R",
+                )
+            )
+            assert replaced.command_status == CommandStatus.ESME_ROK
+            _, waiting_before = await _get(http, gateway.url, waiting)
+            gateway.process.send_signal(signal.SIGKILL)
+            assert await gateway.process.wait() == -signal.SIGKILL
+            await raw.close()
+
+        async with gateway_process(config_path) as gateway:
+            await gateway.line_with("network.resumed count=7")
+            delivered: set[str] = set()
+            while len(delivered) < 6:
+                callback = await callback_receiver.next()  # the cancel's too, deleted
+                if callback["status"] == "delivered":
+                    delivered.add(callback["id"])
+            assert delivered == {*soon_ids, moved}
+            status, waiting_after = await _get(http, gateway.url, waiting)
+            assert (status, waiting_after["status"]) == (200, "scheduled")
+            assert waiting_after["send_at"] == waiting_before["send_at"]
+            assert (await _get(http, gateway.url, cancelled))[1]["status"] == "deleted"
+            async with http.get(
+                f"{gateway.url}/v1/simulator/handsets/+46701230007/messages", headers=HEADERS
+            ) as response:
+                assert [m["body"] for m in (await response.json())["messages"]] == ["moved"]
+
+
+async def _get(http: aiohttp.ClientSession, url: str, message_id: str) -> tuple[int, Any]:
+    async with http.get(f"{url}/v1/messages/{message_id}", headers=HEADERS) as response:
+        return response.status, await response.json()

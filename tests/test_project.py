@@ -22,6 +22,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "python -m mypy &&" in test
     assert test.index("python -m mypy") < test.index("python -m pytest")  # types first
     assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+    # What the tests drive beyond Python is installed first: Prometheus, the interop
+    # clients, and the browser for the web inbox's tests.
+    for script in ("ensure-prometheus", "ensure-interop", "ensure-browser"):
+        assert f"scripts/{script} &&" in test
+        assert (ROOT / "scripts" / script).stat().st_mode & 0o111
 
 
 def test_ruff_is_clean() -> None:

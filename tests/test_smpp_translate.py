@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from smpp.translate import (
     deliver_sm,
     query_sm_resp,
     replace_body,
+    replace_times,
     wire_address,
 )
 
@@ -70,7 +72,7 @@ def request(pdu: Pdu) -> SubmitRequest | CommandStatus:
     body: SubmitSm | DataSm = (
         pdu.body(DataSm) if pdu.command_id is C.data_sm else pdu.body(SubmitSm)
     )
-    return TRANSLATOR.request(pdu, ACME, body["destination_addr"], body["dest_addr_ton"])
+    return TRANSLATOR.request(pdu, ACME, body["destination_addr"], body["dest_addr_ton"], AT)
 
 
 def message(**fields: Any) -> Message:
@@ -91,6 +93,47 @@ def message(**fields: Any) -> Message:
 
 
 # --- requests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "send_at", "expires_at"),
+    [
+        ({}, None, None),
+        (
+            {"schedule_delivery_time": "240305070708000+", "validity_period": "000000010000000R"},
+            datetime(2024, 3, 5, 7, 7, 8, tzinfo=UTC),
+            datetime(2024, 3, 5, 7, 7, 8, tzinfo=UTC),
+        ),
+        (
+            {"schedule_delivery_time": "000000000002000R", "validity_period": "240305091708004+"},
+            datetime(2024, 3, 5, 6, 7, 10, tzinfo=UTC),
+            datetime(2024, 3, 5, 8, 17, 8, tzinfo=UTC),
+        ),
+    ],
+)
+def test_schedule_and_validity_become_moments(
+    fields: dict[str, Any], send_at: datetime | None, expires_at: datetime | None
+) -> None:
+    result = request(submit(short_message=b"hi", **fields))
+    assert isinstance(result, SubmitRequest)
+    assert (result.send_at, result.expires_at, result.validity) == (send_at, expires_at, None)
+
+
+def test_malformed_times_answer_their_statuses() -> None:
+    bad = "2403050707080"
+    assert request(submit(schedule_delivery_time=bad)) is S.ESME_RINVSCHED
+    assert request(submit(validity_period=bad)) is S.ESME_RINVEXPIRY
+    assert replace_times(Pdu.make(C.replace_sm, 1, schedule_delivery_time=bad), AT) is (
+        S.ESME_RINVSCHED
+    )
+    assert replace_times(Pdu.make(C.replace_sm, 1), AT) == (None, None)
+
+
+def test_data_sm_validity_is_its_time_to_live() -> None:
+    result = request(submit(C.data_sm, tlvs={Tag.message_payload: b"x", Tag.qos_time_to_live: 30}))
+    assert isinstance(result, SubmitRequest)
+    assert result.validity == timedelta(seconds=30)
+    assert result.send_at is None
 
 
 def test_submit_sm_becomes_a_request() -> None:

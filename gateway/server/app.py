@@ -43,6 +43,7 @@ from gateway.server import (
     http_privacy,
     http_simulator,
     http_twilio,
+    http_ui,
 )
 from gateway.server.appkeys import (
     AUDIT,
@@ -121,6 +122,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_events.add_routes(app)
     http_simulator.add_routes(app)
     http_inbox.add_routes(app)
+    http_ui.add_routes(app)
     http_admin_views.add_routes(app)
     http_twilio.add_routes(app)
 
@@ -191,6 +193,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield
+        await pipeline.close()
         network.stop()
         await callbacks.close()
 

@@ -343,7 +343,7 @@ def is_demo_config(config: Config) -> bool:
 
 def log_banner(config: Config, gateway: StartedGateway) -> None:
     """Where everything is, one line each; no API key but the shipped demo one."""
-    log_event(log, "banner.http", url=gateway.url)
+    log_event(log, "banner.http", url=gateway.url, inbox=f"{gateway.url}/ui/")
     log_event(log, "banner.smpp", address=f"{gateway.smpp_host}:{gateway.smpp_port}")
     if config.admin.tokens:
         log_event(log, "banner.admin", url=f"{gateway.url}/admin/v1")

@@ -22,7 +22,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -40,7 +40,7 @@ from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
 from gateway.server.appkeys import CONFIG, METRICS, OPERATOR_CHECK, PIPELINE, TENANTS_BY_KEY
-from gateway.server.openapi import openapi_document
+from gateway.server.openapi import MAX_VALIDITY, openapi_document
 from gateway.throttle import GuessThrottle
 
 PROBLEM_TYPE = "application/problem+json"
@@ -68,6 +68,8 @@ REJECT_STATUS: dict[RejectCode, int] = {
     RejectCode.SYSTEM_ERROR: 500,
     RejectCode.NO_RESPONSE: 504,
     RejectCode.NOT_PENDING: 409,
+    RejectCode.INVALID_VALIDITY: 400,
+    RejectCode.TOO_MANY_SCHEDULED: 429,
     RejectCode.RECIPIENT_OPTED_OUT: 403,
     RejectCode.CONSENT_REQUIRED: 403,
     RejectCode.PROCESSING_RESTRICTED: 403,
@@ -80,6 +82,9 @@ _TITLES: dict[str, str] = {
     "unknown_sender": "Sender is not allowed for this tenant",
     "body_too_long": "Message body is too long",
     "callback_not_allowed": "Callback URL is not allowed",
+    "invalid_send_at": "send_at is not an RFC 3339 time with a zone",
+    "invalid_validity": "validity is not a validity period this message can have",
+    "too_many_scheduled": "Too many scheduled messages waiting",
     "store_unavailable": "Message store is unavailable",
     "throttled": "Too many requests",
     "queue_full": "Message queue is full (simulated)",
@@ -108,7 +113,8 @@ _TITLES: dict[str, str] = {
 
 _REQUIRED_FIELDS = ("to", "from", "body")
 _OPTIONAL_FIELDS = ("purpose", "callback_url", "client_ref")
-_ID_RE = re.compile(r"[0-9a-f]{20}")
+_TIMING_FIELDS = ("send_at", "validity")
+MESSAGE_ID_RE = re.compile(r"[0-9a-f]{20}")
 MAX_PAGE = 1000
 # Our deepest document is 3 levels ({"messages": [{...}]}); json.loads recurses per level.
 MAX_JSON_DEPTH = 32
@@ -477,6 +483,10 @@ def check_text(value: str, name: str) -> None:
 
 def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
     """Check the shape of one message object; content is the pipeline's job."""
+    timing = {}
+    if isinstance(item, dict):
+        timing = {name: item.get(name) for name in _TIMING_FIELDS}
+        item = {name: value for name, value in item.items() if name not in _TIMING_FIELDS}
     item = check_fields(item, _REQUIRED_FIELDS, _OPTIONAL_FIELDS)
     return SubmitRequest(
         tenant=tenant,
@@ -487,7 +497,29 @@ def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
         purpose=item.get("purpose"),
         callback_url=item.get("callback_url"),
         client_ref=item.get("client_ref"),
+        send_at=send_at_param(timing.get("send_at")),
+        validity=validity_param(timing.get("validity")),
     )
+
+
+def send_at_param(raw: object) -> datetime | None:
+    """``send_at``: an RFC 3339 time with its zone (``2026-12-01T15:00:00Z``), or null."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise Problem(400, "invalid_send_at", "'send_at' must be an RFC 3339 time, e.g. ...Z")
+    return datetime.fromtimestamp(_rfc3339(raw, "send_at", "invalid_send_at"), UTC)
+
+
+def validity_param(raw: object) -> timedelta | None:
+    """``validity``: whole seconds (1 or more) from when the message is due, or null."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_VALIDITY:
+        raise Problem(
+            400, "invalid_validity", f"'validity' must be whole seconds, 1 to {MAX_VALIDITY}"
+        )
+    return timedelta(seconds=raw)
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -559,6 +591,26 @@ async def get_message(request: web.Request) -> web.Response:
     return json_response(message_document(message))
 
 
+async def cancel_message(request: web.Request) -> web.Response:
+    """Withdraw a message that is not final yet (scheduled or on its way): it ends ``deleted``.
+
+    Answered once that is committed, with the message as it is then.
+    """
+    tenant = await authenticate(request)
+    pipeline = request.app[PIPELINE]
+    message_id = normalise_id(request.match_info["id"])
+    if await pipeline.message(tenant.id, message_id) is None:
+        raise Problem(404, "not_found", "no such message for this tenant")
+    rejected = await pipeline.cancel(tenant, message_id)
+    if rejected is not None:
+        if rejected.code is RejectCode.NOT_PENDING:
+            raise Problem(409, "not_pending", "the message is final already")
+        raise rejection_problem(rejected)
+    message = await pipeline.message(tenant.id, message_id)
+    assert message is not None
+    return json_response(message_document(message))
+
+
 async def list_messages(request: web.Request) -> web.Response:
     tenant = await authenticate(request, operator_may_read=True)
     query = request.query
@@ -570,8 +622,8 @@ async def list_messages(request: web.Request) -> web.Response:
         except ValueError:
             allowed = ", ".join(s.value for s in Status)
             raise Problem(400, "invalid_request", f"'status' must be one of {allowed}") from None
-    since = id_floor(_timestamp(query["since"])) if "since" in query else None
-    cursor = checked_cursor(query.get("cursor"), _ID_RE)
+    since = id_floor(timestamp_param(query["since"], "since")) if "since" in query else None
+    cursor = checked_cursor(query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(query.get("limit"))
     messages = await request.app[PIPELINE].messages(
         tenant.id,
@@ -598,7 +650,7 @@ async def handset_messages(request: web.Request) -> web.Response:
 async def list_inbound(request: web.Request) -> web.Response:
     """What handsets sent to this tenant's numbers (MO), newest first, paged like messages."""
     tenant = await authenticate(request, operator_may_read=True)
-    cursor = checked_cursor(request.query.get("cursor"), _ID_RE)
+    cursor = checked_cursor(request.query.get("cursor"), MESSAGE_ID_RE)
     limit = page_limit(request.query.get("limit"))
     received = await request.app[PIPELINE].inbound(tenant.id, cursor, limit)
     next_cursor = received[-1].message_id if len(received) == limit else None
@@ -634,24 +686,30 @@ def msisdn_param(raw: str, tenant: TenantConfig) -> str:
         raise Problem(400, "invalid_recipient", f"not a phone number: {exc}") from None
 
 
-def _timestamp(raw: str) -> float:
-    """``since`` as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
-    if _EPOCH_RE.fullmatch(raw):
-        seconds = float(raw)
-    else:
-        try:
-            if not raw.isascii() or len(raw) > 40:
-                raise ValueError(raw)
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise Problem(
-                400, "invalid_request", "'since' must be RFC 3339 or epoch seconds"
-            ) from None
-        if moment.tzinfo is None:
-            raise Problem(400, "invalid_request", "'since' needs a time zone, e.g. Z")
-        seconds = moment.timestamp()
+def timestamp_param(raw: str, name: str) -> float:
+    """A time parameter as RFC 3339 (``2026-11-29T10:00:00Z``) or epoch seconds, ASCII only."""
+    if not _EPOCH_RE.fullmatch(raw):
+        return _rfc3339(raw, name, "invalid_request", " or epoch seconds")
+    seconds = float(raw)
     if not 0 <= seconds < _MAX_TIMESTAMP:
-        raise Problem(400, "invalid_request", "'since' is out of range")
+        raise Problem(400, "invalid_request", f"'{name}' is out of range")
+    return seconds
+
+
+def _rfc3339(raw: str, name: str, code: str, alternative: str = "") -> float:
+    """An RFC 3339 time with a zone (ASCII, at most 40 characters) in epoch seconds, or
+    a 400 problem with ``code`` naming the field ``name``."""
+    try:
+        if not raw.isascii() or len(raw) > 40:
+            raise ValueError(raw)
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(400, code, f"'{name}' must be RFC 3339{alternative}") from None
+    if moment.tzinfo is None:
+        raise Problem(400, code, f"'{name}' needs a time zone, e.g. Z")
+    seconds = moment.timestamp()
+    if not 0 <= seconds < _MAX_TIMESTAMP:
+        raise Problem(400, code, f"'{name}' is out of range")
     return seconds
 
 
@@ -680,6 +738,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/batch", post_batch)
     app.router.add_get("/v1/messages", list_messages)
     app.router.add_get("/v1/messages/{id}", get_message)
+    app.router.add_post("/v1/messages/{id}/cancel", cancel_message)
     app.router.add_get("/v1/simulator/handsets/{msisdn}/messages", handset_messages)
     app.router.add_post("/v1/simulator/inbound", post_inbound)
     app.router.add_get("/v1/inbound", list_inbound)

@@ -3,7 +3,8 @@
 What the browser inbox needs beyond the plain message and handset reads: the list
 of the tenant's simulated handsets, a message's detail (status timeline, callback
 attempts, the receipt an SMPP client got, the recipient's consent state), the
-segments of a message or of a draft, and two actions: force a pending message's
+segments of a message or of a draft, a handset's thread (MT and MO joined, oldest
+first), the flat list with its search filters, and two actions: force a pending message's
 outcome (a test control, so it needs ``[simulator] allow_reset``, as resets and
 chaos do) and re-send a final status callback (harmless to others: the tenant's
 own allow-listed URL, bounded per tenant, so it needs no switch).
@@ -14,6 +15,7 @@ The read routes also answer an operator token with ``X-Smsgw-Tenant``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -21,24 +23,28 @@ from aiohttp import web
 
 from gateway.callbacks import CallbackAttempt, ResendRefused
 from gateway.config import MessageIdFormat, Outcome, TenantConfig
-from gateway.documents import handset_document, iso_time, message_document
-from gateway.domain import Interface, Message, Part
+from gateway.documents import handset_document, inbound_document, iso_time, message_document
+from gateway.domain import Interface, Message, MessageFilter, Part, Status
 from gateway.encoding import Encoding
-from gateway.ids import normalise_id
+from gateway.ids import id_floor, normalise_id
 from gateway.segments import CONCATENATION_UDH_OCTETS, Breakdown, breakdown
 from gateway.server.appkeys import CALLBACKS, CONFIG, PIPELINE, REGISTRY
 from gateway.server.http_api import (
+    MESSAGE_ID_RE,
     Problem,
     authenticate,
     check_fields,
+    checked_cursor,
     json_response,
+    msisdn_param,
     page_limit,
     read_json,
     rejection_problem,
+    timestamp_param,
 )
 from gateway.server.http_privacy import state_document
 from gateway.server.http_simulator import test_controls_allowed
-from smpp.text import ReceiptFacts, receipt_text
+from smpp.text import ReceiptFacts, data_coding_of, receipt_text
 from smpp.translate import wire_id
 
 # What POST /v1/messages/{id}/outcome takes: the network's outcomes, and "failed" for
@@ -48,7 +54,15 @@ OUTCOMES: dict[str, Outcome] = {
     "failed": Outcome.UNDELIVERABLE,
 }
 # The timeline's steps before the final one: a status and the row's time for it.
-_STEPS: tuple[tuple[str, str], ...] = (("accepted", "submitted_at"), ("enroute", "enroute_at"))
+# A scheduled message's step is dated with the time it is due, which the inbox shows.
+_STEPS: tuple[tuple[str, str], ...] = (
+    ("accepted", "submitted_at"),
+    ("scheduled", "send_at"),
+    ("enroute", "enroute_at"),
+)
+# The errors a message ends with when a privacy gate stopped it on its way ("blocked").
+BLOCKED_ERRORS = ("opted_out", "consent_withdrawn", "processing_restricted")
+MAX_QUERY_TEXT = 200
 _UNITS = {Encoding.GSM7: "septets", Encoding.UCS2: "utf16_units", Encoding.BINARY: "octets"}
 
 
@@ -85,6 +99,7 @@ async def message_detail(request: web.Request) -> web.Response:
     return json_response(
         {
             "message": message_document(message),
+            "data_coding": data_coding_of(message.encoding, message.message_class),
             "timeline": timeline(message),
             "callbacks": {
                 "callback_url": message.callback_url is not None,
@@ -238,9 +253,89 @@ async def resend_callback(request: web.Request) -> web.Response:
     return json_response({"queued": True, "message_id": message.id}, 202)
 
 
+async def handset_thread(request: web.Request) -> web.Response:
+    """MT and MO of one handset, oldest first; parts delivered together are one item."""
+    tenant = await authenticate(request, operator_may_read=True)
+    msisdn = msisdn_param(request.match_info["msisdn"], tenant)
+    limit = page_limit(request.query.get("limit"))
+    thread = await request.app[PIPELINE].thread(tenant.id, msisdn, limit)
+    joined = {entry.message_ids[0]: entry for entry in thread.received}
+    later_parts = {id for entry in thread.received for id in entry.message_ids[1:]}
+    items: list[dict[str, Any]] = []
+    for message in thread.messages:
+        if message.id in later_parts:
+            continue
+        entry = joined.get(message.id)
+        pending = thread.pending.get(message.id)
+        items.append(
+            {
+                "direction": "mt",
+                **message_document(message),
+                "body": entry.body if entry else pending[0] if pending else None,
+                "message_ids": list(entry.message_ids) if entry else [message.id],
+                "at": iso_time(message.submitted_at),
+            }
+        )
+    for mo in thread.replies:
+        items.append({"direction": "mo", **inbound_document(mo), "at": iso_time(mo.received_at)})
+    items.sort(key=lambda item: (item["at"], item["id"]))
+    return json_response({"msisdn": msisdn, "items": items})
+
+
+def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = query.get(name)
+    if value is not None and value not in allowed:
+        raise Problem(400, "invalid_request", f"'{name}' must be one of {', '.join(allowed)}")
+    return value
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    return _choice(query, name, ("true", "false")) == "true"
+
+
+async def search_messages(request: web.Request) -> web.Response:
+    """The flat list: the tenant's messages, newest first, each with its body if kept."""
+    tenant = await authenticate(request, operator_may_read=True)
+    query = request.query
+    text = query.get("q") or None
+    if text is not None and len(text) > MAX_QUERY_TEXT:
+        raise Problem(400, "invalid_request", f"'q' is at most {MAX_QUERY_TEXT} characters")
+    status = _choice(query, "status", tuple(s.value for s in Status))
+    until = query.get("until")
+    narrow = MessageFilter(
+        interface=_choice(query, "interface", tuple(i.value for i in Interface)),
+        encoding=_choice(query, "encoding", tuple(e.value for e in Encoding)),
+        multipart=_flag(query, "multipart"),
+        until_id=id_floor(timestamp_param(until, "until")) if until else None,
+        errors=BLOCKED_ERRORS if _flag(query, "blocked") else None,
+    )
+    since = query.get("since")
+    limit = page_limit(query.get("limit"))
+    pipeline = request.app[PIPELINE]
+    messages = await pipeline.messages(
+        tenant.id,
+        text=text,
+        recipient=msisdn_param(query["to"], tenant) if query.get("to") else None,
+        status=Status(status) if status else None,
+        since_id=id_floor(timestamp_param(since, "since")) if since else None,
+        before_id=checked_cursor(query.get("cursor"), MESSAGE_ID_RE),
+        limit=limit,
+        narrow=narrow,
+    )
+    bodies = await pipeline.texts(tenant.id, [m.id for m in messages])
+    return json_response(
+        {
+            "messages": [{**message_document(m), "body": bodies.get(m.id)} for m in messages],
+            "next_cursor": messages[-1].id if len(messages) == limit else None,
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/v1/simulator/handsets", list_handsets)
+    router.add_get("/v1/simulator/handsets/{msisdn}/thread", handset_thread)
+    router.add_get("/v1/simulator/messages", search_messages)
     router.add_get("/v1/messages/{id}/detail", message_detail)
     router.add_get("/v1/messages/{id}/segments", message_segments)
     router.add_post("/v1/segments", draft_segments)

@@ -20,6 +20,8 @@ MSISDN_SCHEMA: dict[str, Any] = {
     "pattern": r"^\+?[0-9][0-9 ().\-]*$",
     "maxLength": 64,
 }
+# The longest ``validity`` accepted (ten years; messages.max_validity caps it further).
+MAX_VALIDITY = 10 * 365 * 86400
 PAGE_LIMIT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 
 
@@ -31,8 +33,12 @@ def _op(
     body: str | None = None,
     params: tuple[dict[str, Any], ...] = (),
     errors: tuple[str, ...] = (),
+    returns: str | None = None,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {ok: {"description": summary}}
+    if returns:
+        schema = {"$ref": f"#/components/schemas/{returns}"}
+        responses[ok]["content"] = {"application/json": {"schema": schema}}
     # A body that does not arrive within http.body_timeout is answered 408.
     for status in (*(_AUTH_ERRORS if auth else ()), *(("408",) if body else ()), *errors):
         responses[status] = _PROBLEM
@@ -81,14 +87,18 @@ _ID = _param("id", "path", "id")
 _PATHS: dict[str, dict[str, Any]] = {
     "/v1/messages": {
         "post": _op(
-            "Submit one message", "202", body="MessageRequest", errors=("413", "422", "503")
+            "Submit one message (send_at: scheduled until then)",
+            "202",
+            body="MessageRequest",
+            errors=("413", "422", "503"),
+            returns="Message",
         ),
         "get": _op(
             "List this tenant's messages, newest first",
             "200",
             params=(
                 _param("to", "query", "recipient, any common format", MSISDN_SCHEMA),
-                _param("status", "query", "accepted, enroute, delivered, undeliverable, ..."),
+                _param("status", "query", "accepted, scheduled, enroute, delivered, expired, ..."),
                 _param(
                     "since",
                     "query",
@@ -114,6 +124,18 @@ _PATHS: dict[str, dict[str, Any]] = {
             "200",
             params=(_param("id", "path", "id"),),
             errors=("404",),
+            returns="Message",
+        ),
+    },
+    "/v1/messages/{id}/cancel": {
+        "post": _op(
+            "Withdraw a message that is not final yet (scheduled or on its way): it ends"
+            " deleted, and a scheduled one never reaches the handset. 409 not_pending if"
+            " it is final already",
+            "200",
+            params=(_param("id", "path", "id"),),
+            errors=("404", "409", "503"),
+            returns="Message",
         ),
     },
     "/v1/simulator/handsets/{msisdn}/messages": {
@@ -134,6 +156,43 @@ _PATHS: dict[str, dict[str, Any]] = {
             "Empty every handset inbox of this tenant (needs [simulator] allow_reset; audited)",
             "200",
             errors=("403",),
+        ),
+    },
+    "/v1/simulator/handsets/{msisdn}/thread": {
+        "get": _op(
+            "The handset's conversation, oldest first: messages from this tenant (direction"
+            " mt, with status, and the body while kept; parts delivered together are one"
+            " item) and its replies (direction mo)",
+            "200",
+            params=(_MSISDN, _LIMIT),
+        ),
+    },
+    "/v1/simulator/messages": {
+        "get": _op(
+            "Search this tenant's messages, newest first, each with its body while kept",
+            "200",
+            params=(
+                _param(
+                    "q",
+                    "query",
+                    "text in the body (any case)",
+                    {"type": "string", "maxLength": 200},
+                ),
+                _param("to", "query", "recipient, any common format", MSISDN_SCHEMA),
+                _param("status", "query", "accepted, enroute, delivered, undeliverable, ..."),
+                _param("interface", "query", "http, smpp, twilio, system"),
+                _param("encoding", "query", "gsm7, ucs2, binary"),
+                _param("multipart", "query", "true: only messages of more than one segment"),
+                _param(
+                    "blocked",
+                    "query",
+                    "true: only messages an opt-out, withdrawn consent or restriction stopped",
+                ),
+                _param("since", "query", "from this time (RFC 3339 or epoch seconds)"),
+                _param("until", "query", "before this time (RFC 3339 or epoch seconds)"),
+                _LIMIT,
+                _cursor("^[0-9a-f]{20}$"),
+            ),
         ),
     },
     "/v1/simulator/reset": {
@@ -242,6 +301,18 @@ _PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/": {"get": _op("Redirects to the web inbox (/ui/)", "302", auth=False)},
+    "/ui": {"get": _op("Redirects to the web inbox (/ui/)", "302", auth=False)},
+    "/ui/": {"get": _op("The web inbox (HTML; its API calls use this API)", "200", auth=False)},
+    "/ui/{file}": {
+        "get": _op(
+            "The web inbox's scripts and styles",
+            "200",
+            auth=False,
+            params=(_param("file", "path", "file name"),),
+            errors=("404",),
+        ),
+    },
     "/healthz": {"get": _op("Liveness", "200", auth=False)},
     "/readyz": {"get": _op("Readiness: the store is open", "200", auth=False, errors=("503",))},
     "/metrics": {"get": _op("Prometheus metrics", "200", auth=False)},
@@ -315,6 +386,8 @@ OPERATOR_READS: tuple[tuple[str, str], ...] = (
     ("/v1/segments", "post"),
     ("/v1/simulator/handsets", "get"),
     ("/v1/simulator/handsets/{msisdn}/messages", "get"),
+    ("/v1/simulator/handsets/{msisdn}/thread", "get"),
+    ("/v1/simulator/messages", "get"),
     ("/v1/inbound", "get"),
     ("/v1/events", "get"),
     ("/v1/consents/{msisdn}", "get"),
@@ -413,6 +486,61 @@ _SCHEMAS: dict[str, Any] = {
             "purpose": {**_PURPOSE, "description": "default: the tenant's default_purpose"},
             "callback_url": {"type": "string", "description": "receives the final status"},
             "client_ref": {"type": "string", "maxLength": 64},
+            "send_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "maxLength": 40,
+                "description": "RFC 3339 with a zone: the message is scheduled until then (a"
+                " past time sends at once); malformed: 400 invalid_send_at",
+            },
+            "validity": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": MAX_VALIDITY,
+                "description": "seconds from when the message is due (send_at, else now);"
+                " still on its way then, it ends expired. Default and cap: [messages]"
+                " max_validity. Malformed: 400 invalid_validity",
+            },
+        },
+    },
+    "Message": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": [
+                    "accepted",
+                    "scheduled",
+                    "enroute",
+                    "delivered",
+                    "undeliverable",
+                    "expired",
+                    "rejected",
+                    "deleted",
+                ],
+            },
+            "to": {"type": "string"},
+            "from": {"type": "string"},
+            "purpose": {"type": "string"},
+            "segments": {"type": "integer"},
+            "encoding": {"type": "string"},
+            "interface": {"type": "string"},
+            "client_ref": {"type": ["string", "null"]},
+            "callback_url": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"]},
+            "submitted_at": {"type": "string", "format": "date-time"},
+            "enroute_at": {"type": ["string", "null"], "format": "date-time"},
+            "final_at": {"type": ["string", "null"], "format": "date-time"},
+            "send_at": {"type": ["string", "null"], "format": "date-time"},
+            "expires_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "when its validity ends",
+            },
+            "pseudonymised": {"type": "boolean"},
+            "class": {"type": ["integer", "null"]},
+            "flash": {"type": "boolean"},
         },
     },
     "Consent": {
@@ -641,7 +769,11 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "operator": {"type": "http", "scheme": "bearer", "description": "[admin] tokens"},
+                "operator": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "[admin] tokens; with X-Smsgw-Tenant also tenant API reads",
+                },
                 "twilio": {
                     "type": "http",
                     "scheme": "basic",

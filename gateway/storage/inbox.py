@@ -63,6 +63,28 @@ class SqliteInbox:
         )
         return (row[0], part(*row[1:])) if row else None
 
+    async def parts(
+        self, tenant: str, message_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str, Part | None]]:
+        """The handset, body and part of each of the messages that was delivered."""
+        if not message_ids:
+            return {}
+        rows = await self._engine.fetch(
+            "SELECT message_id, msisdn, body, part_ref, part_seq, part_total FROM inbox"
+            f" WHERE tenant = ? AND message_id IN ({', '.join('?' * len(message_ids))})",
+            (tenant, *message_ids),
+        )
+        return {row[0]: (row[1], row[2], part(*row[3:])) for row in rows}
+
+    async def with_text(self, tenant: str, text: str, limit: int) -> list[str]:
+        """Ids of the tenant's delivered messages whose body holds ``text`` (any case)."""
+        rows = await self._engine.fetch(
+            "SELECT message_id FROM inbox WHERE tenant = ? AND instr(lower(body), lower(?)) > 0"
+            " ORDER BY seq DESC LIMIT ?",
+            (tenant, text, limit),
+        )
+        return [row[0] for row in rows]
+
     async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]:
         """Every row a handset holds, oldest first, one entry per part (for an export)."""
         rows = await self._engine.fetch_bulk(

@@ -158,6 +158,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_by_submission ON messages (tenant, submission)
         WHERE submission IS NOT NULL;
     """,
+    # Scheduled and expiring messages: when each is due and when its validity ends.
+    """
+    ALTER TABLE messages ADD COLUMN send_at REAL;
+    ALTER TABLE messages ADD COLUMN expires_at REAL;
+    """,
 )
 
 

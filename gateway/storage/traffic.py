@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.domain import Message, Outgoing, Part, Status, StatusChange
+from gateway.domain import Message, MessageFilter, Outgoing, Part, Status, StatusChange
 from gateway.ids import id_floor
 from gateway.storage.base import (
     AfterCommit,
@@ -133,6 +133,18 @@ class SqliteTraffic:
     def replace_body(self, message_id: str, body: str) -> None:
         self._engine.queue("replace_body", ((REPLACE_BODY, ((body, message_id),)),))
 
+    def reschedule(self, message_id: str, send_at: float, expires_at: float) -> None:
+        """Queue a scheduled message's new time and validity end (replace_sm)."""
+        self._engine.queue(
+            "reschedule",
+            (
+                (
+                    "UPDATE messages SET send_at = ?, expires_at = ? WHERE id = ?",
+                    ((send_at, expires_at, message_id),),
+                ),
+            ),
+        )
+
     async def get_message(self, tenant: str, message_id: str) -> Message | None:
         row = await self._engine.fetch_one(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND tenant = ?",
@@ -159,6 +171,7 @@ class SqliteTraffic:
         since_id: str | None = None,
         before_id: str | None = None,
         limit: int = 100,
+        narrow: MessageFilter | None = None,
     ) -> list[Message]:
         """Newest first; ids are time-ordered, so id bounds express ``since`` and cursors."""
         clauses = ["tenant = ?"]
@@ -173,6 +186,8 @@ class SqliteTraffic:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
+        if narrow is not None:
+            _narrow(narrow, clauses, params)
         params.append(limit)
         sql = (
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(clauses)}"
@@ -190,6 +205,30 @@ class SqliteTraffic:
             (_COUNT_DELETED.format(ids="?"), ((message_id,),)),
             ("DELETE FROM messages WHERE id = ? AND tenant = ?", ((message_id, tenant),)),
         )
+
+    async def pending_bodies(
+        self, tenant: str, message_ids: Sequence[str]
+    ) -> dict[str, tuple[str, Part | None]]:
+        """The bodies (and parts) of those of the messages still on their way."""
+        if not message_ids:
+            return {}
+        marks = ", ".join("?" * len(message_ids))
+        rows = await self._engine.fetch(
+            "SELECT o.message_id, o.body, o.part_ref, o.part_seq, o.part_total"
+            " FROM outbox o JOIN messages m ON m.id = o.message_id"
+            f" WHERE m.tenant = ? AND o.message_id IN ({marks})",
+            (tenant, *message_ids),
+        )
+        return {row[0]: (row[1], part(*row[2:])) for row in rows}
+
+    async def pending_with_text(self, tenant: str, text: str, limit: int) -> list[str]:
+        """Ids of the tenant's messages still on their way whose body holds ``text``."""
+        rows = await self._engine.fetch(
+            "SELECT o.message_id FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " WHERE m.tenant = ? AND instr(lower(o.body), lower(?)) > 0 LIMIT ?",
+            (tenant, text, limit),
+        )
+        return [row[0] for row in rows]
 
     async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
@@ -355,6 +394,26 @@ def _subject_ids(tenant: str, names: Sequence[str]) -> tuple[str, tuple[object, 
         f" UNION SELECT id FROM messages WHERE tenant = ? AND sender IN ({marks})"
     )
     return sql, (tenant, *names, tenant, *names)
+
+
+def _narrow(narrow: MessageFilter, clauses: list[str], params: list[object]) -> None:
+    """The search filters of the web inbox's flat list, as SQL clauses."""
+    for clause, value in (
+        ("interface = ?", narrow.interface),
+        ("encoding = ?", narrow.encoding),
+        ("id < ?", narrow.until_id),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if narrow.multipart:
+        clauses.append("segments > 1")
+    if narrow.ids is not None:
+        clauses.append(f"id IN ({', '.join('?' * len(narrow.ids)) or 'NULL'})")
+        params.extend(narrow.ids)
+    if narrow.errors is not None:
+        clauses.append(f"error IN ({', '.join('?' * len(narrow.errors))})")
+        params.extend(narrow.errors)
 
 
 def part_columns(p: Part | None) -> tuple[int | None, int | None, int | None]:
