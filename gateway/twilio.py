@@ -67,6 +67,7 @@ def rfc2822(timestamp: float | None) -> str | None:
 
 _STATUS: dict[Status, str] = {
     Status.ACCEPTED: "queued",
+    Status.SCHEDULED: "scheduled",
     Status.ENROUTE: "sent",  # handed to the (simulated) carrier
     Status.DELIVERED: "delivered",
     Status.UNDELIVERABLE: "undelivered",
@@ -115,6 +116,7 @@ NOT_SMS_CAPABLE = TwilioError(21614, 400, "'To' number is not a valid mobile num
 BODY_TOO_LONG = TwilioError(21617, 400, "The concatenated message body exceeds the 1600 limit")
 NO_PERMISSION = TwilioError(21408, 400, "Permission to send an SMS has not been enabled")
 NOT_FINAL = TwilioError(20009, 400, "The message is still being processed")
+BAD_SEND_AT = TwilioError(35114, 400, "Scheduling does not support this timestamp")
 NOT_CANCELABLE = TwilioError(30409, 400, "Message cannot be canceled")
 SERVER_ERROR = TwilioError(20500, 500, "An internal server error has occurred")
 UNAVAILABLE = TwilioError(20503, 503, "Service is unavailable")
@@ -134,6 +136,8 @@ REJECTION_ERRORS: dict[RejectCode, TwilioError] = {
     RejectCode.SYSTEM_ERROR: SERVER_ERROR,
     RejectCode.NO_RESPONSE: GATEWAY_TIMEOUT,
     RejectCode.NOT_PENDING: NOT_CANCELABLE,
+    RejectCode.INVALID_VALIDITY: INVALID_PARAMETER,
+    RejectCode.TOO_MANY_SCHEDULED: QUEUE_FULL,
     RejectCode.RECIPIENT_OPTED_OUT: UNSUBSCRIBED,
     RejectCode.CONSENT_REQUIRED: UNSUBSCRIBED,
     RejectCode.PROCESSING_RESTRICTED: UNSUBSCRIBED,

@@ -44,6 +44,7 @@ API_KEY_SECRET = "twilio-api-key-secret"
 HANDSET = "+46701234567"
 SLOW = "+46709980003"  # the config below delivers to it after a minute
 THROTTLED_TO = "+46709970001"
+SERVICE = "MG" + "a" * 32
 _T = TypeVar("_T")
 
 
@@ -217,16 +218,67 @@ async def test_list_filters_by_to_from_and_date_sent(gateway: RunningGateway) ->
     assert len(await call(client.messages.list, date_sent_after=earlier)) == 2
 
 
-async def test_cancel_a_message_not_sent_yet_and_not_one_that_was(
+async def test_cancel_a_scheduled_message_and_not_one_that_was_sent(
     gateway: RunningGateway,
 ) -> None:
     client = sdk(gateway)
-    slow = await call(client.messages.create, to=SLOW, from_="Acme", body="later")
-    canceled = await call(client.messages(slow.sid).update, status="canceled")
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    scheduled = await call(
+        client.messages.create,
+        to=HANDSET,
+        messaging_service_sid=SERVICE,
+        body="in an hour",
+        send_at=later,
+        schedule_type="fixed",
+    )
+    assert scheduled.status == "scheduled" and scheduled.date_sent is None
+    canceled = await call(client.messages(scheduled.sid).update, status="canceled")
     assert canceled.status == "canceled"
-    assert (await call(client.messages(slow.sid).fetch)).status == "canceled"
-    error = await refused(client.messages(slow.sid).update, status="canceled")
+    assert (await call(client.messages(scheduled.sid).fetch)).status == "canceled"
+    error = await refused(client.messages(scheduled.sid).update, status="canceled")
     assert (error.code, error.status) == (30409, 400)
+    sent = await call(client.messages.create, to=SLOW, from_="Acme", body="on its way")
+    error = await refused(client.messages(sent.sid).update, status="canceled")
+    assert (error.code, error.status) == (30409, 400)
+    error = await refused(client.messages.create, to=HANDSET, from_="Acme", body="x", send_at=later)
+    assert (error.code, error.status) == (21000, 400)  # SendAt without ScheduleType=fixed
+
+
+async def test_a_scheduled_message_is_sent_at_its_time_with_callbacks_after_it(
+    gateway: RunningGateway, webhooks: Webhooks
+) -> None:
+    client = sdk(gateway)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)
+    url = f"{webhooks.url}/status"
+    message = await call(
+        client.messages.create,
+        to=HANDSET,
+        from_="Acme",
+        body="soon",
+        send_at=soon,
+        schedule_type="fixed",
+        status_callback=url,
+    )
+    assert message.status == "scheduled"
+    statuses = {(await webhooks.next())[1]["MessageStatus"] for _ in range(2)}
+    assert statuses == {"sent", "delivered"}  # none for "scheduled"
+    fetched = await call(client.messages(message.sid).fetch)
+    assert fetched.status == "delivered" and fetched.date_sent >= soon.replace(microsecond=0)
+
+
+async def test_a_validity_period_that_ends_first_makes_it_undelivered(
+    gateway: RunningGateway,
+) -> None:
+    client = sdk(gateway)
+    finals = gateway.finals()
+    message = await call(client.messages.create, to=SLOW, from_="Acme", body="x", validity_period=1)
+    assert (await final(finals, message.sid)).status is Status.EXPIRED
+    fetched = await call(client.messages(message.sid).fetch)
+    assert (fetched.status, fetched.error_code) == ("undelivered", 30003)
+    error = await refused(
+        client.messages.create, to=HANDSET, from_="Acme", body="x", validity_period=36001
+    )
+    assert (error.code, error.status) == (21000, 400)
 
 
 async def test_redact_erases_the_body_the_handset_holds(gateway: RunningGateway) -> None:
@@ -305,13 +357,12 @@ async def test_another_tenants_account_sees_none_of_its_messages(tmp_path: Path)
 async def test_a_messaging_service_sends_from_the_tenants_first_sender(
     gateway: RunningGateway,
 ) -> None:
-    service = "MG" + "a" * 32
     create = sdk(gateway).messages.create
-    message = await call(create, to=HANDSET, messaging_service_sid=service, body="pool")
+    message = await call(create, to=HANDSET, messaging_service_sid=SERVICE, body="pool")
     assert (message.status, message.from_, message.messaging_service_sid) == (
         "accepted",
         "Acme",
-        service,
+        SERVICE,
     )
 
 

@@ -17,14 +17,14 @@ import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import BasicAuth, web
 
 from gateway.config import TenantConfig, TwilioConfig
-from gateway.domain import Interface, Message, RejectCode, Rejected, SubmitRequest
+from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor
 from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
 from gateway.server.appkeys import CONFIG, PIPELINE
@@ -37,6 +37,7 @@ from gateway.server.http_api import (
 )
 from gateway.twilio import (
     AUTHENTICATION,
+    BAD_SEND_AT,
     BODY_REQUIRED,
     BODY_TOO_LONG,
     FROM_REQUIRED,
@@ -73,6 +74,9 @@ _PAGE_RE = re.compile(r"[0-9]{1,6}")
 _SERVICE_RE = re.compile(r"MG[0-9a-fA-F]{32}")
 _ALPHANUMERIC_RE = re.compile(r"[A-Za-z0-9 ._-]{1,11}")
 _DAY = 86400.0
+_MAX_TIMESTAMP = 1e11  # year 5138: beyond it, ids (milliseconds, 12 hex digits) overflow
+# Twilio's longest ValidityPeriod, in seconds (10 hours); messages.max_validity caps it too.
+MAX_VALIDITY_PERIOD = 36_000
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The list filters, in the order next_page_uri repeats them.
 _FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")
@@ -253,7 +257,17 @@ async def create_message(request: web.Request) -> web.Response:
         raise TwilioProblem(
             INVALID_CALLBACK, "twilio.auth_token is a sha256: digest, which cannot sign callbacks"
         )
-    submit = SubmitRequest(tenant, Interface.TWILIO, to, sender, body, callback_url=callback)
+    send_at, validity = _schedule(form)
+    submit = SubmitRequest(
+        tenant,
+        Interface.TWILIO,
+        to,
+        sender,
+        body,
+        callback_url=callback,
+        send_at=send_at,
+        validity=validity,
+    )
     result = await request.app[PIPELINE].submit(submit)
     if isinstance(result, Rejected):
         raise _rejection(result, sender)
@@ -261,6 +275,36 @@ async def create_message(request: web.Request) -> web.Response:
         result, twilio.account_sid, body=body, messaging_service_sid=service
     )
     return json_response(resource, 201)
+
+
+def _schedule(form: Form) -> tuple[datetime | None, timedelta | None]:
+    """``SendAt`` (with ``ScheduleType=fixed``) and ``ValidityPeriod`` for the pipeline.
+
+    A past SendAt sends at once, and Twilio's 15-minute minimum and 35-day maximum are
+    not enforced: a simulator's tests may schedule a few seconds ahead.
+    """
+    raw_send_at, schedule_type = form.get("SendAt"), form.get("ScheduleType")
+    send_at = None
+    if raw_send_at or schedule_type:
+        if schedule_type != "fixed" or not raw_send_at:
+            raise TwilioProblem(INVALID_PARAMETER, "send 'SendAt' with 'ScheduleType=fixed'")
+        try:
+            if not raw_send_at.isascii() or len(raw_send_at) > 40:
+                raise ValueError(raw_send_at)
+            send_at = datetime.fromisoformat(raw_send_at)
+        except ValueError:
+            raise TwilioProblem(BAD_SEND_AT, "'SendAt' must be an ISO 8601 time") from None
+        if send_at.tzinfo is None or not 0 <= send_at.timestamp() < _MAX_TIMESTAMP:
+            raise TwilioProblem(BAD_SEND_AT, "'SendAt' needs a zone (Z) and a sane year")
+        send_at = send_at.astimezone(UTC)
+    validity = None
+    if (raw := form.get("ValidityPeriod")) is not None:
+        if not _PAGE_RE.fullmatch(raw) or not 1 <= int(raw) <= MAX_VALIDITY_PERIOD:
+            raise TwilioProblem(
+                INVALID_PARAMETER, f"'ValidityPeriod' must be 1-{MAX_VALIDITY_PERIOD} seconds"
+            )
+        validity = timedelta(seconds=int(raw))
+    return send_at, validity
 
 
 def _test_number_error(tenant: TenantConfig, sender: str, to: str) -> None:
@@ -374,7 +418,7 @@ def _moment(raw: str, name: str) -> tuple[float, float]:
         raise TwilioProblem(
             INVALID_PARAMETER, f"'{name}' must be YYYY-MM-DD or an ISO 8601 time with a zone"
         ) from None
-    if not 0 <= moment.timestamp() < 1e11:
+    if not 0 <= moment.timestamp() < _MAX_TIMESTAMP:
         raise TwilioProblem(INVALID_PARAMETER, f"'{name}' is out of range")
     return moment.timestamp(), 1.0
 
@@ -406,6 +450,8 @@ async def update_message(request: web.Request) -> web.Response:
     if "Status" in form:
         if form["Status"] != "canceled":
             raise TwilioProblem(INVALID_PARAMETER, "'Status' can only be canceled")
+        if message.status not in (Status.ACCEPTED, Status.SCHEDULED):
+            raise TwilioProblem(NOT_CANCELABLE, "only a message not sent yet")
         rejected = await pipeline.cancel(tenant, message.id)
         if rejected is not None and rejected.code is RejectCode.NOT_PENDING:
             raise TwilioProblem(NOT_CANCELABLE, "it was sent already")

@@ -706,8 +706,8 @@ _TEXT = {"type": "string"}
 _TWILIO_PATHS: dict[str, dict[str, Any]] = {
     "/2010-04-01/Accounts/{AccountSid}/Messages.json": {
         "post": _twilio_op(
-            "Twilio: send a message (To, From or MessagingServiceSid, Body, StatusCallback;"
-            " other parameters ignored)",
+            "Twilio: send a message (To, From or MessagingServiceSid, Body, StatusCallback,"
+            " SendAt with ScheduleType=fixed, ValidityPeriod; other parameters ignored)",
             "201",
             form={
                 "To": _TEXT,
@@ -715,6 +715,9 @@ _TWILIO_PATHS: dict[str, dict[str, Any]] = {
                 "MessagingServiceSid": _TEXT,
                 "Body": {"type": "string", "maxLength": 1600},
                 "StatusCallback": _TEXT,
+                "SendAt": {"type": "string", "format": "date-time"},
+                "ScheduleType": {"enum": ["fixed"]},
+                "ValidityPeriod": {"type": "integer", "minimum": 1, "maximum": 36000},
             },
             errors=("500", "503", "504"),
         ),
