@@ -2,7 +2,9 @@
 
 Retried with exponential backoff, bounded both in attempts and in total time,
 as webhook senders such as Twilio do; only hosts on the allow-list are called,
-so the gateway cannot be turned against internal services.
+so the gateway cannot be turned against internal services. A status callback is
+our message document as JSON, unless the message's front end shapes its own
+(`shape_status`: the Twilio front end's signed form, `gateway.twilio_hooks`).
 
 Each attempt is remembered in a ring per tenant (`ATTEMPTS_KEPT`), for the web
 inbox's message detail. In memory, not in the store: a callback's retries are
@@ -14,17 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
 from gateway.config import CallbackConfig, TenantConfig
 from gateway.documents import message_document, notice_document
-from gateway.domain import Message, Notice
+from gateway.domain import Interface, Message, Notice
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 
@@ -34,6 +38,12 @@ log = logging.getLogger(__name__)
 ATTEMPTS_KEPT = 1000
 # Re-sends a tenant may have under way at once (each retries for up to give_up_after).
 MAX_RESENDS = 100
+# What a webhook's answer may be read up to (a TwiML reply, see gateway.twilio_hooks).
+MAX_ANSWER_BYTES = 64 * 1024
+# Called with the start of a webhook's 2xx answer, up to MAX_ANSWER_BYTES + 1 octets.
+AnswerHandler = Callable[[bytes], Awaitable[None]]
+# A status callback's body and headers for a message, in its front end's own shape.
+StatusShape = Callable[[Message], tuple[bytes, dict[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +81,21 @@ class CallbackDispatcher:
             collections.defaultdict(lambda: collections.deque(maxlen=ATTEMPTS_KEPT))
         )
         self._resending: collections.defaultdict[str, set[str]] = collections.defaultdict(set)
+        self._shapes: dict[Interface, StatusShape] = {}
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             headers={"User-Agent": "smsgw-callbacks"},
         )
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def shape_status(self, interface: Interface, shape: StatusShape) -> None:
+        """Status callbacks of ``interface``'s messages take ``shape`` (a front end's own)."""
+        self._shapes[interface] = shape
+
     def on_final(self, message: Message) -> None:
         """Network listener: schedule the POST for a message that asked for one."""
         if message.callback_url is not None:
-            self._post(message.callback_url, message_document(message), message.tenant, message.id)
+            self._post_status(message)
 
     def resend(self, message: Message) -> None:
         """POST a final message's status again, with the same retries as the first time.
@@ -95,9 +110,7 @@ class CallbackDispatcher:
         if len(resending) >= MAX_RESENDS:
             raise ResendRefused("throttled", f"at most {MAX_RESENDS} re-sends under way at once")
         resending.add(message.id)
-        task = self._post(
-            message.callback_url, message_document(message), message.tenant, message.id
-        )
+        task = self._post_status(message)
         task.add_done_callback(lambda _: resending.discard(message.id))
 
     def attempts(self, tenant: str, ref: str) -> list[CallbackAttempt]:
@@ -108,29 +121,74 @@ class CallbackDispatcher:
         """Pipeline inbound listener: POST an MO message to its tenant's ``mo_url``, if any."""
         url = self._mo_urls.get(notice.tenant)
         if url is not None:
-            self._post(url, notice_document(notice), notice.tenant, notice.message_id)
+            body, headers = _json(notice_document(notice))
+            self.post(url, body, headers, notice.tenant, notice.message_id)
 
-    def _post(self, url: str, payload: dict[str, Any], tenant: str, ref: str) -> asyncio.Task[None]:
-        """POST ``payload`` in the background; ``ref`` (an id, never personal data) is logged."""
-        task = asyncio.create_task(self._deliver(url, payload, tenant, ref))
+    def _post_status(self, message: Message) -> asyncio.Task[None]:
+        assert message.callback_url is not None
+        shape = self._shapes.get(message.interface)
+        body, headers = shape(message) if shape else _json(message_document(message))
+        return self.post(message.callback_url, body, headers, message.tenant, message.id)
+
+    def post_form(
+        self,
+        url: str,
+        form: Mapping[str, str],
+        headers: Mapping[str, str],
+        tenant: str,
+        ref: str,
+        on_answer: AnswerHandler | None = None,
+    ) -> asyncio.Task[None]:
+        """POST ``form`` url-encoded (a Twilio-shaped webhook), retried as every callback is."""
+        body, content = form_body(form, headers)
+        return self.post(url, body, content, tenant, ref, on_answer)
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        tenant: str,
+        ref: str,
+        on_answer: AnswerHandler | None = None,
+    ) -> asyncio.Task[None]:
+        """POST ``body`` in the background; ``ref`` (an id, never personal data) is logged.
+
+        ``on_answer`` gets the start of the first 2xx answer (a webhook that replies).
+        """
+        task = asyncio.create_task(self._deliver(url, body, dict(headers), tenant, ref, on_answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _deliver(self, url: str, payload: dict[str, Any], tenant: str, ref: str) -> None:
+    async def _deliver(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        tenant: str,
+        ref: str,
+        on_answer: AnswerHandler | None,
+    ) -> None:
         config = self._config
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
         ring = self._attempts[tenant]
         for attempt in range(1, config.max_attempts + 1):
+            answer = None
             try:
-                async with self._session.post(url, json=payload) as response:
+                async with self._session.post(url, data=body, headers=headers) as response:
                     ring.append(CallbackAttempt(ref, attempt, self._clock(), response.status, None))
                     if 200 <= response.status < 300:
-                        self._metrics.callbacks.labels("delivered").inc()
-                        return
+                        wanted = MAX_ANSWER_BYTES + 1 if on_answer is not None else 0
+                        answer = await _read_bounded(response, wanted)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 ring.append(CallbackAttempt(ref, attempt, self._clock(), None, type(exc).__name__))
+            if answer is not None:
+                self._metrics.callbacks.labels("delivered").inc()
+                if on_answer is not None:  # once the connection is back in the pool
+                    await on_answer(answer)
+                return
             if attempt == config.max_attempts or time.monotonic() + delay > deadline:
                 break
             self._metrics.callbacks.labels("retried").inc()
@@ -144,3 +202,24 @@ class CallbackDispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._session.close()
+
+
+def form_body(form: Mapping[str, str], headers: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A url-encoded form and its headers, ``headers`` added."""
+    content = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+    return urlencode(form).encode(), content
+
+
+def _json(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    return json.dumps(payload).encode(), {"Content-Type": "application/json"}
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` octets of an answer: a webhook cannot make us hold more."""
+    answer = bytearray()
+    while len(answer) < limit:
+        chunk = await response.content.read(limit - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    return bytes(answer)

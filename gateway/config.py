@@ -30,6 +30,8 @@ from phonenumbers import SUPPORTED_REGIONS
 from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
 
 DURATION = "duration"
+# Twilio's magic sender that its test credentials accept (see gateway.twilio).
+TWILIO_TEST_SENDER = "+15005550006"
 Seconds = Annotated[float, DURATION]
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -441,6 +443,52 @@ class RepliesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TwilioConfig:
+    """The tenant as a Twilio account: its Messages API, webhooks and test numbers.
+
+    ``auth_token`` may be a ``sha256:`` digest: enough to check HTTP Basic auth, not
+    to sign webhooks, so a digest token refuses ``sms_url`` here and ``StatusCallback``
+    at submit time (docs/twilio.md).
+    """
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    # API key SID (SK...) -> its secret, in clear or as a sha256: digest; Basic auth too.
+    api_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    # Where a handset's reply to one of the tenant's numbers is POSTed, Twilio-shaped.
+    sms_url: str = ""
+    # Twilio's magic test numbers (+15005550006 and the rest; see docs/twilio.md).
+    test_numbers: bool = False
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether the token is known in clear, as signing a webhook needs."""
+        return not self.auth_token.startswith("sha256:")
+
+    def check(self, path: str) -> None:
+        """That the sms_url is on the callback allow-list is `Config.check`'s."""
+        if not re.fullmatch(r"AC[0-9a-f]{32}", self.account_sid):
+            raise ConfigError(f"{path}.account_sid", 'must be "AC" and 32 lower-case hex digits')
+        _check_secret(self.auth_token, f"{path}.auth_token", min_length=16)
+        for sid, secret in self.api_keys.items():
+            if not re.fullmatch(r"SK[0-9a-f]{32}", sid):
+                raise ConfigError(f"{path}.api_keys.{sid}", 'must be "SK" and 32 hex digits')
+            _check_secret(secret, f"{path}.api_keys.{sid}", min_length=16)
+        if self.sms_url and not self.can_sign:
+            raise ConfigError(
+                f"{path}.sms_url", "needs the auth_token in clear to sign (not a sha256: digest)"
+            )
+
+    def secret_digests(self, username: str) -> tuple[bytes, ...]:
+        """Digests of the secrets HTTP Basic auth accepts for ``username`` (none: unknown)."""
+        if username == self.account_sid:
+            return (api_key_digest(self.auth_token),)
+        if username in self.api_keys:
+            return (api_key_digest(self.api_keys[username]),)
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
 class TenantConfig:
     id: str
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -457,6 +505,15 @@ class TenantConfig:
     stop_scope: StopScope = StopScope.TENANT
     # Submits per second over all the tenant's front ends together; 0 means no limit.
     max_submit_rate: float = 0.0
+    # The Twilio-compatible Messages API for this tenant (docs/twilio.md).
+    twilio: TwilioConfig | None = None
+
+    @property
+    def sending_addresses(self) -> tuple[str, ...]:
+        """``senders``, and Twilio's valid test sender when ``twilio.test_numbers`` is on."""
+        if self.twilio is not None and self.twilio.test_numbers:
+            return (*self.senders, TWILIO_TEST_SENDER)
+        return self.senders
 
     @property
     def submit_rate(self) -> float:
@@ -555,6 +612,7 @@ class Config:
         if not self.tenants:
             raise ConfigError(_join(path, "tenants"), "at least one tenant is needed")
         ids: set[str] = set()
+        twilio_users: set[str] = set()
         digests: set[bytes] = set()
         system_ids: set[str] = set()
         for i, tenant in enumerate(self.tenants):
@@ -564,6 +622,15 @@ class Config:
             ids.add(tenant.id)
             for k, key in enumerate(tenant.api_keys):
                 _check_unique_secret(key, f"{where}.api_keys[{k}]", digests)
+            if tenant.twilio is not None:
+                # Each is a Basic auth username: it must name one tenant.
+                for key, sid in (
+                    ("account_sid", tenant.twilio.account_sid),
+                    *((f"api_keys.{k}", k) for k in tenant.twilio.api_keys),
+                ):
+                    if sid in twilio_users:
+                        raise ConfigError(f"{where}.twilio.{key}", "duplicate Twilio SID")
+                    twilio_users.add(sid)
             if tenant.smpp is not None:
                 if tenant.smpp.system_id in system_ids:
                     raise ConfigError(f"{where}.smpp.system_id", "duplicate system_id")
@@ -577,6 +644,11 @@ class Config:
             if tenant.mo_url and not self.callbacks.allows(tenant.mo_url):
                 raise ConfigError(
                     f"{where}.mo_url", "not an http(s) URL on callbacks.allowed_hosts"
+                )
+            twilio = tenant.twilio
+            if twilio is not None and twilio.sms_url and not self.callbacks.allows(twilio.sms_url):
+                raise ConfigError(
+                    f"{where}.twilio.sms_url", "not an http(s) URL on callbacks.allowed_hosts"
                 )
 
 

@@ -33,6 +33,8 @@ class ReceiptRequest(IntEnum):
 class Interface(StrEnum):
     HTTP = "http"
     SMPP = "smpp"
+    # The Twilio-compatible Messages API (gateway/server/http_twilio.py).
+    TWILIO = "twilio"
     # Messages the gateway sends itself (keyword replies); no front end can submit these.
     SYSTEM = "system"
 

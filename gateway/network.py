@@ -101,6 +101,7 @@ class SimulatedNetwork:
         self._clock = clock
         self._rng = rng or random.Random()
         self._listeners: list[StatusListener] = []
+        self._enroute_listeners: list[StatusListener] = []
         self._final_hooks: list[StatusListener] = []
         self._delivery_checks: list[DeliveryCheck] = []
         self._in_flight: dict[str, _InFlight] = {}
@@ -122,6 +123,10 @@ class SimulatedNetwork:
     def subscribe(self, listener: StatusListener) -> None:
         """Call ``listener`` with the updated message whenever one reaches a final state."""
         self._listeners.append(listener)
+
+    def subscribe_enroute(self, listener: StatusListener) -> None:
+        """Call ``listener`` with each message once its hand-over (``enroute``) is committed."""
+        self._enroute_listeners.append(listener)
 
     def add_final_hook(self, hook: StatusListener) -> None:
         """Call ``hook`` with each final message before its state is queued for commit.
@@ -184,7 +189,7 @@ class SimulatedNetwork:
         )
         self._store.traffic.record_status(
             StatusChange(message.id, Status.ENROUTE, now),
-            after_commit=lambda: self._publish_status(enroute.message),
+            after_commit=lambda: self._announce_enroute(enroute.message),
         )
         self._in_flight[message.id] = _InFlight(enroute, outcome)
         self._finish_after(message.id, latency)
@@ -419,6 +424,11 @@ class SimulatedNetwork:
         self._metrics.deliveries.inc(message.tenant, message.status.value)
         self._publish_status(message)
         for listener in self._listeners:
+            listener(message)
+
+    def _announce_enroute(self, message: Message) -> None:
+        self._publish_status(message)
+        for listener in self._enroute_listeners:
             listener(message)
 
     def _publish_status(self, message: Message) -> None:

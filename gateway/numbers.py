@@ -104,6 +104,11 @@ def _normalise(raw: str, default_country: str | None) -> str:
         parsed = phonenumbers.parse(number, region)
     except NumberParseException as exc:
         raise InvalidNumber(_PARSE_ERRORS[exc.error_type]) from None
+    if parsed.italian_leading_zero and not phonenumbers.is_valid_number(parsed):
+        # A national part that still starts with 0 once the trunk prefix is gone
+        # (+31 0000001): phonenumbers drops one more zero at each reading, so it has no
+        # stable E.164 form. Italy's real numbers keep theirs (+39 06...) and pass.
+        raise InvalidNumber("the national part starts with a zero")
     result = phonenumbers.is_possible_number_with_reason(parsed)
     if result in _IMPOSSIBLE:
         raise InvalidNumber(_IMPOSSIBLE[result])

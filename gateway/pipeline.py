@@ -5,12 +5,12 @@ bucket each per tenant, shared by every front end), validate (recipient to E.164
 sender, encoding and length, callback host, schedule and validity), the privacy
 gates, id, the simulated SMSC's submit faults, the tenant's room for scheduled
 messages, durable persist (group commit), hand-over to the simulated network (which
-holds a scheduled message until its time). Front ends only translate their wire format into a
-`SubmitRequest` and a `Rejected.code` back into an HTTP status or an SMPP
-command_status. They reach the traffic through this pipeline alone (submit,
-receive, cancel, replace, force_outcome, and the reads: message, messages, inbox,
-handsets, body, inbound, thread, texts), never the store or the network around it;
-tests/test_layers.py holds them to that.
+holds a scheduled message until its time). Front ends only translate their wire
+format into a `SubmitRequest` and a `Rejected.code` back into an HTTP status or an
+SMPP command_status. They reach the traffic through this pipeline alone (submit,
+receive, cancel, replace, force_outcome, redact, forget, and the reads: message,
+messages, inbox, handsets, body, inbound, thread, texts), never the store or the
+network around it; tests/test_layers.py holds them to that.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
 from gateway.rates import TokenBucket
+from gateway.storage.base import Steps
 from gateway.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -436,6 +437,7 @@ class SubmitPipeline:
         tenant: str,
         *,
         recipient: str | None = None,
+        sender: str | None = None,
         status: Status | None = None,
         since_id: str | None = None,
         before_id: str | None = None,
@@ -455,6 +457,7 @@ class SubmitPipeline:
         return await self._store.traffic.list_messages(
             tenant,
             recipient=recipient,
+            sender=sender,
             status=status,
             since_id=since_id,
             before_id=before_id,
@@ -625,10 +628,45 @@ class SubmitPipeline:
             self._config.messages.max_validity,
         )
 
-    async def _committed(self) -> Rejected | None:
-        """Wait for the commit of what was just queued; a rejection if it failed."""
+    async def redact(self, tenant: TenantConfig, message_id: str) -> Message | Rejected:
+        """Erase the body held of a final message of this tenant (the handset's copy).
+
+        The traffic log never holds one; what is left is the inbox entry's, until
+        ``privacy.body_ttl``. Returns once the erasure is committed.
+        """
+        message = await self._final_message(tenant, message_id)
+        if isinstance(message, Message):
+            steps = self._store.inbox.redact_message(tenant.id, message_id)
+            return await self._committed(("redact", steps)) or message
+        return message
+
+    async def forget(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
+        """Delete a final message of this tenant from the traffic log, its body with it."""
+        message = await self._final_message(tenant, message_id)
+        if isinstance(message, Rejected):
+            return message
+        steps = (
+            *self._store.inbox.redact_message(tenant.id, message_id),
+            *self._store.traffic.forget_message(tenant.id, message_id),
+        )
+        return await self._committed(("forget", steps))
+
+    async def _final_message(self, tenant: TenantConfig, message_id: str) -> Message | Rejected:
+        message = await self._store.traffic.get_message(tenant.id, message_id)
+        if message is None:
+            return Rejected(RejectCode.INVALID_REQUEST, "no such message")
+        if not message.status.is_final:
+            return Rejected(RejectCode.NOT_PENDING, "the message is not final yet")
+        return message
+
+    async def _committed(self, unit: tuple[str, Steps] | None = None) -> Rejected | None:
+        """Wait for the commit of what was just queued, or of ``unit`` (kind, steps);
+        a rejection if it failed."""
         try:
-            await self._store.flush()
+            if unit is None:
+                await self._store.flush()
+            else:
+                await self._store.commit(*unit)
         except StoreError:
             return Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
         return None
@@ -696,7 +734,9 @@ def _canonical_sender(sender: str, default_country: str | None) -> str | None:
 
 def _canonical_senders(tenant: TenantConfig) -> frozenset[str]:
     country = tenant.default_country
-    return frozenset(s for s in (_canonical_sender(x, country) for x in tenant.senders) if s)
+    return frozenset(
+        s for s in (_canonical_sender(x, country) for x in tenant.sending_addresses) if s
+    )
 
 
 def _one_submission(results: list[SubmitResult]) -> list[SubmitResult]:

@@ -152,12 +152,19 @@ async def callback_receiver() -> AsyncIterator[CallbackReceiver]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
+    async with serve_locally(app) as url:
+        yield CallbackReceiver(f"{url}/hook", received, fail_first)
+
+
+@contextlib.asynccontextmanager
+async def serve_locally(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` (a test's stand-in for a user's web app) on loopback; yields its URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield CallbackReceiver(f"http://{host}:{port}/hook", received, fail_first)
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()

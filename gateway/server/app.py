@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
 from gateway.config import Config
+from gateway.domain import Interface
 from gateway.events import EventBus
 from gateway.lock import StorageLock
 from gateway.logs import log_event
@@ -41,6 +42,7 @@ from gateway.server import (
     http_inbox,
     http_privacy,
     http_simulator,
+    http_twilio,
     http_ui,
 )
 from gateway.server.appkeys import (
@@ -66,6 +68,7 @@ from gateway.server.appkeys import (
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
 from gateway.store import Store
+from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
 from smpp.notices import NoticeQueue
@@ -121,6 +124,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     http_inbox.add_routes(app)
     http_ui.add_routes(app)
     http_admin_views.add_routes(app)
+    http_twilio.add_routes(app)
 
     async def ownership(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -166,6 +170,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             chaos=chaos,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
+        twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
+        callbacks.shape_status(Interface.TWILIO, twilio_hooks.status_request)
+        network.subscribe_enroute(twilio_hooks.on_sent)
+        pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         network.add_final_hook(notices.keep_receipt)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)

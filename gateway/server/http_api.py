@@ -135,6 +135,8 @@ _MAX_RUNS = 200_000  # a loop over this many runs costs some 30 ms
 class Problem(Exception):
     """An error answered as a problem document."""
 
+    content_type = PROBLEM_TYPE
+
     def __init__(
         self,
         status: int,
@@ -268,7 +270,7 @@ async def problem_middleware(
     except Exception:
         error = _unexpected(request)
     request.app[METRICS].http_errors.labels(error.code).inc()
-    response = json_response(error.document(), error.status, PROBLEM_TYPE)
+    response = json_response(error.document(), error.status, error.content_type)
     response.headers.update(error.headers)
     if error.close:
         response.force_close()
@@ -394,15 +396,20 @@ def _peer(request: web.Request) -> str:
     return remote
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object: read within ``http.body_timeout``, nesting capped."""
+async def read_body(request: web.Request) -> bytes:
+    """The body, read within ``http.body_timeout`` (its size is capped by the app)."""
     try:
         async with asyncio.timeout(request.app[CONFIG].http.body_timeout):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError:
         raise Problem(
             408, "request_timeout", "the body did not arrive within http.body_timeout", close=True
         ) from None
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object: read within ``http.body_timeout``, nesting capped."""
+    raw = await read_body(request)
     if nests_deeper(raw, MAX_JSON_DEPTH):
         raise Problem(
             400, "invalid_json", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"

@@ -661,6 +661,99 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+_TWILIO_ERROR = {"$ref": "#/components/responses/TwilioError"}
+_ACCOUNT = _param(
+    "AccountSid",
+    "path",
+    "the tenant's twilio.account_sid",
+    {"type": "string", "pattern": "^AC[0-9a-f]{32}$"},
+)
+_SID = _param("Sid", "path", "a message sid", {"type": "string", "pattern": "^SM[0-9a-f]{32}$"})
+
+
+def _twilio_op(
+    summary: str,
+    ok: str,
+    *,
+    params: tuple[dict[str, Any], ...] = (),
+    form: dict[str, Any] | None = None,
+    errors: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A Twilio-compatible operation: HTTP Basic, forms in, Twilio's error shape out."""
+    responses: dict[str, Any] = {ok: {"description": summary}}
+    for status in ("400", "401", "404", "429", *errors):
+        responses[status] = _TWILIO_ERROR
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["twilio"],
+        "security": [{"twilio": []}],
+        "parameters": [_ACCOUNT, *params],
+        "responses": responses,
+    }
+    if form is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": form}
+                }
+            },
+        }
+    return operation
+
+
+_TEXT = {"type": "string"}
+_TWILIO_PATHS: dict[str, dict[str, Any]] = {
+    "/2010-04-01/Accounts/{AccountSid}/Messages.json": {
+        "post": _twilio_op(
+            "Twilio: send a message (To, From or MessagingServiceSid, Body, StatusCallback,"
+            " SendAt with ScheduleType=fixed, ValidityPeriod; other parameters ignored)",
+            "201",
+            form={
+                "To": _TEXT,
+                "From": _TEXT,
+                "MessagingServiceSid": _TEXT,
+                "Body": {"type": "string", "maxLength": 1600},
+                "StatusCallback": _TEXT,
+                "SendAt": {"type": "string", "format": "date-time"},
+                "ScheduleType": {"enum": ["fixed"]},
+                "ValidityPeriod": {"type": "integer", "minimum": 1, "maximum": 36000},
+            },
+            errors=("500", "503", "504"),
+        ),
+        "get": _twilio_op(
+            "Twilio: list messages, newest first, in pages (next_page_uri)",
+            "200",
+            params=(
+                _param("To", "query", "recipient"),
+                _param("From", "query", "sender"),
+                _param("DateSent", "query", "YYYY-MM-DD: sent on that UTC day"),
+                _param("DateSent<", "query", "sent on or before"),
+                _param("DateSent>", "query", "sent on or after"),
+                _param(
+                    "PageSize",
+                    "query",
+                    "page size",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                ),
+                _param("Page", "query", "page number (after 0, with its PageToken)"),
+                _param("PageToken", "query", "from next_page_uri"),
+            ),
+        ),
+    },
+    "/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json": {
+        "get": _twilio_op("Twilio: one message", "200", params=(_SID,)),
+        "post": _twilio_op(
+            "Twilio: Status=canceled cancels a message not sent yet; Body='' redacts a final one",
+            "200",
+            params=(_SID,),
+            form={"Status": {"enum": ["canceled"]}, "Body": {"type": "string", "maxLength": 0}},
+        ),
+        "delete": _twilio_op("Twilio: delete a final message", "204", params=(_SID,)),
+    },
+}
+
+
 def _merged_paths(*groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Paths of every group; a path in two groups keeps the operations of both."""
     paths: dict[str, dict[str, Any]] = {}
@@ -674,7 +767,7 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "smsgw", "version": "1"},
-        "paths": _merged_paths(_PATHS, _INBOX_PATHS, _ADMIN_PATHS),
+        "paths": _merged_paths(_PATHS, _INBOX_PATHS, _ADMIN_PATHS, _TWILIO_PATHS),
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
@@ -683,6 +776,11 @@ def openapi_document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "[admin] tokens; with X-Smsgw-Tenant also tenant API reads",
+                },
+                "twilio": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "twilio.account_sid and auth_token, or an API key and secret",
                 },
             },
             "responses": {
@@ -693,7 +791,23 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"$ref": "#/components/schemas/Problem"}
                         }
                     },
-                }
+                },
+                "TwilioError": {
+                    "description": "Twilio's error shape and codes (docs/twilio.md)",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "code": {"type": "integer"},
+                                    "message": {"type": "string"},
+                                    "more_info": {"type": "string"},
+                                    "status": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
             },
         },
     }

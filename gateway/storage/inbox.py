@@ -101,6 +101,15 @@ class SqliteInbox:
             "SELECT count(*) FROM inbox WHERE tenant = ? AND msisdn = ?", (tenant, msisdn)
         )
 
+    def redact_message(self, tenant: str, message_id: str) -> Steps:
+        """Empty the body a handset holds of one message (a Twilio redaction)."""
+        return (
+            (
+                "UPDATE inbox SET body = '' WHERE tenant = ? AND message_id = ?",
+                ((tenant, message_id),),
+            ),
+        )
+
     async def handsets(self, tenant: str, limit: int) -> list[HandsetActivity]:
         """The ``limit`` handsets that received from the tenant last: rows, last receipt time."""
         rows = await self._engine.fetch(

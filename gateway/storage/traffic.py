@@ -166,6 +166,7 @@ class SqliteTraffic:
         tenant: str,
         *,
         recipient: str | None = None,
+        sender: str | None = None,
         status: Status | None = None,
         since_id: str | None = None,
         before_id: str | None = None,
@@ -177,6 +178,7 @@ class SqliteTraffic:
         params: list[object] = [tenant]
         for clause, value in (
             ("recipient = ?", recipient),
+            ("sender = ?", sender),
             ("status = ?", status.value if status else None),
             ("id >= ?", since_id),
             ("id < ?", before_id),
@@ -192,6 +194,17 @@ class SqliteTraffic:
             " ORDER BY id DESC LIMIT ?"
         )
         return [message_from_row(row) for row in await self._engine.fetch(sql, params)]
+
+    def forget_message(self, tenant: str, message_id: str) -> Steps:
+        """Delete one message of the tenant from the traffic log (a Twilio DELETE).
+
+        For a final message only (the caller checks): the outbox holds no body of it. It
+        is added to the anonymous daily counts first, as retention's deletions are.
+        """
+        return (
+            (_COUNT_DELETED.format(ids="?"), ((message_id,),)),
+            ("DELETE FROM messages WHERE id = ? AND tenant = ?", ((message_id, tenant),)),
+        )
 
     async def pending_bodies(
         self, tenant: str, message_ids: Sequence[str]
