@@ -45,6 +45,8 @@ def _raw_problem(problem: Problem, reason: str, extra_headers: str = "") -> byte
     return head.encode() + body
 
 
+# Seconds a connection answered 408 stays half-closed, dropping input, before it closes.
+_LINGER = 2.0
 _HEADERS_TOO_SLOW = _raw_problem(
     Problem(
         408, "request_timeout", "the request headers did not arrive within http.header_timeout"
@@ -73,7 +75,7 @@ class _Listener:
 class _GuardedRequestHandler(RequestHandler):
     """One connection: a request's headers must be in within ``header_timeout``."""
 
-    __slots__ = ("_counted", "_header_bytes", "_header_timer", "_listener")
+    __slots__ = ("_counted", "_header_bytes", "_header_timer", "_lingering", "_listener")
 
     def __init__(self, manager: web.Server, listener: _Listener, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -81,6 +83,7 @@ class _GuardedRequestHandler(RequestHandler):
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = False  # part of a request head has arrived, not all of it
         self._counted = False
+        self._lingering = False  # answered 408 and half-closed: input is read and dropped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         listener = self._listener
@@ -103,6 +106,8 @@ class _GuardedRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:
@@ -127,10 +132,21 @@ class _GuardedRequestHandler(RequestHandler):
         self._header_timer = None
         if self.transport is None:
             return
-        if self._header_bytes:  # a client that sent nothing is closed without an answer
-            self._listener.errors.labels("request_timeout").inc()
-            self.transport.write(_HEADERS_TOO_SLOW)
-        self.force_close()
+        if not self._header_bytes:  # a client that sent nothing is closed without an answer
+            self.force_close()
+            return
+        self._listener.errors.labels("request_timeout").inc()
+        transport = self.transport
+        transport.write(_HEADERS_TOO_SLOW)
+        if not transport.can_write_eof():  # TLS: no half-close
+            self.force_close()
+            return
+        # Closing a socket with unread input makes the kernel send a reset, which can
+        # destroy the 408 before the client reads it (seen with a trickling client).
+        # So half-close, drop what still comes for a moment, then close.
+        transport.write_eof()
+        self._lingering = True
+        asyncio.get_running_loop().call_later(_LINGER, self.force_close)
 
 
 class _GuardedServer(web.Server):
