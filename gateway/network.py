@@ -140,19 +140,23 @@ class SimulatedNetwork:
         return probability >= 1.0 or self._rng.random() < probability
 
     def hand_over(self, item: Outgoing) -> None:
-        """Take an accepted, committed message onto the network."""
+        """Take a committed message onto the network.
+
+        The pipeline commits new messages already ``enroute``, which needs no write here;
+        one committed ``accepted`` (by an earlier version, resumed) is moved on first.
+        """
         message = item.message
         decision = self.decide(message.tenant, message.recipient)
-        now = self._clock()
-        enroute = Outgoing(
-            message.moved_to(Status.ENROUTE, now),
-            item.body,
-            item.part,
-        )
-        self._store.traffic.record_status(
-            StatusChange(message.id, Status.ENROUTE, now),
-            after_commit=lambda: self._publish_status(enroute.message),
-        )
+        if message.status is Status.ENROUTE:
+            enroute = item
+            self._publish_status(message)
+        else:
+            now = self._clock()
+            enroute = Outgoing(message.moved_to(Status.ENROUTE, now), item.body, item.part)
+            self._store.traffic.record_status(
+                StatusChange(message.id, Status.ENROUTE, now),
+                after_commit=lambda: self._publish_status(enroute.message),
+            )
         self._in_flight[message.id] = _InFlight(enroute, decision.outcome)
         self._finish_after(message.id, decision.latency)
 

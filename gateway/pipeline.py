@@ -117,20 +117,27 @@ class SubmitPipeline:
                     results[index] = Rejected(fault, "the simulated SMSC failed this submit")
         if one_submission:
             results = _one_submission(results)
+        # Stored already enroute: the network takes each one as soon as it is committed,
+        # so that state needs no UPDATE of its own (one row write and one queued unit less
+        # per message; about 8 us of SQLite work each, bench/side's statement costs).
+        enroute_at = self._clock()
         accepted = [
-            Outgoing(result, request.body, request.part)
+            (
+                result,
+                Outgoing(result.moved_to(Status.ENROUTE, enroute_at), request.body, request.part),
+            )
             for result, request in zip(results, requests, strict=True)
             if isinstance(result, Message)
         ]
         if accepted:
             try:
-                await self._store.traffic.add_messages(accepted)
+                await self._store.traffic.add_messages([item for _, item in accepted])
             except StoreError:
                 unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
                 results = [unavailable if isinstance(r, Message) else r for r in results]
                 accepted = []
-            for item in accepted:
-                self._publish_accepted(item.message)
+            for message, item in accepted:
+                self._publish_accepted(message)
                 self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
