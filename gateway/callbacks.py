@@ -29,13 +29,16 @@ class CallbackDispatcher:
         self, config: CallbackConfig, metrics: Metrics, tenants: Sequence[TenantConfig]
     ) -> None:
         self._config = config
-        self._metrics = metrics
         self._mo_urls = {tenant.id: tenant.mo_url for tenant in tenants if tenant.mo_url}
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             headers={"User-Agent": "smsgw-callbacks"},
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # The counter's children, looked up once rather than by labels() per callback.
+        self._delivered, self._retried, self._failed = (
+            metrics.callbacks.labels(result) for result in ("delivered", "retried", "failed")
+        )
 
     def on_final(self, message: Message) -> None:
         """Network listener: schedule the POST for a message that asked for one."""
@@ -62,16 +65,16 @@ class CallbackDispatcher:
             try:
                 async with self._session.post(url, json=payload) as response:
                     if 200 <= response.status < 300:
-                        self._metrics.callbacks.labels("delivered").inc()
+                        self._delivered.inc()
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
             if attempt == config.max_attempts or time.monotonic() + delay > deadline:
                 break
-            self._metrics.callbacks.labels("retried").inc()
+            self._retried.inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, config.max_retry)
-        self._metrics.callbacks.labels("failed").inc()
+        self._failed.inc()
         log_event(log, "callback.failed", logging.WARNING, id=ref, attempts=attempt)
 
     async def close(self) -> None:
