@@ -242,7 +242,7 @@ class SimulatedNetwork:
         )
 
     def _announce(self, message: Message) -> None:
-        self._metrics.deliveries.inc(message.tenant, message.status.value)
+        self._metrics.deliveries.inc(message.tenant, message.status)  # a StrEnum: its value
         self._publish_status(message)
         for listener in self._listeners:
             listener(message)

@@ -160,6 +160,12 @@ class SmppServer:
         task.add_done_callback(self._tasks.discard)
 
     def count_pdu(self, direction: str, command_id: int, status: int) -> None:
+        labels = self._pdu_labels.get((direction, command_id, status))
+        if labels is None:  # four a message: the check for unknown values only on a miss
+            labels = self._pdu_labels_of(direction, command_id, status)
+        self.metrics.smpp_pdus.inc(*labels)
+
+    def _pdu_labels_of(self, direction: str, command_id: int, status: int) -> tuple[str, str, str]:
         # Unknown ids and statuses share one key, so a peer cannot grow this cache.
         command_id = command_id if command_id in _KNOWN_COMMANDS else -1
         status = status if status in _KNOWN_STATUSES else -1
@@ -169,7 +175,7 @@ class SmppServer:
             command = C(command_id).name if command_id != -1 else "unknown"
             status_name = S(status).name if status != -1 else "vendor"
             labels = self._pdu_labels[key] = (direction, command, status_name)
-        self.metrics.smpp_pdus.inc(*labels)
+        return labels
 
     # --- binds ---------------------------------------------------------------------------
 
