@@ -14,6 +14,7 @@ callback allow-list).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -652,8 +653,12 @@ class Config:
                 )
 
 
+@functools.lru_cache(maxsize=1024)
 def api_key_digest(key: str) -> bytes:
-    """The SHA-256 digest under which an API key is looked up."""
+    """The SHA-256 digest under which an API key is looked up.
+
+    Cached (only configured keys come here): every request checks its tenant's digests.
+    """
     if key.startswith("sha256:"):
         return bytes.fromhex(key.removeprefix("sha256:"))
     return hashlib.sha256(key.encode()).digest()

@@ -176,21 +176,25 @@ class SimulatedNetwork:
             self._start(item)
 
     def _start(self, item: Outgoing) -> None:
+        """The pipeline commits new messages already ``enroute``, which needs no write here;
+        a scheduled one whose time came, or one committed ``accepted`` (by an earlier
+        version, resumed), is moved on first.
+        """
         message = item.message
         decision = self.decide(message.tenant, message.recipient)
         now = self._clock()
         outcome, latency = decision.outcome, decision.latency
         if message.expires_at is not None and now + latency >= message.expires_at:
             outcome, latency = Outcome.EXPIRED, max(0.0, message.expires_at - now)
-        enroute = Outgoing(
-            message.moved_to(Status.ENROUTE, now),
-            item.body,
-            item.part,
-        )
-        self._store.traffic.record_status(
-            StatusChange(message.id, Status.ENROUTE, now),
-            after_commit=lambda: self._announce_enroute(enroute.message),
-        )
+        if message.status is Status.ENROUTE:
+            enroute = item
+            self._announce_enroute(message)
+        else:
+            enroute = Outgoing(message.moved_to(Status.ENROUTE, now), item.body, item.part)
+            self._store.traffic.record_status(
+                StatusChange(message.id, Status.ENROUTE, now),
+                after_commit=lambda: self._announce_enroute(enroute.message),
+            )
         self._in_flight[message.id] = _InFlight(enroute, outcome)
         self._finish_after(message.id, latency)
 
@@ -421,7 +425,7 @@ class SimulatedNetwork:
         )
 
     def _announce(self, message: Message) -> None:
-        self._metrics.deliveries.inc(message.tenant, message.status.value)
+        self._metrics.deliveries.inc(message.tenant, message.status)  # a StrEnum: its value
         self._publish_status(message)
         for listener in self._listeners:
             listener(message)

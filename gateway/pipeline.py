@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import Counter
@@ -113,6 +114,8 @@ class SubmitPipeline:
         self._due: asyncio.Queue[list[Outgoing]] = asyncio.Queue()
         self._releaser: asyncio.Task[None] | None = None
         network.on_due(self._due.put_nowait)
+        # The histogram's children, looked up once: labels() costs a lock and a dict lookup.
+        self._submit_latency = {i: metrics.submit_latency.labels(i.value) for i in Interface}
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
         return (await self.submit_many([request]))[0]
@@ -140,22 +143,36 @@ class SubmitPipeline:
         scheduling = self._hold_schedules(results)
         if one_submission:
             results = _one_submission(results)
+        # Stored already enroute: the network takes each one as soon as it is committed,
+        # so that state needs no UPDATE of its own (one row write and one queued unit less
+        # per message: 8.5 us of SQLite work each, measured in docs/performance.md).
+        # Scheduled messages are stored scheduled: the network moves them on at their time.
+        enroute_at = self._clock()
         accepted = [
-            Outgoing(result, request.body, request.part)
+            (
+                result,
+                Outgoing(
+                    result
+                    if result.status is Status.SCHEDULED
+                    else result.moved_to(Status.ENROUTE, enroute_at),
+                    request.body,
+                    request.part,
+                ),
+            )
             for result, request in zip(results, requests, strict=True)
             if isinstance(result, Message)
         ]
         try:
             if accepted:
-                await self._store.traffic.add_messages(accepted)
+                await self._store.traffic.add_messages([item for _, item in accepted])
         except StoreError:
             unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
             results = [unavailable if isinstance(r, Message) else r for r in results]
             accepted = []
         finally:
             self._scheduling.subtract(scheduling)  # the network counts them from here
-        for item in accepted:
-            self._publish_accepted(item.message)
+        for message, item in accepted:
+            self._publish_accepted(message)
             self._network.hand_over(item)
         self._count(requests, results, time.perf_counter() - started)
         return results
@@ -676,14 +693,15 @@ class SubmitPipeline:
     ) -> None:
         metrics = self._metrics
         for request, result in zip(requests, results, strict=True):
-            tenant, interface = request.tenant.id, request.interface.value
+            # StrEnum members count as their values, without the .value property's cost.
+            tenant, interface = request.tenant.id, request.interface
             if isinstance(result, Message):
                 metrics.messages.inc(tenant, interface, "accepted")
             else:
                 metrics.messages.inc(tenant, interface, "rejected")
-                metrics.rejections.inc(tenant, interface, result.code.value)
+                metrics.rejections.inc(tenant, interface, result.code)
         if requests:
-            metrics.submit_latency.labels(requests[0].interface.value).observe(elapsed)
+            self._submit_latency[requests[0].interface].observe(elapsed)
 
 
 def validity_window(
@@ -722,8 +740,13 @@ def _aware(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical_sender(sender: str, default_country: str | None) -> str | None:
-    """Numeric senders compare as E.164, short codes and alphanumeric ones as written."""
+    """Numeric senders compare as E.164, short codes and alphanumeric ones as written.
+
+    Cached: a tenant sends from a few senders, and reading one (NFKC, two patterns, the
+    E.164 check) cost 17 us a message on the loaded bench machine, a hit 0.5 us.
+    """
     if is_short_code(sender) or not is_numeric_address(sender):
         return sender
     try:

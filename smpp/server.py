@@ -31,7 +31,7 @@ from typing import ClassVar
 
 from gateway.chaos import Chaos
 from gateway.config import Config, MessageIdFormat, TenantConfig
-from gateway.domain import Notice, SubmitRequest
+from gateway.domain import Message, Notice, NoticeKind, SubmitRequest
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.pipeline import SubmitPipeline
@@ -180,6 +180,12 @@ class SmppServer:
         task.add_done_callback(self._tasks.discard)
 
     def count_pdu(self, direction: str, command_id: int, status: int) -> None:
+        labels = self._pdu_labels.get((direction, command_id, status))
+        if labels is None:  # four a message: the check for unknown values only on a miss
+            labels = self._pdu_labels_of(direction, command_id, status)
+        self.metrics.smpp_pdus.inc(*labels)
+
+    def _pdu_labels_of(self, direction: str, command_id: int, status: int) -> tuple[str, str, str]:
         # Unknown ids and statuses share one key, so a peer cannot grow this cache.
         command_id = command_id if command_id in _KNOWN_COMMANDS else -1
         status = status if status in _KNOWN_STATUSES else -1
@@ -189,7 +195,7 @@ class SmppServer:
             command = C(command_id).name if command_id != -1 else "unknown"
             status_name = S(status).name if status != -1 else "vendor"
             labels = self._pdu_labels[key] = (direction, command, status_name)
-        self.metrics.smpp_pdus.inc(*labels)
+        return labels
 
     # --- binds ---------------------------------------------------------------------------
 
@@ -455,13 +461,17 @@ class SmppConnection(asyncio.Protocol):
         pdu = translate.with_error_body(pdu, self.error_body)
         if pdu.command_status:
             self._log_refused(pdu)
-        self._write(encode(pdu))
-        self.server.count_pdu("out", pdu.command_id, pdu.command_status)
-        self.session.sent(pdu.command_id, pdu.command_status)
+        self._send_bytes(pdu.command_id, pdu.command_status, encode(pdu))
         if pdu.command_id == C.unbind_resp:
             # However the unbind was answered (even with an error for its trailing
             # octets), the session is over: an UNBOUND one must not hold its slot.
             self.close()
+
+    def _send_bytes(self, command_id: CommandId, status: int, data: bytes) -> None:
+        """Queue an encoded PDU, counted and told to the session as `_send` does."""
+        self._write(data)
+        self.server.count_pdu("out", command_id, status)
+        self.session.sent(command_id, status)
 
     def _log_refused(self, pdu: Pdu) -> None:
         """Why a PDU was refused, by command, status and session: no address, no body.
@@ -610,14 +620,19 @@ class SmppConnection(asyncio.Protocol):
             return
         chunks = []
         submit_resp = self.server.translator.submit_resp
+        count_pdu = self.server.count_pdu
         for (request, _), result in zip(submits, results, strict=True):
+            if isinstance(result, Message):  # from a template (see translate.accepted_resp)
+                chunks.append(translate.accepted_resp(request, result.id, self.ids))
+                count_pdu("out", response_for(request.command_id), S.ESME_ROK)
+                continue
             pdu = submit_resp(request, result, self.ids)
             if pdu is not None:
                 pdu = translate.with_error_body(pdu, self.error_body)
                 if pdu.command_status:
                     self._log_refused(pdu)
                 chunks.append(encode(pdu))
-                self.server.count_pdu("out", pdu.command_id, pdu.command_status)
+                count_pdu("out", pdu.command_id, pdu.command_status)
         self._write(b"".join(chunks))
 
     def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
@@ -726,7 +741,13 @@ class SmppConnection(asyncio.Protocol):
 
     def deliver(self, notice: Notice) -> int:
         sequence = self.session.next_sequence()
-        self._send(translate.deliver_sm(notice, sequence, self.ids))
+        if notice.kind is NoticeKind.RECEIPT and not (
+            self.transport is None or self.transport.is_closing()
+        ):  # one a message: from a template (see translate.receipt_bytes)
+            data = translate.receipt_bytes(notice, sequence, self.ids)
+            self._send_bytes(C.deliver_sm, S.ESME_ROK, data)
+        else:
+            self._send(translate.deliver_sm(notice, sequence, self.ids))
         return sequence
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:

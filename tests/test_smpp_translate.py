@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.config import SmppConfig, SmppErrorCodes, TenantConfig
+from gateway.config import MessageIdFormat, SmppConfig, SmppErrorCodes, TenantConfig
 from gateway.domain import (
     Interface,
     Message,
@@ -38,8 +40,10 @@ from smpp.translate import (
     MESSAGE_STATE,
     TAG_KEYWORD,
     Translator,
+    accepted_resp,
     deliver_sm,
     query_sm_resp,
+    receipt_bytes,
     replace_body,
     replace_times,
     wire_address,
@@ -316,6 +320,65 @@ def test_receipt_deliver_sm_golden_bytes() -> None:
     assert frame[:16] == (16 + len(body)).to_bytes(4, "big") + bytes.fromhex(
         "00000005 00000000 7fffffff"
     )
+
+
+# Addresses a receipt may carry: E.164, short codes, alphanumeric senders, and some the
+# template leaves to the generic encoder (too long, not Latin-1).
+ADDRESSES = st.one_of(
+    st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True),
+    st.from_regex(r"[0-9]{3,8}", fullmatch=True),
+    st.text(st.characters(min_codepoint=32, max_codepoint=0x17F), min_size=1, max_size=24),
+)
+MESSAGE_IDS = st.from_regex(r"[0-9a-f]{20}", fullmatch=True)
+FINAL = [s for s in Status if s.is_final]
+
+
+@given(
+    handset=ADDRESSES,
+    address=ADDRESSES,
+    message_id=MESSAGE_IDS,
+    status=st.sampled_from(FINAL),
+    submitted=st.floats(0, 4e9),
+    sequence=st.integers(1, 0x7FFFFFFF),
+    ids=st.sampled_from(MessageIdFormat),
+)
+def test_receipt_template_matches_the_generic_encoder(
+    handset: str,
+    address: str,
+    message_id: str,
+    status: Status,
+    submitted: float,
+    sequence: int,
+    ids: MessageIdFormat,
+) -> None:
+    receipt = Notice(
+        "acme", NoticeKind.RECEIPT, message_id, handset, address, submitted + 5, submitted + 60,
+        status=status, submitted_at=submitted,
+    )  # fmt: skip
+    try:
+        expected: bytes | type[Exception] = encode(deliver_sm(receipt, sequence, ids))
+    except Exception as exc:  # the template must refuse what the encoder refuses, alike
+        expected = type(exc)
+    try:
+        got: bytes | type[Exception] = receipt_bytes(receipt, sequence, ids)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected
+
+
+@given(
+    message_id=MESSAGE_IDS,
+    sequence=st.integers(1, 0x7FFFFFFF),
+    command=st.sampled_from([C.submit_sm, C.data_sm]),
+    ids=st.sampled_from(MessageIdFormat),
+)
+def test_accepted_resp_template_matches_the_generic_encoder(
+    message_id: str, sequence: int, command: CommandId, ids: MessageIdFormat
+) -> None:
+    request = Pdu.make(command, sequence)
+    resp = TRANSLATOR.submit_resp(request, message(id=message_id), ids)
+    assert resp is not None
+    assert accepted_resp(request, message_id, ids) == encode(resp)
 
 
 def test_mobile_originated_deliver_sm() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import StorageConfig
+from gateway.config import StorageConfig, config_from_dict
 from gateway.domain import (
     Interface,
     Message,
@@ -28,7 +28,13 @@ from gateway.metrics import Metrics
 from gateway.server.appkeys import STORE
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
-from tests.conftest import EVENT_TIMEOUT, OTHER_KEY, RunningGateway
+from tests.conftest import (
+    EVENT_TIMEOUT,
+    OTHER_KEY,
+    CallbackReceiver,
+    RunningGateway,
+    running_gateway,
+)
 from tests.smpp_clients import RawEsme
 from tests.test_consent import call
 
@@ -326,3 +332,20 @@ async def test_a_failing_commit_hook_does_not_stop_the_writer(
     assert await store.traffic.get_message("other", "after") is not None
     assert metrics.registry.get_sample_value("smsgw_store_hook_errors_total") == 1
     assert any(r.getMessage() == "store.hook_failed" for r in caplog.records)
+
+
+async def test_a_message_an_earlier_version_left_accepted_resumes_enroute(
+    config_dict: dict[str, Any], metrics: Metrics, callback_receiver: CallbackReceiver
+) -> None:
+    """New messages are committed enroute; one committed accepted is moved on when resumed."""
+    store = await Store.open(StorageConfig(config_dict["storage"]["path"]), metrics)
+    old = message("m-old")
+    old.message.callback_url = callback_receiver.url
+    await store.traffic.add_messages([old])
+    await store.close()
+    async with running_gateway(config_from_dict(config_dict)) as gateway:
+        final = await callback_receiver.next()
+        resumed = await gateway.app[STORE].traffic.get_message("other", "m-old")
+    assert (final["id"], final["status"]) == ("m-old", "delivered")
+    assert resumed is not None and resumed.enroute_at is not None
+    assert resumed.final_at is not None and resumed.final_at >= resumed.enroute_at

@@ -12,6 +12,7 @@ stored, and would fail every other item of the store's group commit).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -386,7 +387,12 @@ def _peer(request: web.Request) -> str:
     One IPv6 host usually holds a whole /64, so per address it could rotate
     through 2**64 fresh throttle records.
     """
-    remote = request.remote or ""
+    return _throttle_key(request.remote or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _throttle_key(remote: str) -> str:
+    """`_peer` of an address; cached: parsing it cost 16 us a request on the loaded machine."""
     try:
         address = ipaddress.ip_address(remote)
     except ValueError:

@@ -118,7 +118,7 @@ class SqliteTraffic:
         """Queue a transition; ``after_commit`` runs once it is durable."""
         enroute = change.status is Status.ENROUTE
         row = (
-            change.status.value,
+            change.status,  # a StrEnum: binds as its value without the .value property
             change.at if enroute else None,
             None if enroute else change.at,
             change.error,
