@@ -129,8 +129,7 @@ class SubmitPipeline:
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
         checked = list(results)
-        for gate in self._gates:
-            await self._apply_gate(gate, results)
+        await self._pass_gates(results)
         self._publish_blocked(checked, results)
         for index, result in enumerate(results):
             if isinstance(result, Message):
@@ -188,8 +187,7 @@ class SubmitPipeline:
         """
         unfinished = await self._store.traffic.unfinished()
         results: list[SubmitResult] = [item.message for item in unfinished]
-        for gate in self._gates:
-            await self._apply_gate(gate, results)
+        await self._pass_gates(results)
         for item, result in zip(unfinished, results, strict=True):
             if isinstance(result, Message):
                 self._network.hand_over(item)
@@ -218,8 +216,7 @@ class SubmitPipeline:
             items = await self._due.get()
             results: list[SubmitResult] = [item.message for item in items]
             try:
-                for gate in self._gates:
-                    await self._apply_gate(gate, results)
+                await self._pass_gates(results)
             except Exception:
                 log_event(log, "scheduled.gate_failed", logging.ERROR, exc_info=True)
                 self._network.postpone(items, GATE_RETRY)
@@ -229,6 +226,11 @@ class SubmitPipeline:
                     self._network.release([item])
                 else:
                     self._network.stop_scheduled(item, result.code.value)
+
+    async def _pass_gates(self, results: list[SubmitResult]) -> None:
+        """Every privacy gate in turn, on what is still accepted."""
+        for gate in self._gates:
+            await self._apply_gate(gate, results)
 
     @staticmethod
     async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:
@@ -560,11 +562,27 @@ class SubmitPipeline:
     async def force_outcome(
         self, tenant: TenantConfig, message_id: str, outcome: Outcome
     ) -> Rejected | None:
-        """End a message of this tenant still on its way with ``outcome``, now (a test control).
+        """End a message of this tenant still on its way or scheduled with ``outcome``, now
+        (a test control).
 
-        Its receipt, callback and events follow as for a natural outcome; returns once the
+        A scheduled message delivered now passes the privacy gates first, as it would at
+        its time (`_release_scheduled`): one they refuse ends ``rejected`` instead. Its
+        receipt, callback and events follow as for a natural outcome; returns once the
         final state is committed.
         """
+        message = self._network.pending(tenant.id, message_id)
+        if (
+            message is not None
+            and message.status is Status.SCHEDULED
+            and outcome is Outcome.DELIVERED
+        ):
+            results: list[SubmitResult] = [message]
+            await self._pass_gates(results)
+            [verdict] = results
+            if isinstance(verdict, Rejected) and self._network.refuse_scheduled(
+                tenant.id, message_id, verdict.code.value
+            ):
+                return await self._committed()
         if not self._network.force(tenant.id, message_id, outcome):
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
         return await self._committed()

@@ -14,6 +14,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -332,6 +333,16 @@ async def test_force_an_outcome_and_resend_a_callback(
     await bubble.click()
     await page.get_by_role("button", name="Deliver now").click()
     await expect(bubble.locator(".status")).to_have_text("delivered")
+    await page.keyboard.press("Escape")
+
+    # A scheduled message has the same buttons: expired now, it never goes out.
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await gateway.send(to=SLOW, body="in an hour", send_at=later)).status == 202
+    scheduled = bubbles(page).filter(has_text="in an hour")
+    await expect(scheduled.locator(".status")).to_have_text("scheduled")
+    await scheduled.click()
+    await page.get_by_role("button", name="Expire").click()
+    await expect(scheduled.locator(".status")).to_have_text("expired")
     await page.keyboard.press("Escape")
 
     sent = await gateway.send(body="call me back", callback_url=callback_receiver.url)

@@ -358,8 +358,9 @@ _INBOX_PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/messages/{id}/outcome": {
         "post": _op(
-            "End a message still on its way now with this outcome; its receipt, callback and"
-            " events follow (needs [simulator] allow_reset)",
+            "End a message still on its way or scheduled now with this outcome; a scheduled"
+            " one delivered now passes the privacy gates again first; its receipt, callback"
+            " and events follow (needs [simulator] allow_reset)",
             "200",
             params=(_ID,),
             body="ForcedOutcome",
