@@ -25,9 +25,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from gateway.blocked import BlockedAttempts
 from gateway.chaos import Chaos
 from gateway.config import Config, Outcome, TenantConfig
 from gateway.domain import (
+    BlockedAttempt,
     Handset,
     InboundMessage,
     InboundOutcome,
@@ -88,10 +90,12 @@ class SubmitPipeline:
         metrics: Metrics,
         clock: Callable[[], float],
         events: EventBus,
+        blocked: BlockedAttempts,
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
         chaos: Chaos | None = None,
     ) -> None:
+        """``blocked``: where the submits the gates refuse are kept (see `gateway.blocked`)."""
         self._config = config
         self._events = events
         self._store = store
@@ -107,6 +111,7 @@ class SubmitPipeline:
         # One bucket per tenant with a max_submit_rate, shared by every front end.
         self._buckets = {t.id: TokenBucket(t.submit_rate) for t in config.tenants if t.submit_rate}
         self._chaos = chaos
+        self._blocked = blocked
         # Scheduled messages of submits not yet handed over, per tenant (max_scheduled).
         self._scheduling: Counter[str] = Counter()
         # Scheduled messages whose time has come, for the one task that lets them go.
@@ -390,13 +395,19 @@ class SubmitPipeline:
         return notice
 
     def _publish_blocked(self, checked: list[SubmitResult], results: list[SubmitResult]) -> None:
-        """Tell the tenant's stream of each submit a privacy gate refused.
+        """Tell the tenant's stream of each submit a privacy gate refused, and keep it in
+        memory for the handset's thread (`gateway.blocked`).
 
         Nothing is stored for a refused submit; the event is how a watcher (the web
         inbox) sees the attempt. It names the code, never the body.
         """
+        now = self._clock()
         for before, after in zip(checked, results, strict=True):
             if isinstance(before, Message) and isinstance(after, Rejected):
+                attempt = BlockedAttempt(
+                    before.recipient, before.sender, before.interface, after.code, now
+                )
+                self._blocked.record(before.tenant, attempt)
                 self._events.publish(
                     before.tenant,
                     MESSAGE_BLOCKED,
@@ -483,7 +494,8 @@ class SubmitPipeline:
         """The tenant's ``limit`` most recently active handsets, newest activity first.
 
         A handset is a number the tenant sent to within ``privacy.body_ttl`` (while its
-        row still names it), or one its inbox or MO table holds (kept as long). Each table
+        row still names it, or a refused submit to it is kept), or one its inbox or MO
+        table holds (kept as long). Each table
         gives its ``limit`` most recent, which holds the overall ``limit`` most recent.
         """
         store = self._store
@@ -495,6 +507,8 @@ class SubmitPipeline:
             *await store.traffic.recipients(tenant, since, limit),
         ):
             last_at[activity.msisdn] = max(last_at.get(activity.msisdn, 0.0), activity.last_at)
+        for msisdn, at in self._blocked.last_at(tenant).items():
+            last_at[msisdn] = max(last_at.get(msisdn, 0.0), at)
         chosen = sorted(last_at, key=last_at.__getitem__, reverse=True)[:limit]
         if not chosen:
             return []
@@ -536,7 +550,8 @@ class SubmitPipeline:
             tenant, [m.id for m in messages if m.id not in delivered and not m.status.is_final]
         )
         replies = (await self._store.inbound.for_handset(tenant, msisdn))[-limit:][::-1]
-        return Thread(messages, received, pending, replies)
+        blocked = self._blocked.to(tenant, msisdn)[-limit:]
+        return Thread(messages, received, pending, replies, blocked)
 
     async def texts(self, tenant: str, message_ids: Sequence[str]) -> dict[str, str]:
         """The bodies still kept of these messages: delivered (inbox) or on their way."""

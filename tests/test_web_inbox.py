@@ -205,6 +205,12 @@ async def test_stop_reply_appears_as_mo_and_the_next_send_shows_blocked(
     await expect(blocked).to_contain_text("recipient_opted_out")
     await expect(blocked.locator(".blocked-badge")).to_have_text("blocked")
 
+    # Nothing was stored, but the gateway keeps the attempt in memory: a reload shows it.
+    await page.reload()
+    await expect(page.get_by_role("status")).to_have_text("live")
+    await open_handset(page)
+    await expect(page.locator(".bubble.blocked")).to_contain_text("recipient_opted_out")
+
 
 async def test_segments_of_a_long_ucs2_message(inbox: Watched, gateway: RunningGateway) -> None:
     body = "Price: 5 ✓ " + "a" * 189  # 200 characters; the check mark forces UCS-2

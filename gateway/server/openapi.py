@@ -162,7 +162,8 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "The handset's conversation, oldest first: messages from this tenant (direction"
             " mt, with status, and the body while kept; parts delivered together are one"
-            " item) and its replies (direction mo)",
+            " item), its replies (direction mo) and the refused submits to it still kept"
+            " in memory (direction blocked: to, from, interface, code, at; no body)",
             "200",
             params=(_MSISDN, _LIMIT),
         ),
