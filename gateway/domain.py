@@ -321,10 +321,23 @@ class InboundOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockedAttempt:
+    """A submit a privacy gate refused, as `gateway.blocked` keeps it: never its body."""
+
+    recipient: str = field(repr=False)
+    sender: str = field(repr=False)
+    interface: Interface
+    code: RejectCode
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Thread:
-    """A handset's conversation with the tenant, as the stores hold it (newest first each)."""
+    """A handset's conversation with the tenant, as the stores hold it (newest first each),
+    and the refused submits to it still kept in memory (oldest first)."""
 
     messages: list[Message]
     received: list[InboxEntry]
     pending: dict[str, tuple[str, Part | None]] = field(repr=False)
     replies: list[InboundMessage]
+    blocked: list[BlockedAttempt]

@@ -186,17 +186,24 @@ class SimulatedNetwork:
         outcome, latency = decision.outcome, decision.latency
         if message.expires_at is not None and now + latency >= message.expires_at:
             outcome, latency = Outcome.EXPIRED, max(0.0, message.expires_at - now)
+        self._go_enroute(item, outcome)
+        self._finish_after(message.id, latency)
+
+    def _go_enroute(self, item: Outgoing, outcome: Outcome) -> None:
+        """Hand the message over (``enroute``; queued, unless it was stored so); it is in
+        flight towards ``outcome``."""
+        message = item.message
         if message.status is Status.ENROUTE:
             enroute = item
             self._announce_enroute(message)
         else:
+            now = self._clock()
             enroute = Outgoing(message.moved_to(Status.ENROUTE, now), item.body, item.part)
             self._store.traffic.record_status(
                 StatusChange(message.id, Status.ENROUTE, now),
                 after_commit=lambda: self._announce_enroute(enroute.message),
             )
         self._in_flight[message.id] = _InFlight(enroute, outcome)
-        self._finish_after(message.id, latency)
 
     # --- scheduled messages -------------------------------------------------------------
 
@@ -334,11 +341,11 @@ class SimulatedNetwork:
         return item.message
 
     def outgoing(self, tenant: str, message_id: str) -> Outgoing | None:
-        """The message with its body while it is on its way, for this tenant only."""
-        flight = self._in_flight.get(message_id)
-        if flight is None or flight.item.message.tenant != tenant:
+        """The message with its body while it is scheduled or on its way, for this tenant only."""
+        item = self._held(message_id)
+        if item is None or item.message.tenant != tenant:
             return None
-        return flight.item
+        return item
 
     def pending_to(self, tenant: str, recipient: str) -> list[str]:
         """Ids of this tenant's messages to ``recipient`` scheduled or on their way."""
@@ -361,14 +368,37 @@ class SimulatedNetwork:
         return True
 
     def force(self, tenant: str, message_id: str, outcome: Outcome) -> bool:
-        """End a message on its way now with ``outcome``, as its tick would have (queued).
+        """End a message on its way or scheduled now with ``outcome``, as its tick would
+        have (queued).
 
-        The delivery checks still run: an opt-out committed meanwhile still stops it.
+        A scheduled one forced ``delivered`` goes enroute and is finished at once (the
+        caller has asked the privacy gates again, as for a due one); forced to any other
+        outcome it ends so without being handed over. The delivery checks still run: an
+        opt-out committed meanwhile still stops a delivery.
         """
         if self.pending(tenant, message_id) is None:
             return False
-        self._in_flight[message_id].outcome = outcome  # its tick will find it gone
+        flight = self._in_flight.get(message_id)
+        if flight is not None:
+            flight.outcome = outcome  # its tick will find it gone
+        else:  # its heap entry, or the due handler, will find it gone
+            item = self._unschedule(message_id)
+            assert item is not None
+            if outcome is not Outcome.DELIVERED:
+                self._end(item, Status(outcome.value), OUTCOME_ERRORS[outcome])
+                return True
+            self._go_enroute(item, outcome)
         self._finish(message_id)
+        return True
+
+    def refuse_scheduled(self, tenant: str, message_id: str, reason: str) -> bool:
+        """End a scheduled message ``rejected`` now, before its time (a privacy gate refused
+        its forced delivery; queued); False if it is not scheduled (any more)."""
+        item = self._scheduled.get(message_id)
+        if item is None or item.message.tenant != tenant:
+            return False
+        self._unschedule(message_id)
+        self._end(item, Status.REJECTED, reason)
         return True
 
     def drop_tenant(self, tenant: str) -> None:

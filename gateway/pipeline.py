@@ -26,9 +26,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from gateway.blocked import BlockedAttempts
 from gateway.chaos import Chaos
 from gateway.config import Config, Outcome, TenantConfig
 from gateway.domain import (
+    BlockedAttempt,
     Handset,
     InboundMessage,
     InboundOutcome,
@@ -89,10 +91,12 @@ class SubmitPipeline:
         metrics: Metrics,
         clock: Callable[[], float],
         events: EventBus,
+        blocked: BlockedAttempts,
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
         chaos: Chaos | None = None,
     ) -> None:
+        """``blocked``: where the submits the gates refuse are kept (see `gateway.blocked`)."""
         self._config = config
         self._events = events
         self._store = store
@@ -108,6 +112,7 @@ class SubmitPipeline:
         # One bucket per tenant with a max_submit_rate, shared by every front end.
         self._buckets = {t.id: TokenBucket(t.submit_rate) for t in config.tenants if t.submit_rate}
         self._chaos = chaos
+        self._blocked = blocked
         # Scheduled messages of submits not yet handed over, per tenant (max_scheduled).
         self._scheduling: Counter[str] = Counter()
         # Scheduled messages whose time has come, for the one task that lets them go.
@@ -132,8 +137,7 @@ class SubmitPipeline:
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
         checked = list(results)
-        for gate in self._gates:
-            await self._apply_gate(gate, results)
+        await self._pass_gates(results)
         self._publish_blocked(checked, results)
         for index, result in enumerate(results):
             if isinstance(result, Message):
@@ -205,8 +209,7 @@ class SubmitPipeline:
         """
         unfinished = await self._store.traffic.unfinished()
         results: list[SubmitResult] = [item.message for item in unfinished]
-        for gate in self._gates:
-            await self._apply_gate(gate, results)
+        await self._pass_gates(results)
         for item, result in zip(unfinished, results, strict=True):
             if isinstance(result, Message):
                 self._network.hand_over(item)
@@ -235,8 +238,7 @@ class SubmitPipeline:
             items = await self._due.get()
             results: list[SubmitResult] = [item.message for item in items]
             try:
-                for gate in self._gates:
-                    await self._apply_gate(gate, results)
+                await self._pass_gates(results)
             except Exception:
                 log_event(log, "scheduled.gate_failed", logging.ERROR, exc_info=True)
                 self._network.postpone(items, GATE_RETRY)
@@ -246,6 +248,11 @@ class SubmitPipeline:
                     self._network.release([item])
                 else:
                     self._network.stop_scheduled(item, result.code.value)
+
+    async def _pass_gates(self, results: list[SubmitResult]) -> None:
+        """Every privacy gate in turn, on what is still accepted."""
+        for gate in self._gates:
+            await self._apply_gate(gate, results)
 
     @staticmethod
     async def _apply_gate(gate: PrivacyGate, results: list[SubmitResult]) -> None:
@@ -405,13 +412,19 @@ class SubmitPipeline:
         return notice
 
     def _publish_blocked(self, checked: list[SubmitResult], results: list[SubmitResult]) -> None:
-        """Tell the tenant's stream of each submit a privacy gate refused.
+        """Tell the tenant's stream of each submit a privacy gate refused, and keep it in
+        memory for the handset's thread (`gateway.blocked`).
 
         Nothing is stored for a refused submit; the event is how a watcher (the web
         inbox) sees the attempt. It names the code, never the body.
         """
+        now = self._clock()
         for before, after in zip(checked, results, strict=True):
             if isinstance(before, Message) and isinstance(after, Rejected):
+                attempt = BlockedAttempt(
+                    before.recipient, before.sender, before.interface, after.code, now
+                )
+                self._blocked.record(before.tenant, attempt)
                 self._events.publish(
                     before.tenant,
                     MESSAGE_BLOCKED,
@@ -498,7 +511,8 @@ class SubmitPipeline:
         """The tenant's ``limit`` most recently active handsets, newest activity first.
 
         A handset is a number the tenant sent to within ``privacy.body_ttl`` (while its
-        row still names it), or one its inbox or MO table holds (kept as long). Each table
+        row still names it, or a refused submit to it is kept), or one its inbox or MO
+        table holds (kept as long). Each table
         gives its ``limit`` most recent, which holds the overall ``limit`` most recent.
         """
         store = self._store
@@ -510,6 +524,8 @@ class SubmitPipeline:
             *await store.traffic.recipients(tenant, since, limit),
         ):
             last_at[activity.msisdn] = max(last_at.get(activity.msisdn, 0.0), activity.last_at)
+        for msisdn, at in self._blocked.last_at(tenant).items():
+            last_at[msisdn] = max(last_at.get(msisdn, 0.0), at)
         chosen = sorted(last_at, key=last_at.__getitem__, reverse=True)[:limit]
         if not chosen:
             return []
@@ -551,7 +567,8 @@ class SubmitPipeline:
             tenant, [m.id for m in messages if m.id not in delivered and not m.status.is_final]
         )
         replies = (await self._store.inbound.for_handset(tenant, msisdn))[-limit:][::-1]
-        return Thread(messages, received, pending, replies)
+        blocked = self._blocked.to(tenant, msisdn)[-limit:]
+        return Thread(messages, received, pending, replies, blocked)
 
     async def texts(self, tenant: str, message_ids: Sequence[str]) -> dict[str, str]:
         """The bodies still kept of these messages: delivered (inbox) or on their way."""
@@ -577,11 +594,27 @@ class SubmitPipeline:
     async def force_outcome(
         self, tenant: TenantConfig, message_id: str, outcome: Outcome
     ) -> Rejected | None:
-        """End a message of this tenant still on its way with ``outcome``, now (a test control).
+        """End a message of this tenant still on its way or scheduled with ``outcome``, now
+        (a test control).
 
-        Its receipt, callback and events follow as for a natural outcome; returns once the
+        A scheduled message delivered now passes the privacy gates first, as it would at
+        its time (`_release_scheduled`): one they refuse ends ``rejected`` instead. Its
+        receipt, callback and events follow as for a natural outcome; returns once the
         final state is committed.
         """
+        message = self._network.pending(tenant.id, message_id)
+        if (
+            message is not None
+            and message.status is Status.SCHEDULED
+            and outcome is Outcome.DELIVERED
+        ):
+            results: list[SubmitResult] = [message]
+            await self._pass_gates(results)
+            [verdict] = results
+            if isinstance(verdict, Rejected) and self._network.refuse_scheduled(
+                tenant.id, message_id, verdict.code.value
+            ):
+                return await self._committed()
         if not self._network.force(tenant.id, message_id, outcome):
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
         return await self._committed()

@@ -3,7 +3,8 @@
 A subject is found by its number in clear (identifiable traffic rows, the handset
 inbox, what it sent to the tenant, kept notices), by its registry pseudonym
 (consent records, audit entries) and by its pseudonym under each live epoch key
-(pseudonymised traffic rows). Once
+(pseudonymised traffic rows); an erasure also drops what the running gateway holds
+of it in memory (messages on their way, kept notices, refused submits). Once
 an epoch key is destroyed, rows under it cannot be linked to anyone any more, so
 they are neither exported nor erased: they are anonymous. Every request is
 recorded in the audit log.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from gateway.blocked import BlockedAttempts
 from gateway.config import TenantConfig
 from gateway.documents import iso_time, message_document
 from gateway.metrics import Metrics
@@ -44,6 +46,7 @@ class SubjectRights:
         clock: Callable[[], float],
         network: SimulatedNetwork | None = None,
         notices: HeldNotices | None = None,
+        blocked: BlockedAttempts | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
@@ -53,6 +56,7 @@ class SubjectRights:
         self._clock = clock
         self._network = network
         self._notices = notices
+        self._blocked = blocked
 
     def _names(self, tenant: str, e164: str) -> list[str]:
         """Every value a traffic row may hold for this number: clear, and one per live epoch."""
@@ -151,6 +155,8 @@ class SubjectRights:
         self._registry.forget(tenant.id, e164, subject, state)
         if self._notices is not None:
             self._notices.forget_handset(tenant.id, e164, counts["notices"])
+        if self._blocked is not None:
+            self._blocked.forget_handset(tenant.id, e164)
         self._metrics.subject_requests.labels(tenant.id, "erase").inc()
         await self._store.checkpoint()
         return {**counts, "suppression_kept": int(bool(state.opted_out))}

@@ -342,7 +342,8 @@ async def test_purge_drops_the_tenants_messages_and_receipts_held_in_memory(
     tmp_path: Path,
 ) -> None:
     """Nothing of a purged tenant is written after its purge: no in-flight message ends
-    (no inbox row, no receipt), and receipts held for its receiver are gone from the queue."""
+    (no inbox row, no receipt), receipts held for its receiver are gone from the queue,
+    and so are the refused submits kept for its inbox."""
     slow = {"number": "+46709980003", "outcome": "delivered", "latency": ["1h", "1h"]}
     config = merged(base_config(tmp_path), {"simulator": {"rules": [slow]}})
     async with running_gateway(config_from_dict(config)) as gateway:
@@ -353,6 +354,14 @@ async def test_purge_drops_the_tenants_messages_and_receipts_held_in_memory(
             headers=gateway.headers,
         ) as response:
             assert response.status == 202
+        blocked = "+46709980004"
+        async with gateway.http.post(
+            f"{gateway.url}/v1/opt-outs", json={"msisdns": [blocked]}, headers=gateway.headers
+        ) as response:
+            assert response.status == 200
+        assert (await gateway.send(to=blocked)).status == 403  # a refused submit, kept
+        thread = f"/v1/simulator/handsets/{blocked}/thread"
+        assert len((await gateway.get_json(thread))[1]["items"]) == 1
         queue, network = gateway.app[SMPP_SERVER].notices, gateway.app[NETWORK]
         assert queue.pending == 3 and network.pending_to("acme", "+46709980003")
 
@@ -364,6 +373,7 @@ async def test_purge_drops_the_tenants_messages_and_receipts_held_in_memory(
         assert network.pending_to("acme", "+46709980003") == []
         # Its recent events (they name its handsets) are gone from the stream's ring.
         assert gateway.app[EVENTS].subscribe("acme", after=0).pending() == 0
+        assert (await gateway.get_json(thread))[1]["items"] == []
         assert await stored_notices(gateway) == 0
 
 

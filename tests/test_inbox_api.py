@@ -9,6 +9,7 @@ every page response.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import smpplib.gsm
@@ -21,9 +22,11 @@ from smpp.text import Alphabet, coding_of, data_coding_of
 from tests.conftest import ADMIN_TOKEN, EVENT_TIMEOUT, OTHER_KEY, RunningGateway
 from tests.smpp_clients import smpplib_esme
 from tests.sse import open_stream
+from tests.test_simulator_reset import resettable
 from tests.test_smpp_server import submit_fields
 
 HANDSET = "+46701234567"
+__all__ = ["resettable"]  # a fixture: test controls on
 LONG_UCS2 = "Price: 5 ✓ " + "a" * 189  # 200 characters: three UCS-2 parts
 
 
@@ -201,3 +204,59 @@ def test_data_coding_of_names_what_coding_of_reads(
         encoding, Alphabet.BINARY
     )
     assert (coding.alphabet, coding.message_class) == (alphabet, message_class)
+
+
+async def refused(gateway: RunningGateway, number: str) -> None:
+    """Opt ``number`` out, then send to it: refused, nothing stored."""
+    async with gateway.http.post(
+        f"{gateway.url}/v1/opt-outs", json={"msisdns": [number]}, headers=gateway.headers
+    ) as response:
+        assert response.status == 200
+    response = await gateway.send(to=number, body="offer")
+    assert response.status == 403
+
+
+async def thread_items(gateway: RunningGateway, number: str, key: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {key}"} if key else gateway.headers
+    async with gateway.http.get(
+        f"{gateway.url}/v1/simulator/handsets/{number}/thread", headers=headers
+    ) as response:
+        assert response.status == 200
+        return (await response.json())["items"]
+
+
+async def test_a_refused_submit_stays_in_the_thread_until_the_subject_is_erased(
+    gateway: RunningGateway,
+) -> None:
+    number = "+46701234568"
+    await refused(gateway, number)
+    [blocked] = await thread_items(gateway, number)
+    assert {k: v for k, v in blocked.items() if k != "at"} == {
+        "direction": "blocked",
+        "to": number,
+        "from": "Acme",
+        "interface": "http",
+        "code": "recipient_opted_out",
+    }
+    _, page = await gateway.get_json("/v1/simulator/handsets")
+    assert [h["msisdn"] for h in page["handsets"]] == [number]
+    assert await thread_items(gateway, number, OTHER_KEY) == []  # the tenant's own
+
+    async with gateway.http.post(
+        f"{gateway.url}/v1/subjects/{number}/erase", headers=gateway.headers
+    ) as response:
+        assert response.status == 200
+    assert await thread_items(gateway, number) == []
+    _, page = await gateway.get_json("/v1/simulator/handsets")
+    assert page["handsets"] == []
+
+
+async def test_a_simulator_reset_forgets_the_refused_submits(resettable: RunningGateway) -> None:
+    gateway = resettable
+    await refused(gateway, HANDSET)
+    assert [item["direction"] for item in await thread_items(gateway, HANDSET)] == ["blocked"]
+    async with gateway.http.post(
+        f"{gateway.url}/v1/simulator/reset", json={}, headers=gateway.headers
+    ) as response:
+        assert response.status == 200
+    assert await thread_items(gateway, HANDSET) == []

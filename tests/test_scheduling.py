@@ -22,6 +22,7 @@ from smpp.times import RelativeTime, absolute_time, relative_time
 from tests.conftest import (
     EVENT_TIMEOUT,
     OTHER_KEY,
+    CallbackReceiver,
     ManualClock,
     RunningGateway,
     base_config,
@@ -420,3 +421,78 @@ async def test_an_opt_out_long_after_the_submit_still_stops_a_scheduled_message(
             "recipient_opted_out",
         )
         assert await inbox(gateway, "46701230041") == []
+
+
+async def force(gateway: RunningGateway, message_id: str, outcome: str) -> dict[str, Any]:
+    """The web inbox's "deliver now / fail / expire"; the message document it answers."""
+    async with gateway.http.post(
+        f"{gateway.url}/v1/messages/{message_id}/outcome",
+        json={"outcome": outcome},
+        headers=gateway.headers,
+    ) as response:
+        assert response.status == 200, await response.text()
+        document: dict[str, Any] = await response.json()
+        return document
+
+
+async def test_a_scheduled_message_is_delivered_failed_or_expired_now(
+    tmp_path: Path, callback_receiver: CallbackReceiver
+) -> None:
+    config = scheduling_config(tmp_path)
+    config["simulator"]["allow_reset"] = True
+    async with running_gateway(config_from_dict(config)) as gateway:
+        later = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+        ids = {}
+        for number, outcome in (("46701230051", "delivered"), ("46701230052", "failed")):
+            sent = await gateway.send(
+                to=f"+{number}", body=outcome, send_at=later, callback_url=callback_receiver.url
+            )
+            ids[outcome] = (number, (await sent.json())["id"])
+        expiring = await (await gateway.send(to="+46701230053", send_at=later)).json()
+
+        number, message_id = ids["delivered"]
+        document = await force(gateway, message_id, "delivered")
+        assert (document["status"], document["error"]) == ("delivered", None)
+        assert await inbox(gateway, number) == ["delivered"]  # committed before the 200
+        assert (await callback_receiver.next())["status"] == "delivered"
+        _, detail = await gateway.get_json(f"/v1/messages/{message_id}/detail")
+        steps = [step["status"] for step in detail["timeline"]]
+        assert steps == ["accepted", "scheduled", "enroute", "delivered"]
+
+        number, message_id = ids["failed"]
+        document = await force(gateway, message_id, "failed")
+        assert (document["status"], document["error"]) == ("undeliverable", "unknown_subscriber")
+        callback = await callback_receiver.next()
+        assert (callback["id"], callback["status"]) == (message_id, "undeliverable")
+        assert await inbox(gateway, number) == []
+
+        document = await force(gateway, expiring["id"], "expired")
+        assert (document["status"], document["error"]) == ("expired", "validity_period_expired")
+        async with gateway.http.get(f"{gateway.url}/metrics") as response:
+            assert "smsgw_messages_scheduled 0.0" in await response.text()  # none left waiting
+
+
+async def test_a_scheduled_message_delivered_now_passes_the_gates_again(
+    tmp_path: Path,
+) -> None:
+    """As at its time: an opt-out the network's memory of recent changes has forgotten
+    still stops it."""
+    config = scheduling_config(tmp_path)
+    config["simulator"]["allow_reset"] = True
+    clock = ManualClock(time.time())
+    async with running_gateway(config_from_dict(config), clock) as gateway:
+
+        async def opt_out(number: str) -> None:
+            async with gateway.http.post(
+                f"{gateway.url}/v1/opt-outs", json={"msisdns": [number]}, headers=gateway.headers
+            ) as response:
+                assert response.status == 200
+
+        later = datetime.fromtimestamp(clock.now + 7200, UTC).isoformat()
+        stopped = await (await gateway.send(to="+46701230061", send_at=later)).json()
+        await opt_out("+46701230061")
+        clock.advance(3700)
+        await opt_out("+46701230062")  # a later change: the network forgets the first
+        document = await force(gateway, stopped["id"], "delivered")
+        assert (document["status"], document["error"]) == ("rejected", "recipient_opted_out")
+        assert await inbox(gateway, "46701230061") == []

@@ -14,6 +14,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -204,6 +205,12 @@ async def test_stop_reply_appears_as_mo_and_the_next_send_shows_blocked(
     await expect(blocked).to_contain_text("recipient_opted_out")
     await expect(blocked.locator(".blocked-badge")).to_have_text("blocked")
 
+    # Nothing was stored, but the gateway keeps the attempt in memory: a reload shows it.
+    await page.reload()
+    await expect(page.get_by_role("status")).to_have_text("live")
+    await open_handset(page)
+    await expect(page.locator(".bubble.blocked")).to_contain_text("recipient_opted_out")
+
 
 async def test_segments_of_a_long_ucs2_message(inbox: Watched, gateway: RunningGateway) -> None:
     body = "Price: 5 ✓ " + "a" * 189  # 200 characters; the check mark forces UCS-2
@@ -332,6 +339,16 @@ async def test_force_an_outcome_and_resend_a_callback(
     await bubble.click()
     await page.get_by_role("button", name="Deliver now").click()
     await expect(bubble.locator(".status")).to_have_text("delivered")
+    await page.keyboard.press("Escape")
+
+    # A scheduled message has the same buttons: expired now, it never goes out.
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await gateway.send(to=SLOW, body="in an hour", send_at=later)).status == 202
+    scheduled = bubbles(page).filter(has_text="in an hour")
+    await expect(scheduled.locator(".status")).to_have_text("scheduled")
+    await scheduled.click()
+    await page.get_by_role("button", name="Expire").click()
+    await expect(scheduled.locator(".status")).to_have_text("expired")
     await page.keyboard.press("Escape")
 
     sent = await gateway.send(body="call me back", callback_url=callback_receiver.url)

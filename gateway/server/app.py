@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from gateway.blocked import BlockedAttempts
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
 from gateway.config import Config
@@ -158,6 +159,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         )
         network.subscribe(callbacks.on_final)
         responder = KeywordResponder(config, registry, clock)
+        blocked = BlockedAttempts(config.privacy.body_ttl, clock)
         pipeline = app[PIPELINE] = SubmitPipeline(
             config,
             store,
@@ -165,6 +167,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             metrics,
             clock,
             events,
+            blocked,
             gates=[registry],
             responder=responder,
             chaos=chaos,
@@ -187,9 +190,12 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             network=network,
             notices=smpp.notices,
             events=events,
+            blocked=blocked,
         )
         app[SUBJECTS], app[OPERATOR] = services.subjects, services.operator
-        app[SIMULATOR] = SimulatorReset(store, network, smpp.notices, registry, app[AUDIT], clock)
+        app[SIMULATOR] = SimulatorReset(
+            store, network, smpp.notices, blocked, registry, app[AUDIT], clock
+        )
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield

@@ -254,7 +254,8 @@ async def resend_callback(request: web.Request) -> web.Response:
 
 
 async def handset_thread(request: web.Request) -> web.Response:
-    """MT and MO of one handset, oldest first; parts delivered together are one item."""
+    """MT, MO and refused submits of one handset, oldest first; parts delivered together
+    are one item."""
     tenant = await authenticate(request, operator_may_read=True)
     msisdn = msisdn_param(request.match_info["msisdn"], tenant)
     limit = page_limit(request.query.get("limit"))
@@ -278,7 +279,18 @@ async def handset_thread(request: web.Request) -> web.Response:
         )
     for mo in thread.replies:
         items.append({"direction": "mo", **inbound_document(mo), "at": iso_time(mo.received_at)})
-    items.sort(key=lambda item: (item["at"], item["id"]))
+    for attempt in thread.blocked:  # as its message.blocked event named it: no id, no body
+        items.append(
+            {
+                "direction": "blocked",
+                "to": attempt.recipient,
+                "from": attempt.sender,
+                "interface": attempt.interface.value,
+                "code": attempt.code.value,
+                "at": iso_time(attempt.at),
+            }
+        )
+    items.sort(key=lambda item: (item["at"], item.get("id", "")))
     return json_response({"msisdn": msisdn, "items": items})
 
 

@@ -162,7 +162,8 @@ _PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "The handset's conversation, oldest first: messages from this tenant (direction"
             " mt, with status, and the body while kept; parts delivered together are one"
-            " item) and its replies (direction mo)",
+            " item), its replies (direction mo) and the refused submits to it still kept"
+            " in memory (direction blocked: to, from, interface, code, at; no body)",
             "200",
             params=(_MSISDN, _LIMIT),
         ),
@@ -358,8 +359,9 @@ _INBOX_PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/messages/{id}/outcome": {
         "post": _op(
-            "End a message still on its way now with this outcome; its receipt, callback and"
-            " events follow (needs [simulator] allow_reset)",
+            "End a message still on its way or scheduled now with this outcome; a scheduled"
+            " one delivered now passes the privacy gates again first; its receipt, callback"
+            " and events follow (needs [simulator] allow_reset)",
             "200",
             params=(_ID,),
             body="ForcedOutcome",

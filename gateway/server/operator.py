@@ -23,6 +23,7 @@ from privacy.retention import Retention, UnknownTenant, purge_tenant
 from privacy.subjects import SubjectRights
 
 if TYPE_CHECKING:
+    from gateway.blocked import BlockedAttempts
     from gateway.network import SimulatedNetwork
     from smpp.notices import NoticeQueue
 
@@ -52,10 +53,11 @@ class Operator:
         network: SimulatedNetwork | None = None,
         notices: NoticeQueue | None = None,
         events: EventBus | None = None,
+        blocked: BlockedAttempts | None = None,
     ) -> None:
-        """``network``, ``notices`` and ``events`` hold a running gateway's messages,
-        receipts and recent events in memory, which a purge drops too; offline there
-        are none."""
+        """``network``, ``notices``, ``events`` and ``blocked`` hold a running gateway's
+        messages, receipts, recent events and refused submits in memory, which a purge
+        drops too; offline there are none."""
         self._tenants = {tenant.id: tenant for tenant in config.tenants}
         self._store = store
         self._keys = keys
@@ -66,6 +68,7 @@ class Operator:
         self._network = network
         self._notices = notices
         self._events = events
+        self._blocked = blocked
         # A purge and an audit verify see each other's whole effect, never half of it.
         self._purging = asyncio.Lock()
 
@@ -128,6 +131,8 @@ class Operator:
                 self._notices.forget_tenant(tenant_id)
             if self._events is not None:
                 self._events.forget_tenant(tenant_id)
+            if self._blocked is not None:
+                self._blocked.forget_tenant(tenant_id)
 
         try:
             # No retention run meanwhile: it would make keys for rows about to go.

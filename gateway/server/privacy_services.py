@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.blocked import BlockedAttempts
 from gateway.config import Config
 from gateway.events import EventBus
 from gateway.metrics import Metrics
@@ -79,15 +80,16 @@ def open_privacy(
     network: SimulatedNetwork | None = None,
     notices: NoticeQueue | None = None,
     events: EventBus | None = None,
+    blocked: BlockedAttempts | None = None,
 ) -> PrivacyServices:
     """Add subject rights and the operator over ``core``.
 
-    ``network``, ``notices`` and ``events`` are the running gateway's in-memory holders
+    ``network``, ``notices``, ``events`` and ``blocked`` are the running gateway's in-memory holders
     of a subject's or tenant's data, which an erasure or purge clears as well; offline
     there are none.
     """
     subjects = SubjectRights(
-        store, keys, core.registry, core.audit, metrics, clock, network, notices
+        store, keys, core.registry, core.audit, metrics, clock, network, notices, blocked
     )
     operator = Operator(
         config,
@@ -100,5 +102,6 @@ def open_privacy(
         network,
         notices,
         events,
+        blocked,
     )
     return PrivacyServices(core.audit, core.registry, core.retention, subjects, operator)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.blocked import BlockedAttempts
 from gateway.config import TenantConfig
 from gateway.network import SimulatedNetwork
 from gateway.storage.base import Steps, TenantData
@@ -28,6 +29,7 @@ class SimulatorReset:
         store: Store,
         network: SimulatedNetwork,
         notices: NoticeQueue,
+        blocked: BlockedAttempts,
         registry: ConsentRegistry,
         audit: AuditLog,
         clock: Callable[[], float],
@@ -35,6 +37,7 @@ class SimulatorReset:
         self._store = store
         self._network = network
         self._notices = notices
+        self._blocked = blocked
         self._registry = registry
         self._audit = audit
         self._clock = clock
@@ -59,8 +62,9 @@ class SimulatorReset:
     async def reset(
         self, tenant: TenantConfig, actor: str, *, traffic: bool, consent: bool
     ) -> dict[str, int]:
-        """Clear inboxes, MO, kept notices and messages on their way; the traffic log and
-        the consent records too if asked. Returns the rows cleared per table."""
+        """Clear inboxes, MO, kept notices, the refused submits kept in memory and messages
+        on their way; the traffic log and the consent records too if asked. Returns the
+        rows cleared per table."""
         store = self._store
         kept: list[TenantData] = [store.inbox, store.inbound, store.notices]
         if consent:
@@ -77,6 +81,7 @@ class SimulatorReset:
         # From here to the commit's queueing, no await: see the module's docstring.
         self._network.drop_tenant(tenant.id)
         self._notices.forget_tenant(tenant.id)
+        self._blocked.forget_tenant(tenant.id)
         if consent:
             self._registry.forget_tenant(tenant.id, configured=True)
         detail = f"scope=tenant traffic={str(traffic).lower()} consent={str(consent).lower()}"

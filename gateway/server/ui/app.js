@@ -18,8 +18,7 @@ const state = {
   handsets: [],
   current: null, // the open handset's number
   items: [], // the open thread's items
-  blocked: new Map(), // handset -> refused submits seen on the stream (nothing is stored)
-  unseenBlocked: new Map(),
+  unseenBlocked: new Map(), // handset -> refused submits seen on the stream, not yet looked at
   cursor: null, // the flat list's next page
   paged: false, // the flat list shows more than its first page
   refreshing: null,
@@ -118,7 +117,6 @@ function switchTenant() {
   state.session.tenant = $("tenant").value;
   saveSession(state.session);
   state.current = null;
-  state.blocked.clear();
   state.unseenBlocked.clear();
   $("thread").hidden = true;
   closeDetail();
@@ -146,12 +144,6 @@ function showView(view) {
 
 async function refreshHandsets() {
   const { handsets } = await call(state.session, "GET", "/v1/simulator/handsets");
-  for (const number of state.blocked.keys()) {
-    if (!handsets.some((x) => x.msisdn === number)) {
-      const at = state.blocked.get(number).at(-1).at;
-      handsets.push({ msisdn: number, last_activity_at: at, counts: { received: 0, sent: 0, messages: 0 }, latest: null });
-    }
-  }
   state.handsets = handsets;
   if (state.current) markSeen(state.current);
   renderHandsets();
@@ -215,8 +207,7 @@ async function refreshThread() {
   if (!msisdn) return;
   const thread = await call(state.session, "GET", `/v1/simulator/handsets/${encodeURIComponent(msisdn)}/thread`);
   if (msisdn !== state.current) return;
-  const blocked = (state.blocked.get(msisdn) || []).map((event) => ({ direction: "blocked", ...event }));
-  state.items = [...thread.items, ...blocked].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  state.items = thread.items; // refused submits too: the gateway keeps them in memory
   const lastSent = [...thread.items].reverse().find((item) => item.direction === "mt");
   if (lastSent && !$("reply-to").value) $("reply-to").value = lastSent.from;
   renderThread();
@@ -327,7 +318,6 @@ function resetTenant() {
   if (!confirm("Reset this tenant's simulator: inboxes, replies, kept notices, messages on their way?")) return;
   act(async () => {
     await call(state.session, "POST", "/v1/simulator/reset", {});
-    state.blocked.clear();
     state.unseenBlocked.clear();
     await refreshHandsets();
     await refreshThread();
@@ -396,9 +386,6 @@ function schedule() {
 
 function onEvent(type, data) {
   if (type === "message.blocked") {
-    const list = state.blocked.get(data.to) || [];
-    list.push({ ...data, direction: "blocked" });
-    state.blocked.set(data.to, list);
     if (data.to !== state.current) state.unseenBlocked.set(data.to, (state.unseenBlocked.get(data.to) || 0) + 1);
     schedule();
     return;

@@ -7,6 +7,13 @@ import { call } from "./api.js";
 import { h, replace, timeElement } from "./dom.js";
 
 const UNITS = { septets: "septets", utf16_units: "UTF-16 units", octets: "octets" };
+const FINAL = ["delivered", "undeliverable", "expired", "rejected", "deleted"];
+
+// A body is kept while the message is scheduled or on its way, and once delivered (the
+// handset's inbox, until body_ttl); a message that ended otherwise has none.
+function bodyKept(message) {
+  return message.status === "delivered" || !FINAL.includes(message.status);
+}
 
 function facts(rows) {
   return h(
@@ -146,7 +153,7 @@ function actionsView(session, message, refresh) {
     }
   }
   const buttons = [];
-  if (!["delivered", "undeliverable", "expired", "rejected", "deleted"].includes(message.status)) {
+  if (!FINAL.includes(message.status)) {
     for (const [label, outcome] of [["Deliver now", "delivered"], ["Fail", "failed"], ["Expire", "expired"]]) {
       buttons.push(h("button", { type: "button", onclick: () => run(`/v1/messages/${message.id}/outcome`, { outcome }) }, label));
     }
@@ -161,9 +168,10 @@ function actionsView(session, message, refresh) {
 export async function showMessage(session, id, shown, into) {
   const detail = await call(session, "GET", `/v1/messages/${id}/detail`);
   const message = detail.message;
-  // Only while a body is kept are there segments to ask for (else a 410 body_gone).
-  const segments = shown !== null ? await call(session, "GET", detail.segments_url) : null;
-  const text = shown ?? null;
+  // Only while a body is kept are there segments to ask for (else a 410 body_gone); a
+  // refresh after "Fail" or "Expire" finds the shown body gone.
+  const text = bodyKept(message) ? (shown ?? null) : null;
+  const segments = text !== null ? await call(session, "GET", detail.segments_url) : null;
   const refresh = () => showMessage(session, id, shown, into);
   replace(
     into,
