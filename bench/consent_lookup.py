@@ -22,7 +22,7 @@ import random
 import sqlite3
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -48,26 +48,23 @@ def rss_mib() -> float:
 
 
 def fill(path: Path, size: int) -> list[str]:
-    """Insert ``size`` opt-out events straight into the table; return a sample of subjects."""
+    """Insert ``size`` opt-out events straight into the table; return a sample of subjects.
+
+    One transaction, in subject order, so the index grows at its end: random order
+    took 20 minutes for 10^7 with SQLite's 2 MB page cache, this about two.
+    """
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
     rng = random.Random(size)
-    sample: list[str] = []
-
-    def rows() -> Iterator[tuple[object, ...]]:
-        for _ in range(size):
-            subject = f"p1:{rng.getrandbits(128):032x}"
-            if len(sample) < SAMPLES * 2 and rng.random() < SAMPLES * 4 / size:
-                sample.append(subject)
-            yield ("bench", subject, "opted_out", None, None, "import", "", 0.0)
-
-    with db:  # one transaction: 10^7 rows in about a minute
+    values = sorted(rng.getrandbits(128) for _ in range(size))
+    sample = [f"p1:{values[i]:032x}" for i in rng.sample(range(size), min(size, SAMPLES * 2))]
+    with db:
         db.executemany(
             "INSERT INTO consent_events"
             " (tenant, subject, kind, purpose, sender, source, evidence, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows(),
+            " VALUES ('bench', ?, 'opted_out', NULL, NULL, 'import', '', 0.0)",
+            ((f"p1:{value:032x}",) for value in values),
         )
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

@@ -375,10 +375,10 @@ class ConsentRegistry:
             self._events.publish(
                 event.tenant,
                 CONSENT_CHANGED,
-                subject=event.subject,
-                kind=event.kind.value,
-                purpose=event.purpose,
-                sender=event.sender,
+                event.subject,
+                event.kind.value,
+                event.purpose,
+                event.sender,
             )
 
     def _apply(

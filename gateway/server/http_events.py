@@ -33,15 +33,20 @@ _ID_RE = re.compile(r"[0-9]{1,18}")
 _PING = b": ping\n\n"
 
 
-def event_block(event: Event) -> bytes:
+# One encoder for every event: json.dumps with options builds a new one per call
+# (a status event: 29 us against 22 us, measured on the loaded machine).
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def event_block(event: Event) -> str:
     """One event as SSE: ``id``, ``event`` and ``data`` lines and a blank line.
 
     A gap has no id of its own: the client's last id stays that of the last event it
     really got. JSON holds no raw line break, so ``data`` is always one line.
     """
-    data = json.dumps(event.document(), ensure_ascii=False, separators=(",", ":"))
+    data = _to_json(event.document())
     head = "" if event.kind == GAP else f"id: {event.id}\n"
-    return f"{head}event: {event.kind}\ndata: {data}\n\n".encode()
+    return f"{head}event: {event.kind}\ndata: {data}\n\n"
 
 
 def resume_after(request: web.Request) -> int | None:
@@ -84,17 +89,21 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(response: web.StreamResponse, subscription: Subscription, ping: float) -> None:
-    """Write events as they come, a ping whenever none came for ``ping`` seconds."""
+    """Write events as they come, a ping whenever none came for ``ping`` seconds.
+
+    What queued while the last write waited goes out in one write, not one send call
+    (and one wake-up of this task) per event.
+    """
     while True:
         try:
             async with asyncio.timeout(ping):
-                event = await subscription.next()
+                events = await subscription.next_batch()
         except TimeoutError:
             await response.write(_PING)
             continue
-        if event is None:  # dropped (too far behind), or the gateway is stopping
+        if not events:  # dropped (too far behind), or the gateway is stopping
             return
-        await response.write(event_block(event))
+        await response.write("".join([event_block(event) for event in events]).encode())
 
 
 async def _abort_when_dropped(request: web.Request, subscription: Subscription) -> None:
