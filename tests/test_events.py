@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+import pytest
 
 from gateway.config import EventsConfig
-from gateway.events import GAP, MESSAGE_STATUS, EventBus, Subscription
+from gateway.events import (
+    CHAOS_CHANGED,
+    CONSENT_CHANGED,
+    GAP,
+    HANDSET_RECEIVED,
+    MESSAGE_ACCEPTED,
+    MESSAGE_STATUS,
+    MO_RECEIVED,
+    Event,
+    EventBus,
+    Subscription,
+)
+from gateway.server.http_events import event_json
 
 
 def bus(buffer: int = 100, queue: int = 10) -> EventBus:
@@ -107,3 +122,24 @@ def test_an_event_shows_its_fields_in_order() -> None:
         ("status", "delivered"),
         ("error", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "values"),
+    [
+        (MESSAGE_ACCEPTED, ("m1", "accepted", "+46701234567", "http", 2, "Acme")),
+        (MESSAGE_STATUS, ("m1", "undeliverable", 'a "quoted"\nline ✓')),
+        (MESSAGE_STATUS, ("m1", "delivered", None)),
+        (HANDSET_RECEIVED, (["m1", "m2"], "+46701234567", "Åsa")),
+        (MO_RECEIVED, ("m3", "+46700000001", None, "+46701234567")),
+        (CONSENT_CHANGED, ("p1:00ff", "opted_out", None, "Acme")),
+        (CHAOS_CHANGED, ({"outcomes": {"undeliverable": 1.0}, "max_submit_rate": None},)),
+        (GAP, ("12",)),
+    ],
+)
+def test_the_streamed_json_is_the_document(kind: str, values: tuple[object, ...]) -> None:
+    event = Event(7, "acme", kind, 1_700_000_000.25, values)
+    text = event_json(event)
+    assert json.loads(text) == event.document()
+    assert list(json.loads(text)) == list(event.document())  # the same order
+    assert "\n" not in text
