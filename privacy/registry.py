@@ -431,13 +431,13 @@ class ConsentRegistry:
 
         Its pseudonyms were made under the destroyed registry key, so they are dropped
         with every state; a tenant still configured gets a fresh registry key at once,
-        so its next opt-out is recorded under the key the next start will use.
+        so its next opt-out is recorded under the key the next start will use. The
+        filter of known subjects keeps them: a stale "maybe" costs only a read, and
+        if the deletes then fail to commit, the records are still found.
         """
         for cache in (self._subjects, self._states, self._changed):
             for key in [k for k in cache if k[0] == tenant]:
                 del cache[key]
-        if tenant in self._known_subjects:  # every subject it held is a pseudonym gone
-            self._known_subjects[tenant] = KnownSubjects()
         if configured:
             self._keys.registry_key(tenant)
 
