@@ -12,9 +12,9 @@ Mitzenmacher, "Less hashing, same performance", 2006): the string's own ``hash``
 (SipHash under the process's random key), which the registry's dict lookups have
 already computed and the string caches. A filter is rebuilt at every start, so a
 key that changes between runs does no harm; being random, it also keeps anyone
-from choosing numbers that collide. Measured on this
-machine, to get the hash from the pseudonym: ``int(pseudonym[3:], 16)`` 0.44 us,
-a blake2b of it 1.3 us, the cached ``hash`` 0.03 us.
+from choosing numbers that collide. Measured on this machine, to get a hash from
+the pseudonym: ``int(pseudonym[3:], 16)`` 0.44 us, a blake2b of it 1.3 us, the
+cached ``hash`` 0.03 us.
 
 Memory: ``BITS_PER_SUBJECT`` (10, 1.25 bytes) per subject of capacity. A layer is
 sized at start for 1.5x the records it is built from (plus ``MIN_CAPACITY``), so the
