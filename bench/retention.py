@@ -17,6 +17,7 @@ import sqlite3
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -25,7 +26,7 @@ from gateway.domain import Interface, SubmitRequest
 from gateway.ids import id_floor
 from gateway.server.app import create_app
 from gateway.server.appkeys import PIPELINE, RETENTION
-from gateway.storage.traffic import MESSAGE_COLUMNS
+from gateway.storage.traffic import MESSAGE_COLUMNS, MESSAGE_ROWS
 
 BATCH = 200
 
@@ -57,28 +58,39 @@ def fill(path: Path, rows: int, start: float) -> None:
                     None,
                     0,
                     None,
+                    None,
+                    None,
                 )
             )
         with db:
-            db.executemany(
-                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", values
-            )
+            marks = ", ".join("?" * len(MESSAGE_ROWS.columns))
+            db.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({marks})", values)
     db.close()
 
 
-async def submit_rate(pipeline: object, seconds: float, stop: asyncio.Event | None) -> float:
-    """Messages accepted per second through the pipeline, for ``seconds`` or until ``stop``."""
+class Rate(NamedTuple):
+    submits: int
+    seconds: float
+    cpu: float  # this process's CPU time (every thread) meanwhile
+
+    @property
+    def per_second(self) -> float:
+        return self.submits / self.seconds
+
+
+async def submit_rate(pipeline: object, seconds: float, stop: asyncio.Event | None) -> Rate:
+    """Messages accepted through the pipeline, for ``seconds`` or until ``stop``."""
     tenant = pipeline._config.tenants[0]  # type: ignore[attr-defined]
     requests = [
         SubmitRequest(tenant, Interface.HTTP, f"+4673{i:07d}", "Bench", "benchmark body")
         for i in range(BATCH)
     ]
     done = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds and not (stop and stop.is_set()):
         results = await pipeline.submit_many(requests)  # type: ignore[attr-defined]
         done += len(results)
-    return done / (time.perf_counter() - started)
+    return Rate(done, time.perf_counter() - started, time.process_time() - cpu)
 
 
 async def run(rows: int) -> None:
@@ -106,20 +118,31 @@ async def run(rows: int) -> None:
         runner = web.AppRunner(create_app(config))
         await runner.setup()
         app = runner.app
-        baseline = await submit_rate(app[PIPELINE], 5.0, None)
+        before = await submit_rate(app[PIPELINE], 5.0, None)
         stop = asyncio.Event()
         load = asyncio.create_task(submit_rate(app[PIPELINE], 3600.0, stop))
         report = await app[RETENTION].run()
         stop.set()
         during = await load
+        # Alone again: on a shared machine the neighbours' load drifts, so the ratio is
+        # to the mean of before and after.
+        after = await submit_rate(app[PIPELINE], 5.0, None)
         await runner.cleanup()
+    alone = (before.per_second + after.per_second) / 2
+    cpu_per_submit = (before.cpu + after.cpu) / (before.submits + after.submits)
+    # What the run cost this process (the gateway): its CPU beyond the submits' own.
+    retention_cpu = during.cpu - during.submits * cpu_per_submit
+    rows = report.pseudonymised
     print(
-        f"pseudonymised {report.pseudonymised:,} rows in {report.seconds:.1f} s:"
-        f" {report.pseudonymised / report.seconds:,.0f} rows/s"
+        f"pseudonymised {rows:,} rows in {report.seconds:.1f} s: {rows / report.seconds:,.0f}"
+        f" rows/s; the gateway's CPU for it {retention_cpu:.1f} s,"
+        f" {retention_cpu / rows * 1e6:.1f} us a row ({rows / retention_cpu:,.0f} rows/CPU-s)"
     )
     print(
-        f"submits/s through the pipeline: {baseline:,.0f} alone,"
-        f" {during:,.0f} during the run ({during / baseline:.2f}x)"
+        f"submits/s through the pipeline: {before.per_second:,.0f} alone before,"
+        f" {after.per_second:,.0f} after, {during.per_second:,.0f} during the run"
+        f" ({during.per_second / alone:.2f}x); CPU a submit {cpu_per_submit * 1e6:.0f} us alone,"
+        f" {during.cpu / during.submits * 1e6:.0f} us during (retention's included)"
     )
 
 

@@ -9,7 +9,9 @@ and, for the gateway, every delivery receipt has come back (and been answered).
     .venv/bin/python bench/smpp_load.py [--messages 100000] [--window 2000]
 
 Prints messages/s for both and their ratio, and the CPU time each server process
-spent per message, which varies less than rates on a shared machine.
+spent per message, which varies less than rates on a shared machine. With
+``--subscriber`` a second gateway runs the same load while one client follows its
+event stream (every event), and the figure is set beside the one without.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import aiohttp
 
 from smpp.framer import Framer
 from smpp.pdu import CommandId, Pdu, encode
@@ -213,10 +217,31 @@ async def listening(process: asyncio.subprocess.Process) -> tuple[str, int]:
     raise SystemExit("the gateway exited")
 
 
+# Events the follower has read, as a list so the task can count into it.
+FOLLOWED = [0]
+
+
+async def follow_events(url: str, subscribed: asyncio.Event) -> None:
+    """Follow the tenant's event stream (GET /v1/events) and count what arrives."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/v1/events", headers={"Authorization": "Bearer bench-key"}) as response,
+    ):
+        subscribed.set()  # the gateway subscribed before it sent the headers
+        async for line in response.content:
+            if line.startswith(b"event: "):
+                FOLLOWED[0] += 1
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=2000)
+    parser.add_argument(
+        "--subscriber",
+        action="store_true",
+        help="run the gateway again with one follower of its event stream, and compare",
+    )
     args = parser.parse_args()
 
     ports: multiprocessing.Queue[int] = multiprocessing.Queue()
@@ -234,6 +259,16 @@ async def main() -> None:
         cpu_before = cpu_seconds(process.pid)
         client = await load(port, args.messages, args.window, receipts=True)
         gateway_cpu = cpu_seconds(process.pid) - cpu_before
+    if args.subscriber:
+        async with gateway_process() as (process, url, port):
+            subscribed = asyncio.Event()
+            follower = asyncio.create_task(follow_events(url, subscribed))
+            await asyncio.wait_for(subscribed.wait(), 30)
+            cpu_before = cpu_seconds(process.pid)
+            followed = await load(port, args.messages, args.window, receipts=True)
+            followed_cpu = cpu_seconds(process.pid) - cpu_before
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
 
     submits = args.messages / (client.submits_done - client.started)
     end_to_end = args.messages / (client.finished - client.started)
@@ -250,6 +285,14 @@ async def main() -> None:
         f" ({per_message[1] / per_message[0]:.0f}x)"
     )
     print(f"refused: {client.failed}, receipts: {client.receipts}")
+    if args.subscriber:
+        rate = args.messages / (followed.finished - followed.started)
+        print(
+            f"{'gateway, receipts, a follower':32} {rate:10,.0f} messages/s"
+            f"  {rate / bare_rate:.3f}x bare, {rate / end_to_end:.2f}x without the follower;"
+            f" CPU {followed_cpu * 1e6 / args.messages:.1f} us a message, {FOLLOWED[0]:,} events"
+            f" streamed, refused {followed.failed}"
+        )
 
 
 if __name__ == "__main__":

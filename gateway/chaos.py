@@ -147,7 +147,7 @@ class Chaos:
         else:
             self._on.pop(tenant, None)
         log_event(log, "chaos.changed", tenant=tenant, active=settings.active)
-        self._events.publish(tenant, CHAOS_CHANGED, settings=settings.document())
+        self._events.publish(tenant, CHAOS_CHANGED, settings.document())
 
     def submit_error(self, tenant: str) -> SubmitError | None:
         """The submit error chaos injects into this submit, if any."""

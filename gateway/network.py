@@ -467,21 +467,13 @@ class SimulatedNetwork:
 
     def _publish_status(self, message: Message) -> None:
         self._events.publish(
-            message.tenant,
-            MESSAGE_STATUS,
-            message_id=message.id,
-            status=message.status.value,
-            error=message.error,
+            message.tenant, MESSAGE_STATUS, message.id, message.status.value, message.error
         )
 
     def _publish_received(self, message: Message) -> None:
         """A handset's inbox holds the message (one event per part of a long one)."""
         self._events.publish(
-            message.tenant,
-            HANDSET_RECEIVED,
-            message_ids=[message.id],
-            handset=message.recipient,
-            **{"from": message.sender},
+            message.tenant, HANDSET_RECEIVED, [message.id], message.recipient, message.sender
         )
 
     def stop(self) -> None:

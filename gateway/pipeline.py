@@ -399,10 +399,10 @@ class SubmitPipeline:
         self._events.publish(
             tenant.id,
             MO_RECEIVED,
-            message_id=notice.message_id,
-            to=notice.address,
-            keyword=notice.keyword,
-            **{"from": notice.handset},
+            notice.message_id,
+            notice.address,
+            notice.keyword,
+            notice.handset,
         )
         for listener in self._inbound_listeners:
             listener(notice)
@@ -428,10 +428,10 @@ class SubmitPipeline:
                 self._events.publish(
                     before.tenant,
                     MESSAGE_BLOCKED,
-                    to=before.recipient,
-                    interface=before.interface.value,
-                    code=after.code.value,
-                    **{"from": before.sender},
+                    before.recipient,
+                    before.sender,
+                    before.interface.value,
+                    after.code.value,
                 )
 
     def _publish_accepted(self, message: Message) -> None:
@@ -439,12 +439,12 @@ class SubmitPipeline:
         self._events.publish(
             message.tenant,
             MESSAGE_ACCEPTED,
-            message_id=message.id,
-            status=message.status.value,
-            to=message.recipient,
-            interface=message.interface.value,
-            segments=message.segments,
-            **{"from": message.sender},
+            message.id,
+            message.status.value,
+            message.recipient,
+            message.interface.value,
+            message.segments,
+            message.sender,
         )
 
     # --- reads: what a front end may show of the traffic log and the handsets -----------

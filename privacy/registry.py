@@ -13,10 +13,19 @@ keeps recent subjects in memory. Subjects changed while the process runs are
 also kept in ``_changed`` and never evicted from it: the network asks it just
 before delivering, so a message accepted before an opt-out but not yet
 delivered is stopped too.
+
+Most numbers have no record at all, and a Bloom filter per tenant
+(`privacy.known_subjects`) says so without a read: built at start by paging through
+the table, and told of every subject before its record is written, so it never
+misses one whose write was acknowledged. Until it is built, every lookup reads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +36,16 @@ from gateway.config import Config
 from gateway.documents import iso_time
 from gateway.domain import Interface, Message, RejectCode, Rejected
 from gateway.events import CONSENT_CHANGED, EventBus
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.storage.base import ConsentRow, NewConsentRow, Steps
 from gateway.store import Store, StoreError
 from privacy.audit import AuditEntry, AuditLog
 from privacy.keys import KeyRing
+from privacy.known_subjects import KnownSubjects
 from privacy.pseudonyms import pseudonymise
+
+log = logging.getLogger(__name__)
 
 
 class EventKind(StrEnum):
@@ -173,6 +186,13 @@ class ConsentRegistry:
         # a message accepted before the change can still be on its way.
         self._changed: OrderedDict[tuple[str, str], tuple[float, SubjectState]] = OrderedDict()
         self._horizon = _longest_latency(config) + 60.0
+        # Per tenant, the subjects with any record; a tenant is missing until its filter
+        # is built (`learn_known_subjects`), and then every lookup reads the database.
+        self._known_subjects: dict[str, KnownSubjects] = {}
+        # While a tenant's filter is being built: the subjects recorded meanwhile.
+        self._learning: dict[str, list[str]] = {}
+        self._tenant_ids = tuple(tenant.id for tenant in config.tenants)
+        self._learner: asyncio.Task[None] | None = None
         for tenant in config.tenants:
             keys.registry_key(tenant.id)  # created now, not on the first submit
 
@@ -202,17 +222,99 @@ class ConsentRegistry:
         return state
 
     async def states(self, tenant: str, subjects: Sequence[str]) -> list[SubjectState]:
-        """The state of each subject: from memory, else one query for all the rest."""
-        missing = [s for s in dict.fromkeys(subjects) if self._known((tenant, s)) is None]
-        if missing:
-            loaded = await self._load(tenant, missing)
-            for subject in missing:
-                key = (tenant, subject)
-                if key not in self._changed:  # a change committed meanwhile wins
-                    self._states[key] = loaded.get(subject) or _NO_RECORD
-                    if len(self._states) > self._cache_size:
-                        self._states.popitem(last=False)
-        return [self._known((tenant, s)) or SubjectState() for s in subjects]
+        """The state of each subject: from memory, else one query for all the rest.
+
+        A subject the tenant's filter has never seen has no record: no query, no await,
+        and nothing cached (the filter answers again next time, in about a microsecond).
+        """
+        known = self._known_subjects.get(tenant)
+        found: dict[str, SubjectState | None] = {}
+        for subject in subjects:
+            if subject not in found:
+                state = self._known((tenant, subject))
+                if state is None and known is not None and subject not in known:
+                    state = _NO_RECORD
+                found[subject] = state
+        missing = [subject for subject, state in found.items() if state is None]
+        if not missing:
+            return [found[s] or _NO_RECORD for s in subjects]
+        loaded = await self._load(tenant, missing)
+        for subject in missing:
+            key = (tenant, subject)
+            if key not in self._changed:
+                self._states[key] = found[subject] = loaded.get(subject) or _NO_RECORD
+                if len(self._states) > self._cache_size:
+                    self._states.popitem(last=False)
+        # A change committed during the read wins over what was found before it.
+        changed = self._changed
+        return [
+            changed[(tenant, s)][1] if (tenant, s) in changed else found[s] or _NO_RECORD
+            for s in subjects
+        ]
+
+    def start_learning(self) -> None:
+        """Build the filters in the background (the running gateway, at start)."""
+        self._learner = asyncio.create_task(self._learn_logged(), name="known-subjects")
+
+    async def learned(self) -> None:
+        """Until the filters started by `start_learning` are built (or failed to be)."""
+        if self._learner is not None:
+            await asyncio.shield(self._learner)
+
+    async def stop_learning(self) -> None:
+        if self._learner is not None:
+            self._learner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._learner
+
+    async def _learn_logged(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.learn_known_subjects()
+        except Exception:  # lookups keep reading the database: slower, still right
+            log_event(log, "registry.filter_failed", logging.ERROR, exc_info=True)
+            return
+        log_event(
+            log,
+            "registry.filter_built",
+            tenants=len(self._known_subjects),
+            bytes=sum(known.nbytes for known in self._known_subjects.values()),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def learn_known_subjects(self, page: int = 10_000) -> None:
+        """Build each tenant's filter from the table, a page of subjects per read.
+
+        Runs beside traffic at start. A subject recorded meanwhile is remembered in
+        ``_learning`` before its write is queued, and added once the walk is done, so
+        the filter holds every subject whose record was committed before it is used.
+        """
+        consent = self._store.consent
+        for tenant in self._tenant_ids:
+            self._learning[tenant] = []
+        try:
+            # Whatever was queued before the line above is committed before the walk.
+            await self._store.flush()
+            for tenant in self._tenant_ids:
+                records = (await consent.tenant_rows(tenant))["consent_events"]
+                known = KnownSubjects(records)
+                async for subjects in consent.subject_pages(tenant, page):
+                    for subject in subjects:
+                        known.add(subject)
+                for subject in self._learning.pop(tenant):
+                    known.add(subject)
+                self._known_subjects[tenant] = known
+        finally:
+            self._learning.clear()
+
+    def _remember(self, tenant: str, subject: str) -> None:
+        """Before a record of ``subject`` is queued: the filter must not miss it after."""
+        known = self._known_subjects.get(tenant)
+        if known is not None:
+            known.add(subject)
+        learning = self._learning.get(tenant)
+        if learning is not None:
+            learning.append(subject)
 
     async def _load(self, tenant: str, subjects: Sequence[str]) -> dict[str, SubjectState]:
         """Fold the events of these subjects (an index range scan each)."""
@@ -260,6 +362,8 @@ class ConsentRegistry:
         entries = [
             AuditEntry(e.tenant, e.at, actor, e.kind.value, e.subject, _detail(e)) for e in events
         ]
+        for event in events:
+            self._remember(event.tenant, event.subject)
         try:
             await self._store.commit(
                 "record_consent",
@@ -285,10 +389,10 @@ class ConsentRegistry:
             self._events.publish(
                 event.tenant,
                 CONSENT_CHANGED,
-                subject=event.subject,
-                kind=event.kind.value,
-                purpose=event.purpose,
-                sender=event.sender,
+                event.subject,
+                event.kind.value,
+                event.purpose,
+                event.sender,
             )
 
     def _apply(
@@ -322,6 +426,7 @@ class ConsentRegistry:
         suppression = ConsentEvent(
             tenant, subject, EventKind.OPTED_OUT, Source.ERASURE, self._clock()
         )
+        self._remember(tenant, subject)
         return [*consent.erase_subject(tenant, subject), *consent.append([_event_row(suppression)])]
 
     def forget(self, tenant: str, e164: str, subject: str, state: SubjectState) -> None:
@@ -340,7 +445,9 @@ class ConsentRegistry:
 
         Its pseudonyms were made under the destroyed registry key, so they are dropped
         with every state; a tenant still configured gets a fresh registry key at once,
-        so its next opt-out is recorded under the key the next start will use.
+        so its next opt-out is recorded under the key the next start will use. The
+        filter of known subjects keeps them: a stale "maybe" costs only a read, and
+        if the deletes then fail to commit, the records are still found.
         """
         for cache in (self._subjects, self._states, self._changed):
             for key in [k for k in cache if k[0] == tenant]:

@@ -360,6 +360,8 @@ async def test_watch_follows_a_real_messages_status_changes(
     tmp_path: Path, config_dict: dict[str, Any], gateway: RunningGateway
 ) -> None:
     config_path = client_config(tmp_path, config_dict, gateway)
+    # As an earlier watch would: the tenant's events are kept from its first follower on.
+    gateway.app[EVENTS].subscribe("acme").close()
     after = str(gateway.app[EVENTS].last_id)  # so nothing sent below can be missed
     sent = await (await gateway.send()).json()
     process = await asyncio.create_subprocess_exec(

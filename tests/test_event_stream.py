@@ -183,7 +183,7 @@ async def test_a_client_that_does_not_read_is_disconnected_and_memory_stays_boun
         peak, pushed = 0, 0
         padding = "x" * 1000
         while not subscription.dropped and pushed < 100_000:
-            bus.publish("acme", MESSAGE_STATUS, message_id=str(pushed), status=padding)
+            bus.publish("acme", MESSAGE_STATUS, str(pushed), padding, None)
             pushed += 1
             peak = max(peak, subscription.pending())
             if pushed % 10 == 0:

@@ -145,7 +145,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
+        core.registry.start_learning()
         yield
+        await core.registry.stop_learning()
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         store, metrics, registry, chaos = app[STORE], app[METRICS], app[REGISTRY], app[CHAOS]

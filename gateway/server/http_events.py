@@ -25,7 +25,8 @@ import re
 
 from aiohttp import web
 
-from gateway.events import GAP, Event, Subscription
+from gateway.documents import iso_time
+from gateway.events import FIELDS, GAP, Event, Subscription
 from gateway.server.appkeys import CONFIG, EVENTS
 from gateway.server.http_api import Problem, authenticate
 
@@ -33,15 +34,43 @@ _ID_RE = re.compile(r"[0-9]{1,18}")
 _PING = b": ping\n\n"
 
 
-def event_block(event: Event) -> bytes:
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_string = json.encoder.encode_basestring
+# Per kind, the ``,"name":`` that comes before each field's value.
+_KEYS = {kind: tuple(f',"{name}":' for name in names) for kind, names in FIELDS.items()}
+
+
+def event_json(event: Event) -> str:
+    """``event.document()`` as compact JSON, built from the event's tuple.
+
+    With a follower every event is written, so this is on the hot path: 10,800
+    instructions a status event (callgrind), against 35,900 for json.dumps of the
+    document. The strings go through json's own escaping; anything else (a list of
+    ids, chaos settings) through the encoder.
+    """
+    at = iso_time(event.at)
+    assert at is not None  # an event always has a time
+    parts = ['{"id":"', str(event.id), '","type":"', event.kind, '","at":"', at, '"']
+    for key, value in zip(_KEYS[event.kind], event.values, strict=True):
+        parts.append(key)
+        if value is None:
+            parts.append("null")
+        elif type(value) is str:
+            parts.append(_json_string(value))
+        else:
+            parts.append(_to_json(value))
+    parts.append("}")
+    return "".join(parts)
+
+
+def event_block(event: Event) -> str:
     """One event as SSE: ``id``, ``event`` and ``data`` lines and a blank line.
 
     A gap has no id of its own: the client's last id stays that of the last event it
     really got. JSON holds no raw line break, so ``data`` is always one line.
     """
-    data = json.dumps(event.document(), ensure_ascii=False, separators=(",", ":"))
     head = "" if event.kind == GAP else f"id: {event.id}\n"
-    return f"{head}event: {event.kind}\ndata: {data}\n\n".encode()
+    return f"{head}event: {event.kind}\ndata: {event_json(event)}\n\n"
 
 
 def resume_after(request: web.Request) -> int | None:
@@ -84,17 +113,21 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(response: web.StreamResponse, subscription: Subscription, ping: float) -> None:
-    """Write events as they come, a ping whenever none came for ``ping`` seconds."""
+    """Write events as they come, a ping whenever none came for ``ping`` seconds.
+
+    What queued while the last write waited goes out in one write, not one send call
+    (and one wake-up of this task) per event.
+    """
     while True:
         try:
             async with asyncio.timeout(ping):
-                event = await subscription.next()
+                events = await subscription.next_batch()
         except TimeoutError:
             await response.write(_PING)
             continue
-        if event is None:  # dropped (too far behind), or the gateway is stopping
+        if not events:  # dropped (too far behind), or the gateway is stopping
             return
-        await response.write(event_block(event))
+        await response.write("".join([event_block(event) for event in events]).encode())
 
 
 async def _abort_when_dropped(request: web.Request, subscription: Subscription) -> None:

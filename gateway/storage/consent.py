@@ -6,7 +6,7 @@ one range scan of ``consent_by_subject``, so a lookup costs the same at any size
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from gateway.storage.base import ConsentRow, NewConsentRow, Steps
 from gateway.storage.engine import GroupCommit
@@ -15,6 +15,10 @@ _COLUMNS = "seq, tenant, subject, kind, purpose, sender, source, evidence, at"
 _INSERT_EVENT = (
     "INSERT INTO consent_events (tenant, subject, kind, purpose, sender, source, evidence, at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SUBJECTS_AFTER = (
+    "SELECT DISTINCT subject FROM consent_events WHERE tenant = ? AND subject > ?"
+    " ORDER BY subject LIMIT ?"
 )
 # Subjects per lookup query, well below SQLite's limit on parameters.
 _CHUNK = 500
@@ -44,12 +48,21 @@ class SqliteConsent:
 
     async def subjects_after(self, tenant: str, after: str, limit: int) -> list[str]:
         """The tenant's subjects with any event, in pseudonym order, after ``after``."""
-        rows = await self._engine.fetch(
-            "SELECT DISTINCT subject FROM consent_events WHERE tenant = ? AND subject > ?"
-            " ORDER BY subject LIMIT ?",
-            (tenant, after, limit),
-        )
+        rows = await self._engine.fetch(_SUBJECTS_AFTER, (tenant, after, limit))
         return [subject for (subject,) in rows]
+
+    async def subject_pages(self, tenant: str, size: int) -> AsyncIterator[list[str]]:
+        """Every subject of the tenant with any event, ``size`` at a time, in pseudonym order.
+
+        Each page is a read of its own on the bulk reader: none holds a snapshot (and
+        the WAL) for the whole walk, and the reads that submits wait for never queue
+        behind it.
+        """
+        after = ""
+        while rows := await self._engine.fetch_bulk(_SUBJECTS_AFTER, (tenant, after, size)):
+            page = [subject for (subject,) in rows]
+            yield page
+            after = page[-1]
 
     def append(self, rows: Sequence[NewConsentRow]) -> Steps:
         return ((_INSERT_EVENT, rows),)
