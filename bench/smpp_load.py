@@ -213,11 +213,13 @@ smpp = {{ system_id = "bench", password = "bench", max_sessions = 64 }}
 @contextlib.asynccontextmanager
 async def gateway_process(
     prepare: Callable[[Path], Awaitable[None]] | None = None,
+    start_lines: list[str] | None = None,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, int]]:
     """`smsgw serve` on CONFIG in a temp dir: the process, its HTTP URL and SMPP port.
 
     ``prepare`` gets the config file's path before the gateway starts, to fill its
-    database (bench.curves loads a consent registry so).
+    database (bench.curves loads a consent registry so); ``start_lines`` gets the log
+    lines read up to the listening ones (the rest stay on the process's stderr).
     """
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
@@ -229,18 +231,23 @@ async def gateway_process(
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            url, port = await asyncio.wait_for(listening(process), 30)
+            url, port = await asyncio.wait_for(listening(process, start_lines), 30)
             yield process, url, port
         finally:
             process.terminate()
             await process.wait()
 
 
-async def listening(process: asyncio.subprocess.Process) -> tuple[str, int]:
-    """The HTTP URL and SMPP port from the gateway's listening lines (SMPP comes first)."""
+async def listening(
+    process: asyncio.subprocess.Process, lines: list[str] | None = None
+) -> tuple[str, int]:
+    """The HTTP URL and SMPP port from the gateway's listening lines (SMPP comes first);
+    every line read is appended to ``lines``."""
     assert process.stderr is not None
     port = 0
     while line := (await process.stderr.readline()).decode():
+        if lines is not None:
+            lines.append(line)
         if match := re.search(r"smpp\.listening host=\S+ port=(\d+)", line):
             port = int(match.group(1))
         elif match := re.search(r"http\.listening host=(\S+) port=(\d+)", line):
