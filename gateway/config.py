@@ -75,6 +75,13 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
+class StorageBackend(StrEnum):
+    """Where the store lives: an embedded SQLite file, or a PostgreSQL server for instances."""
+
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
 class Synchronous(StrEnum):
     """SQLite's ``synchronous`` pragma for the store."""
 
@@ -251,9 +258,29 @@ class SmppConfig:
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
+    backend: StorageBackend = StorageBackend.SQLITE
     path: str = "var/smsgw.sqlite3"
     # "normal" survives a process crash (WAL); "full" also survives power loss.
     synchronous: Synchronous = Synchronous.NORMAL
+    # backend = "postgres": the server every instance of the gateway shares.
+    dsn: str = ""
+
+    def check(self, path: str) -> None:
+        if self.backend is StorageBackend.POSTGRES and not self.dsn.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(f"{path}.dsn", "backend 'postgres' needs a postgresql:// DSN")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceConfig:
+    """This process among several sharing one PostgreSQL store; "" means host name:HTTP port."""
+
+    id: str = ""
+
+    def check(self, path: str) -> None:
+        if len(self.id) > 64 or any(not (c.isalnum() or c in "-_.:") for c in self.id):
+            raise ConfigError(f"{path}.id", "at most 64 letters, digits and - _ . :")
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,6 +628,7 @@ class Config:
     tenants: tuple[TenantConfig, ...] = ()
     admin: AdminConfig = field(default_factory=AdminConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
 
     def check(self, path: str) -> None:
         """Rules that span sections: uniqueness across tenants, cross-references."""
