@@ -258,10 +258,10 @@ class SmppConfig:
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
-    backend: StorageBackend = StorageBackend.SQLITE
     path: str = "var/smsgw.sqlite3"
     # "normal" survives a process crash (WAL); "full" also survives power loss.
     synchronous: Synchronous = Synchronous.NORMAL
+    backend: StorageBackend = StorageBackend.SQLITE
     # backend = "postgres": the server every instance of the gateway shares.
     dsn: str = ""
 
