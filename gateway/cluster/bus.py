@@ -209,15 +209,12 @@ class ClusterBus:
 
     async def _keep_listening(self) -> None:
         """Watch the listener (a ping each ``ping_interval``); reconnect, then resync, if lost."""
-        while not self._closing:
+        while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._ping_interval):
                     await self._lost.wait()
-            if self._closing:
-                return
-            if not self._lost.is_set() and await self._alive():
-                continue
-            await self._reconnect()
+            if self._lost.is_set() or not await self._alive():
+                await self._reconnect()
 
     async def _alive(self) -> bool:
         listener = self._listener
