@@ -78,6 +78,7 @@ from gateway.server.appkeys import (
 )
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
+from gateway.storage.pg_engine import describe
 from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
@@ -144,8 +145,12 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     async def storage(app: web.Application) -> AsyncIterator[None]:
         try:
             app[STORE] = await Store.open(config.storage, app[METRICS])
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"storage.path {config.storage.path}: cannot open: {exc}") from None
+        except (OSError, sqlite3.Error, asyncpg.PostgresError) as exc:
+            if config.storage.backend is StorageBackend.POSTGRES:
+                where = f"storage.dsn {describe(config.storage.dsn)}"
+            else:
+                where = f"storage.path {config.storage.path}"
+            raise StartupError(f"{where}: cannot open: {exc}") from None
         if config.storage.backend is StorageBackend.POSTGRES:
             # Unique per run: claims a killed run held are never taken for this one's.
             origin = f"{instance_id(config, config.http.port)}#{secrets.token_hex(4)}"
