@@ -181,7 +181,7 @@ async def test_a_message_accepted_on_a_before_an_opt_out_on_b_is_not_delivered(
     final = await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
     assert (final.id, final.status.value, final.error) == (message_id, "rejected", "opted_out")
     _, handset = await b.get_json(f"/v1/simulator/handsets/{number}/messages")
-    assert handset["data"] == []
+    assert handset["messages"] == []
 
 
 async def test_an_event_made_on_a_appears_on_bs_stream(
