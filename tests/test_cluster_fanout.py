@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.postgres import postgres_dsn
 from tests.smpp_clients import RawEsme
 from tests.sse import open_stream
 from tests.test_consent import call, submit_code
+from tests.test_process import gateway_process, write_toml
 from tests.test_smpp_notices import answer, receiver
 from tests.test_smpp_server import submit_fields
 
@@ -72,11 +74,9 @@ async def pair(
             yield a, b
 
 
-async def submit_over_smpp(
-    gateway: RunningGateway, count: int, to: str = "46701234567"
-) -> set[str]:
+async def submit_over_smpp(port: int, count: int, to: str = "46701234567") -> set[str]:
     """``count`` submits asking for receipts, through a transmitter; their message ids."""
-    transmitter = await RawEsme.connect(gateway.smpp_port)
+    transmitter = await RawEsme.connect(port)
     try:
         await transmitter.bind(command=C.bind_transmitter)
         for sequence in range(2, 2 + count):
@@ -115,7 +115,7 @@ async def test_receipts_for_submits_on_a_reach_the_receiver_bound_on_b(
     a, b = pair
     esme = await receiver(b)
     try:
-        ids = await submit_over_smpp(a, 20)
+        ids = await submit_over_smpp(a.smpp_port, 20)
         receipts = await delivered(esme, 20)
     finally:
         await esme.close()
@@ -127,7 +127,7 @@ async def test_notices_kept_while_nobody_was_bound_reach_a_receiver_that_binds_o
 ) -> None:
     a, b = pair
     finals = a.finals()
-    ids = await submit_over_smpp(a, 5)
+    ids = await submit_over_smpp(a.smpp_port, 5)
     for _ in ids:
         await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)
     esme = await receiver(b)
@@ -219,9 +219,40 @@ async def test_after_the_listeners_are_killed_receipts_still_reach_b(
         finally:
             await admin.close()
         assert killed == 2
-        ids = await submit_over_smpp(a, 10)
+        ids = await submit_over_smpp(a.smpp_port, 10)
         receipts = await delivered(esme, 10)
     finally:
         with contextlib.suppress(Exception):
+            await esme.close()
+    assert {receipt_id(pdu) for pdu in receipts} == ids
+
+
+@pytest.mark.slow
+async def test_receipts_a_killed_instance_held_reach_a_receiver_that_binds_on_another(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    config_a = merged(
+        instance_config(tmp_path, postgres_dsn, "a"), {"cluster": {"notice_lease": "1s"}}
+    )
+    config_path = tmp_path / "a" / "config.toml"
+    write_toml(config_path, config_a)
+    async with gateway_process(config_path) as killed:
+        silent = await RawEsme.connect(killed.smpp_port)
+        await silent.bind(command=C.bind_receiver)
+        ids = await submit_over_smpp(killed.smpp_port, 10)
+        held: set[str] = set()
+        while len(held) < len(ids):  # delivered to a receiver that never answers
+            held.add(receipt_id(await silent.next()))
+        killed.process.send_signal(signal.SIGKILL)
+        assert await killed.process.wait() == -signal.SIGKILL
+        await silent.close()
+    assert held == ids
+    async with running_gateway(config_from_dict(instance_config(tmp_path, postgres_dsn, "b"))) as b:
+        esme = await receiver(b)
+        try:
+            receipts = await delivered(esme, len(ids))  # once the dead instance's lease ran out
+        finally:
             await esme.close()
     assert {receipt_id(pdu) for pdu in receipts} == ids
