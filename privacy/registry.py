@@ -515,7 +515,7 @@ class ConsentRegistry:
     async def _reload_changed(self, tenant: str, subjects: list[str]) -> None:
         try:
             loaded = await self._load(tenant, subjects)
-        except StoreError:  # the delivery re-check still reads them
+        except Exception:  # the driver's errors too: the delivery re-check reads them
             log_event(log, "registry.reload_failed", logging.WARNING, tenant=tenant)
             return
         now = self._clock()
