@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,22 +19,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.config import Config, ConfigError, config_from_dict
+from gateway.server.app import StartupError
 from privacy.key_wrap import Kek, UnwrapError, read_kek, unwrap, wrap
 from privacy.keys import KeyFileError, KeyRing
 from privacy.pseudonyms import pseudonymise
 from privacy.shared_keys import SharedKeyRing, rotate_kek
+from tests.conftest import base_config, make_kek_file, running_gateway
 from tests.postgres import postgres_dsn
+from tests.test_consent import inbound, submit_code
 
 __all__ = ["postgres_dsn"]
 
 TIMEOUT = 10.0
 
 
-def kek_file(directory: Path, name: str = "kek", mode: int = 0o600) -> Path:
-    path = directory / name
-    path.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-    path.chmod(mode)
-    return path
+def kek_file(directory: Path, name: str = "kek") -> Path:
+    return make_kek_file(directory / name)
 
 
 # --- sealing (no database) ------------------------------------------------------------------
@@ -300,3 +302,47 @@ async def test_rotating_the_kek_reseals_every_key_so_the_old_kek_opens_none(
         assert after.epoch_key("acme", "2026-11", create=False) == epoch
     with pytest.raises(KeyFileError, match="does not open 2 of the database's keys"):
         await SharedKeyRing.connect(postgres_dsn, old)
+
+
+# --- a gateway on PostgreSQL ----------------------------------------------------------------
+
+
+def gateway_config(tmp_path: Path, dsn: str, kek: Path | None) -> Config:
+    raw = base_config(tmp_path)
+    raw["storage"] = {"path": str(tmp_path / "smsgw.sqlite3"), "backend": "postgres", "dsn": dsn}
+    if kek is not None:
+        raw["privacy"] = {**raw["privacy"], "kek_file": str(kek)}
+    return config_from_dict(raw)
+
+
+@pytest.mark.postgres
+async def test_a_gateway_on_postgres_blocks_a_submit_after_an_opt_out_under_its_shared_key(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    config = gateway_config(tmp_path, postgres_dsn, kek_file(tmp_path))
+    async with running_gateway(config) as gateway:
+        assert await submit_code(gateway) == "accepted"
+        assert (await inbound(gateway, "STOP"))["keyword"] == "stop"
+        assert await submit_code(gateway) == "recipient_opted_out"
+    assert not await asyncio.to_thread(os.path.exists, config.privacy.key_file)  # no key file
+    assert await table_rows(postgres_dsn) == [("acme", "registry", ""), ("other", "registry", "")]
+    async with running_gateway(config) as restarted:  # the registry key came back sealed
+        assert await submit_code(restarted) == "recipient_opted_out"
+        assert await submit_code(restarted, to="+46701112234") == "accepted"
+
+
+@pytest.mark.postgres
+async def test_a_gateway_with_the_wrong_kek_does_not_start_and_names_the_setting(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    async with running_gateway(gateway_config(tmp_path, postgres_dsn, kek_file(tmp_path))):
+        pass
+    wrong = gateway_config(tmp_path, postgres_dsn, kek_file(tmp_path, "wrong"))
+    with pytest.raises(StartupError, match=r"privacy\.kek_file: KEK file .*wrong \(id "):
+        async with running_gateway(wrong):
+            pass
+
+
+def test_postgres_without_a_kek_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"privacy\.kek_file"):
+        gateway_config(tmp_path, "postgresql://postgres@127.0.0.1/none", None)
