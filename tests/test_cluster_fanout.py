@@ -1,15 +1,14 @@
 """Two gateway instances on one PostgreSQL database, over real sockets: what one instance
 made reaches a receiver, a registry check or a stream on the other.
 
-Both instances share the registry key (the key file is copied from the first, as a shared
-key store would give it), so a number has one pseudonym on both.
+Both instances are given the same key-encryption key, so they share the registry keys the
+database keeps (`privacy.shared_keys`) and a number has one pseudonym on both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,14 @@ from gateway.events import MESSAGE_ACCEPTED
 from gateway.server.appkeys import SHARED_EVENTS
 from smpp.bodies import DeliverSm, SubmitSmResp
 from smpp.pdu import CommandId, CommandStatus, Pdu
-from tests.conftest import EVENT_TIMEOUT, RunningGateway, base_config, merged, running_gateway
+from tests.conftest import (
+    EVENT_TIMEOUT,
+    RunningGateway,
+    base_config,
+    make_kek_file,
+    merged,
+    running_gateway,
+)
 from tests.postgres import postgres_dsn
 from tests.smpp_clients import RawEsme
 from tests.sse import open_stream
@@ -44,11 +50,15 @@ SLOW = "+4670555"
 
 
 def instance_config(tmp_path: Path, dsn: str, name: str) -> dict[str, Any]:
+    kek = tmp_path / "kek"
+    if not kek.exists():
+        make_kek_file(kek)
     return merged(
         base_config(tmp_path / name),
         {
             "instance": {"id": name},
             "storage": {"backend": "postgres", "dsn": dsn},
+            "privacy": {"kek_file": str(kek)},
             "cluster": {"notice_poll": "200ms", "notice_lease": "3s"},
             "simulator": {
                 "rules": [
@@ -68,10 +78,11 @@ async def pair(
         (tmp_path / name).mkdir()
     config_a = instance_config(tmp_path, postgres_dsn, "a")
     config_b = instance_config(tmp_path, postgres_dsn, "b")
-    async with running_gateway(config_from_dict(config_a)) as a:
-        shutil.copy(config_a["privacy"]["key_file"], config_b["privacy"]["key_file"])
-        async with running_gateway(config_from_dict(config_b)) as b:
-            yield a, b
+    async with (
+        running_gateway(config_from_dict(config_a)) as a,
+        running_gateway(config_from_dict(config_b)) as b,
+    ):
+        yield a, b
 
 
 async def submit_over_smpp(port: int, count: int, to: str = "46701234567") -> set[str]:
