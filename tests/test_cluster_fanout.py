@@ -19,7 +19,7 @@ import pytest
 
 from gateway.config import config_from_dict
 from gateway.events import MESSAGE_ACCEPTED
-from gateway.server.appkeys import SHARED_EVENTS
+from gateway.server.appkeys import BUS, EVENTS, METRICS, SHARED_EVENTS, STORE
 from smpp.bodies import DeliverSm, SubmitSmResp
 from smpp.pdu import CommandId, CommandStatus, Pdu
 from tests.conftest import (
@@ -59,7 +59,10 @@ def instance_config(tmp_path: Path, dsn: str, name: str) -> dict[str, Any]:
             "instance": {"id": name},
             "storage": {"backend": "postgres", "dsn": dsn},
             "privacy": {"kek_file": str(kek)},
-            "cluster": {"notice_poll": "200ms", "notice_lease": "3s"},
+            # Announcements only when a stream opens or closes, so a test can count them.
+            "cluster": {"notice_poll": "200ms", "notice_lease": "3s", "announce_interval": "60s"},
+            # A stream's instance finds a client that went away at its next ping.
+            "events": {"ping_interval": "100ms"},
             "simulator": {
                 "rules": [
                     {"prefix": "+4670999", "outcome": "undeliverable"},
@@ -208,10 +211,37 @@ async def test_an_event_made_on_a_appears_on_bs_stream(
     assert int(accepted.id or 0) > 0
 
 
-async def until_followed(gateway: RunningGateway, tenant: str) -> None:
-    """Until ``gateway`` heard that another instance follows ``tenant``'s events."""
+async def until_followed(gateway: RunningGateway, tenant: str, followed: bool = True) -> None:
+    """Until ``gateway`` heard that another instance follows ``tenant``'s events (or not)."""
     async with asyncio.timeout(EVENT_TIMEOUT):
-        await gateway.app[SHARED_EVENTS].followed_elsewhere(tenant)
+        await gateway.app[SHARED_EVENTS].followed_elsewhere(tenant, followed)
+
+
+def notifications_sent(gateway: RunningGateway) -> float:
+    registry = gateway.app[METRICS].registry
+    return registry.get_sample_value("smsgw_bus_notifications_total", {"direction": "out"}) or 0.0
+
+
+async def test_events_go_to_other_instances_only_while_one_follows_the_tenant(
+    pair: tuple[RunningGateway, RunningGateway],
+) -> None:
+    a, b = pair
+
+    async def sent_while_submitting() -> float:
+        """Notifications a sent while it took a submit and committed its first events."""
+        before = notifications_sent(a)
+        assert (await a.send(to=HANDSET)).status == 202
+        await a.app[STORE].flush()
+        await a.app[BUS].flush()
+        return notifications_sent(a) - before
+
+    assert a.app[EVENTS].followed_elsewhere == frozenset()
+    async with open_stream(b):
+        await until_followed(a, "acme")
+        assert a.app[EVENTS].followed_elsewhere == {"acme"}  # not "other": nobody follows it
+        assert await sent_while_submitting() > 0
+    await until_followed(a, "acme", followed=False)
+    assert await sent_while_submitting() == 0
 
 
 async def test_after_the_listeners_are_killed_receipts_still_reach_b(
