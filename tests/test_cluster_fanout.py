@@ -196,6 +196,10 @@ async def test_a_message_accepted_on_a_before_an_opt_out_on_b_is_not_delivered(
     assert (final.id, final.status.value, final.error) == (message_id, "rejected", "opted_out")
     _, handset = await b.get_json(f"/v1/simulator/handsets/{number}/messages")
     assert handset["messages"] == []
+    rechecks = a.app[METRICS].registry.get_sample_value(
+        "smsgw_consent_rechecks_total", {"where": "delivery"}
+    )
+    assert rechecks  # the delivery tick read the registry, whether a's notification came or not
 
 
 async def test_an_event_made_on_a_appears_on_bs_stream(
