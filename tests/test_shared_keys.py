@@ -134,13 +134,16 @@ def destroyed_signal(keys: SharedKeyRing) -> asyncio.Queue[str]:
     return heard
 
 
-async def table_rows(dsn: str) -> list[tuple[str, str, str]]:
+async def fetch(dsn: str, sql: str) -> list[tuple[object, ...]]:
     conn = await asyncpg.connect(dsn)
     try:
-        records = await conn.fetch("SELECT tenant, kind, epoch FROM wrapped_keys ORDER BY 1, 2, 3")
-        return [(r["tenant"], r["kind"], r["epoch"]) for r in records]
+        return [tuple(record) for record in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+async def table_rows(dsn: str) -> list[tuple[object, ...]]:
+    return await fetch(dsn, "SELECT tenant, kind, epoch FROM wrapped_keys ORDER BY 1, 2, 3")
 
 
 @pytest.mark.postgres
@@ -151,14 +154,14 @@ async def test_two_instances_converge_on_one_key_under_concurrent_first_use(
     tenants = [f"tenant-{i}" for i in range(20)]
     async with ring(postgres_dsn, kek) as a, ring(postgres_dsn, kek) as b:
 
-        async def first_use(keys: SharedKeyRing, make: Callable[[str], bytes]) -> list[bytes]:
+        async def first_use(make: Callable[[str], bytes]) -> list[bytes]:
             return await asyncio.to_thread(lambda: [make(t) for t in tenants])
 
         registry_a, registry_b, epoch_a, epoch_b = await asyncio.gather(
-            first_use(a, a.registry_key),
-            first_use(b, b.registry_key),
-            first_use(a, lambda t: a.epoch_key(t, "2026-11")),
-            first_use(b, lambda t: b.epoch_key(t, "2026-11")),
+            first_use(a.registry_key),
+            first_use(b.registry_key),
+            first_use(lambda t: a.epoch_key(t, "2026-11")),
+            first_use(lambda t: b.epoch_key(t, "2026-11")),
         )
         assert registry_a == registry_b
         assert epoch_a == epoch_b
@@ -179,12 +182,8 @@ async def test_a_pseudonym_made_on_one_instance_equals_the_one_made_on_another(
             assert pseudonymise(b.registry_key("acme"), "+46701234567") == on_a
 
 
-async def relation_file(dsn: str) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return str(await conn.fetchval("SELECT pg_relation_filepath('wrapped_keys')"))
-    finally:
-        await conn.close()
+async def relation_file(dsn: str) -> object:
+    return (await fetch(dsn, "SELECT pg_relation_filepath('wrapped_keys')"))[0][0]
 
 
 @pytest.mark.postgres
