@@ -20,8 +20,9 @@ least once.
 
 With several instances on one PostgreSQL store (`share`), a tenant's receiver may be
 bound to any of them, so a notice is held in memory only by an instance with a receiver
-of its tenant, and only once that instance has claimed its row (``claimed_by``, until
-``claimed_until``: a lease of ``[cluster] notice_lease``, renewed every third of it).
+of its tenant, which claims its row (``claimed_by``, until ``claimed_until``: a lease of
+``[cluster] notice_lease``, renewed every third of it); one made there is sent at once,
+its claim on the way.
 Any other notice stays in the store only, and a notification on the bus wakes the
 instances: one with a receiver of the tenant claims kept rows (``FOR UPDATE SKIP
 LOCKED``, so two never take the same) and delivers them. A receiver that closes gives
