@@ -8,6 +8,7 @@ server refuses or answers differently fails here first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import sqlite3
 import time
@@ -435,13 +436,13 @@ async def test_inbound(backend: Backend) -> None:
 async def test_notices(backend: Backend) -> None:
     store, notices = backend.store, backend.store.notices
     kept = [notice("m1"), notice("m2", OTHER_HANDSET), notice("m3", ttl=1)]
-    hooked: list[int] = []
+    hooked: list[str] = []
     for item in kept:
-        notices.keep(item, after_commit=lambda item=item: hooked.append(item.queue_id or 0))
+        notices.keep(item, after_commit=functools.partial(hooked.append, item.message_id))
     await settle(store)
-    ids = [item.queue_id for item in kept]
-    assert None not in ids and ids == sorted(ids) and len(set(ids)) == 3
-    assert hooked == ids
+    ids = [item.queue_id or 0 for item in kept]
+    assert 0 not in ids and ids == sorted(ids) and len(set(ids)) == 3
+    assert hooked == ["m1", "m2", "m3"]
     assert [n.message_id for n in await notices.kept("acme", T0 + 2, 10)] == ["m1", "m2"]
     assert await notices.kept("acme", T0 + 2, 10) == kept[:2]
     assert await notices.kept("other", T0, 10) == []
@@ -450,7 +451,7 @@ async def test_notices(backend: Backend) -> None:
     assert [n.message_id for n in await notices.for_handset("acme", HANDSET)] == ["m1", "m3"]
     assert await notices.count_handset("acme", HANDSET) == 2
 
-    notices.forget(ids[0] or 0)
+    notices.forget(ids[0])
     await settle(store)
     assert [n.message_id for n in await notices.kept("acme", T0, 10)] == ["m2", "m3"]
     await store.commit("erase", notices.erase_handset("acme", OTHER_HANDSET))
