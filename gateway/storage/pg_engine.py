@@ -52,7 +52,7 @@ BULK_READERS = 2
 _PLACEHOLDER = re.compile(r"\?")
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=512)
 def pg_sql(sql: str) -> str:
     """``sql`` with its ``?`` placeholders numbered as PostgreSQL's ``$1, $2, ...``."""
     numbers = itertools.count(1)
