@@ -1,30 +1,52 @@
-"""Shared fixtures: a real gateway on real sockets, real clients, SQLite under tmp_path."""
+"""Shared fixtures: a real gateway on real sockets, real clients, SQLite under tmp_path.
+
+``SMSGW_TEST_BACKEND=postgres`` runs every gateway of `running_gateway` on PostgreSQL
+instead: a fresh database per store path (a gateway restarted on the same config
+finds its data again), dropped when the test ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
-from gateway.config import Config, config_from_dict
+from gateway.config import Config, StorageBackend, config_from_dict
 from gateway.domain import Message
 from gateway.server.app import create_app
 from gateway.server.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
 from gateway.server.http_server import GatewayRunner
+from gateway.storage.dialect import POSTGRES, SQLITE
+from gateway.storage.pg_engine import pg_sql
 from gateway.testing.harness import merged as merged  # the plugin's, shared by the tests
+from tests.postgres import database_for, drop_stand_ins, off_loop
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
 ADMIN_TOKEN = "operator-test-token"
 EVENT_TIMEOUT = 10.0
+BACKEND = StorageBackend(os.environ.get("SMSGW_TEST_BACKEND", "sqlite"))
+# What the tests that read the store beside the gateway write SQL in.
+TEST_DIALECT = POSTGRES if BACKEND is StorageBackend.POSTGRES else SQLITE
+
+
+def storage_table(path: Path) -> dict[str, Any]:
+    """The ``[storage]`` table of a test's config: the file, or its stand-in database."""
+    if BACKEND is StorageBackend.SQLITE:
+        return {"path": str(path)}
+    return {"path": str(path), "backend": "postgres", "dsn": database_for(path)}
 
 
 def base_config(tmp_path: Path) -> dict[str, Any]:
@@ -32,7 +54,7 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
     return {
         "http": {"host": "127.0.0.1", "port": 0},
         "smpp": {"host": "127.0.0.1", "port": 0},
-        "storage": {"path": str(tmp_path / "smsgw.sqlite3")},
+        "storage": storage_table(tmp_path / "smsgw.sqlite3"),
         "privacy": {"key_file": str(tmp_path / "keys.json")},
         "simulator": {
             "latency": ["1ms", "5ms"],
@@ -96,10 +118,69 @@ class ManualClock:
         self.now += seconds
 
 
+def on_test_backend(config: Config) -> Config:
+    """``config`` on the backend the suite runs on (``SMSGW_TEST_BACKEND``)."""
+    if BACKEND is StorageBackend.SQLITE or config.storage.backend is not StorageBackend.SQLITE:
+        return config
+    storage = dataclasses.replace(
+        config.storage, backend=StorageBackend.POSTGRES, dsn=database_for(config.storage.path)
+    )
+    return dataclasses.replace(config, storage=storage)
+
+
+def stored_rows(database: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows read straight from the store at ``database``, beside the gateway (``?`` marks)."""
+    if BACKEND is StorageBackend.SQLITE:
+        db = sqlite3.connect(database)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    async def read() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(database_for(database))
+        try:
+            return [tuple(row) for row in await conn.fetch(pg_sql(sql), *params)]
+        finally:
+            await conn.close()
+
+    return off_loop(read())
+
+
+def stored_execute(database: Path, *statements: str) -> None:
+    """Change the store at ``database`` behind the gateway's back, in one transaction."""
+    if BACKEND is StorageBackend.SQLITE:
+        db = sqlite3.connect(database)
+        with db:
+            for sql in statements:
+                db.execute(sql)
+        db.close()
+        return
+
+    async def execute() -> None:
+        conn = await asyncpg.connect(database_for(database))
+        try:
+            async with conn.transaction():
+                for sql in statements:
+                    await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    off_loop(execute())
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the databases this test's gateways ran on (with SMSGW_TEST_BACKEND=postgres)."""
+    yield
+    drop_stand_ins()
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     config: Config, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[RunningGateway]:
+    config = on_test_backend(config)
     runner = GatewayRunner(create_app(config, clock))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, 0)
