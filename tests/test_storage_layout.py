@@ -22,6 +22,7 @@ OWNERS = {
     "consent_events": "gateway/storage/consent.py",
     "audit_log": "gateway/storage/audit.py",
     "audit_heads": "gateway/storage/audit.py",
+    "wrapped_keys": "gateway/storage/pg_keys.py",
 }
 # The migrations create and alter every table, SQLite's and PostgreSQL's.
 SCHEMAS = ("gateway/storage/schema.py", "gateway/storage/pg_schema.py")
