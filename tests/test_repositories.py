@@ -43,7 +43,7 @@ from gateway.storage.base import Pseudonymised
 from gateway.storage.pg_engine import pg_sql
 from gateway.store import Store, StoreError
 from privacy.retention_worker import pseudonymise_batch
-from tests.conftest import EVENT_TIMEOUT, base_config, merged, running_gateway
+from tests.conftest import EVENT_TIMEOUT, base_config, make_kek_file, merged, running_gateway
 from tests.postgres import admin_execute, database_of, fresh_database, postgres_dsn
 
 __all__ = ["postgres_dsn"]
@@ -699,7 +699,10 @@ async def test_a_write_is_acknowledged_only_after_its_commit(backend: Backend) -
 async def test_readyz_says_whether_the_database_answers(tmp_path: Path, postgres_dsn: str) -> None:
     """Ready once migrated; 503 while the database refuses connections; ready again after."""
     storage = {"backend": "postgres", "dsn": postgres_dsn}
-    config = config_from_dict(merged(base_config(tmp_path), {"storage": storage}))
+    privacy = {"kek_file": str(make_kek_file(tmp_path / "kek"))}
+    config = config_from_dict(
+        merged(base_config(tmp_path), {"storage": storage, "privacy": privacy})
+    )
     name = database_of(postgres_dsn)
     async with running_gateway(config) as gateway:
         assert await gateway.get_json("/readyz") == (200, {"status": "ready"})
@@ -725,7 +728,10 @@ async def test_a_database_that_cannot_be_reached_stops_the_start_naming_it(
 ) -> None:
     """One line naming host, port and database; never the password in the DSN."""
     storage = {"backend": "postgres", "dsn": "postgresql://smsgw:s3cret@127.0.0.1:1/smsgw"}
-    config = config_from_dict(merged(base_config(tmp_path), {"storage": storage}))
+    privacy = {"kek_file": str(make_kek_file(tmp_path / "kek"))}
+    config = config_from_dict(
+        merged(base_config(tmp_path), {"storage": storage, "privacy": privacy})
+    )
     with pytest.raises(StartupError, match=r"^storage\.dsn 127\.0\.0\.1:1/smsgw: cannot open") as e:
         async with running_gateway(config):
             pass
