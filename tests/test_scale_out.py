@@ -1,0 +1,193 @@
+"""Three `smsgw serve` processes on one PostgreSQL database behave as one gateway (issue 17).
+
+Each test starts its own three instances (distinct ports and instance ids, the same
+tenants and key-encryption key) on a fresh database, and drives them over real
+sockets: SMPP sessions with our raw ESME, HTTP with aiohttp. What one instance
+recorded, another must act on: a receipt for a message submitted on instance 1 goes
+to the receiver bound on instance 2; an opt-out recorded on instance 3 refuses the
+next submit on instance 1; receipts a killed instance held reach the receiver when it
+binds again elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from smpp.bodies import DeliverSm
+from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, TlvValue
+from tests.conftest import EVENT_TIMEOUT, base_config, merged
+from tests.postgres import postgres_dsn
+from tests.smpp_clients import RawEsme
+from tests.test_process import HEADERS, GatewayProcess, gateway_process, write_toml
+from tests.test_smpp_server import submit_fields
+
+__all__ = ["postgres_dsn"]
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+C = CommandId
+OPTED_OUT = 0x401  # [smpp.error_codes] recipient_opted_out's default
+SENDER = "+46700000001"
+# Receipts for these come seconds after the submit: after a kill that follows it.
+SLOW_PREFIX = "+4670555"
+
+
+def cluster_config(tmp_path: Path, dsn: str) -> dict[str, Any]:
+    """The tests' config on PostgreSQL: what every instance shares."""
+    kek_file = tmp_path / "kek"
+    kek_file.write_bytes(secrets.token_bytes(32))
+    kek_file.chmod(0o600)
+    return merged(
+        base_config(tmp_path),
+        {
+            "storage": {"backend": "postgres", "dsn": dsn},
+            "privacy": {"kek_file": str(kek_file)},
+            "simulator": {
+                "rules": [
+                    {"prefix": SLOW_PREFIX, "outcome": "delivered", "latency": ["2s", "2s"]},
+                    *base_config(tmp_path)["simulator"]["rules"],
+                ]
+            },
+        },
+    )
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    tmp_path: Path, config: dict[str, Any], count: int = 3
+) -> AsyncIterator[list[GatewayProcess]]:
+    """``count`` gateway processes on ``config``, instance ids gw1, gw2, ...; all started
+    together (they migrate the fresh database side by side) and all killed after."""
+    paths = []
+    for n in range(1, count + 1):
+        path = tmp_path / f"gw{n}.toml"
+        instance = merged(config, {"instance": {"id": f"gw{n}"}})
+        instance["privacy"]["key_file"] = str(tmp_path / f"keys-gw{n}.json")
+        write_toml(path, instance)
+        paths.append(path)
+    async with contextlib.AsyncExitStack() as stack:
+        yield list(
+            await asyncio.gather(*(stack.enter_async_context(gateway_process(p)) for p in paths))
+        )
+
+
+async def bound(port: int, command: CommandId) -> RawEsme:
+    esme = await RawEsme.connect(port)
+    response = await esme.bind(command=command)
+    assert response.command_status == CommandStatus.ESME_ROK, response
+    return esme
+
+
+async def submit(transmitter: RawEsme, sequence: int, to: str) -> tuple[int, str]:
+    """One submit_sm asking for a receipt: its command_status and message_id."""
+    fields = submit_fields(to=to.removeprefix("+"), registered_delivery=1)
+    response = await transmitter.request(Pdu.make(C.submit_sm, sequence, **fields))
+    return response.command_status, str(response.params.get("message_id", ""))
+
+
+async def receipts_until(receiver: RawEsme, wanted: set[str], answer: bool = True) -> set[str]:
+    """Read deliver_sm until every message in ``wanted`` has had a receipt (duplicates are
+    allowed: delivery is at least once); answer each unless ``answer`` is False."""
+    seen: set[TlvValue] = set()
+    while not wanted <= seen:
+        deliver = await receiver.next()
+        assert deliver.command_id == C.deliver_sm, deliver
+        seen.add(deliver.tlvs[Tag.receipted_message_id])
+        if answer:
+            await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
+    return {str(message_id) for message_id in seen}
+
+
+async def test_receipts_reach_the_receiver_bound_on_another_instance(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3):
+        receiver = await bound(gw2.smpp_port, C.bind_receiver)
+        transmitter = await bound(gw1.smpp_port, C.bind_transmitter)
+        submitted = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(20)]
+        assert {status for status, _ in submitted} == {CommandStatus.ESME_ROK}
+        ids = {message_id for _, message_id in submitted}
+        assert await receipts_until(receiver, ids) == ids
+
+        # A handset's reply through instance 3's simulator reaches the same receiver.
+        async with aiohttp.ClientSession() as http:
+            reply = {"from": "+46701230001", "to": SENDER, "body": "Thanks"}
+            async with http.post(
+                f"{gw3.url}/v1/simulator/inbound", json=reply, headers=HEADERS
+            ) as response:
+                assert response.status == 202
+        mo = await receiver.next()
+        assert (mo.command_id, mo.body(DeliverSm)["short_message"]) == (C.deliver_sm, b"Thanks")
+        await receiver.send(Pdu.make(C.deliver_sm_resp, mo.sequence_number, message_id=""))
+        await receiver.close()
+        await transmitter.close()
+
+
+async def test_a_stop_through_one_instance_blocks_the_next_submit_on_another(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    by_keyword, by_api = "+46701110001", "+46701110002"
+    async with (
+        cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
+        aiohttp.ClientSession() as http,
+    ):
+        transmitter = await bound(gw1.smpp_port, C.bind_transmitter)
+        # Instance 1 has seen both numbers allowed: a stale cache would let them through.
+        for sequence, handset in enumerate((by_keyword, by_api), start=2):
+            assert (await submit(transmitter, sequence, handset))[0] == CommandStatus.ESME_ROK
+
+        stop = {"from": by_keyword, "to": SENDER, "body": "STOP"}
+        async with http.post(
+            f"{gw3.url}/v1/simulator/inbound", json=stop, headers=HEADERS
+        ) as response:
+            assert response.status == 202
+        assert (await submit(transmitter, 10, by_keyword))[0] == OPTED_OUT
+
+        async with http.post(
+            f"{gw3.url}/v1/opt-outs", json={"msisdns": [by_api]}, headers=HEADERS
+        ) as response:
+            assert response.status == 200, await response.text()
+        assert (await submit(transmitter, 11, by_api))[0] == OPTED_OUT
+        # And on HTTP, through the instance that was not involved.
+        document = {"to": by_api, "from": "Acme", "body": "hello"}
+        async with http.post(f"{gw2.url}/v1/messages", json=document, headers=HEADERS) as response:
+            assert response.status == 403
+            assert (await response.json())["code"] == "recipient_opted_out"
+        await transmitter.close()
+
+
+async def test_receipts_a_killed_instance_held_reach_the_receiver_bound_again_elsewhere(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3):
+        silent = await bound(gw2.smpp_port, C.bind_receiver)  # never answers a deliver_sm
+        transmitter = await bound(gw1.smpp_port, C.bind_transmitter)
+        fast = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(10)]
+        slow = [await submit(transmitter, 20 + i, f"{SLOW_PREFIX}{i:04d}") for i in range(10)]
+        assert {status for status, _ in fast + slow} == {CommandStatus.ESME_ROK}
+        fast_ids = {message_id for _, message_id in fast}
+        slow_ids = {message_id for _, message_id in slow}
+        # Instance 2 has sent the fast receipts and holds them unanswered; the slow
+        # ones are produced while it is dead.
+        await receipts_until(silent, fast_ids, answer=False)
+        gw2.process.send_signal(signal.SIGKILL)
+        assert await gw2.process.wait() == -signal.SIGKILL
+        await silent.close()
+
+        receiver = await bound(gw3.smpp_port, C.bind_receiver)
+        everything = fast_ids | slow_ids
+        assert (
+            await asyncio.wait_for(receipts_until(receiver, everything), 3 * EVENT_TIMEOUT)
+            == everything
+        )
+        await receiver.close()
+        await transmitter.close()
