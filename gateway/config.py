@@ -598,6 +598,26 @@ class EventsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """What instances sharing a PostgreSQL store tell each other, and how often (unused on
+    SQLite)."""
+
+    # A receipt or MO this instance holds in memory is claimed for this long, renewed every
+    # third of it: the time after which another instance delivers what a killed one held.
+    notice_lease: Seconds = 30.0
+    # How often an instance with a bound receiver looks for notices nobody holds, in case
+    # the notification that should have woken it was lost.
+    notice_poll: Seconds = 2.0
+    # How often an instance says which tenants' event streams it has subscribers for.
+    announce_interval: Seconds = 10.0
+
+    def check(self, path: str) -> None:
+        for key in ("notice_lease", "notice_poll", "announce_interval"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{path}.{key}", "must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     """Operators' access to the admin API (``/admin/v1``), which the CLI uses."""
 
@@ -629,6 +649,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def check(self, path: str) -> None:
         """Rules that span sections: uniqueness across tenants, cross-references."""

@@ -263,3 +263,29 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.bus_notifications = Counter(
+            "smsgw_bus_notifications_total",
+            "Notifications between instances (PostgreSQL NOTIFY), by direction (in, out);"
+            " each carries a batch of items.",
+            ["direction"],
+            registry=r,
+        )
+        self.bus_dropped = Counter(
+            "smsgw_bus_dropped_total",
+            "Items of notifications between instances not sent or not read, by reason"
+            " (queue_full, too_large, send_failed, unreadable); polling covers them.",
+            ["reason"],
+            registry=r,
+        )
+        self.bus_reconnects = Counter(
+            "smsgw_bus_reconnects_total",
+            "Times the listening connection to the shared database was lost and made again.",
+            registry=r,
+        )
+        self.consent_rechecks = Counter(
+            "smsgw_consent_rechecks_total",
+            "Database reads of the consent registry made because several instances share it,"
+            " by where (submit, delivery).",
+            ["where"],
+            registry=r,
+        )

@@ -51,6 +51,8 @@ def cluster_config(tmp_path: Path, dsn: str) -> dict[str, Any]:
         {
             "storage": {"backend": "postgres", "dsn": dsn},
             "privacy": {"kek_file": str(kek_file)},
+            # Short, so what a killed instance held is delivered elsewhere within a test.
+            "cluster": {"notice_lease": "1s", "notice_poll": "200ms"},
             "simulator": {
                 "rules": [
                     {"prefix": SLOW_PREFIX, "outcome": "delivered", "latency": ["2s", "2s"]},

@@ -6,8 +6,11 @@ gateway or a CLI writing the files is refused before anything is touched.
 network and pipeline (which resumes what the last run left unfinished), the
 SMPP listener and the retention schedule; clean-up runs in reverse, so pending
 timers stop before the store flushes its last batch and closes, and the lock
-goes last. The parts themselves own their behaviour; this module only wires
-them. A start-up failure the operator can fix is a `StartupError` naming the
+goes last. With a PostgreSQL store the instances' bus (`gateway.cluster.bus`) is
+made with the store, each part that must hear the other instances listens on it as it
+is wired, and it starts before the SMPP listener (and stops after it, so the
+listener's last notifications go out). The parts themselves own their behaviour; this
+module only wires them. A start-up failure the operator can fix is a `StartupError` naming the
 cause.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
 import ssl
 import time
@@ -27,6 +31,9 @@ from aiohttp import web
 from gateway.blocked import BlockedAttempts
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster.bus import ClusterBus
+from gateway.cluster.events import SharedEvents
+from gateway.cluster.instance import instance_id
 from gateway.config import Config, StorageBackend
 from gateway.domain import Interface
 from gateway.events import EventBus
@@ -49,6 +56,7 @@ from gateway.server import (
 )
 from gateway.server.appkeys import (
     AUDIT,
+    BUS,
     CALLBACKS,
     CHAOS,
     CONFIG,
@@ -60,6 +68,7 @@ from gateway.server.appkeys import (
     PIPELINE,
     REGISTRY,
     RETENTION,
+    SHARED_EVENTS,
     SIMULATOR,
     SMPP_SERVER,
     STORAGE_LOCK,
@@ -142,6 +151,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             else:
                 where = f"storage.path {config.storage.path}"
             raise StartupError(f"{where}: cannot open: {exc}") from None
+        if config.storage.backend is StorageBackend.POSTGRES:
+            # Unique per run: claims a killed run held are never taken for this one's.
+            origin = f"{instance_id(config, config.http.port)}#{secrets.token_hex(4)}"
+            app[BUS] = ClusterBus(config.storage.dsn, origin, app[METRICS])
         yield
         await app[STORE].close()
 
@@ -151,6 +164,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
+        if BUS in app:
+            core.registry.share(app[BUS])
         core.registry.start_learning()
         yield
         await core.registry.stop_learning()
@@ -161,6 +176,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         network = app[NETWORK] = SimulatedNetwork(
             config.simulator, store, metrics, clock, events, chaos=chaos
         )
+        if registry.shared:
+            network.add_delivery_recheck(registry.recheck_before_delivery)
         network.add_delivery_check(registry.may_deliver)
         callbacks = app[CALLBACKS] = CallbackDispatcher(
             config.callbacks, metrics, config.tenants, clock
@@ -186,6 +203,16 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         network.subscribe_enroute(twilio_hooks.on_sent)
         pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
+        if BUS in app:
+            notices.share(app[BUS], app[BUS].origin, config.cluster)
+            app[SHARED_EVENTS] = SharedEvents(
+                app[BUS],
+                events,
+                store,
+                metrics,
+                frozenset(t.id for t in config.tenants),
+                config.cluster.announce_interval,
+            )
         network.add_final_hook(notices.keep_receipt)
         app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)
         services = open_privacy(
@@ -210,6 +237,20 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await pipeline.close()
         network.stop()
         await callbacks.close()
+
+    async def cluster(app: web.Application) -> AsyncIterator[None]:
+        """The bus between instances, once every part listens on it (PostgreSQL only)."""
+        if BUS not in app:
+            yield
+            return
+        try:
+            await app[BUS].start()
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StartupError(f"storage.dsn: cannot listen: {type(exc).__name__}") from None
+        await app[SHARED_EVENTS].start()
+        yield
+        await app[SHARED_EVENTS].close()
+        await app[BUS].close()
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:
         tls = config.smpp.tls
@@ -246,6 +287,6 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             await task
 
     app.cleanup_ctx.extend(
-        [ownership, storage, privacy, delivery, smpp_listener, retention_schedule]
+        [ownership, storage, privacy, delivery, cluster, smpp_listener, retention_schedule]
     )
     return app

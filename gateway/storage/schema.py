@@ -163,6 +163,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages ADD COLUMN send_at REAL;
     ALTER TABLE messages ADD COLUMN expires_at REAL;
     """,
+    # Instances sharing a store claim the notices they hold in memory, under a lease
+    # (`smpp.notices`); one SQLite process never does, and the columns stay NULL.
+    """
+    ALTER TABLE notices ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notices ADD COLUMN claimed_until REAL;
+    CREATE INDEX notices_by_claim ON notices (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
 )
 
 
