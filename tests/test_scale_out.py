@@ -73,7 +73,9 @@ async def cluster(
     for n in range(1, count + 1):
         path = tmp_path / f"gw{n}.toml"
         instance = merged(config, {"instance": {"id": f"gw{n}"}})
+        # What stays on each instance's own disk, as on machines of their own.
         instance["privacy"]["key_file"] = str(tmp_path / f"keys-gw{n}.json")
+        instance["storage"]["path"] = str(tmp_path / f"gw{n}.sqlite3")  # its lock file's place
         write_toml(path, instance)
         paths.append(path)
     async with contextlib.AsyncExitStack() as stack:
@@ -82,11 +84,16 @@ async def cluster(
         )
 
 
-async def bound(port: int, command: CommandId) -> RawEsme:
+@contextlib.asynccontextmanager
+async def session(port: int, command: CommandId) -> AsyncIterator[RawEsme]:
+    """An SMPP session bound as ``command`` for the tenant, closed after (also on failure)."""
     esme = await RawEsme.connect(port)
-    response = await esme.bind(command=command)
-    assert response.command_status == CommandStatus.ESME_ROK, response
-    return esme
+    try:
+        response = await esme.bind(command=command)
+        assert response.command_status == CommandStatus.ESME_ROK, response
+        yield esme
+    finally:
+        await esme.close()
 
 
 async def submit(transmitter: RawEsme, sequence: int, to: str) -> tuple[int, str]:
@@ -112,26 +119,26 @@ async def receipts_until(receiver: RawEsme, wanted: set[str], answer: bool = Tru
 async def test_receipts_reach_the_receiver_bound_on_another_instance(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3):
-        receiver = await bound(gw2.smpp_port, C.bind_receiver)
-        transmitter = await bound(gw1.smpp_port, C.bind_transmitter)
+    async with (
+        cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
+        session(gw2.smpp_port, C.bind_receiver) as receiver,
+        session(gw1.smpp_port, C.bind_transmitter) as transmitter,
+        aiohttp.ClientSession() as http,
+    ):
         submitted = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(20)]
         assert {status for status, _ in submitted} == {CommandStatus.ESME_ROK}
         ids = {message_id for _, message_id in submitted}
         assert await receipts_until(receiver, ids) == ids
 
         # A handset's reply through instance 3's simulator reaches the same receiver.
-        async with aiohttp.ClientSession() as http:
-            reply = {"from": "+46701230001", "to": SENDER, "body": "Thanks"}
-            async with http.post(
-                f"{gw3.url}/v1/simulator/inbound", json=reply, headers=HEADERS
-            ) as response:
-                assert response.status == 202
+        reply = {"from": "+46701230001", "to": SENDER, "body": "Thanks"}
+        async with http.post(
+            f"{gw3.url}/v1/simulator/inbound", json=reply, headers=HEADERS
+        ) as response:
+            assert response.status == 202
         mo = await receiver.next()
         assert (mo.command_id, mo.body(DeliverSm)["short_message"]) == (C.deliver_sm, b"Thanks")
         await receiver.send(Pdu.make(C.deliver_sm_resp, mo.sequence_number, message_id=""))
-        await receiver.close()
-        await transmitter.close()
 
 
 async def test_a_stop_through_one_instance_blocks_the_next_submit_on_another(
@@ -140,9 +147,9 @@ async def test_a_stop_through_one_instance_blocks_the_next_submit_on_another(
     by_keyword, by_api = "+46701110001", "+46701110002"
     async with (
         cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
+        session(gw1.smpp_port, C.bind_transmitter) as transmitter,
         aiohttp.ClientSession() as http,
     ):
-        transmitter = await bound(gw1.smpp_port, C.bind_transmitter)
         # Instance 1 has seen both numbers allowed: a stale cache would let them through.
         for sequence, handset in enumerate((by_keyword, by_api), start=2):
             assert (await submit(transmitter, sequence, handset))[0] == CommandStatus.ESME_ROK
@@ -164,32 +171,28 @@ async def test_a_stop_through_one_instance_blocks_the_next_submit_on_another(
         async with http.post(f"{gw2.url}/v1/messages", json=document, headers=HEADERS) as response:
             assert response.status == 403
             assert (await response.json())["code"] == "recipient_opted_out"
-        await transmitter.close()
 
 
 async def test_receipts_a_killed_instance_held_reach_the_receiver_bound_again_elsewhere(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    async with cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3):
-        silent = await bound(gw2.smpp_port, C.bind_receiver)  # never answers a deliver_sm
-        transmitter = await bound(gw1.smpp_port, C.bind_transmitter)
-        fast = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(10)]
-        slow = [await submit(transmitter, 20 + i, f"{SLOW_PREFIX}{i:04d}") for i in range(10)]
-        assert {status for status, _ in fast + slow} == {CommandStatus.ESME_ROK}
-        fast_ids = {message_id for _, message_id in fast}
-        slow_ids = {message_id for _, message_id in slow}
-        # Instance 2 has sent the fast receipts and holds them unanswered; the slow
-        # ones are produced while it is dead.
-        await receipts_until(silent, fast_ids, answer=False)
-        gw2.process.send_signal(signal.SIGKILL)
-        assert await gw2.process.wait() == -signal.SIGKILL
-        await silent.close()
+    async with (
+        cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
+        session(gw1.smpp_port, C.bind_transmitter) as transmitter,
+    ):
+        async with session(gw2.smpp_port, C.bind_receiver) as silent:  # answers no deliver_sm
+            fast = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(10)]
+            slow = [await submit(transmitter, 20 + i, f"{SLOW_PREFIX}{i:04d}") for i in range(10)]
+            assert {status for status, _ in fast + slow} == {CommandStatus.ESME_ROK}
+            # Instance 2 has sent the fast receipts and holds them unanswered; the slow
+            # ones are produced while it is dead.
+            await receipts_until(silent, {message_id for _, message_id in fast}, answer=False)
+            gw2.process.send_signal(signal.SIGKILL)
+            assert await gw2.process.wait() == -signal.SIGKILL
 
-        receiver = await bound(gw3.smpp_port, C.bind_receiver)
-        everything = fast_ids | slow_ids
-        assert (
-            await asyncio.wait_for(receipts_until(receiver, everything), 3 * EVENT_TIMEOUT)
-            == everything
-        )
-        await receiver.close()
-        await transmitter.close()
+        everything = {message_id for _, message_id in fast + slow}
+        async with session(gw3.smpp_port, C.bind_receiver) as receiver:
+            assert (
+                await asyncio.wait_for(receipts_until(receiver, everything), 3 * EVENT_TIMEOUT)
+                == everything
+            )
