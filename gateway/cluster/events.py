@@ -85,6 +85,7 @@ class SharedEvents:
         # Per other instance (its bus origin): the tenants it follows, and when it said so.
         self._followers: dict[str, tuple[frozenset[str], float]] = {}
         self._waiting: deque[list[Any]] = deque()
+        self._followers_changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         bus.listen(_EVENTS, self._heard_events, self._announce_and_ask)
@@ -138,6 +139,13 @@ class SharedEvents:
         self._events.followed_elsewhere = frozenset().union(
             *(tenants for tenants, _ in self._followers.values())
         )
+        self._followers_changed.set()
+        self._followers_changed.clear()
+
+    async def followed_elsewhere(self, tenant: str) -> None:
+        """Until some other instance follows ``tenant`` (for tests and start-up checks)."""
+        while tenant not in self._events.followed_elsewhere:
+            await self._followers_changed.wait()
 
     async def _keep_announcing(self) -> None:
         while True:
