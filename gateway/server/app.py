@@ -2,7 +2,8 @@
 
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
-``cleanup_ctx`` brings the store up first, then the privacy services, then the
+``cleanup_ctx`` brings the store up first, then the cluster (this instance among
+those sharing the store), the privacy services, then the
 network and pipeline (which resumes what the last run left unfinished), the
 SMPP listener and the retention schedule; clean-up runs in reverse, so pending
 timers stop before the store flushes its last batch and closes, and the lock
@@ -26,6 +27,9 @@ from aiohttp import web
 from gateway.blocked import BlockedAttempts
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster import open_cluster
+from gateway.cluster.base import ClusterError
+from gateway.cluster.instance import instance_id
 from gateway.config import Config
 from gateway.domain import Interface
 from gateway.events import EventBus
@@ -50,6 +54,7 @@ from gateway.server.appkeys import (
     AUDIT,
     CALLBACKS,
     CHAOS,
+    CLUSTER,
     CONFIG,
     EVENTS,
     KEYS,
@@ -72,6 +77,7 @@ from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
+from privacy.retention import RetentionRunning
 from smpp.notices import NoticeQueue
 from smpp.server import SmppServer
 
@@ -139,9 +145,18 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
         await app[STORE].close()
 
+    async def cluster(app: web.Application) -> AsyncIterator[None]:
+        instance = instance_id(config, config.http.port)
+        try:
+            app[CLUSTER] = await open_cluster(config, instance, app[METRICS], clock)
+        except ClusterError as exc:
+            raise StartupError(f"storage.dsn: {exc}") from None
+        yield
+        await app[CLUSTER].close()
+
     async def privacy(app: web.Application) -> AsyncIterator[None]:
         core = await open_privacy_core(
-            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS]
+            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS], app[CLUSTER].runs
         )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
@@ -173,6 +188,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             gates=[registry],
             responder=responder,
             chaos=chaos,
+            rates=app[CLUSTER].rates,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
@@ -181,7 +197,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         network.add_final_hook(notices.keep_receipt)
-        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)
+        app[SMPP_SERVER] = smpp = SmppServer(
+            config, pipeline, notices, metrics, clock, chaos, app[CLUSTER].binds
+        )
         services = open_privacy(
             app[PRIVACY_CORE],
             config,
@@ -228,6 +246,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 await asyncio.sleep(config.privacy.retention.interval)
                 try:
                     await app[RETENTION].run()
+                except RetentionRunning:
+                    pass  # on another instance this time (counted as skipped)
                 except Exception:
                     app[METRICS].retention_failures.inc()
                     log_event(log, "retention.failed", logging.ERROR, exc_info=True)
@@ -240,6 +260,15 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             await task
 
     app.cleanup_ctx.extend(
-        [ownership, storage, privacy, delivery, smpp_listener, retention_schedule]
+        [ownership, storage, cluster, privacy, delivery, smpp_listener, retention_schedule]
     )
     return app
+
+
+async def announce(app: web.Application, url: str) -> None:
+    """Say where the gateway's HTTP listener is, once it listens: in the lock file (for
+    the CLI on this host) and in the instance list (for the other instances and the CLI
+    anywhere)."""
+    app[STORAGE_LOCK].publish(url)
+    admin_url = url if app[CONFIG].admin.tokens else ""
+    await app[CLUSTER].instances.announce(url, admin_url, app[SMPP_SERVER].port)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster.base import Cluster
 from gateway.config import Config, TenantConfig
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -32,6 +33,8 @@ CHAOS = web.AppKey("chaos", Chaos)
 # API key SHA-256 digest -> tenant; see `gateway.server.http_api.authenticate`.
 TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)
+# The instances sharing the store (this one alone on SQLite); see `gateway.cluster`.
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
 NETWORK = web.AppKey("network", SimulatedNetwork)
 CALLBACKS = web.AppKey("callbacks", CallbackDispatcher)
