@@ -2,7 +2,8 @@
 
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
-``cleanup_ctx`` brings the store up first, then the privacy services, then the
+``cleanup_ctx`` brings the store up first, then the cluster (this instance among
+those sharing the store), the privacy services, then the
 network and pipeline (which resumes what the last run left unfinished), the
 SMPP listener and the retention schedule; clean-up runs in reverse, so pending
 timers stop before the store flushes its last batch and closes, and the lock
@@ -31,6 +32,8 @@ from aiohttp import web
 from gateway.blocked import BlockedAttempts
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster import open_cluster
+from gateway.cluster.base import ClusterError
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
 from gateway.cluster.instance import instance_id
@@ -59,6 +62,7 @@ from gateway.server.appkeys import (
     BUS,
     CALLBACKS,
     CHAOS,
+    CLUSTER,
     CONFIG,
     EVENTS,
     KEYS,
@@ -83,6 +87,7 @@ from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
 from privacy.keys import KeyRing
+from privacy.retention import RetentionRunning
 from smpp.notices import NoticeQueue
 from smpp.server import SmppServer
 
@@ -158,9 +163,18 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
         await app[STORE].close()
 
+    async def cluster(app: web.Application) -> AsyncIterator[None]:
+        instance = instance_id(config, config.http.port)
+        try:
+            app[CLUSTER] = await open_cluster(config, instance, app[METRICS], clock)
+        except ClusterError as exc:
+            raise StartupError(f"storage.dsn: {exc}") from None
+        yield
+        await app[CLUSTER].close()
+
     async def privacy(app: web.Application) -> AsyncIterator[None]:
         core = await open_privacy_core(
-            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS]
+            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS], app[CLUSTER].runs
         )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
@@ -196,6 +210,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             gates=[registry],
             responder=responder,
             chaos=chaos,
+            rates=app[CLUSTER].rates,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
@@ -214,7 +229,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 config.cluster.announce_interval,
             )
         network.add_final_hook(notices.keep_receipt)
-        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)
+        app[SMPP_SERVER] = smpp = SmppServer(
+            config, pipeline, notices, metrics, clock, chaos, app[CLUSTER].binds
+        )
         services = open_privacy(
             app[PRIVACY_CORE],
             config,
@@ -238,7 +255,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         network.stop()
         await callbacks.close()
 
-    async def cluster(app: web.Application) -> AsyncIterator[None]:
+    async def bus(app: web.Application) -> AsyncIterator[None]:
         """The bus between instances, once every part listens on it (PostgreSQL only)."""
         if BUS not in app:
             yield
@@ -275,6 +292,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 await asyncio.sleep(config.privacy.retention.interval)
                 try:
                     await app[RETENTION].run()
+                except RetentionRunning:
+                    pass  # on another instance this time (counted as skipped)
                 except Exception:
                     app[METRICS].retention_failures.inc()
                     log_event(log, "retention.failed", logging.ERROR, exc_info=True)
@@ -287,6 +306,15 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             await task
 
     app.cleanup_ctx.extend(
-        [ownership, storage, privacy, delivery, cluster, smpp_listener, retention_schedule]
+        [ownership, storage, cluster, privacy, delivery, bus, smpp_listener, retention_schedule]
     )
     return app
+
+
+async def announce(app: web.Application, url: str) -> None:
+    """Say where the gateway's HTTP listener is, once it listens: in the lock file (for
+    the CLI on this host) and in the instance list (for the other instances and the CLI
+    anywhere)."""
+    app[STORAGE_LOCK].publish(url)
+    admin_url = url if app[CONFIG].admin.tokens else ""
+    await app[CLUSTER].instances.announce(url, admin_url, app[SMPP_SERVER].port)
