@@ -344,6 +344,8 @@ class PurposeConfig:
 @dataclass(frozen=True, slots=True)
 class PrivacyConfig:
     key_file: str = "var/keys.json"
+    # backend = "postgres": the key-encryption key wrapping the keys kept in the database.
+    kek_file: str = ""
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     purposes: tuple[PurposeConfig, ...] = (
         PurposeConfig("transactional"),
@@ -674,6 +676,11 @@ class Config:
                 )
         if not self.tenants:
             raise ConfigError(_join(path, "tenants"), "at least one tenant is needed")
+        if self.storage.backend is StorageBackend.POSTGRES and not self.privacy.kek_file:
+            raise ConfigError(
+                _join(path, "privacy.kek_file"),
+                "backend 'postgres' keeps keys in the database: give a key-encryption key file",
+            )
         ids: set[str] = set()
         twilio_users: set[str] = set()
         digests: set[bytes] = set()

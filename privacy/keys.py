@@ -41,10 +41,10 @@ from privacy.pseudonyms import forget_keys
 
 KEY_BYTES: Final = 32
 _VERSION: Final = 1
-_EPOCH: Final = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])")
+EPOCH_LABEL: Final = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])")
 _MONTHS_PER_EPOCH: Final = (1, 2, 3, 4, 6, 12)  # divisors of 12: every year splits evenly
 
-_Epochs = dict[str, dict[str, bytes]]
+Epochs = dict[str, dict[str, bytes]]
 
 
 class KeyFileError(Exception):
@@ -77,7 +77,7 @@ class KeyRing:
     Thread-safe, so changes may run in `asyncio.to_thread`.
     """
 
-    def __init__(self, path: Path, registry: dict[str, bytes], epochs: _Epochs) -> None:
+    def __init__(self, path: Path, registry: dict[str, bytes], epochs: Epochs) -> None:
         """Use `KeyRing.open`; this only holds already validated state."""
         self._path = path
         self._registry = registry
@@ -100,10 +100,10 @@ class KeyRing:
                 stale.unlink(missing_ok=True)
         except OSError as exc:
             raise KeyFileError(f"cannot prepare the folder of {path}: {exc.strerror}") from None
-        raw = _read(path)
+        raw = read_private_file(path)
         if raw is None:
             _write(path, _serialise({}, {}), exclusive=True)
-            raw = _read(path)
+            raw = read_private_file(path)
             if raw is None:
                 raise KeyFileError(f"key file {path} vanished right after it was created")
         registry, epochs = _parse(raw, path)
@@ -118,12 +118,11 @@ class KeyRing:
         key = self._registry.get(tenant_id)
         if key is not None:
             return key
-        _check_tenant_id(tenant_id)
+        check_tenant_id(tenant_id)
         with self._lock:
             key = self._registry.get(tenant_id)
             if key is None:
-                key = secrets.token_bytes(KEY_BYTES)
-                self._commit({**self._registry, tenant_id: key}, self._epochs)
+                key = self._add(tenant_id, None, secrets.token_bytes(KEY_BYTES))
             return key
 
     @overload
@@ -140,16 +139,13 @@ class KeyRing:
         key = self._epochs.get(tenant_id, {}).get(epoch)
         if key is not None or not create:
             return key
-        _check_tenant_id(tenant_id)
-        if not _EPOCH.fullmatch(epoch):
+        check_tenant_id(tenant_id)
+        if not EPOCH_LABEL.fullmatch(epoch):
             raise ValueError('an epoch label looks like "2026-11"')
         with self._lock:
-            tenant_epochs = self._epochs.get(tenant_id, {})
-            key = tenant_epochs.get(epoch)
+            key = self._epochs.get(tenant_id, {}).get(epoch)
             if key is None:
-                key = secrets.token_bytes(KEY_BYTES)
-                epochs = {**self._epochs, tenant_id: {**tenant_epochs, epoch: key}}
-                self._commit(self._registry, epochs)
+                key = self._add(tenant_id, epoch, secrets.token_bytes(KEY_BYTES))
             return key
 
     def epochs(self, tenant_id: str) -> list[str]:
@@ -160,17 +156,16 @@ class KeyRing:
         """Tenants holding any key, e.g. to find tenants removed from the configuration."""
         return sorted(self._registry.keys() | self._epochs.keys())
 
+    def snapshot(self) -> tuple[dict[str, bytes], Epochs]:
+        """Every key as it is now, e.g. to import them into another store."""
+        return self._registry, self._epochs
+
     def destroy_epoch(self, tenant_id: str, epoch: str) -> None:
         """Destroy one epoch key for good. Destroying a missing key does nothing."""
         with self._lock:
-            tenant_epochs = self._epochs.get(tenant_id, {})
-            if epoch not in tenant_epochs:
+            if epoch not in self._epochs.get(tenant_id, {}):
                 return
-            remaining = {label: key for label, key in tenant_epochs.items() if label != epoch}
-            epochs = {tid: e for tid, e in self._epochs.items() if tid != tenant_id}
-            if remaining:
-                epochs[tenant_id] = remaining
-            self._commit(self._registry, epochs)
+            self._remove(tenant_id, epoch)
             forget_keys()  # the pseudonym function's copy of the key goes too
 
     def destroy_tenant(self, tenant_id: str) -> None:
@@ -178,48 +173,91 @@ class KeyRing:
         with self._lock:
             if tenant_id not in self._registry and tenant_id not in self._epochs:
                 return
-            self._commit(
-                {tid: key for tid, key in self._registry.items() if tid != tenant_id},
-                {tid: e for tid, e in self._epochs.items() if tid != tenant_id},
-            )
+            self._remove(tenant_id, None)
             forget_keys()
 
-    def _commit(self, registry: dict[str, bytes], epochs: _Epochs) -> None:
+    def _add(self, tenant_id: str, epoch: str | None, key: bytes) -> bytes:
+        """Persist a new key (``epoch`` None: the registry key), then publish it.
+
+        Returns the key now in force; a ring shared with other processes may find one
+        of theirs already there.
+        """
+        self._commit(*with_key(self._registry, self._epochs, tenant_id, epoch, key))
+        return key
+
+    def _remove(self, tenant_id: str, epoch: str | None) -> None:
+        """Persist the loss of one epoch key (``epoch`` None: all the tenant's), then publish it."""
+        self._commit(*without_key(self._registry, self._epochs, tenant_id, epoch))
+
+    def _commit(self, registry: dict[str, bytes], epochs: Epochs) -> None:
         """Persist the new state, then publish it (readers see old or new, never a mix)."""
         _write(self._path, _serialise(registry, epochs), exclusive=False)
+        self._publish(registry, epochs)
+
+    def _publish(self, registry: dict[str, bytes], epochs: Epochs) -> None:
         self._registry = registry
         self._epochs = epochs
 
 
-def _check_tenant_id(tenant_id: str) -> None:
+def with_key(
+    registry: dict[str, bytes], epochs: Epochs, tenant_id: str, epoch: str | None, key: bytes
+) -> tuple[dict[str, bytes], Epochs]:
+    """New state with one key more (``epoch`` None: the registry key); inputs untouched."""
+    if epoch is None:
+        return {**registry, tenant_id: key}, epochs
+    return registry, {**epochs, tenant_id: {**epochs.get(tenant_id, {}), epoch: key}}
+
+
+def without_key(
+    registry: dict[str, bytes], epochs: Epochs, tenant_id: str, epoch: str | None
+) -> tuple[dict[str, bytes], Epochs]:
+    """New state without one epoch key (``epoch`` None: without any of the tenant's)."""
+    if epoch is None:
+        return (
+            {tid: key for tid, key in registry.items() if tid != tenant_id},
+            {tid: e for tid, e in epochs.items() if tid != tenant_id},
+        )
+    remaining = {label: key for label, key in epochs.get(tenant_id, {}).items() if label != epoch}
+    rest = {tid: e for tid, e in epochs.items() if tid != tenant_id}
+    if remaining:
+        rest[tenant_id] = remaining
+    return registry, rest
+
+
+def check_tenant_id(tenant_id: str) -> None:
+    """Refuse what cannot name a tenant before a key is made for it."""
     if not isinstance(tenant_id, str) or not tenant_id:
         raise ValueError("a tenant id is a non-empty string")
 
 
-def _read(path: Path) -> bytes | None:
-    """The file's bytes, None if it does not exist; checks type and mode on the open file."""
+def read_private_file(path: Path, what: str = "key file") -> bytes | None:
+    """The file's bytes, None if it does not exist; checks type and mode on the open file.
+
+    ``what`` names the file in errors ("key file", "KEK file"), and the setting to fix.
+    """
+    setting = what.replace(" ", "_").lower()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if os.path.islink(path):
-            raise KeyFileError(f"key file {path} is a symlink; point key_file at a file") from None
-        raise KeyFileError(f"cannot open key file {path}: {exc.strerror}") from None
+            raise KeyFileError(f"{what} {path} is a symlink; point {setting} at a file") from None
+        raise KeyFileError(f"cannot open {what} {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"key file {path} is not a regular file")
+            raise KeyFileError(f"{what} {path} is not a regular file")
         if info.st_mode & 0o077:
             mode = stat.S_IMODE(info.st_mode)
             raise KeyFileError(
-                f"key file {path} is accessible to group or others (mode {mode:04o});"
+                f"{what} {path} is accessible to group or others (mode {mode:04o});"
                 f" run: chmod 600 {path}"
             )
         with open(fd, "rb", closefd=False) as file:
             return file.read()
     except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
@@ -257,7 +295,7 @@ def _write(path: Path, data: bytes, *, exclusive: bool) -> None:
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from None
 
 
-def _serialise(registry: dict[str, bytes], epochs: _Epochs) -> bytes:
+def _serialise(registry: dict[str, bytes], epochs: Epochs) -> bytes:
     tenants: dict[str, dict[str, Any]] = {}
     for tenant_id in sorted(registry.keys() | epochs.keys()):
         entry: dict[str, Any] = {}
@@ -273,7 +311,7 @@ def _b64(key: bytes) -> str:
     return base64.b64encode(key).decode("ascii")
 
 
-def _parse(raw: bytes, path: Path) -> tuple[dict[str, bytes], _Epochs]:
+def _parse(raw: bytes, path: Path) -> tuple[dict[str, bytes], Epochs]:
     """Validate a key file's content; errors say where, never what the key was."""
     try:
         document = json.loads(raw)
@@ -286,7 +324,7 @@ def _parse(raw: bytes, path: Path) -> tuple[dict[str, bytes], _Epochs]:
     if set(document) != {"version", "tenants"} or not isinstance(tenants, dict):
         raise KeyFileError(f'key file {path} must hold exactly "version" and "tenants"')
     registry: dict[str, bytes] = {}
-    epochs: _Epochs = {}
+    epochs: Epochs = {}
     for tenant_id, entry in tenants.items():
         where = f"key file {path}, tenant {tenant_id!r}"
         if not tenant_id:
@@ -300,7 +338,7 @@ def _parse(raw: bytes, path: Path) -> tuple[dict[str, bytes], _Epochs]:
             raise KeyFileError(f"{where}: epochs must be an object")
         tenant_epochs: dict[str, bytes] = {}
         for label, value in labels.items():
-            if not _EPOCH.fullmatch(label):
+            if not EPOCH_LABEL.fullmatch(label):
                 raise KeyFileError(f'{where}: epoch label {label!r} is not like "2026-11"')
             tenant_epochs[label] = _decode(value, f"{where}, epoch {label}")
         if tenant_epochs:

@@ -8,10 +8,12 @@ finds its data again), dropped when the test ends.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -116,7 +118,22 @@ async def on_test_backend(config: Config) -> Config:
     if dsn is None:
         dsn = _databases[config.storage.path] = await create_database()
     storage = dataclasses.replace(config.storage, backend=StorageBackend.POSTGRES, dsn=dsn)
-    return dataclasses.replace(config, storage=storage)
+    privacy = config.privacy
+    if not privacy.kek_file:  # keys in the database need one: beside the store, like the key file
+        kek = Path(config.storage.path).with_name("kek")
+        if not kek.exists():
+            make_kek_file(kek)
+        privacy = dataclasses.replace(privacy, kek_file=str(kek))
+    return dataclasses.replace(config, storage=storage, privacy=privacy)
+
+
+def make_kek_file(path: Path) -> Path:
+    """A fresh key-encryption key in a 0600 file, as an operator would make one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return path
 
 
 @pytest.fixture(autouse=True)

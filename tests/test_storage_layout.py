@@ -25,6 +25,7 @@ OWNERS = {
     "instances": "gateway/cluster/postgres.py",
     "binds": "gateway/cluster/postgres.py",
     "rate_buckets": "gateway/cluster/leases.py",
+    "wrapped_keys": "gateway/storage/pg_keys.py",
 }
 # The migrations create and alter every table, SQLite's and PostgreSQL's.
 SCHEMAS = (

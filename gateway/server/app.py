@@ -2,8 +2,9 @@
 
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
-``cleanup_ctx`` brings the store up first, then the cluster (this instance among
-those sharing the store), the privacy services, then the
+``cleanup_ctx`` brings the store up first (on PostgreSQL, then the key ring shared
+with the other instances, `privacy.shared_keys`), then the cluster (this instance
+among those sharing the store), the privacy services, then the
 network and pipeline (which resumes what the last run left unfinished), the
 SMPP listener and the retention schedule; clean-up runs in reverse, so pending
 timers stop before the store flushes its last batch and closes, and the lock
@@ -86,8 +87,10 @@ from gateway.storage.pg_engine import describe
 from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
-from privacy.keys import KeyRing
+from privacy.key_wrap import read_kek
+from privacy.keys import KeyFileError, KeyRing
 from privacy.retention import RetentionRunning
+from privacy.shared_keys import SharedKeyRing
 from smpp.notices import NoticeQueue
 from smpp.server import SmppServer
 
@@ -111,6 +114,14 @@ def server_tls(key: str, cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
+def _check_kek(config: Config) -> None:
+    """A KEK file that is missing, readable by others or malformed stops the start at once."""
+    try:
+        read_kek(config.privacy.kek_file)
+    except KeyFileError as exc:
+        raise StartupError(f"privacy.kek_file: {exc}") from None
+
+
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(
         client_max_size=config.http.max_request_bytes,
@@ -118,10 +129,14 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     )
     app[CONFIG] = config
     # Before anything opens: storage another process holds stops the start (StorageBusy),
-    # and so does a key file others can read (KeyFileError).
+    # and so does a key file (or, on PostgreSQL, a KEK file) others can read.
     lock = StorageLock.acquire(config)
+    shared_keys = config.storage.backend is StorageBackend.POSTGRES
     try:
-        app[KEYS] = KeyRing.open(config.privacy.key_file)
+        if shared_keys:
+            _check_kek(config)  # the keys themselves load with the database (`keys`)
+        else:
+            app[KEYS] = KeyRing.open(config.privacy.key_file)
     except BaseException:
         lock.release()
         raise
@@ -172,10 +187,32 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
         await app[CLUSTER].close()
 
+    async def keys(app: web.Application) -> AsyncIterator[None]:
+        """On PostgreSQL: the key ring every instance shares, sealed under the KEK."""
+        try:
+            ring = await SharedKeyRing.connect(
+                config.storage.dsn, config.privacy.kek_file, import_from=config.privacy.key_file
+            )
+        except KeyFileError as exc:
+            raise StartupError(f"privacy.kek_file: {exc}") from None
+        except (OSError, asyncpg.PostgresError) as exc:
+            where = describe(config.storage.dsn)
+            raise StartupError(f"storage.dsn {where}: cannot open the key table: {exc}") from None
+        app[KEYS] = ring
+        yield
+        await ring.close()
+
     async def privacy(app: web.Application) -> AsyncIterator[None]:
         core = await open_privacy_core(
             config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS], app[CLUSTER].runs
         )
+        ring = app[KEYS]
+        if isinstance(ring, SharedKeyRing):
+            # Another instance's purge: this one's pseudonyms and states of the tenant go too.
+            configured = {tenant.id for tenant in config.tenants}
+            ring.on_destroyed_elsewhere(
+                lambda tenant: core.registry.forget_tenant(tenant, tenant in configured)
+            )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
         if BUS in app:
@@ -305,9 +342,18 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.extend(
-        [ownership, storage, cluster, privacy, delivery, bus, smpp_listener, retention_schedule]
-    )
+    contexts = [
+        ownership,
+        storage,
+        keys,
+        cluster,
+        privacy,
+        delivery,
+        bus,
+        smpp_listener,
+        retention_schedule,
+    ]
+    app.cleanup_ctx.extend(c for c in contexts if shared_keys or c is not keys)
     return app
 
 
