@@ -29,8 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -42,6 +40,7 @@ import asyncpg
 from bench.curves import Curve, Row
 from bench.http_batch import delivered, post_all
 from bench.smpp_load import CONFIG, Receipts, cpu_seconds, gateway_process, load
+from tests.conftest import make_kek_file
 from tests.postgres import fresh_database
 
 SQLITE_STORAGE = '[storage]\npath = "{dir}/bench.sqlite3"\n'
@@ -80,9 +79,7 @@ async def cluster(instances: int, postgres: bool) -> AsyncIterator[Cluster]:
             yield Cluster([process.pid], [url], [port], None)
             return
         dsn = await stack.enter_async_context(fresh_database())
-        kek_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "kek"
-        kek_file.write_bytes(secrets.token_bytes(32))
-        os.chmod(kek_file, 0o600)
+        kek_file = make_kek_file(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "kek")
         started = []
         for n in range(1, instances + 1):  # one after another: each migrates, then listens
             config = postgres_config(dsn, f"bench-{n}", kek_file)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import itertools
+import json
+import re
 import signal
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import pytest
 
 from smpp.bodies import DeliverSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, TlvValue
-from tests.conftest import EVENT_TIMEOUT, base_config, merged
+from tests.conftest import EVENT_TIMEOUT, base_config, make_kek_file, merged
 from tests.postgres import postgres_dsn
 from tests.smpp_clients import RawEsme
 from tests.test_process import HEADERS, GatewayProcess, gateway_process, write_toml
@@ -43,16 +46,20 @@ SLOW_PREFIX = "+4670555"
 
 def cluster_config(tmp_path: Path, dsn: str) -> dict[str, Any]:
     """The tests' config on PostgreSQL: what every instance shares."""
-    kek_file = tmp_path / "kek"
-    kek_file.write_bytes(secrets.token_bytes(32))
-    kek_file.chmod(0o600)
+    kek_file = make_kek_file(tmp_path / "kek")
     return merged(
         base_config(tmp_path),
         {
             "storage": {"backend": "postgres", "dsn": dsn},
             "privacy": {"kek_file": str(kek_file)},
-            # Short, so what a killed instance held is delivered elsewhere within a test.
-            "cluster": {"notice_lease": "1s", "notice_poll": "200ms"},
+            # Short, so a killed instance is found dead and what it held is delivered
+            # elsewhere within a test.
+            "cluster": {
+                "notice_lease": "1s",
+                "notice_poll": "200ms",
+                "heartbeat_interval": "200ms",
+                "dead_after": "1s",
+            },
             "simulator": {
                 "rules": [
                     {"prefix": SLOW_PREFIX, "outcome": "delivered", "latency": ["2s", "2s"]},
@@ -196,3 +203,62 @@ async def test_receipts_a_killed_instance_held_reach_the_receiver_bound_again_el
                 await asyncio.wait_for(receipts_until(receiver, everything), 3 * EVENT_TIMEOUT)
                 == everything
             )
+
+
+RUNS = re.compile(r'^smsgw_retention_runs_total\{instance="([^"]+)",outcome="(\w+)"\} (\S+)$', re.M)
+INSTANCE_INFO = re.compile(r'^smsgw_instance_info\{instance="([^"]+)"', re.M)
+
+
+async def scrape(http: aiohttp.ClientSession, gateway: GatewayProcess) -> str:
+    async with http.get(f"{gateway.url}/metrics") as response:
+        return await response.text()
+
+
+async def test_retention_runs_on_one_instance_at_a_time_and_its_metrics_say_which(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    every_instant = {"log": {"format": "json"}, "privacy": {"retention": {"interval": "50ms"}}}
+    config = merged(cluster_config(tmp_path, postgres_dsn), every_instant)
+    async with cluster(tmp_path, config) as gateways, aiohttp.ClientSession() as http:
+        ids = [f"gw{n}" for n in (1, 2, 3)]
+
+        async def runs_of(instance: str, gateway: GatewayProcess) -> dict[str, float]:
+            """The instance's retention runs by outcome; its metrics name no other."""
+            found = RUNS.findall(await scrape(http, gateway))
+            assert {i for i, _, _ in found} <= {instance}, found
+            return {outcome: float(value) for _, outcome, value in found}
+
+        async def each_ran_and_one_was_skipped() -> None:
+            """All three try every 50 ms: each gets its turn, and soon one finds another's
+            run holding the lock. Another process has no event to await: its metrics are
+            what it tells."""
+            while True:
+                counts = [await runs_of(i, gw) for i, gw in zip(ids, gateways, strict=True)]
+                if all(c.get("ran") for c in counts) and any(c.get("skipped") for c in counts):
+                    return
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(each_ran_and_one_was_skipped(), 2 * EVENT_TIMEOUT)
+
+        async def all_listed() -> None:
+            for gateway in gateways:
+                while sorted(INSTANCE_INFO.findall(await scrape(http, gateway))) != ids:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_listed(), EVENT_TIMEOUT)
+        for gateway in gateways:
+            await gateway.line_with("banner.docs")  # SIGTERM is handled from here on
+            assert await gateway.stop() == 0  # and its log is complete
+
+    # No two runs, on any instances, overlapped: each held the lock from start to end.
+    spans = []
+    for gateway in gateways:
+        for line in gateway.log:
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("event") == "retention.run":
+                end = datetime.fromisoformat(entry["time"]).timestamp()
+                spans.append((end - entry["seconds"], end))
+    assert len(spans) >= 2
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.002, spans  # the log's times are to the millisecond
