@@ -13,9 +13,9 @@ after (tests/postgres.py's, on the server scripts/ensure-postgres starts). Then,
   (a receipt may come back on any of the tenant's sessions, on any instance).
 
 Each row prints messages/s end to end and the CPU time per message of the gateway
-processes plus, on PostgreSQL, of the server processes serving the run's database
-(its shared background writers are left out). The single SQLite instance is the
-reference, measured in the same run.
+processes together and, on PostgreSQL, of the server processes serving the run's
+database (the server's shared background writers are left out). The single SQLite
+instance is the reference, measured in the same run.
 
     .venv/bin/python -m bench.scale_out [--instances 1 2 3] [--messages 10000]
         [--http-messages 5000] [--markdown scale-out.md]
@@ -46,7 +46,15 @@ from tests.postgres import fresh_database
 SQLITE_STORAGE = '[storage]\npath = "{dir}/bench.sqlite3"\n'
 HTTP_CONCURRENCY = 16
 SMPP_WINDOW = 256
-COLUMNS = ("store", "instances", "messages", "msg/s", "CPU µs/msg", "refused")
+COLUMNS = (
+    "store",
+    "instances",
+    "messages",
+    "msg/s",
+    "gateways CPU µs/msg",
+    "PostgreSQL CPU µs/msg",
+    "refused",
+)
 
 
 @dataclass(frozen=True)
@@ -106,24 +114,26 @@ async def backend_pids(dsn: str) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds the gateways and their database's server processes spend from now on."""
+    """CPU seconds the gateways, and their database's server processes, spend from now on."""
 
     def __init__(self, running: Cluster) -> None:
         self.running = running
         self.before: dict[int, float] = {}
 
     async def start(self) -> None:
-        self.before = {pid: cpu_seconds(pid) for pid in await self.pids()}
+        servers = await backend_pids(self.running.dsn) if self.running.dsn else []
+        self.before = {pid: cpu_seconds(pid) for pid in self.running.pids + servers}
 
-    async def pids(self) -> list[int]:
-        dsn = self.running.dsn
-        return self.running.pids + (await backend_pids(dsn) if dsn else [])
+    async def seconds(self) -> tuple[float, float]:
+        """The gateways' and the database's, since start; a server process that connected
+        later counts from its start."""
+        servers = await backend_pids(self.running.dsn) if self.running.dsn else []
+        return self._since(self.running.pids), self._since(servers)
 
-    async def seconds(self) -> float:
-        """Since start; a server process that connected later counts from its start."""
+    def _since(self, pids: list[int]) -> float:
         total = 0.0
-        for pid in await self.pids():
-            with contextlib.suppress(FileNotFoundError):
+        for pid in pids:
+            with contextlib.suppress(FileNotFoundError):  # a server process just ended
                 total += cpu_seconds(pid) - self.before.get(pid, 0.0)
         return total
 
@@ -136,14 +146,16 @@ async def all_delivered(urls: list[str], count: int) -> None:
         await asyncio.sleep(0.05)
 
 
-def figures(running: Cluster, messages: int, seconds: float, cpu: float) -> Row:
-    """A row's store, instances, messages, msg/s and CPU µs/msg."""
+def figures(running: Cluster, messages: int, seconds: float, cpu: tuple[float, float]) -> Row:
+    """A row's store, instances, messages, msg/s and CPU µs/msg (gateways, database)."""
+    gateways, database = (f"{seconds * 1e6 / messages:.0f}" for seconds in cpu)
     return (
         "postgres" if running.dsn else "sqlite",
         str(len(running.urls)),
         f"{messages:,}",
         f"{messages / seconds:,.0f}",
-        f"{cpu * 1e6 / messages:.0f}",
+        gateways,
+        database if running.dsn else "-",
     )
 
 
