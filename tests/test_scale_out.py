@@ -27,7 +27,7 @@ import pytest
 
 from smpp.bodies import DeliverSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, TlvValue
-from tests.conftest import EVENT_TIMEOUT, base_config, make_kek_file, merged
+from tests.conftest import EVENT_TIMEOUT, CallbackReceiver, base_config, make_kek_file, merged
 from tests.postgres import postgres_dsn
 from tests.smpp_clients import RawEsme
 from tests.test_process import HEADERS, GatewayProcess, gateway_process, write_toml
@@ -262,3 +262,67 @@ async def test_retention_runs_on_one_instance_at_a_time_and_its_metrics_say_whic
     spans.sort()
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.002, spans  # the log's times are to the millisecond
+
+
+async def submit_slow(
+    http: aiohttp.ClientSession, gateway: GatewayProcess, count: int, callback_url: str
+) -> set[str]:
+    """``count`` HTTP submits on ``gateway`` delivered seconds later, each with a callback."""
+    ids = set()
+    for i in range(count):
+        document = {
+            "to": f"{SLOW_PREFIX}{i:04d}",
+            "from": "Acme",
+            "body": "slow",
+            "callback_url": callback_url,
+        }
+        async with http.post(
+            f"{gateway.url}/v1/messages", json=document, headers=HEADERS
+        ) as response:
+            assert response.status == 202
+            ids.add(str((await response.json())["id"]))
+    return ids
+
+
+async def delivered_callbacks(callback_receiver: CallbackReceiver, ids: set[str]) -> int:
+    """Callbacks until each of ``ids`` was reported delivered; how many came in all."""
+    seen: set[str] = set()
+    received = 0
+    while not ids <= seen:
+        callback = await callback_receiver.next()
+        received += 1
+        assert callback["status"] == "delivered", callback
+        seen.add(callback["id"])
+    return received
+
+
+async def test_a_restarted_instance_leaves_the_messages_of_live_ones_to_them(
+    tmp_path: Path, postgres_dsn: str, callback_receiver: CallbackReceiver
+) -> None:
+    async with (
+        cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, _, gw3),
+        aiohttp.ClientSession() as http,
+    ):
+        ids = await submit_slow(http, gw1, 5, callback_receiver.url)
+        await gw3.line_with("banner.docs")
+        assert await gw3.stop() == 0
+        async with gateway_process(tmp_path / "gw3.toml") as restarted:
+            resumed = await restarted.line_with("network.resumed")
+            assert await delivered_callbacks(callback_receiver, ids) == len(ids)
+            # Instance 1 is delivering them: the restarted one must not deliver them again.
+            assert "count=0" in resumed, resumed
+
+
+async def test_messages_a_killed_instance_accepted_are_delivered_by_the_others(
+    tmp_path: Path, postgres_dsn: str, callback_receiver: CallbackReceiver
+) -> None:
+    async with (
+        cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (_, gw2, _),
+        aiohttp.ClientSession() as http,
+    ):
+        ids = await submit_slow(http, gw2, 5, callback_receiver.url)
+        gw2.process.send_signal(signal.SIGKILL)
+        assert await gw2.process.wait() == -signal.SIGKILL
+        # Acknowledged, so delivered: by the instances still running, as one gateway
+        # would after its restart.
+        await asyncio.wait_for(delivered_callbacks(callback_receiver, ids), 3 * EVENT_TIMEOUT)
