@@ -45,7 +45,7 @@ from gateway.domain import Message, Outgoing, RejectCode, Status, StatusChange
 from gateway.events import HANDSET_RECEIVED, MESSAGE_STATUS, EventBus
 from gateway.logs import log_event
 from gateway.metrics import Metrics
-from gateway.store import Store, StoreError
+from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ class SimulatedNetwork:
                 for message, reason in zip(messages, await recheck(messages), strict=True):
                     if reason is not None:
                         stopped.setdefault(message.id, reason)
-        except (StoreError, OSError):
+        except Exception:  # the store's reads raise its driver's errors as well as StoreError
             log_event(log, "network.recheck_failed", logging.WARNING, messages=len(due))
             for message_id in due:
                 if message_id in self._in_flight:

@@ -244,7 +244,6 @@ class ConsentRegistry:
         Shared with other instances, every subject is read from the database.
         """
         if self.shared:
-            self._metrics.consent_rechecks.labels("submit").inc()
             loaded = await self._load(tenant, list(dict.fromkeys(subjects)))
             return [loaded.get(s) or _NO_RECORD for s in subjects]
         known = self._known_subjects.get(tenant)
@@ -515,7 +514,7 @@ class ConsentRegistry:
     async def _reload_changed(self, tenant: str, subjects: list[str]) -> None:
         try:
             loaded = await self._load(tenant, subjects)
-        except StoreError:  # the delivery re-check still reads them
+        except Exception:  # the driver's errors too: the delivery re-check reads them
             log_event(log, "registry.reload_failed", logging.WARNING, tenant=tenant)
             return
         now = self._clock()
@@ -532,38 +531,31 @@ class ConsentRegistry:
         """The network's last check when shared: why each message may not be delivered, read
         from the database, so an opt-out another instance committed a moment ago stops it
         even before its notification arrives. One query per tenant of the batch."""
-        reasons: list[str | None] = [None] * len(messages)
-        by_tenant: dict[str, list[int]] = {}
-        for index, message in enumerate(messages):
-            if message.interface is not Interface.SYSTEM:
-                by_tenant.setdefault(message.tenant, []).append(index)
-        for tenant, indexes in by_tenant.items():
-            self._metrics.consent_rechecks.labels("delivery").inc()
-            subjects = [self.subject(tenant, messages[i].recipient) for i in indexes]
-            loaded = await self._load(tenant, list(dict.fromkeys(subjects)))
-            for index, subject in zip(indexes, subjects, strict=True):
-                code = self._blocks(messages[index], loaded.get(subject) or _NO_RECORD)
-                if code is not None:
-                    reasons[index] = _STOPPED_BECAUSE[code]
-        return reasons
+        codes = await self._codes(messages, "delivery")
+        return [None if code is None else _STOPPED_BECAUSE[code] for code in codes]
 
     # --- the privacy gate -----------------------------------------------------------------
 
     async def check_many(self, messages: Sequence[Message]) -> list[Rejected | None]:
         """The pipeline's gate: opt-outs and consent for each message's purpose."""
-        results: list[Rejected | None] = [None] * len(messages)
+        codes = await self._codes(messages, "submit")
+        return [None if code is None else Rejected(code, _REASONS[code]) for code in codes]
+
+    async def _codes(self, messages: Sequence[Message], where: str) -> list[RejectCode | None]:
+        """What blocks each message (None: nothing), one `states` call per tenant."""
+        codes: list[RejectCode | None] = [None] * len(messages)
         by_tenant: dict[str, list[int]] = {}
         for index, message in enumerate(messages):
             if message.interface is not Interface.SYSTEM:
                 by_tenant.setdefault(message.tenant, []).append(index)
         for tenant, indexes in by_tenant.items():
+            if self.shared:
+                self._metrics.consent_rechecks.labels(where).inc()
             subjects = [self.subject(tenant, messages[i].recipient) for i in indexes]
             states = await self.states(tenant, subjects)
             for index, state in zip(indexes, states, strict=True):
-                code = self._blocks(messages[index], state)
-                if code is not None:
-                    results[index] = Rejected(code, _REASONS[code])
-        return results
+                codes[index] = self._blocks(messages[index], state)
+        return codes
 
     def may_deliver(self, message: Message) -> str | None:
         """The network's last check: None, or why a recently changed subject may not get it."""

@@ -95,12 +95,17 @@ class _KeyTable:
         return await asyncio.wrap_future(future)
 
     async def close(self) -> None:
-        async def disconnect() -> None:
+        async def shut_down() -> None:
+            """End what is still running on the table's loop, then its connection."""
+            running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             if self._conn is not None:
                 await self._conn.close()
 
         with contextlib.suppress(Exception):
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(disconnect(), self._loop))
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(shut_down(), self._loop))
         self._loop.call_soon_threadsafe(self._loop.stop)
         await asyncio.to_thread(self._thread.join)
         self._loop.close()

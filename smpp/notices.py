@@ -28,7 +28,9 @@ LOCKED``, so two never take the same) and delivers them. A receiver that closes 
 back what its instance held for the tenant once no other receiver of it is bound here;
 an instance that dies gives back nothing, and its claims lapse with their lease. Every
 ``[cluster] notice_poll`` an instance with receivers looks for unclaimed rows anyway,
-since a notification can be lost. ``stored`` then means "the store may hold more".
+since a notification can be lost. ``stored`` then counts the tenant's rows that no
+instance holds, recounted at each poll: each instance's pending count is what it holds
+plus what nobody does.
 """
 
 from __future__ import annotations
@@ -150,11 +152,13 @@ class NoticeQueue:
 
     async def open(self) -> None:
         """Count what the store kept (from before a restart or crash)."""
-        for tenant, count in (await self._store.notices.count_by_tenant()).items():
-            self._tenant(tenant).stored = count
         if self._bus is not None:
+            await self._count_unclaimed()
             for work in (self._keep_claims(), self._keep_polling()):
                 self._spawn(work)
+            return
+        for tenant, count in (await self._store.notices.count_by_tenant()).items():
+            self._tenant(tenant).stored = count
 
     async def close(self) -> None:
         """Stop timers and loads; every notice stays in the store for the next start.
@@ -171,7 +175,7 @@ class NoticeQueue:
         if self._bus is not None:
             try:
                 await self._store.notices.release_all(self._owner)
-            except StoreError:  # the lease runs out instead
+            except Exception:  # the driver's errors too: the lease runs out instead
                 log_event(log, "smpp.notice_release_failed", logging.WARNING)
             else:
                 self._bus.notify(_CHANNEL, sorted(self._tenants))
@@ -321,7 +325,7 @@ class NoticeQueue:
         ids = [n.queue_id or 0 for n in notices]
         try:
             claimed = await self._store.notices.claim_ids(self._owner, ids, now, now + self._lease)
-        except StoreError:
+        except Exception:  # the driver's errors, or StoreError
             claimed = set()
             log_event(log, "smpp.notice_claim_failed", logging.WARNING, tenant=queue.name)
         # What another instance took is its to deliver; what failed a later load claims.
@@ -346,9 +350,23 @@ class NoticeQueue:
         """Notifications may have been lost: look for every tenant we receive for."""
         self._kept_elsewhere(list(self._tenants))
 
+    async def _count_unclaimed(self) -> None:
+        """Shared: ``stored`` is each tenant's rows that nobody holds, as the store says now."""
+        counts = await self._store.notices.unclaimed_by_tenant(self._clock())
+        for tenant in counts.keys() | self._tenants.keys():
+            queue = self._tenant(tenant)
+            if not queue.loading:  # a claim in progress settles it
+                queue.stored = counts.get(tenant, 0)
+                queue.changed += 1
+
     async def _keep_polling(self) -> None:
+        """Recount what nobody holds; where a receiver is bound here, claim it."""
         while True:
             await asyncio.sleep(self._poll)
+            try:
+                await self._count_unclaimed()
+            except Exception:  # the driver's errors, or StoreError
+                log_event(log, "smpp.notice_count_failed", logging.WARNING)
             self._look_everywhere()
 
     async def _keep_claims(self) -> None:
@@ -357,7 +375,7 @@ class NoticeQueue:
             await asyncio.sleep(self._lease / 3)
             try:
                 await self._store.notices.renew(self._owner, self._clock() + self._lease)
-            except StoreError:
+            except Exception:  # the driver's errors, or StoreError
                 log_event(log, "smpp.notice_renew_failed", logging.WARNING)
 
     # --- answers ----------------------------------------------------------------------
@@ -534,7 +552,7 @@ class NoticeQueue:
                 self._dispatch(queue)
                 if len(rows) < room:
                     break
-        except StoreError:
+        except Exception:  # the driver's errors, or StoreError
             log_event(log, "smpp.notice_load_failed", logging.WARNING, tenant=queue.name)
         finally:
             queue.loading = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from gateway.config import Config, ConfigError, config_from_dict
 from gateway.server.app import StartupError
+from gateway.server.cli import main
 from privacy.key_wrap import Kek, UnwrapError, read_kek, unwrap, wrap
 from privacy.keys import KeyFileError, KeyRing
 from privacy.pseudonyms import pseudonymise
@@ -28,6 +30,7 @@ from privacy.shared_keys import SharedKeyRing, rotate_kek
 from tests.conftest import base_config, make_kek_file, running_gateway
 from tests.postgres import postgres_dsn
 from tests.test_consent import inbound, submit_code
+from tests.test_process import write_toml
 
 __all__ = ["postgres_dsn"]
 
@@ -346,3 +349,25 @@ async def test_a_gateway_with_the_wrong_kek_does_not_start_and_names_the_setting
 def test_postgres_without_a_kek_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"privacy\.kek_file"):
         gateway_config(tmp_path, "postgresql://postgres@127.0.0.1/none", None)
+
+
+@pytest.mark.postgres
+async def test_smsgw_keys_rotate_kek_leaves_a_gateway_working_under_the_new_kek(
+    postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = kek_file(tmp_path, "old"), kek_file(tmp_path, "new")
+    async with running_gateway(gateway_config(tmp_path, postgres_dsn, old)) as gateway:
+        await inbound(gateway, "STOP")
+    raw = base_config(tmp_path)
+    raw["storage"] = {"path": str(tmp_path / "smsgw.sqlite3"), "backend": "postgres"}
+    raw["storage"]["dsn"] = postgres_dsn
+    raw["privacy"] = {**raw["privacy"], "kek_file": str(old)}
+    write_toml(tmp_path / "smsgw.toml", raw)
+    command = ["--config", str(tmp_path / "smsgw.toml"), "keys", "rotate-kek"]
+    assert await asyncio.to_thread(main, [*command, "--new-kek-file", str(new)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["resealed"] == 2
+    assert report["kek_id"] == read_kek(new).id
+    assert f"then destroy {old}" in report["next"]
+    async with running_gateway(gateway_config(tmp_path, postgres_dsn, new)) as rotated:
+        assert await submit_code(rotated) == "recipient_opted_out"

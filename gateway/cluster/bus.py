@@ -141,6 +141,10 @@ class ClusterBus:
         channel.queued.append(item)
         self._wake.set()
 
+    async def flush(self) -> None:
+        """Send what is queued now (a barrier: whatever was notified before has gone out)."""
+        await self._send_queued()
+
     async def start(self) -> None:
         """Connect both sides (an error here stops the start), then keep them up."""
         self._sender = await self._connect("sender")

@@ -54,6 +54,8 @@ _WITHHELD: Final = {
 _READ_BACK: Final = {MESSAGE_ACCEPTED: "to", HANDSET_RECEIVED: "handset"}
 # Remote events waiting to be published here; beyond this they are dropped.
 MAX_WAITING: Final = 10_000
+# Recipients read back at the same time, at most.
+_READS_AT_ONCE: Final = 64
 
 
 def _masks() -> dict[str, tuple[bool, ...]]:
@@ -142,9 +144,9 @@ class SharedEvents:
         self._followers_changed.set()
         self._followers_changed.clear()
 
-    async def followed_elsewhere(self, tenant: str) -> None:
-        """Until some other instance follows ``tenant`` (for tests and start-up checks)."""
-        while tenant not in self._events.followed_elsewhere:
+    async def followed_elsewhere(self, tenant: str, followed: bool = True) -> None:
+        """Until some other instance follows ``tenant`` (or, not ``followed``, none does)."""
+        while (tenant in self._events.followed_elsewhere) is not followed:
             await self._followers_changed.wait()
 
     async def _keep_announcing(self) -> None:
@@ -179,16 +181,29 @@ class SharedEvents:
         self._wake.set()
 
     async def _publish_loop(self) -> None:
-        """Publish remote events here in the order heard, a recipient read back where needed."""
+        """Publish remote events here in the order heard, a recipient read back where needed.
+
+        The reads of up to ``_READS_AT_ONCE`` events run together (the store's reader is a
+        pool), and the events are published in order once all of them are back.
+        """
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                tenant, kind, values = self._waiting.popleft()
-                field = _READ_BACK.get(kind)
-                if field is not None and values[0]:
-                    values[FIELDS[kind].index(field)] = await self._recipient(tenant, values[0])
-                self._events.publish_here(tenant, kind, tuple(values))
+                batch = [
+                    self._waiting.popleft() for _ in range(min(len(self._waiting), _READS_AT_ONCE))
+                ]
+                reads = [
+                    self._recipient(tenant, values[0])
+                    for tenant, kind, values in batch
+                    if kind in _READ_BACK
+                ]
+                recipients = iter(await asyncio.gather(*reads))
+                for tenant, kind, values in batch:
+                    field = _READ_BACK.get(kind)
+                    if field is not None:
+                        values[FIELDS[kind].index(field)] = next(recipients)
+                    self._events.publish_here(tenant, kind, tuple(values))
 
     async def _recipient(self, tenant: str, message_id: object) -> str | None:
         """The recipient of the message ``message_id`` (or the first of a list of ids)."""

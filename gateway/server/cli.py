@@ -1,4 +1,4 @@
-"""``smsgw`` command line: serve, send/inbox/watch, audit, retention, subject, tenant purge.
+"""``smsgw`` command line: serve, send/inbox/watch, audit, retention, subject, tenant purge, keys.
 
 Operator commands act through the owner of the files: while a gateway runs (its lock
 file names its admin URL, or ``--url`` does) they call its admin API, so its caches and
@@ -45,7 +45,9 @@ from gateway.server.http_server import GatewayRunner
 from gateway.server.operator import Operator, OperatorError
 from gateway.server.privacy_services import open_privacy, open_privacy_core
 from gateway.store import Store
+from privacy.key_wrap import read_kek
 from privacy.keys import KeyFileError, KeyRing
+from privacy.shared_keys import SharedKeyRing, rotate_kek
 
 log = logging.getLogger("gateway")
 
@@ -142,8 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("tenant_id")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     operated.append(purge)
+    keys = commands.add_parser("keys", help="the key ring on PostgreSQL").add_subparsers(
+        dest="action", required=True
+    )
+    rotate = keys.add_parser("rotate-kek", help="re-seal every key under a new key-encryption key")
+    rotate.add_argument("--new-kek-file", required=True, help="the new KEK file (mode 0600)")
     clients = cli_client.add_commands(commands)
-    for command in [serve, *operated, *clients]:
+    for command in [serve, rotate, *operated, *clients]:
         # Also after the subcommand; SUPPRESS keeps the one given before it when absent here.
         command.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     for command in operated:
@@ -179,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in CLIENT_COMMANDS:
             return cli_client.run(config, args)
+        if args.command == "keys":
+            return _rotate_kek(config, args.new_kek_file)
         return operate(config, args)
     except KeyFileError as exc:
         print(f"{config.privacy.key_file}: {exc}", file=sys.stderr)
@@ -269,8 +278,11 @@ async def _call_offline(config: Config, args: argparse.Namespace, action: Action
     """The action on the files themselves, with the parts a gateway would use."""
     metrics = Metrics()
     store = await Store.open(config.storage, metrics)
+    shared: SharedKeyRing | None = None
     try:
-        keys = KeyRing.open(config.privacy.key_file)
+        if config.storage.backend is StorageBackend.POSTGRES:
+            shared = await _shared_keys(config)
+        keys = shared or KeyRing.open(config.privacy.key_file)
         core = await open_privacy_core(config, store, keys, metrics, time.time)
         services = open_privacy(core, config, store, keys, metrics, time.time)
         try:
@@ -278,7 +290,43 @@ async def _call_offline(config: Config, args: argparse.Namespace, action: Action
         except OperatorError as exc:
             raise CommandFailed(exc.detail) from None
     finally:
+        if shared is not None:
+            await shared.close()
         await store.close()
+
+
+async def _shared_keys(config: Config) -> SharedKeyRing:
+    """The key ring every instance shares, as a gateway on PostgreSQL opens it."""
+    try:
+        return await SharedKeyRing.connect(
+            config.storage.dsn, config.privacy.kek_file, import_from=config.privacy.key_file
+        )
+    except KeyFileError as exc:
+        raise CommandFailed(f"privacy.kek_file: {exc}") from None
+
+
+def _rotate_kek(config: Config, new_kek_file: str) -> int:
+    """Re-seal every key in the database under ``new_kek_file`` and say what to do next."""
+    if config.storage.backend is not StorageBackend.POSTGRES:
+        raise CommandFailed("keys rotate-kek is for backend 'postgres'; the key file has no KEK")
+    try:
+        resealed = asyncio.run(
+            rotate_kek(config.storage.dsn, config.privacy.kek_file, new_kek_file)
+        )
+        new_id = read_kek(new_kek_file).id
+    except KeyFileError as exc:
+        raise CommandFailed(str(exc)) from None
+    print(
+        json.dumps(
+            {
+                "resealed": resealed,
+                "kek_id": new_id,
+                "next": f"point privacy.kek_file at {new_kek_file} on every instance, restart"
+                f" them, then destroy {config.privacy.kek_file} and every copy of it",
+            }
+        )
+    )
+    return 0
 
 
 async def _call_gateway(config: Config, args: argparse.Namespace, action: Action, url: str) -> Any:

@@ -143,6 +143,15 @@ class NoticesRepository:
             claimed.update(int(row[0]) for row in rows)
         return claimed
 
+    async def unclaimed_by_tenant(self, now: float) -> dict[str, int]:
+        """Kept notices per tenant that no instance holds (never claimed, or lapsed)."""
+        rows = await self._engine.fetch(
+            "SELECT tenant, count(*) FROM notices"
+            " WHERE claimed_until IS NULL OR claimed_until < ? GROUP BY tenant",
+            (now,),
+        )
+        return {tenant: int(count) for tenant, count in rows}
+
     async def renew(self, owner: str, until: float) -> None:
         """Extend every claim of ``owner`` to ``until``."""
         await self._engine.commit(
