@@ -116,6 +116,13 @@ def _slot(epoch: str | None) -> tuple[str, str]:
     return (_REGISTRY, "") if epoch is None else (_EPOCH, epoch)
 
 
+def _seal(kek: Kek, tenant_id: str, epoch: str | None, key: bytes) -> WrappedKey:
+    """The row of a key (``epoch`` None: the registry key), sealed under ``kek``."""
+    kind, label = _slot(epoch)
+    nonce, sealed = wrap(kek, tenant_id, kind, label, key)
+    return WrappedKey(tenant_id, kind, label, kek.id, nonce, sealed)
+
+
 class SharedKeyRing(KeyRing):
     """`KeyRing` over the shared key table; open with `SharedKeyRing.connect`, end with `close`."""
 
@@ -154,10 +161,6 @@ class SharedKeyRing(KeyRing):
             raise
         return ring
 
-    @property
-    def kek(self) -> Kek:
-        return self._kek
-
     def on_destroyed_elsewhere(self, hook: DestroyedHook) -> None:
         """Call ``hook(tenant)`` once keys that another instance destroyed are gone here too."""
         self._hooks.append(hook)
@@ -176,16 +179,13 @@ class SharedKeyRing(KeyRing):
     # --- changes made here ----------------------------------------------------------------
 
     def _add(self, tenant_id: str, epoch: str | None, key: bytes) -> bytes:
-        kind, label = _slot(epoch)
-        nonce, sealed = wrap(self._kek, tenant_id, kind, label, key)
-        offered = WrappedKey(tenant_id, kind, label, self._kek.id, nonce, sealed)
-        in_force = self._table.wait(pg_keys.insert_key, offered)
+        in_force = self._table.wait(pg_keys.insert_key, _seal(self._kek, tenant_id, epoch, key))
         try:
             winner = self._unwrap(in_force)
         except UnwrapError:
             raise KeyFileError(
-                f"the database holds the {kind} key of tenant {tenant_id!r} under another KEK"
-                f" than {self._kek.path}: give every instance the same kek_file"
+                f"the database holds the {in_force.kind} key of tenant {tenant_id!r} under"
+                f" another KEK than {self._kek.path}: give every instance the same kek_file"
             ) from None
         self._publish(*with_key(self._registry, self._epochs, tenant_id, epoch, winner))
         return winner
@@ -207,7 +207,11 @@ class SharedKeyRing(KeyRing):
         `_resync_soon` with the payload's tenant instead.
         """
         listener = await asyncpg.connect(self._dsn)
-        await listener.add_listener(pg_keys.CHANNEL, self._on_notification)
+        try:
+            await listener.add_listener(pg_keys.CHANNEL, self._on_notification)
+        except BaseException:
+            await listener.close()
+            raise
         listener.add_termination_listener(self._on_listener_lost)
         self._listener = listener
 
@@ -219,8 +223,10 @@ class SharedKeyRing(KeyRing):
             return
         self._resync_soon(str(tenant))
 
-    def _resync_soon(self, tenant: str | None) -> None:
-        task = asyncio.get_running_loop().create_task(self._resync(tenant))
+    def _resync_soon(self, tenant: str) -> None:
+        # Retried until it reads: a destruction heard must not stay in memory for one failure.
+        resync = _until_done(lambda: self._resync(tenant), "keys.resync_failed")
+        task = asyncio.get_running_loop().create_task(resync)
         self._resyncs.add(task)
         task.add_done_callback(self._resyncs.discard)
 
@@ -232,17 +238,10 @@ class SharedKeyRing(KeyRing):
         self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
 
     async def _listen_again(self) -> None:
-        """Reconnect with backoff, then re-read every key: what was missed is caught up."""
-        delay = 0.1
-        while True:
-            try:
-                await self._listen()
-                await self._resync(None)
-                log_event(log, "keys.listener_restored")
-                return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Reconnect, then re-read every key: what was missed meanwhile is caught up."""
+        await _until_done(self._listen, "keys.listen_failed")
+        await _until_done(lambda: self._resync(None), "keys.resync_failed")
+        log_event(log, "keys.listener_restored")
 
     async def _resync(self, tenant: str | None, *, strict: bool = False) -> None:
         """Make memory match the table for ``tenant`` (None: every tenant).
@@ -323,12 +322,20 @@ def _sealed_key_file(kek: Kek, path: Path) -> list[WrappedKey] | None:
     registry, epochs = KeyRing.open(path).snapshot()
     slots: list[tuple[str, str | None, bytes]] = [(t, None, key) for t, key in registry.items()]
     slots += [(t, label, key) for t, labels in epochs.items() for label, key in labels.items()]
-    rows = []
-    for tenant, epoch, key in slots:
-        kind, label = _slot(epoch)
-        nonce, sealed = wrap(kek, tenant, kind, label, key)
-        rows.append(WrappedKey(tenant, kind, label, kek.id, nonce, sealed))
-    return rows
+    return [_seal(kek, tenant, epoch, key) for tenant, epoch, key in slots]
+
+
+async def _until_done(step: Callable[[], Awaitable[None]], failure: str) -> None:
+    """Run ``step`` until the database lets it finish, waiting longer after each failure."""
+    delay = 0.1
+    while True:
+        try:
+            await step()
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log_event(log, failure, logging.WARNING, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _lost_tenants(

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from gateway.config import Config, ConfigError, config_from_dict
 from gateway.server.app import StartupError
+from gateway.server.appkeys import KEYS, REGISTRY
 from gateway.server.cli import main
 from privacy.key_wrap import Kek, UnwrapError, read_kek, unwrap, wrap
 from privacy.keys import KeyFileError, KeyRing
@@ -29,6 +30,7 @@ from privacy.pseudonyms import pseudonymise
 from privacy.shared_keys import SharedKeyRing, rotate_kek
 from tests.conftest import base_config, make_kek_file, running_gateway
 from tests.postgres import postgres_dsn
+from tests.test_admin import admin_call
 from tests.test_consent import inbound, submit_code
 from tests.test_process import write_toml
 
@@ -132,13 +134,16 @@ def destroyed_signal(keys: SharedKeyRing) -> asyncio.Queue[str]:
     return heard
 
 
-async def table_rows(dsn: str) -> list[tuple[str, str, str]]:
+async def fetch(dsn: str, sql: str) -> list[tuple[object, ...]]:
     conn = await asyncpg.connect(dsn)
     try:
-        records = await conn.fetch("SELECT tenant, kind, epoch FROM wrapped_keys ORDER BY 1, 2, 3")
-        return [(r["tenant"], r["kind"], r["epoch"]) for r in records]
+        return [tuple(record) for record in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+async def table_rows(dsn: str) -> list[tuple[object, ...]]:
+    return await fetch(dsn, "SELECT tenant, kind, epoch FROM wrapped_keys ORDER BY 1, 2, 3")
 
 
 @pytest.mark.postgres
@@ -149,14 +154,14 @@ async def test_two_instances_converge_on_one_key_under_concurrent_first_use(
     tenants = [f"tenant-{i}" for i in range(20)]
     async with ring(postgres_dsn, kek) as a, ring(postgres_dsn, kek) as b:
 
-        async def first_use(keys: SharedKeyRing, make: Callable[[str], bytes]) -> list[bytes]:
+        async def first_use(make: Callable[[str], bytes]) -> list[bytes]:
             return await asyncio.to_thread(lambda: [make(t) for t in tenants])
 
         registry_a, registry_b, epoch_a, epoch_b = await asyncio.gather(
-            first_use(a, a.registry_key),
-            first_use(b, b.registry_key),
-            first_use(a, lambda t: a.epoch_key(t, "2026-11")),
-            first_use(b, lambda t: b.epoch_key(t, "2026-11")),
+            first_use(a.registry_key),
+            first_use(b.registry_key),
+            first_use(lambda t: a.epoch_key(t, "2026-11")),
+            first_use(lambda t: b.epoch_key(t, "2026-11")),
         )
         assert registry_a == registry_b
         assert epoch_a == epoch_b
@@ -177,12 +182,8 @@ async def test_a_pseudonym_made_on_one_instance_equals_the_one_made_on_another(
             assert pseudonymise(b.registry_key("acme"), "+46701234567") == on_a
 
 
-async def relation_file(dsn: str) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return str(await conn.fetchval("SELECT pg_relation_filepath('wrapped_keys')"))
-    finally:
-        await conn.close()
+async def relation_file(dsn: str) -> object:
+    return (await fetch(dsn, "SELECT pg_relation_filepath('wrapped_keys')"))[0][0]
 
 
 @pytest.mark.postgres
@@ -242,10 +243,10 @@ async def test_a_destruction_missed_while_the_listener_was_down_is_caught_up(
         heard = destroyed_signal(b)
         admin = await asyncpg.connect(postgres_dsn)
         try:
-            # Cut every connection listening on the key channel: b's listener goes down.
+            # Cut the connections listening on this test's database: b's listener goes down.
             cut = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
             )
             assert cut == 2
         finally:
@@ -371,3 +372,34 @@ async def test_smsgw_keys_rotate_kek_leaves_a_gateway_working_under_the_new_kek(
     assert f"then destroy {old}" in report["next"]
     async with running_gateway(gateway_config(tmp_path, postgres_dsn, new)) as rotated:
         assert await submit_code(rotated) == "recipient_opted_out"
+
+
+def instance_config(tmp_path: Path, name: str, dsn: str, kek: Path) -> Config:
+    """One of several instances on one database: its own files, the shared KEK."""
+    (tmp_path / name).mkdir()
+    return gateway_config(tmp_path / name, dsn, kek)
+
+
+@pytest.mark.postgres
+async def test_a_purge_on_one_instance_renews_the_pseudonyms_of_the_other(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    kek = kek_file(tmp_path)
+    number = "+46701112233"
+    async with (
+        running_gateway(instance_config(tmp_path, "a", postgres_dsn, kek)) as a,
+        running_gateway(instance_config(tmp_path, "b", postgres_dsn, kek)) as b,
+    ):
+        registry_a, registry_b = a.app[REGISTRY], b.app[REGISTRY]
+        before = registry_b.subject("acme", number)  # cached on b from now on
+        assert registry_a.subject("acme", number) == before
+        shared_b = b.app[KEYS]
+        assert isinstance(shared_b, SharedKeyRing)
+        heard = destroyed_signal(shared_b)
+        status, _ = await admin_call(a.http, "POST", f"{a.url}/admin/v1/tenants/acme/purge")
+        assert status == 200
+        assert await asyncio.wait_for(heard.get(), TIMEOUT) == "acme"
+        after = registry_b.subject("acme", number)
+        assert after != before  # b's cached pseudonym under the destroyed key is gone
+        assert registry_a.subject("acme", number) == after  # one fresh key for both
+        assert b.app[KEYS].registry_key("acme") == a.app[KEYS].registry_key("acme")
