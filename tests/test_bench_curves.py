@@ -26,13 +26,10 @@ def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-@pytest.mark.slow
-def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
-    markdown = tmp_path / "curves.md"
-    sizes = [size.replace(",", "") for size in SIZES]
-    command = [sys.executable, "-m", "bench.curves", "--quick", "--messages", "128"]
+def run_bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench.<module> args`` from the repository root; it must succeed."""
     result = subprocess.run(
-        [*command, "--http-messages", "64", "--sizes", *sizes, "--markdown", str(markdown)],
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,6 +37,15 @@ def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.slow
+def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
+    markdown = tmp_path / "curves.md"
+    sizes = [size.replace(",", "") for size in SIZES]
+    args = ["--quick", "--messages", "128", "--http-messages", "64", "--sizes"]
+    result = run_bench("curves", *args, *sizes, "--markdown", str(markdown))
     found = tables(markdown.read_text())
     by_sessions, by_window, by_size = found.values()
     assert [row["sessions"] for row in by_sessions] == ["1", "4", "16", "64"]

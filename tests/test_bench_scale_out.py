@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_bench_curves import ROOT, tables
+from tests.test_bench_curves import run_bench, tables
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_a_tiny_run_fills_every_row_with_figures(tmp_path: Path) -> None:
     markdown = tmp_path / "scale-out.md"
-    command = [sys.executable, "-m", "bench.scale_out", "--instances", "1", "2"]
-    result = subprocess.run(
-        [*command, "--messages", "64", "--http-messages", "32", "--markdown", str(markdown)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    args = ["--instances", "1", "2", "--messages", "64", "--http-messages", "32", "--markdown"]
+    result = run_bench("scale_out", *args, str(markdown))
     found = tables(markdown.read_text())
     assert len(found) == 2
     for title, rows in found.items():

@@ -3,10 +3,12 @@
 Each test starts its own three instances (distinct ports and instance ids, the same
 tenants and key-encryption key) on a fresh database, and drives them over real
 sockets: SMPP sessions with our raw ESME, HTTP with aiohttp. What one instance
-recorded, another must act on: a receipt for a message submitted on instance 1 goes
-to the receiver bound on instance 2; an opt-out recorded on instance 3 refuses the
-next submit on instance 1; receipts a killed instance held reach the receiver when it
-binds again elsewhere.
+recorded, another must act on: a receipt for a message submitted on instance 1 (and
+an MO through instance 3) goes to the receiver bound on instance 2; an opt-out recorded
+on instance 3 refuses the next submit on instance 1; receipts a killed instance held
+reach the receiver when it binds again elsewhere; retention runs on one instance at a
+time, and its metrics name it; messages in flight on one instance are delivered once,
+whichever instance restarts or dies.
 """
 
 from __future__ import annotations
