@@ -456,10 +456,9 @@ class SubmitPipeline:
 
     # --- reads: what a front end may show of the traffic log and the handsets -----------
 
-    @property
-    def ready(self) -> bool:
-        """The store behind the pipeline can commit."""
-        return self._store.healthy
+    async def ready(self) -> bool:
+        """The store behind the pipeline can commit: its database answers, migrated."""
+        return await self._store.ready()
 
     async def message(self, tenant: str, message_id: str) -> Message | None:
         """One of the tenant's messages (another tenant's id finds nothing)."""

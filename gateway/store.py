@@ -3,17 +3,19 @@
 Callers reach storage through the repositories (``store.traffic``, ``store.inbox``,
 ``store.inbound``, ``store.notices``, ``store.consent``, ``store.audit``), whose interfaces are in
 `gateway.storage.base`; a write that spans repositories is composed from the steps
-their methods return and committed as one unit with `Store.commit`. The only backend
-is SQLite (`gateway.storage`); see that package for the layout.
+their methods return and committed as one unit with `Store.commit`. The backend is
+SQLite or PostgreSQL (``[storage] backend``): one engine each, the same repositories;
+see `gateway.storage` for the layout.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import StorageConfig
+from gateway.config import StorageBackend, StorageConfig
 from gateway.metrics import Metrics
-from gateway.storage.audit import SqliteAudit
+from gateway.storage import pg_schema
+from gateway.storage.audit import AuditRepository
 from gateway.storage.base import (
     AfterCommit,
     Audit,
@@ -28,19 +30,21 @@ from gateway.storage.base import (
     TenantData,
     Traffic,
 )
-from gateway.storage.consent import SqliteConsent
-from gateway.storage.engine import GroupCommit
-from gateway.storage.inbound import SqliteInbound
-from gateway.storage.inbox import INSERT_INBOX, SqliteInbox
-from gateway.storage.notices import DELETE_NOTICE, INSERT_NOTICE, SqliteNotices
+from gateway.storage.consent import ConsentRepository
+from gateway.storage.engine import GroupCommit, SqliteGroupCommit
+from gateway.storage.inbound import InboundRepository
+from gateway.storage.inbox import INSERT_INBOX, InboxRepository
+from gateway.storage.notices import DELETE_NOTICE, INSERT_NOTICE, NoticesRepository
+from gateway.storage.pg_engine import PostgresGroupCommit
 from gateway.storage.schema import migrate
 from gateway.storage.traffic import (
     DELETE_BODY,
     INSERT_BODY,
     INSERT_MESSAGE,
+    PSEUDONYMISE,
     REPLACE_BODY,
     UPDATE_STATUS,
-    SqliteTraffic,
+    TrafficRepository,
 )
 
 __all__ = ["Store", "StoreError"]
@@ -49,7 +53,8 @@ __all__ = ["Store", "StoreError"]
 # plain ones (erasures, consent and audit entries, retention) run, unit after unit.
 # A message's row before its body, status and inbox entry; a body replaced before a
 # final state deletes it; rows queued in the same commit as an erasure are written
-# before it and erased with it, except notices, which are written after it.
+# before it and erased with it, except notices, which are written after it. Retention
+# pseudonymises final rows only, in commits of its own.
 PHASES: tuple[Batched | None, ...] = (
     INSERT_MESSAGE,
     INSERT_BODY,
@@ -57,6 +62,7 @@ PHASES: tuple[Batched | None, ...] = (
     REPLACE_BODY,
     INSERT_INBOX,
     DELETE_BODY,
+    PSEUDONYMISE,
     None,
     INSERT_NOTICE,
     DELETE_NOTICE,
@@ -93,22 +99,33 @@ class Store:
 
     @classmethod
     async def open(cls, config: StorageConfig, metrics: Metrics) -> Store:
-        engine = await GroupCommit.open(
-            Path(config.path), config.synchronous, PHASES, metrics, migrate
-        )
+        """Open the configured backend's engine (migrating its schema) and the repositories."""
+        engine: GroupCommit
+        if config.backend is StorageBackend.POSTGRES:
+            engine = await PostgresGroupCommit.open(
+                config.dsn, PHASES, metrics, pg_schema.MIGRATIONS, pg_schema.TABLES
+            )
+        else:
+            engine = await SqliteGroupCommit.open(
+                Path(config.path), config.synchronous, PHASES, metrics, migrate
+            )
         return cls(
             engine,
-            SqliteTraffic(engine),
-            SqliteInbox(engine),
-            await SqliteNotices.open(engine),
-            SqliteConsent(engine),
-            SqliteAudit(engine),
-            SqliteInbound(engine),
+            TrafficRepository(engine),
+            InboxRepository(engine),
+            await NoticesRepository.open(engine),
+            ConsentRepository(engine),
+            AuditRepository(engine),
+            InboundRepository(engine),
         )
 
     @property
     def healthy(self) -> bool:
         return self.engine.healthy
+
+    async def ready(self) -> bool:
+        """Whether the database answers now, with this release's schema (for /readyz)."""
+        return await self.engine.ready()
 
     async def commit(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
         """Commit repositories' steps as one unit; returns once committed (else StoreError).

@@ -16,8 +16,10 @@ scans on the store's bulk reader, away from the reads that submits wait for:
    anonymous ``daily_counts`` (day, tenant, interface, status);
 4. destroy: an epoch key under which no row remains, and under which none can be
    pseudonymised any more, is destroyed, so nothing left can be re-linked;
-5. the WAL is checkpointed and truncated; with ``secure_delete`` on, replaced and
-   deleted content does not linger in free pages or the log.
+5. the store is checkpointed: on SQLite the WAL is copied back and truncated, and
+   with ``secure_delete`` on, replaced and deleted content does not linger in free
+   pages or the log; on PostgreSQL the tables are vacuumed (docs/privacy.md says
+   what that does not reach).
 
 Instances sharing a PostgreSQL store run retention one at a time: a run holds the
 cluster's ``retention`` run lock (`gateway.cluster.base.RunLocks`), and an instance
@@ -43,7 +45,7 @@ from pathlib import Path
 from gateway.cluster.base import RunLocks
 from gateway.cluster.instance import instance_id
 from gateway.cluster.local import LocalRunLocks
-from gateway.config import Config
+from gateway.config import Config, StorageBackend
 from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.store import Store
@@ -90,8 +92,11 @@ class Retention:
         self._keys = keys
         self._metrics = metrics
         self._clock = clock
-        # The store as its worker process opens it (read-only, as a file: URI).
-        self._database = Path(config.storage.path).resolve().as_uri()
+        # The store as its worker process opens it: a file: URI (read-only), or the DSN.
+        if config.storage.backend is StorageBackend.POSTGRES:
+            self._database = config.storage.dsn
+        else:
+            self._database = Path(config.storage.path).resolve().as_uri()
         # Submit time of the oldest identifiable record at the last look; the gauge
         # ages it at every scrape, so a stalled job shows as a growing age.
         self._oldest_identifiable_at: float | None = None

@@ -1,11 +1,19 @@
-"""Shared fixtures: a real gateway on real sockets, real clients, SQLite under tmp_path."""
+"""Shared fixtures: a real gateway on real sockets, real clients, SQLite under tmp_path.
+
+``SMSGW_TEST_BACKEND=postgres`` runs every gateway of `running_gateway` on PostgreSQL
+instead: a fresh database per store path (a gateway restarted on the same config
+finds its data again), dropped when the test ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import dataclasses
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,17 +22,21 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.config import Config, config_from_dict
+from gateway.config import Config, StorageBackend, config_from_dict
 from gateway.domain import Message
 from gateway.server.app import announce, create_app
 from gateway.server.appkeys import NETWORK, SMPP_SERVER
 from gateway.server.http_server import GatewayRunner
 from gateway.testing.harness import merged as merged  # the plugin's, shared by the tests
+from tests.postgres import create_database, drop_database
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
 ADMIN_TOKEN = "operator-test-token"
 EVENT_TIMEOUT = 10.0
+BACKEND = StorageBackend(os.environ.get("SMSGW_TEST_BACKEND", "sqlite"))
+# With BACKEND postgres: the database standing in for each store path in this test.
+_databases: dict[str, str] = {}
 
 
 def base_config(tmp_path: Path) -> dict[str, Any]:
@@ -96,10 +108,39 @@ class ManualClock:
         self.now += seconds
 
 
+async def on_test_backend(config: Config) -> Config:
+    """``config`` on the backend the suite runs on (``SMSGW_TEST_BACKEND``)."""
+    if BACKEND is StorageBackend.SQLITE or config.storage.backend is not StorageBackend.SQLITE:
+        return config
+    dsn = _databases.get(config.storage.path)
+    if dsn is None:
+        dsn = _databases[config.storage.path] = await create_database()
+    storage = dataclasses.replace(config.storage, backend=StorageBackend.POSTGRES, dsn=dsn)
+    return dataclasses.replace(config, storage=storage)
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the databases this test's gateways ran on (with SMSGW_TEST_BACKEND=postgres)."""
+    yield
+    if _databases:
+        dsns = list(_databases.values())
+        _databases.clear()
+
+        async def drop_all() -> None:
+            for dsn in dsns:
+                await drop_database(dsn)
+
+        # On a thread of its own: the test's event loop may be closed, or still set.
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, drop_all()).result()
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     config: Config, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[RunningGateway]:
+    config = await on_test_backend(config)
     runner = GatewayRunner(create_app(config, clock))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, 0)

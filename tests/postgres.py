@@ -25,23 +25,39 @@ def dsn_of(database: str) -> str:
     return f"{base}/{database}"
 
 
+async def create_database() -> str:
+    """Create an empty database; its DSN."""
+    name = f"smsgw_test_{secrets.token_hex(6)}"
+    await admin_execute(f'CREATE DATABASE "{name}"')
+    return dsn_of(name)
+
+
+async def drop_database(dsn: str) -> None:
+    """Drop the database of ``dsn``, ending whatever is still connected to it."""
+    await admin_execute(f'DROP DATABASE IF EXISTS "{database_of(dsn)}" WITH (FORCE)')
+
+
+async def admin_execute(sql: str) -> None:
+    """Run one statement on the server's admin database."""
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
+
+
+def database_of(dsn: str) -> str:
+    return dsn.rpartition("/")[2]
+
+
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
     """Create an empty database, yield its DSN, drop it afterwards."""
-    name = f"smsgw_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(ADMIN_DSN)
+    dsn = await create_database()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield dsn
     finally:
-        await admin.close()
-    try:
-        yield dsn_of(name)
-    finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(dsn)
 
 
 @pytest.fixture

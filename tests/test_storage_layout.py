@@ -26,8 +26,12 @@ OWNERS = {
     "binds": "gateway/cluster/postgres.py",
     "rate_buckets": "gateway/cluster/leases.py",
 }
-# The migrations create and alter every table.
-SCHEMAS = ("gateway/storage/schema.py", "gateway/cluster/schema.py")
+# The migrations create and alter every table, SQLite's and PostgreSQL's.
+SCHEMAS = (
+    "gateway/storage/schema.py",
+    "gateway/storage/pg_schema.py",
+    "gateway/cluster/schema.py",
+)
 # A keyword that names the table after it; "{}" stands for a name formatted in at run time.
 TABLE_AFTER = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE|ON)\s+(\w+|\{\})")
 

@@ -22,6 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 from aiohttp import web
 
 from gateway.blocked import BlockedAttempts
@@ -30,7 +31,7 @@ from gateway.chaos import Chaos
 from gateway.cluster import open_cluster
 from gateway.cluster.base import ClusterError
 from gateway.cluster.instance import instance_id
-from gateway.config import Config
+from gateway.config import Config, StorageBackend
 from gateway.domain import Interface
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -73,6 +74,7 @@ from gateway.server.appkeys import (
 )
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
+from gateway.storage.pg_engine import describe
 from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
@@ -140,8 +142,12 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     async def storage(app: web.Application) -> AsyncIterator[None]:
         try:
             app[STORE] = await Store.open(config.storage, app[METRICS])
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"storage.path {config.storage.path}: cannot open: {exc}") from None
+        except (OSError, sqlite3.Error, asyncpg.PostgresError) as exc:
+            if config.storage.backend is StorageBackend.POSTGRES:
+                where = f"storage.dsn {describe(config.storage.dsn)}"
+            else:
+                where = f"storage.path {config.storage.path}"
+            raise StartupError(f"{where}: cannot open: {exc}") from None
         yield
         await app[STORE].close()
 

@@ -671,8 +671,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     pipeline = request.app.get(PIPELINE)
-    if pipeline is None or not pipeline.ready:
+    if pipeline is None:
         return json_response({"status": "starting"}, 503)
+    if not await pipeline.ready():  # the database does not answer, or is not migrated
+        return json_response({"status": "store_unavailable"}, 503)
     return json_response({"status": "ready"})
 
 

@@ -1,4 +1,4 @@
-"""The audit log on SQLite: ``audit_log`` entries and each tenant's head in ``audit_heads``.
+"""The audit log: ``audit_log`` entries and each tenant's head in ``audit_heads``.
 
 privacy.audit computes the hash chain; this module stores and reads it. An entry and
 the head that moves past it are written by the same steps, so they commit together.
@@ -19,13 +19,13 @@ _INSERT = (
 )
 _HEAD = (
     "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?, 0, ?)"
-    " ON CONFLICT (tenant) DO UPDATE SET seq = seq + 1, hash = excluded.hash"
+    " ON CONFLICT (tenant) DO UPDATE SET seq = audit_heads.seq + 1, hash = excluded.hash"
 )
 _REDACT = "UPDATE audit_log SET subject = NULL, salt = NULL WHERE tenant = ? AND subject = ?"
 _NEWEST = 2**63 - 1
 
 
-class SqliteAudit:
+class AuditRepository:
     def __init__(self, engine: GroupCommit) -> None:
         self._engine = engine
 

@@ -1,8 +1,9 @@
 """What a storage backend provides, as interfaces the rest of the gateway depends on.
 
 A backend is an engine (commits and reads) and one repository per group of tables,
-each behind the Protocol here; SQLite's are the other modules of this package, and a
-PostgreSQL backend would be another set of classes, not a fork of the callers.
+each behind the Protocol here. The repositories of this package serve both SQLite and
+PostgreSQL: they write their SQL once, and an engine per backend runs it (its `Dialect`
+holds the few phrases that differ).
 
 Writes are *steps*: ``(statement, rows)`` pairs, made only by repositories. A write
 of one repository is committed by its own method; a write that spans repositories and
@@ -43,13 +44,18 @@ class Batched:
     rows are one statement, not a thousand. ``fold`` merges rows that must not meet in
     one statement (two updates of the same row). The engine runs batched statements
     in the order it is given (`gateway.store` sets it), plain ones once per row.
+    ``types`` casts each value of a row for PostgreSQL, which cannot infer the types
+    of a ``VALUES`` list outside an INSERT (SQLite ignores them).
     """
 
-    __slots__ = ("fold", "sql")
+    __slots__ = ("fold", "sql", "types")
 
-    def __init__(self, sql: str, fold: Fold | None = None) -> None:
+    def __init__(
+        self, sql: str, fold: Fold | None = None, types: Sequence[str] | None = None
+    ) -> None:
         self.sql = sql
         self.fold = fold
+        self.types = tuple(types) if types else None
 
     def __repr__(self) -> str:
         return f"Batched({self.sql.split('(')[0].strip()!r})"
@@ -66,6 +72,9 @@ class Engine(Protocol):
 
     @property
     def healthy(self) -> bool: ...
+
+    async def ready(self) -> bool:
+        """Whether the database answers now, with this release's schema (for /readyz)."""
 
     def queue(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
         """Queue a unit for the next commit; ``after_commit`` runs once it is durable."""

@@ -1,4 +1,4 @@
-"""The consent registry's events on SQLite (``consent_events``), append-only.
+"""The consent registry's events (``consent_events``), append-only.
 
 Subjects are keyed pseudonyms (privacy.registry makes them); a subject's events are
 one range scan of ``consent_by_subject``, so a lookup costs the same at any size.
@@ -24,7 +24,7 @@ _SUBJECTS_AFTER = (
 _CHUNK = 500
 
 
-class SqliteConsent:
+class ConsentRepository:
     def __init__(self, engine: GroupCommit) -> None:
         self._engine = engine
 

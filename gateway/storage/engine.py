@@ -1,6 +1,6 @@
-"""Group commit on SQLite (WAL): the engine that every repository writes through.
+"""Group commit, and its SQLite (WAL) engine: what every repository writes through.
 
-Every write is queued as a unit (`_Unit`: one call's steps); one writer task commits
+Every write is queued as a unit (`Unit`: one call's steps); one writer task commits
 whatever accumulated while the previous commit ran, in one transaction. A submit is
 acknowledged only after the commit that holds its row returns, so an acknowledged
 message survives a crash, and under load thousands of messages share one commit
@@ -8,6 +8,8 @@ instead of each paying for its own. If the batch fails, it is replayed unit by u
 so a value SQLite refuses fails only the call that brought it, never another
 tenant's traffic in the same commit. The engine knows no table: repositories bring
 their statements, and the store gives the order in which batched ones run.
+`GroupCommit` is that part, shared with PostgreSQL's engine (`gateway.storage.pg_engine`);
+`SqliteGroupCommit` writes and reads SQLite.
 
 The writer is a plain sqlite3 connection on a thread of its own, and a whole group
 commit is one call to that thread. With aiosqlite each statement is a round trip
@@ -25,7 +27,8 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,8 @@ import aiosqlite
 
 from gateway.logs import log_event
 from gateway.metrics import Metrics
-from gateway.storage.base import AfterCommit, Batched, Rows, Steps, StoreError
+from gateway.storage.base import AfterCommit, Batched, Rows, Statement, Steps, StoreError
+from gateway.storage.dialect import SQLITE, Dialect
 
 # Logged under the name it had before the store was split, for whoever filters on it.
 log = logging.getLogger("gateway.store")
@@ -52,7 +56,7 @@ _WRITER_CACHED_STATEMENTS = 8
 Phases = Sequence[Batched | None]
 
 
-class _Unit:
+class Unit:
     """One call's writes (one add_messages, one erasure, one record_status...).
 
     The unit is what commits or is refused as a whole: a batch whose statements fail
@@ -79,63 +83,42 @@ class _Unit:
         return sum(len(rows) for _, rows in self.steps)
 
 
-class _Batch:
+class Batch:
     """Units queued since the last commit, in the order they were queued."""
 
     __slots__ = ("checkpoint", "units")
 
     def __init__(self) -> None:
-        self.units: list[_Unit] = []
+        self.units: list[Unit] = []
         self.checkpoint = False
 
 
-class GroupCommit:
-    """The writer task, its batch, and the two readers."""
+class GroupCommit(ABC):
+    """The writer task and its batch; how a batch is written and how reads run is the backend's."""
 
-    def __init__(
-        self,
-        writer: _Writer,
-        reader: aiosqlite.Connection,
-        bulk: aiosqlite.Connection,
-        phases: Phases,
-        metrics: Metrics,
-    ) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._bulk = bulk
+    dialect: Dialect
+
+    def __init__(self, phases: Phases, metrics: Metrics) -> None:
         self._phases = tuple(phases)
         self._metrics = metrics
-        self._batch = _Batch()
+        self._batch = Batch()
         self._wake = asyncio.Event()
         self._closing = False
         self._task = asyncio.create_task(self._write_loop(), name="store-writer")
-
-    @classmethod
-    async def open(
-        cls,
-        path: Path,
-        synchronous: str,
-        phases: Phases,
-        metrics: Metrics,
-        prepare: Callable[[sqlite3.Connection], None],
-    ) -> GroupCommit:
-        """Open the writer (running ``prepare``, the migrations, on it first) and readers."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _Writer.open(path, synchronous, prepare)
-        readers = [await aiosqlite.connect(path) for _ in range(2)]
-        for reader in readers:
-            await reader.execute("PRAGMA query_only=ON")
-        return cls(writer, readers[0], readers[1], phases, metrics)
 
     @property
     def healthy(self) -> bool:
         return not self._task.done()
 
+    async def ready(self) -> bool:
+        """Whether the database answers now, with this release's schema."""
+        return self.healthy
+
     # --- writes -------------------------------------------------------------------------
 
     def queue(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
         """Queue a unit that nobody waits for; ``after_commit`` runs once it is durable."""
-        self._batch.units.append(_Unit(kind, steps, None, after_commit))
+        self._batch.units.append(Unit(kind, steps, None, after_commit))
         self._wake.set()
 
     async def commit(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
@@ -147,12 +130,12 @@ class GroupCommit:
         if self._closing:
             raise StoreError("store is closing")
         waiter = asyncio.get_running_loop().create_future()
-        self._batch.units.append(_Unit(kind, steps, waiter, after_commit))
+        self._batch.units.append(Unit(kind, steps, waiter, after_commit))
         self._wake.set()
         await waiter
 
     async def checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it, so replaced content is gone.
+        """Make replaced and deleted content unrecoverable (the backend says how).
 
         Runs on the writer between two group commits, never inside one.
         """
@@ -162,7 +145,7 @@ class GroupCommit:
     async def flush(self) -> None:
         """Wait until every write queued so far is committed (a read-your-writes barrier)."""
         waiter = asyncio.get_running_loop().create_future()
-        self._batch.units.append(_Unit("flush", (), waiter))
+        self._batch.units.append(Unit("flush", (), waiter))
         self._wake.set()
         await waiter
 
@@ -171,24 +154,22 @@ class GroupCommit:
         self._closing = True
         self._wake.set()
         await self._task
-        await self._reader.close()
-        await self._bulk.close()
-        await self._writer.close()
+        await self._close()
 
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._batch.units:
-                batch, self._batch = self._batch, _Batch()
+                batch, self._batch = self._batch, Batch()
                 await self._commit(batch)
             if self._closing:
                 return
 
-    async def _commit(self, batch: _Batch) -> None:
+    async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
         try:
-            await self._writer.run(_write_batch, batch, self._phases)
+            await self._write(batch)
         except Exception as exc:  # the transaction itself failed: nothing in it committed
             log_event(log, "store.commit_failed", logging.ERROR, error=type(exc).__name__)
             for unit in batch.units:
@@ -215,7 +196,7 @@ class GroupCommit:
             if unit.after_commit is not None and unit.error is None:
                 self._run_hook(unit)
 
-    def _run_hook(self, unit: _Unit) -> None:
+    def _run_hook(self, unit: Unit) -> None:
         """Run what waited for a unit's commit; a hook that fails is logged, never fatal.
 
         The hooks are other parts' code (announcing a final state, offering a receipt);
@@ -228,6 +209,103 @@ class GroupCommit:
         except Exception:
             self._metrics.store_hook_errors.inc()
             log_event(log, "store.hook_failed", logging.ERROR, kind=unit.kind, exc_info=True)
+
+    # --- the backend's part --------------------------------------------------------------
+
+    @abstractmethod
+    async def _write(self, batch: Batch) -> None:
+        """Commit ``batch``, setting each refused unit's ``error``; raise if none committed."""
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Close every connection (the writer task has ended)."""
+
+    @abstractmethod
+    async def fetch_one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        """The first row of a short read-only query (None if there is none)."""
+
+    @abstractmethod
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a short read-only query, on the reader the path of traffic uses."""
+
+    @abstractmethod
+    async def fetch_bulk(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a long read-only query, on a connection of its own.
+
+        For data-subject requests, retention scans and audit verification, so the short
+        reads that submits wait for (consent lookups, get_message) never queue behind them.
+        """
+
+    @abstractmethod
+    async def count(self, sql: str, params: Sequence[object] = ()) -> int:
+        """The number a ``SELECT count(*)`` query returns, on the bulk reader."""
+
+
+def in_phases(
+    units: Sequence[Unit], phases: tuple[Batched | None, ...]
+) -> Iterator[tuple[Statement, Rows]]:
+    """A fast-path commit's statements in order: each batched one with every unit's rows
+    (folded), and the plain ones, unit after unit, where ``phases`` has None."""
+    grouped: dict[Batched, list[Sequence[object]]] = {
+        phase: [] for phase in phases if phase is not None
+    }
+    plain: list[tuple[str, Rows]] = []
+    for unit in units:
+        for statement, rows in unit.steps:
+            if isinstance(statement, Batched):
+                grouped[statement].extend(rows)
+            else:
+                plain.append((statement, rows))
+    for phase in phases:
+        if phase is None:
+            yield from plain
+        else:
+            rows = grouped[phase]
+            yield phase, phase.fold(rows) if phase.fold else rows
+
+
+class SqliteGroupCommit(GroupCommit):
+    """Group commit on a SQLite file: the writer on a thread, two aiosqlite readers."""
+
+    dialect = SQLITE
+
+    def __init__(
+        self,
+        writer: _Writer,
+        reader: aiosqlite.Connection,
+        bulk: aiosqlite.Connection,
+        phases: Phases,
+        metrics: Metrics,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._bulk = bulk
+        super().__init__(phases, metrics)
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        synchronous: str,
+        phases: Phases,
+        metrics: Metrics,
+        prepare: Callable[[sqlite3.Connection], None],
+    ) -> SqliteGroupCommit:
+        """Open the writer (running ``prepare``, the migrations, on it first) and readers."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _Writer.open(path, synchronous, prepare)
+        readers = [await aiosqlite.connect(path) for _ in range(2)]
+        for reader in readers:
+            await reader.execute("PRAGMA query_only=ON")
+        return cls(writer, readers[0], readers[1], phases, metrics)
+
+    async def _write(self, batch: Batch) -> None:
+        await self._writer.run(_write_batch, batch, self._phases)
+
+    async def _close(self) -> None:
+        await self._reader.close()
+        await self._bulk.close()
+        await self._writer.close()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -276,8 +354,8 @@ class _Writer:
 
     async def run(
         self,
-        work: Callable[[sqlite3.Connection, _Batch, tuple[Batched | None, ...]], None],
-        batch: _Batch,
+        work: Callable[[sqlite3.Connection, Batch, tuple[Batched | None, ...]], None],
+        batch: Batch,
         phases: tuple[Batched | None, ...],
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -305,7 +383,7 @@ def _connect_writer(
     return db
 
 
-def _write_batch(db: sqlite3.Connection, batch: _Batch, phases: tuple[Batched | None, ...]) -> None:
+def _write_batch(db: sqlite3.Connection, batch: Batch, phases: tuple[Batched | None, ...]) -> None:
     """One group commit, on the writer's thread; refused units get their ``error`` set.
 
     The fast path writes the whole batch in one transaction of multi-row statements.
@@ -329,29 +407,17 @@ def _write_batch(db: sqlite3.Connection, batch: _Batch, phases: tuple[Batched | 
 
 
 def _write_together(
-    db: sqlite3.Connection, units: Sequence[_Unit], phases: tuple[Batched | None, ...]
+    db: sqlite3.Connection, units: Sequence[Unit], phases: tuple[Batched | None, ...]
 ) -> None:
     """Every unit's rows for one batched statement in one statement, in ``phases`` order."""
-    grouped: dict[Batched, list[Sequence[object]]] = {
-        phase: [] for phase in phases if phase is not None
-    }
-    plain: list[tuple[str, Rows]] = []
-    for unit in units:
-        for statement, rows in unit.steps:
-            if isinstance(statement, Batched):
-                grouped[statement].extend(rows)
-            else:
-                plain.append((statement, rows))
-    for phase in phases:
-        if phase is None:
-            for sql, rows in plain:
-                db.executemany(sql, rows)
+    for statement, rows in in_phases(units, phases):
+        if isinstance(statement, Batched):
+            _write_rows(db, statement.sql, rows)
         else:
-            rows = grouped[phase]
-            _write_rows(db, phase.sql, phase.fold(rows) if phase.fold else rows)
+            db.executemany(statement, rows)
 
 
-def _write_apart(db: sqlite3.Connection, units: Sequence[_Unit]) -> None:
+def _write_apart(db: sqlite3.Connection, units: Sequence[Unit]) -> None:
     """Replay ``units`` in the order they were queued, each in a savepoint of one transaction."""
     db.execute("BEGIN")
     try:

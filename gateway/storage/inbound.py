@@ -1,4 +1,4 @@
-"""What handsets sent to a tenant's numbers (MO) on SQLite: the ``inbound`` table.
+"""What handsets sent to a tenant's numbers (MO): the ``inbound`` table.
 
 An MO's row is committed before the 202 (or the tenant's receivers hear of it) and
 kept for ``privacy.body_ttl``, like a body in the handset inbox; retention deletes it
@@ -23,7 +23,7 @@ _INSERT = f"INSERT INTO inbound ({_COLUMNS}) VALUES ({', '.join('?' * len(INBOUN
 _NEWEST = "g"  # sorts after every id (ids are lower-case hex)
 
 
-class SqliteInbound:
+class InboundRepository:
     def __init__(self, engine: GroupCommit) -> None:
         self._engine = engine
 
@@ -67,15 +67,16 @@ class SqliteInbound:
     async def latest(self, tenant: str, handsets: Sequence[str]) -> dict[str, InboundMessage]:
         """Each of ``handsets``' newest MO, for those that sent any.
 
-        SQLite fills the bare columns of a ``max()`` aggregate from the row holding the max.
+        Ids are time-ordered, so each handset's newest is its greatest id, found in
+        ``inbound_by_handset``; then each row by its key.
         """
         marks = ", ".join("?" * len(handsets))
         rows = await self._engine.fetch(
-            f"SELECT {_COLUMNS}, count(*), max(message_id) FROM inbound WHERE tenant = ?"
-            f" AND handset IN ({marks}) GROUP BY handset",
+            f"SELECT {_COLUMNS} FROM inbound WHERE message_id IN (SELECT max(message_id)"
+            f" FROM inbound WHERE tenant = ? AND handset IN ({marks}) GROUP BY handset)",
             (tenant, *handsets),
         )
-        return {row[2]: _inbound_from_row(row[:-2]) for row in rows}
+        return {row[2]: _inbound_from_row(row) for row in rows}
 
     async def handset_counts(self, tenant: str, handsets: Sequence[str]) -> dict[str, int]:
         """MO per handset, for those of ``handsets`` that sent any."""

@@ -1,4 +1,4 @@
-"""The handset inbox on SQLite: what each simulated handset received, bodies included.
+"""The handset inbox: what each simulated handset received, bodies included.
 
 A body arrives here when its message is delivered (committed with the final state)
 and is kept for ``privacy.body_ttl``; concatenated parts are stored one row each and
@@ -18,13 +18,14 @@ from gateway.storage.traffic import part, part_columns
 
 INSERT_INBOX = Batched(
     "INSERT INTO inbox (tenant, msisdn, message_id, sender, body, received_at,"
-    " part_ref, part_seq, part_total, binary, message_class) VALUES {values}"
+    ' part_ref, part_seq, part_total, "binary", message_class) VALUES {values}'
 )
 
 
-class SqliteInbox:
+class InboxRepository:
     def __init__(self, engine: GroupCommit) -> None:
         self._engine = engine
+        self._body_holds = engine.dialect.contains("lower(body)", "lower(?)")
 
     def record_delivery(self, item: Outgoing, at: float, after_commit: AfterCommit = None) -> None:
         """Queue a body for the handset's inbox (committed with the final status)."""
@@ -46,7 +47,7 @@ class SqliteInbox:
         """What a handset received, newest first, with concatenated parts joined."""
         rows = await self._engine.fetch(
             "SELECT message_id, sender, body, received_at, part_ref, part_seq, part_total,"
-            " binary, message_class FROM inbox WHERE tenant = ? AND msisdn = ?"
+            ' "binary", message_class FROM inbox WHERE tenant = ? AND msisdn = ?'
             " ORDER BY seq DESC LIMIT ?",
             (tenant, msisdn, limit * 8),
         )
@@ -79,7 +80,7 @@ class SqliteInbox:
     async def with_text(self, tenant: str, text: str, limit: int) -> list[str]:
         """Ids of the tenant's delivered messages whose body holds ``text`` (any case)."""
         rows = await self._engine.fetch(
-            "SELECT message_id FROM inbox WHERE tenant = ? AND instr(lower(body), lower(?)) > 0"
+            f"SELECT message_id FROM inbox WHERE tenant = ? AND {self._body_holds}"
             " ORDER BY seq DESC LIMIT ?",
             (tenant, text, limit),
         )
@@ -88,7 +89,7 @@ class SqliteInbox:
     async def for_handset(self, tenant: str, msisdn: str) -> list[InboxEntry]:
         """Every row a handset holds, oldest first, one entry per part (for an export)."""
         rows = await self._engine.fetch_bulk(
-            "SELECT message_id, sender, body, received_at, binary, message_class FROM inbox"
+            'SELECT message_id, sender, body, received_at, "binary", message_class FROM inbox'
             " WHERE tenant = ? AND msisdn = ? ORDER BY seq",
             (tenant, msisdn),
         )

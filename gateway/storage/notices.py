@@ -1,7 +1,9 @@
-"""Kept notices on SQLite: receipts and MO messages for a tenant's unbound receiver.
+"""Kept notices: receipts and MO messages for a tenant's unbound receiver.
 
 A notice's id is assigned here when it is queued, so the SMPP notice queue knows
-each notice's row before it is committed; ids continue after the highest stored.
+each notice's row before it is committed. On SQLite (one writing process) ids
+continue after the highest stored; on a database that instances share, each
+instance takes a block of 2**32 ids of its own when it opens.
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ _notice_row = NOTICE_ROWS.to_row
 _notice_from_row = NOTICE_ROWS.from_row
 
 INSERT_NOTICE = Batched(f"INSERT INTO notices ({_COLUMNS}) VALUES {{values}}")
-DELETE_NOTICE = Batched("DELETE FROM notices WHERE id IN (VALUES {values})")
+DELETE_NOTICE = Batched("DELETE FROM notices WHERE id IN (VALUES {values})", types=("bigint",))
+_ID_BLOCK = 2**32
 
 
-class SqliteNotices:
+class NoticesRepository:
     def __init__(self, engine: GroupCommit, last_id: int) -> None:
         self._engine = engine
         self._last_id = last_id
 
     @classmethod
-    async def open(cls, engine: GroupCommit) -> SqliteNotices:
+    async def open(cls, engine: GroupCommit) -> NoticesRepository:
+        if engine.dialect.shared:
+            row = await engine.fetch_one("SELECT nextval('notice_id_blocks')")
+            return cls(engine, int(row[0]) * _ID_BLOCK)
         row = await engine.fetch_one("SELECT coalesce(max(id), 0) FROM notices")
         return cls(engine, int(row[0]) if row else 0)
 

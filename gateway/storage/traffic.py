@@ -1,4 +1,4 @@
-"""The traffic repository on SQLite: messages, outbox and daily_counts.
+"""The traffic repository: messages, outbox and daily_counts.
 
 The traffic log (``messages``) has no body column. Bodies live in ``outbox`` while
 the simulated network still needs them (and in ``inbox`` once a handset received
@@ -8,8 +8,8 @@ them to the anonymous ``daily_counts``.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from gateway.domain import Message, MessageFilter, Outgoing, Part, Status, StatusChange
 from gateway.ids import id_floor
@@ -22,6 +22,7 @@ from gateway.storage.base import (
     Rows,
     Steps,
 )
+from gateway.storage.dialect import Dialect
 from gateway.storage.engine import GroupCommit
 from gateway.storage.rows import RowMapping
 
@@ -78,30 +79,36 @@ UPDATE_STATUS = Batched(
     WHERE messages.id = v.column5
     """,
     _latest_status,
+    types=("text", "float8", "float8", "text", "text"),
 )
 DELETE_BODY = Batched("DELETE FROM outbox WHERE message_id IN (VALUES {values})")
 
 # `Pseudonymised` rows as they are (their fields are in this order), all in one
-# statement: executemany steps once a row, and the writer thread must take the GIL
-# back from the busy event loop after each step (2,000 rows: 0.1 to 10 s under load).
-_PSEUDONYMISE = """
+# statement on SQLite: executemany steps once a row, and the writer thread must take
+# the GIL back from the busy event loop after each step (2,000 rows: 0.1 to 10 s
+# under load).
+PSEUDONYMISE = Batched(
+    """
     UPDATE messages SET recipient = v.column1, sender = v.column2, client_ref = v.column3,
         callback_url = NULL, submitted_at = v.column4, enroute_at = v.column5,
         final_at = v.column6, pseudonym_epoch = v.column7
     FROM (VALUES {values}) AS v
     WHERE messages.id = v.column8 AND messages.pseudonym_epoch IS NULL
-"""
+    """,
+    types=("text", "text", "text", "float8", "float8", "float8", "text", "text"),
+)
 _IDENTIFIABLE = (
     "SELECT id, tenant, sender, recipient, client_ref, submitted_at, enroute_at, final_at"
-    " FROM messages INDEXED BY messages_identifiable"
+    " FROM messages{indexed_by}"
     " WHERE pseudonym_epoch IS NULL AND id > ? AND id < ?"
     f" AND status IN ({', '.join('?' * len(_FINAL))}) ORDER BY id LIMIT ?"
 )
 _COUNT_DELETED = """
     INSERT INTO daily_counts (day, tenant, interface, status, count)
-    SELECT date(submitted_at, 'unixepoch'), tenant, interface, status, count(*)
+    SELECT {day}, tenant, interface, status, count(*)
     FROM messages WHERE id IN ({ids}) GROUP BY 1, 2, 3, 4
-    ON CONFLICT (day, tenant, interface, status) DO UPDATE SET count = count + excluded.count
+    ON CONFLICT (day, tenant, interface, status)
+    DO UPDATE SET count = daily_counts.count + excluded.count
 """
 # The outbox rows of a tenant are found through its messages; deleted before them.
 _TENANT_TABLES = (
@@ -111,9 +118,13 @@ _TENANT_TABLES = (
 )
 
 
-class SqliteTraffic:
+class TrafficRepository:
     def __init__(self, engine: GroupCommit) -> None:
         self._engine = engine
+        dialect = engine.dialect
+        self._count_deleted = _COUNT_DELETED.replace("{day}", dialect.day("submitted_at"))
+        self._identifiable = dialect.indexed_by("messages_identifiable")
+        self._body_holds = dialect.contains("lower(o.body)", "lower(?)")
 
     # --- the path of traffic ------------------------------------------------------------
 
@@ -213,7 +224,7 @@ class SqliteTraffic:
         is added to the anonymous daily counts first, as retention's deletions are.
         """
         return (
-            (_COUNT_DELETED.format(ids="?"), ((message_id,),)),
+            (self._count_deleted.format(ids="?"), ((message_id,),)),
             ("DELETE FROM messages WHERE id = ? AND tenant = ?", ((message_id, tenant),)),
         )
 
@@ -236,7 +247,7 @@ class SqliteTraffic:
         """Ids of the tenant's messages still on their way whose body holds ``text``."""
         rows = await self._engine.fetch(
             "SELECT o.message_id FROM outbox o JOIN messages m ON m.id = o.message_id"
-            " WHERE m.tenant = ? AND instr(lower(o.body), lower(?)) > 0 LIMIT ?",
+            f" WHERE m.tenant = ? AND {self._body_holds} LIMIT ?",
             (tenant, text, limit),
         )
         return [row[0] for row in rows]
@@ -262,7 +273,7 @@ class SqliteTraffic:
 
     async def count_subject(self, tenant: str, names: Sequence[str]) -> int:
         ids, params = _subject_ids(tenant, names)
-        return await self._engine.count(f"SELECT count(*) FROM ({ids})", params)
+        return await self._engine.count(f"SELECT count(*) FROM ({ids}) AS found", params)
 
     def erase_subject(self, tenant: str, names: Sequence[str]) -> Steps:
         """The steps that delete those rows and their bodies."""
@@ -277,17 +288,15 @@ class SqliteTraffic:
     async def oldest_identifiable(self) -> float | None:
         """Submit time of the oldest row not pseudonymised yet."""
         rows = await self._engine.fetch_bulk(
-            "SELECT submitted_at FROM messages INDEXED BY messages_identifiable"
+            f"SELECT submitted_at FROM messages{self._identifiable}"
             " WHERE pseudonym_epoch IS NULL ORDER BY id LIMIT 1"
         )
         return float(rows[0][0]) if rows else None
 
     async def pseudonymise(self, rows: Sequence[Pseudonymised]) -> None:
         """Replace the identifiers and times of rows (each once: a second run skips it)."""
-        if not rows:
-            return
-        sql = _PSEUDONYMISE.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows)))
-        await self._engine.commit("pseudonymise", ((sql, ([v for row in rows for v in row],)),))
+        if rows:
+            await self._engine.commit("pseudonymise", ((PSEUDONYMISE, rows),))
 
     async def delete_submitted_before(self, cutoff: float, limit: int) -> int:
         """Delete up to ``limit`` rows submitted before ``cutoff``, counted into daily_counts.
@@ -303,7 +312,7 @@ class SqliteTraffic:
         await self._engine.commit(
             "delete_old",
             (
-                (_COUNT_DELETED.format(ids=", ".join("?" * len(ids))), (ids,)),
+                (self._count_deleted.format(ids=", ".join("?" * len(ids))), (ids,)),
                 ("DELETE FROM outbox WHERE message_id = ?", rows),
                 ("DELETE FROM messages WHERE id = ?", rows),
             ),
@@ -426,16 +435,21 @@ def part(ref: int | None, seq: int | None, total: int | None) -> Part | None:
     return None if ref is None or seq is None or total is None else Part(ref, seq, total)
 
 
+Fetch = Callable[[str, Sequence[object]], Sequence[Sequence[Any]]]
+
+
 def identifiable_rows(
-    db: sqlite3.Connection, cutoff: float, after: str, limit: int
+    fetch: Fetch, dialect: Dialect, cutoff: float, after: str, limit: int
 ) -> tuple[list[Identifiable], str | None]:
     """Up to ``limit`` final rows after id ``after`` submitted before ``cutoff`` that
     still hold identifiers, oldest first, and the last id looked at (None: no more).
 
-    Synchronous, on a connection of the caller's: retention's worker process reads
-    with its own (privacy/retention_worker.py), so the scan costs the gateway nothing.
+    Synchronous, through a connection of the caller's (``fetch`` runs a query with
+    ``?`` placeholders): retention's worker process reads with its own
+    (privacy/retention_worker.py), so the scan costs the gateway nothing.
     """
-    rows = db.execute(_IDENTIFIABLE, (after, id_floor(cutoff), *_FINAL, limit)).fetchall()
+    sql = _IDENTIFIABLE.format(indexed_by=dialect.indexed_by("messages_identifiable"))
+    rows = fetch(sql, (after, id_floor(cutoff), *_FINAL, limit))
     if not rows:
         return [], None
-    return [Identifiable._make(row) for row in rows if row[5] < cutoff], rows[-1][0]
+    return [Identifiable._make(row) for row in rows if row[5] < cutoff], str(rows[-1][0])
