@@ -79,8 +79,8 @@ class Metrics:
         )
         self.cluster_errors = Counter(
             "smsgw_cluster_errors_total",
-            "Operations on the shared database that failed (heartbeat, claim, release, lease,"
-            " lock), by operation.",
+            "Operations on the shared database that failed (heartbeat, claim, release, lease),"
+            " by operation.",
             ["operation"],
             registry=r,
         )

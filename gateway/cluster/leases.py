@@ -34,6 +34,7 @@ import asyncpg
 
 from gateway.config import TenantConfig
 from gateway.logs import log_event
+from gateway.metrics import Metrics
 from gateway.rates import Bucket
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class LeasedBucket:
     __slots__ = (
         "_chunk",
         "_clock",
+        "_errors",
         "_lock",
         "_not_before",
         "_pool",
@@ -81,9 +83,11 @@ class LeasedBucket:
         tenant: str,
         rate: float,
         lease_seconds: float,
+        metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
+        self._errors = metrics.cluster_errors.labels("lease")
         self.tenant = tenant
         self._rate = rate
         self.capacity = max(rate, 1.0)  # as TokenBucket: one second's worth, at least one
@@ -116,6 +120,7 @@ class LeasedBucket:
                 )
             except DATABASE_ERRORS as exc:
                 self._not_before = self._clock() + self._chunk / self._rate
+                self._errors.inc()
                 log_event(log, "cluster.lease_failed", logging.WARNING, error=type(exc).__name__)
                 return
             granted, left = float(row["granted"]), float(row["tokens"])
@@ -130,11 +135,15 @@ class LeasedRates:
     leased = True
 
     def __init__(
-        self, pool: asyncpg.Pool, tenants: Iterable[TenantConfig], lease_seconds: float
+        self,
+        pool: asyncpg.Pool,
+        tenants: Iterable[TenantConfig],
+        lease_seconds: float,
+        metrics: Metrics,
     ) -> None:
         self._pool = pool
         self._leased = {
-            t.id: LeasedBucket(pool, t.id, t.submit_rate, lease_seconds)
+            t.id: LeasedBucket(pool, t.id, t.submit_rate, lease_seconds, metrics)
             for t in tenants
             if t.submit_rate
         }

@@ -264,7 +264,7 @@ class PgCluster:
         dead_after = config.cluster.dead_after
         self.instances = PgInstances(pool, instance, dead_after)
         self.binds = PgBinds(pool, instance, dead_after, metrics)
-        self.rates = LeasedRates(pool, config.tenants, config.cluster.rate_lease)
+        self.rates = LeasedRates(pool, config.tenants, config.cluster.rate_lease, metrics)
         self.runs = PgRunLocks(pool, instance)
         self._heartbeat: asyncio.Task[None] | None = None
 
