@@ -25,6 +25,8 @@ DELETE_NOTICE = Batched("DELETE FROM notices WHERE id IN (VALUES {values})", typ
 _ID_BLOCK = 2**32
 # Ids claimed per statement: well under both servers' limits on parameters.
 _CLAIM_CHUNK = 1000
+# The table's columns that are no notice's field: which instance holds the row, until when.
+CLAIM_COLUMNS = ("claimed_by", "claimed_until")
 
 
 class NoticesRepository:
