@@ -8,10 +8,10 @@ finds its data again), dropped when the test ends.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -27,16 +28,25 @@ from gateway.domain import Message
 from gateway.server.app import announce, create_app
 from gateway.server.appkeys import NETWORK, SMPP_SERVER
 from gateway.server.http_server import GatewayRunner
+from gateway.storage.dialect import POSTGRES, SQLITE
+from gateway.storage.pg_engine import pg_sql
 from gateway.testing.harness import merged as merged  # the plugin's, shared by the tests
-from tests.postgres import create_database, drop_database
+from tests.postgres import database_for, drop_stand_ins, off_loop
 
 API_KEY = "acme-test-key"
 OTHER_KEY = "other-test-key"
 ADMIN_TOKEN = "operator-test-token"
 EVENT_TIMEOUT = 10.0
 BACKEND = StorageBackend(os.environ.get("SMSGW_TEST_BACKEND", "sqlite"))
-# With BACKEND postgres: the database standing in for each store path in this test.
-_databases: dict[str, str] = {}
+# What the tests that read the store beside the gateway write SQL in.
+TEST_DIALECT = POSTGRES if BACKEND is StorageBackend.POSTGRES else SQLITE
+
+
+def storage_table(path: Path) -> dict[str, Any]:
+    """The ``[storage]`` table of a test's config: the file, or its stand-in database."""
+    if BACKEND is StorageBackend.SQLITE:
+        return {"path": str(path)}
+    return {"path": str(path), "backend": "postgres", "dsn": database_for(path)}
 
 
 def base_config(tmp_path: Path) -> dict[str, Any]:
@@ -44,7 +54,7 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
     return {
         "http": {"host": "127.0.0.1", "port": 0},
         "smpp": {"host": "127.0.0.1", "port": 0},
-        "storage": {"path": str(tmp_path / "smsgw.sqlite3")},
+        "storage": storage_table(tmp_path / "smsgw.sqlite3"),
         "privacy": {"key_file": str(tmp_path / "keys.json")},
         "simulator": {
             "latency": ["1ms", "5ms"],
@@ -108,39 +118,69 @@ class ManualClock:
         self.now += seconds
 
 
-async def on_test_backend(config: Config) -> Config:
+def on_test_backend(config: Config) -> Config:
     """``config`` on the backend the suite runs on (``SMSGW_TEST_BACKEND``)."""
     if BACKEND is StorageBackend.SQLITE or config.storage.backend is not StorageBackend.SQLITE:
         return config
-    dsn = _databases.get(config.storage.path)
-    if dsn is None:
-        dsn = _databases[config.storage.path] = await create_database()
-    storage = dataclasses.replace(config.storage, backend=StorageBackend.POSTGRES, dsn=dsn)
+    storage = dataclasses.replace(
+        config.storage, backend=StorageBackend.POSTGRES, dsn=database_for(config.storage.path)
+    )
     return dataclasses.replace(config, storage=storage)
+
+
+def stored_rows(database: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows read straight from the store at ``database``, beside the gateway (``?`` marks)."""
+    if BACKEND is StorageBackend.SQLITE:
+        db = sqlite3.connect(database)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    async def read() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(database_for(database))
+        try:
+            return [tuple(row) for row in await conn.fetch(pg_sql(sql), *params)]
+        finally:
+            await conn.close()
+
+    return off_loop(read())
+
+
+def stored_execute(database: Path, *statements: str) -> None:
+    """Change the store at ``database`` behind the gateway's back, in one transaction."""
+    if BACKEND is StorageBackend.SQLITE:
+        db = sqlite3.connect(database)
+        with db:
+            for sql in statements:
+                db.execute(sql)
+        db.close()
+        return
+
+    async def execute() -> None:
+        conn = await asyncpg.connect(database_for(database))
+        try:
+            async with conn.transaction():
+                for sql in statements:
+                    await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    off_loop(execute())
 
 
 @pytest.fixture(autouse=True)
 def _drop_test_databases() -> Iterator[None]:
     """Drop the databases this test's gateways ran on (with SMSGW_TEST_BACKEND=postgres)."""
     yield
-    if _databases:
-        dsns = list(_databases.values())
-        _databases.clear()
-
-        async def drop_all() -> None:
-            for dsn in dsns:
-                await drop_database(dsn)
-
-        # On a thread of its own: the test's event loop may be closed, or still set.
-        with concurrent.futures.ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, drop_all()).result()
+    drop_stand_ins()
 
 
 @contextlib.asynccontextmanager
 async def running_gateway(
     config: Config, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[RunningGateway]:
-    config = await on_test_backend(config)
+    config = on_test_backend(config)
     runner = GatewayRunner(create_app(config, clock))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, 0)

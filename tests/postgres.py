@@ -8,13 +8,23 @@ running side by side never meet each other's rows.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+
+_T = TypeVar("_T")
+# With SMSGW_TEST_BACKEND=postgres: the database standing in for each store path in the
+# running test. Here, not in conftest: pytest imports conftest.py as ``conftest`` and
+# the tests import it again as ``tests.conftest``, each with globals of its own.
+_stand_ins: dict[str, str] = {}
 
 ADMIN_DSN = os.environ.get("SMSGW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -65,3 +75,30 @@ async def postgres_dsn() -> AsyncIterator[str]:
     """The DSN of a fresh, empty database for this test."""
     async with fresh_database() as dsn:
         yield dsn
+
+
+def off_loop(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work`` to its end on a loop of its own (the caller's may be running, or closed)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work).result()
+
+
+def database_for(path: str | Path) -> str:
+    """The database standing in for the store at ``path`` in this test (its DSN)."""
+    key = str(path)
+    if key not in _stand_ins:
+        _stand_ins[key] = off_loop(create_database())
+    return _stand_ins[key]
+
+
+def drop_stand_ins() -> None:
+    """Drop every database `database_for` created (at the end of each test)."""
+    dsns = list(_stand_ins.values())
+    _stand_ins.clear()
+
+    async def drop_all() -> None:
+        for dsn in dsns:
+            await drop_database(dsn)
+
+    if dsns:
+        off_loop(drop_all())

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import os
 import socket
-import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -23,7 +22,15 @@ import trustme
 from gateway.config import config_from_dict
 from gateway.events import GAP
 from gateway.server.appkeys import EVENTS, NETWORK, SMPP_SERVER
-from tests.conftest import ADMIN_TOKEN, API_KEY, EVENT_TIMEOUT, base_config, merged, running_gateway
+from tests.conftest import (
+    ADMIN_TOKEN,
+    API_KEY,
+    EVENT_TIMEOUT,
+    base_config,
+    merged,
+    running_gateway,
+    stored_rows,
+)
 from tests.test_process import HEADERS, gateway_process, write_toml
 from tests.test_smpp_notices import stored_notices, submit_with_receipts
 
@@ -190,8 +197,9 @@ async def test_purge_without_yes_and_no_terminal_refuses(tmp_path: Path) -> None
     status, out, err = await smsgw(config_path, "tenant", "purge", "acme")
     assert (status, out) == (2, "")
     assert "confirm on a terminal, or pass --yes" in err
-    with sqlite3.connect(tmp_path / "smsgw.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM messages WHERE tenant = 'acme'").fetchone() == (1,)
+    assert stored_rows(
+        tmp_path / "smsgw.sqlite3", "SELECT count(*) FROM messages WHERE tenant = 'acme'"
+    ) == [(1,)]
 
 
 async def admin_call(

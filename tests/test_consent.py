@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from tests.conftest import (
     CallbackReceiver,
     RunningGateway,
     running_gateway,
+    stored_execute,
+    stored_rows,
 )
 from tests.smpp_clients import RawEsme, smpplib_esme
 from tests.test_process import write_toml
@@ -297,14 +298,12 @@ async def test_registry_and_audit_hold_no_number_in_clear(
     await inbound(gateway, "STOP")
     await call(gateway, "PUT", "/v1/consents/0705550123", json={"purpose": "marketing"})
     await call(gateway, "POST", "/v1/opt-outs", json={"msisdns": ["+46705550124"]})
-    db = sqlite3.connect(tmp_path / "smsgw.sqlite3")
     texts = [
         str(value)
         for table in ("consent_events", "audit_log", "audit_heads")
-        for row in db.execute(f"SELECT * FROM {table}")
+        for row in stored_rows(tmp_path / "smsgw.sqlite3", f"SELECT * FROM {table}")
         for value in row
     ]
-    db.close()
     assert texts
     for number in ("701112233", "705550123", "705550124"):
         assert not any(number in text for text in texts)
@@ -360,16 +359,17 @@ async def test_audit_chain_verifies_and_detects_tampering(
     assert await asyncio.to_thread(main, ["audit", "verify", "--config", str(config_path)]) == 0
     assert "acme: ok (3 entries)" in capsys.readouterr().out
 
-    db = sqlite3.connect(tmp_path / "smsgw.sqlite3")
-    with db:
-        db.execute(
-            "UPDATE audit_log SET action = 'consent_withdrawn' WHERE action = 'opt_out_lifted'"
-        )
+    database = tmp_path / "smsgw.sqlite3"
+    stored_execute(
+        database,
+        "UPDATE audit_log SET action = 'consent_withdrawn' WHERE action = 'opt_out_lifted'",
+    )
     assert await asyncio.to_thread(main, ["audit", "verify", "--config", str(config_path)]) == 1
     assert "acme: BROKEN at seq 2" in capsys.readouterr().out
-    with db:
-        db.execute("UPDATE audit_log SET action = 'opt_out_lifted' WHERE seq = 2")
-        db.execute("DELETE FROM audit_log WHERE seq = 3")
-    db.close()
+    stored_execute(
+        database,
+        "UPDATE audit_log SET action = 'opt_out_lifted' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 3",
+    )
     assert await asyncio.to_thread(main, ["audit", "verify", "--config", str(config_path)]) == 1
     assert "acme: BROKEN" in capsys.readouterr().out

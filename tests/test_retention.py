@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,19 +15,23 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config import config_from_dict
+from gateway.config import StorageBackend, config_from_dict
 from gateway.server.appkeys import KEYS, RETENTION
 from gateway.server.cli import main
+from gateway.storage import pg_schema
 from smpp.pdu import CommandId
 from tests.conftest import (
     API_KEY,
+    BACKEND,
     EVENT_TIMEOUT,
     OTHER_KEY,
+    TEST_DIALECT,
     ManualClock,
     RunningGateway,
     base_config,
     merged,
     running_gateway,
+    stored_rows,
 )
 from tests.smpp_clients import RawEsme
 from tests.test_consent import inbound, smpp_submit
@@ -60,7 +63,24 @@ def spellings(e164: str) -> list[bytes]:
 
 
 def raw_bytes(database: Path) -> bytes:
-    """The database file and whatever WAL and shared-memory files lie beside it."""
+    """The database file and whatever WAL and shared-memory files lie beside it.
+
+    On PostgreSQL, whose files are the server's, every row of every store table as
+    text: what the database still holds (docs/privacy.md says what lies beyond).
+    """
+    if BACKEND is StorageBackend.POSTGRES:
+        tables = ", ".join(f"'{table}'" for table in pg_schema.TABLES)
+        named = stored_rows(
+            database,
+            "SELECT table_name FROM information_schema.tables"
+            f" WHERE table_schema = 'public' AND table_name IN ({tables})",
+        )
+        assert len(named) == len(pg_schema.TABLES)
+        return "\n".join(
+            str(row)
+            for (table,) in named
+            for row in stored_rows(database, f"SELECT * FROM {table}")
+        ).encode()
     parts = [database.read_bytes()]
     for suffix in ("-wal", "-shm", "-journal"):
         extra = Path(f"{database}{suffix}")
@@ -87,12 +107,8 @@ async def send_and_settle(gateway: RunningGateway, messages: list[dict[str, Any]
     return ids
 
 
-def rows(database: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(database)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+rows = stored_rows
+DAY_OF_SUBMIT = TEST_DIALECT.day("submitted_at")
 
 
 async def test_pseudonymise_then_delete_across_epochs(
@@ -109,7 +125,7 @@ async def test_pseudonymise_then_delete_across_epochs(
     async with running_gateway(config, clock) as gateway:
         await send_and_settle(gateway, january)
         days_before = rows(
-            database, "SELECT date(submitted_at, 'unixepoch'), count(*) FROM messages GROUP BY 1"
+            database, f"SELECT {DAY_OF_SUBMIT}, count(*) FROM messages GROUP BY 1 ORDER BY 1"
         )
         clock.advance(31 * DAY)
         report = await gateway.app[RETENTION].run()
@@ -142,7 +158,7 @@ async def test_pseudonymise_then_delete_across_epochs(
     assert table[0][2].startswith("p1:")
     assert all(r[3] % 3600 == 0 for r in table)
     days_after = rows(
-        database, "SELECT date(submitted_at, 'unixepoch'), count(*) FROM messages GROUP BY 1"
+        database, f"SELECT {DAY_OF_SUBMIT}, count(*) FROM messages GROUP BY 1 ORDER BY 1"
     )
     assert days_after[: len(days_before)] == days_before
     assert rows(database, "SELECT count(*) FROM inbox") == [(0,)]
@@ -203,15 +219,13 @@ async def test_export_erase_restrict_and_object(
         _, audit = await gateway.get_json("/v1/audit?limit=100")
         assert "subject_erased" in [e["action"] for e in audit["entries"]]
 
-    with sqlite3.connect(database) as db:
-        texts = " ".join(
-            str(value)
-            for table in ("messages", "inbox", "notices", "consent_events", "audit_log", "outbox")
-            for row in db.execute(f"SELECT * FROM {table}")
-            for value in row
-        )
-        suppression = db.execute("SELECT subject, kind, source FROM consent_events").fetchall()
-    db.close()
+    texts = " ".join(
+        str(value)
+        for table in ("messages", "inbox", "notices", "consent_events", "audit_log", "outbox")
+        for row in rows(database, f"SELECT * FROM {table}")
+        for value in row
+    )
+    suppression = rows(database, "SELECT subject, kind, source FROM consent_events")
     assert mine not in texts and mine[1:] not in texts and pseudonymised_to not in texts
     assert texts.count(subject) == 1  # the documented suppression entry, nothing else
     assert suppression == [(subject, "opted_out", "erasure")]

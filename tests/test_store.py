@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import StorageConfig, config_from_dict
+from gateway.config import StorageBackend, StorageConfig, config_from_dict
 from gateway.domain import (
     Interface,
     Message,
@@ -29,6 +29,7 @@ from gateway.server.appkeys import STORE
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
 from tests.conftest import (
+    BACKEND,
     EVENT_TIMEOUT,
     OTHER_KEY,
     CallbackReceiver,
@@ -264,6 +265,10 @@ def unindexed_steps(database: Path, statements: list[tuple[str, Sequence[object]
     return found
 
 
+@pytest.mark.skipif(
+    BACKEND is StorageBackend.POSTGRES,
+    reason="reads SQLite's query plans; PostgreSQL plans a table this small by cost alone",
+)
 async def test_subject_requests_use_indexes_on_the_bulk_reader(
     gateway: RunningGateway, tmp_path: Path
 ) -> None:
@@ -338,7 +343,7 @@ async def test_a_message_an_earlier_version_left_accepted_resumes_enroute(
     config_dict: dict[str, Any], metrics: Metrics, callback_receiver: CallbackReceiver
 ) -> None:
     """New messages are committed enroute; one committed accepted is moved on when resumed."""
-    store = await Store.open(StorageConfig(config_dict["storage"]["path"]), metrics)
+    store = await Store.open(config_from_dict(config_dict).storage, metrics)
     old = message("m-old")
     old.message.callback_url = callback_receiver.url
     await store.traffic.add_messages([old])
