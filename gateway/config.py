@@ -295,11 +295,13 @@ class ClusterConfig:
     # A tenant's max_submit_rate is shared through the database in leases of this many
     # seconds' worth of tokens (at least one), so no submit waits for a round trip.
     rate_lease: Seconds = 0.1
-    # A receipt or MO this instance holds in memory is claimed for this long, renewed every
-    # third of it: the time after which another instance delivers what a killed one held.
+    # A receipt or MO this instance holds in memory, and a message on its way it accepted,
+    # is held for this long, renewed every third of it: the time after which another
+    # instance delivers what a killed one held.
     notice_lease: Seconds = 30.0
     # How often an instance with a bound receiver looks for notices nobody holds, in case
-    # the notification that should have woken it was lost.
+    # the notification that should have woken it was lost, and any instance for messages
+    # on their way that nobody holds.
     notice_poll: Seconds = 2.0
     # How often an instance says which tenants' event streams it has subscribers for.
     announce_interval: Seconds = 10.0

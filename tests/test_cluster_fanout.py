@@ -301,3 +301,54 @@ async def test_receipts_a_killed_instance_held_reach_a_receiver_that_binds_on_an
         finally:
             await esme.close()
     assert {receipt_id(pdu) for pdu in receipts} == ids
+
+
+async def test_an_instance_that_starts_leaves_another_ones_messages_on_their_way_to_it(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    number = SLOW + "0002"
+    async with running_gateway(config_from_dict(instance_config(tmp_path, postgres_dsn, "a"))) as a:
+        finals_a = a.finals()
+        response = await a.send(to=number)
+        assert response.status == 202
+        message_id = (await response.json())["id"]
+        config_b = instance_config(tmp_path, postgres_dsn, "b")
+        async with running_gateway(config_from_dict(config_b)) as b:
+            finals_b = b.finals()
+            final = await asyncio.wait_for(finals_a.get(), EVENT_TIMEOUT)
+            assert (final.id, final.status.value) == (message_id, "delivered")
+            _, handset = await b.get_json(f"/v1/simulator/handsets/{number}/messages")
+            assert [m["message_id"] for m in handset["messages"]] == [message_id]
+            assert finals_b.empty()  # b did not play a's message out a second time
+
+
+@pytest.mark.slow
+async def test_a_killed_instances_messages_on_their_way_are_delivered_by_another(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    number = SLOW + "0003"
+    config_a = merged(
+        instance_config(tmp_path, postgres_dsn, "a"), {"cluster": {"notice_lease": "1s"}}
+    )
+    config_path = tmp_path / "a" / "config.toml"
+    write_toml(config_path, config_a)
+    async with running_gateway(config_from_dict(instance_config(tmp_path, postgres_dsn, "b"))) as b:
+        finals = b.finals()
+        async with (
+            gateway_process(config_path) as killed,
+            b.http.post(
+                f"{killed.url}/v1/messages",
+                json={"to": number, "from": "Acme", "body": "on its way"},
+                headers=b.headers,
+            ) as response,
+        ):
+            assert response.status == 202
+            message_id = (await response.json())["id"]
+            killed.process.send_signal(signal.SIGKILL)  # within the message's 1 s latency
+            assert await killed.process.wait() == -signal.SIGKILL
+        final = await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)  # once a's lease lapsed
+    assert (final.id, final.status.value) == (message_id, "delivered")

@@ -109,6 +109,8 @@ class ClusterBus:
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
+        # Held while items are being sent, so a flush waits for those already taken too.
+        self._sending = asyncio.Lock()
         self._lost = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -263,15 +265,16 @@ class ClusterBus:
             await self._send_queued()
 
     async def _send_queued(self) -> None:
-        for channel in self._channels.values():
-            if not channel.queued:
-                continue
-            items, channel.queued = channel.queued, []
-            found, too_large = payloads(self.origin, items)
-            if too_large:
-                self._metrics.bus_dropped.labels("too_large").inc(too_large)
-            if found and not await self._send(channel.name, found):
-                self._metrics.bus_dropped.labels("send_failed").inc(len(items))
+        async with self._sending:
+            for channel in self._channels.values():
+                if not channel.queued:
+                    continue
+                items, channel.queued = channel.queued, []
+                found, too_large = payloads(self.origin, items)
+                if too_large:
+                    self._metrics.bus_dropped.labels("too_large").inc(too_large)
+                if found and not await self._send(channel.name, found):
+                    self._metrics.bus_dropped.labels("send_failed").inc(len(items))
 
     async def _send(self, name: str, found: list[str]) -> bool:
         """Send the payloads in one round trip; reconnect the sender once if it was lost."""

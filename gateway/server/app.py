@@ -256,6 +256,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         if BUS in app:
+            pipeline.share(app[BUS].origin, config.cluster.notice_lease, config.cluster.notice_poll)
             notices.share(app[BUS], app[BUS].origin, config.cluster)
             app[SHARED_EVENTS] = SharedEvents(
                 app[BUS],
