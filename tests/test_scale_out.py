@@ -20,7 +20,7 @@ import json
 import re
 import signal
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +328,41 @@ async def test_messages_a_killed_instance_accepted_are_delivered_by_the_others(
         # Acknowledged, so delivered: by the instances still running, as one gateway
         # would after its restart.
         await asyncio.wait_for(delivered_callbacks(callback_receiver, ids), 3 * EVENT_TIMEOUT)
+
+
+async def test_a_message_scheduled_on_one_instance_and_cancelled_on_another_is_not_sent(
+    tmp_path: Path, postgres_dsn: str, callback_receiver: CallbackReceiver
+) -> None:
+    now = datetime.now(UTC)
+    soon, later = (now + timedelta(seconds=3)).isoformat(), (now + timedelta(seconds=4)).isoformat()
+    async with (
+        cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, _),
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def scheduled(to: str, send_at: str) -> str:
+            document = {
+                "to": to,
+                "from": "Acme",
+                "body": "scheduled",
+                "callback_url": callback_receiver.url,
+                "send_at": send_at,
+            }
+            async with http.post(
+                f"{gw1.url}/v1/messages", json=document, headers=HEADERS
+            ) as response:
+                assert response.status == 202
+                return str((await response.json())["id"])
+
+        cancelled = await scheduled("+46701230001", soon)
+        barrier = await scheduled("+46701230002", later)  # its delivery comes after
+        async with http.post(
+            f"{gw2.url}/v1/messages/{cancelled}/cancel", headers=HEADERS
+        ) as response:
+            assert response.status == 200, await response.text()
+        statuses: dict[str, list[str]] = {}
+        while "delivered" not in statuses.get(barrier, []):
+            callback = await asyncio.wait_for(callback_receiver.next(), 2 * EVENT_TIMEOUT)
+            statuses.setdefault(callback["id"], []).append(callback["status"])
+        # Instance 1 held it for its time: the cancel through instance 2 must reach it.
+        assert statuses[cancelled] == ["deleted"], statuses
