@@ -334,8 +334,8 @@ async def test_the_cli_acts_through_a_live_instance_found_in_the_database(
 ) -> None:
     config = tmp_path / "cli.toml"
     write_toml(config, instance_config(tmp_path, postgres_dsn, "cli"))
-    code, _, err = await run_cli(config, "retention", "run")
-    assert code == 2 and "no live instance" in err
+    code, out, err = await run_cli(config, "retention", "run")  # none live: on the store itself
+    assert code == 0 and '"pseudonymised": 0' in out, err
     async with instances(tmp_path, postgres_dsn, "a") as (a,):
         code, out, err = await run_cli(config, "retention", "run")
         assert code == 0, err

@@ -4,15 +4,16 @@ Operator commands act through the owner of the files: while a gateway runs (its 
 file names its admin URL, or ``--url`` does) they call its admin API, so its caches and
 in-memory keys change with its store; only when none runs do they open the store and key
 file themselves, holding the same lock meanwhile. A PostgreSQL store has no file to
-lock beside it and is shared by design: there they act through a live instance found in
-the database's instance list (or ``--url``), never on the store themselves. Every
-failure is one line on stderr.
+lock beside it and is shared by design: there they act through the live instance found
+in the database's instance list (or ``--url``), and on the store themselves only when
+the list has none. Every failure is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -106,6 +107,10 @@ CLIENT_COMMANDS = ("send", "inbox", "watch")
 
 class CommandFailed(Exception):
     """An operator command failed; the message is the one line to print."""
+
+
+class GatewayUnreachable(CommandFailed):
+    """No connection to the gateway's admin API: nothing was sent to it."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -207,8 +212,10 @@ def operate(config: Config, args: argparse.Namespace) -> int:
     if args.url:
         return _report(args, asyncio.run(_call_gateway(config, args, action, args.url)))
     if config.storage.backend is StorageBackend.POSTGRES:
-        url = _live_instance(config)
-        return _report(args, asyncio.run(_call_gateway(config, args, action, url)))
+        # An instance killed moments ago is still listed until dead_after: try the next.
+        for url in _live_instances(config):
+            with contextlib.suppress(GatewayUnreachable):
+                return _report(args, asyncio.run(_call_gateway(config, args, action, url)))
     try:
         lock = StorageLock.acquire(config)
     except StorageBusy as busy:
@@ -224,18 +231,12 @@ def operate(config: Config, args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _live_instance(config: Config) -> str:
-    """The admin URL of the live instance with the freshest heartbeat."""
+def _live_instances(config: Config) -> list[str]:
+    """The admin URLs of the live instances, freshest heartbeat first."""
     try:
-        urls = asyncio.run(live_admin_urls(config))
+        return asyncio.run(live_admin_urls(config))
     except ClusterError as exc:
         raise CommandFailed(f"storage.dsn: {exc}") from None
-    if not urls:
-        raise CommandFailed(
-            "no live instance with an admin API in the store's instance list:"
-            " start one (with [admin] tokens), or pass --url"
-        )
-    return urls[0]
 
 
 def _confirm_purge(tenant_id: str) -> None:
@@ -343,6 +344,8 @@ async def _call_gateway(config: Config, args: argparse.Namespace, action: Action
             http.request(action.method, target, headers=headers, ssl=context) as response,
         ):
             document = await response.json(content_type=None)
+    except aiohttp.ClientConnectorError as exc:
+        raise GatewayUnreachable(f"cannot reach the gateway at {url}: {exc}") from None
     except (aiohttp.ClientError, ValueError) as exc:
         raise CommandFailed(f"cannot reach the gateway at {url}: {exc}") from None
     if response.status >= 400:
