@@ -15,6 +15,12 @@ counts the id, and builds nothing (it was about a fifth of an HTTP batch's time)
 A resume with an older id then starts with a gap. An event holds its fields as
 a tuple, named by `FIELDS`; the dict and the JSON are made only for a reader.
 
+With several instances (`gateway.cluster.events`), a tenant's events made on another
+instance are published here too, with ids of this bus: a stream's ids stay unique and
+increasing, though an id means something only to the instance that gave it. Local events
+are forwarded only for tenants some other instance has a subscriber for
+(``followed_elsewhere``, empty with one instance): a set lookup per event otherwise.
+
 Events carry ids, statuses and kinds; a number only where the API already shows
 it to the same tenant (the handset of a message it sent, the sender of a reply).
 """
@@ -28,6 +34,9 @@ from typing import Any
 
 from gateway.config import EventsConfig
 from gateway.documents import iso_time
+
+# Told of each event to send to the other instances: tenant, kind, values.
+Forward = Callable[[str, str, tuple[Any, ...]], None]
 
 # The kinds of event, as the stream's ``type`` field names them.
 MESSAGE_ACCEPTED = "message.accepted"
@@ -141,6 +150,20 @@ class EventBus:
         # all tenants, so a tenant's own ids have holes: a gap cannot be seen from them).
         self._evicted: dict[str, int] = {}
         self._subscribers: dict[str, set[Subscription]] = {}
+        # Tenants another instance has a subscriber for, and where their events go.
+        self.followed_elsewhere: frozenset[str] = frozenset()
+        self._forward: Forward | None = None
+        self._on_followed: Callable[[], None] | None = None
+
+    def share(self, forward: Forward, on_followed: Callable[[], None]) -> None:
+        """Send events of ``followed_elsewhere`` tenants to ``forward``; call ``on_followed``
+        whenever the set of tenants with a subscriber here changes."""
+        self._forward = forward
+        self._on_followed = on_followed
+
+    def followed(self) -> list[str]:
+        """Tenants with a subscriber on this instance."""
+        return sorted(self._subscribers)
 
     @property
     def last_id(self) -> int:
@@ -153,6 +176,12 @@ class EventBus:
 
     def publish(self, tenant: str, kind: str, /, *values: Any) -> None:
         """``values`` in the order `FIELDS` names them for ``kind``."""
+        if tenant in self.followed_elsewhere and self._forward is not None:
+            self._forward(tenant, kind, values)
+        self.publish_here(tenant, kind, values)
+
+    def publish_here(self, tenant: str, kind: str, values: tuple[Any, ...]) -> None:
+        """Publish to this instance's subscribers only (an event another instance made)."""
         self._last_id += 1
         ring = self._rings.get(tenant)
         if ring is None:  # nobody has followed the tenant: nobody can resume
@@ -184,7 +213,10 @@ class EventBus:
                 gap = Event(0, tenant, GAP, self._clock(), (str(asked),))
                 subscription._queue.append(gap)
             subscription._queue.extend(replayed)
-        self._subscribers.setdefault(tenant, set()).add(subscription)
+        subscriptions = self._subscribers.setdefault(tenant, set())
+        subscriptions.add(subscription)
+        if len(subscriptions) == 1 and self._on_followed is not None:
+            self._on_followed()
         return subscription
 
     def forget_tenant(self, tenant: str) -> None:
@@ -205,3 +237,5 @@ class EventBus:
             subscriptions.discard(subscription)
             if not subscriptions:
                 del self._subscribers[subscription.tenant]
+                if self._on_followed is not None:
+                    self._on_followed()

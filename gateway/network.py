@@ -14,6 +14,11 @@ stream, which also hears of ``enroute`` and of a handset's delivery once committ
 Final hooks run just before the state is queued, so what they queue (a receipt's
 row) commits with it.
 
+With a registry shared by several instances, a delivery recheck (`add_delivery_recheck`)
+reads the database for each tick's messages before they are finished: an opt-out another
+instance committed stops them even before this one is told of it. A tick waits for that
+read; if it fails, its messages try again a second later, never delivered unchecked.
+
 A scheduled message waits in memory (the pipeline holds each tenant to
 ``messages.max_scheduled`` of them) in one heap of due times, behind one timer armed
 for the earliest: no task or timer per message. When their time comes they go to the
@@ -28,21 +33,29 @@ import asyncio
 import dataclasses
 import heapq
 import itertools
+import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from gateway.chaos import Chaos
 from gateway.config import Outcome, SimulatorConfig, SubmitError
 from gateway.domain import Message, Outgoing, RejectCode, Status, StatusChange
 from gateway.events import HANDSET_RECEIVED, MESSAGE_STATUS, EventBus
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.store import Store
+
+log = logging.getLogger(__name__)
 
 StatusListener = Callable[[Message], None]
 # Asked just before delivery; a reason (e.g. "opted_out") stops the message there.
 DeliveryCheck = Callable[[Message], str | None]
+# Asked, with a tick's messages together, just before the delivery checks: a reason per message.
+DeliveryRecheck = Callable[[Sequence[Message]], Awaitable[list[str | None]]]
+# How long a tick whose recheck failed waits before it tries again.
+RECHECK_RETRY = 1.0
 # Told of the scheduled messages whose time has come (see `SimulatedNetwork.on_due`).
 DueHandler = Callable[[list[Outgoing]], None]
 
@@ -104,6 +117,8 @@ class SimulatedNetwork:
         self._enroute_listeners: list[StatusListener] = []
         self._final_hooks: list[StatusListener] = []
         self._delivery_checks: list[DeliveryCheck] = []
+        self._rechecks: list[DeliveryRecheck] = []
+        self._rechecking: set[asyncio.Task[None]] = set()
         self._in_flight: dict[str, _InFlight] = {}
         # tick -> its timer and the ids of the messages due then
         self._ticks: dict[int, tuple[asyncio.TimerHandle, list[str]]] = {}
@@ -137,6 +152,10 @@ class SimulatedNetwork:
 
     def add_delivery_check(self, check: DeliveryCheck) -> None:
         self._delivery_checks.append(check)
+
+    def add_delivery_recheck(self, recheck: DeliveryRecheck) -> None:
+        """Await ``recheck`` for each tick's messages before they are finished."""
+        self._rechecks.append(recheck)
 
     def submit_fault(self, tenant: str, recipient: str) -> RejectCode | None:
         """The failure chaos or a rule imposes on this tenant's submit to this recipient."""
@@ -324,9 +343,39 @@ class SimulatedNetwork:
         self._ticks[tick][1].append(message_id)
 
     def _finish_tick(self, tick: int) -> None:
-        for message_id in self._ticks.pop(tick)[1]:
-            if message_id in self._in_flight:  # not cancelled meanwhile
+        due = [m for m in self._ticks.pop(tick)[1] if m in self._in_flight]  # not cancelled
+        if not self._rechecks:
+            for message_id in due:
                 self._finish(message_id)
+            return
+        task = asyncio.create_task(self._recheck_then_finish(due))
+        self._rechecking.add(task)
+        task.add_done_callback(self._rechecking.discard)
+
+    async def _recheck_then_finish(self, due: list[str]) -> None:
+        messages = [self._in_flight[message_id].item.message for message_id in due]
+        stopped: dict[str, str] = {}
+        try:
+            for recheck in self._rechecks:
+                for message, reason in zip(messages, await recheck(messages), strict=True):
+                    if reason is not None:
+                        stopped.setdefault(message.id, reason)
+        except Exception:  # the store's reads raise its driver's errors as well as StoreError
+            log_event(log, "network.recheck_failed", logging.WARNING, messages=len(due))
+            for message_id in due:
+                if message_id in self._in_flight:
+                    self._finish_after(message_id, RECHECK_RETRY)
+            return
+        for message_id in due:
+            flight = self._in_flight.get(message_id)  # cancelled or forced meanwhile: gone
+            if flight is None:
+                continue
+            reason = stopped.get(message_id)
+            if reason is None:
+                self._finish(message_id)
+            else:
+                del self._in_flight[message_id]
+                self._end(flight.item, Status.REJECTED, reason)
 
     def _held(self, message_id: str) -> Outgoing | None:
         """A message scheduled or on its way, of any tenant."""
@@ -481,6 +530,8 @@ class SimulatedNetwork:
         for timer, _ in self._ticks.values():
             timer.cancel()
         self._ticks.clear()
+        for task in self._rechecking:
+            task.cancel()
         self._in_flight.clear()
         if self._wake is not None:
             self._wake.cancel()

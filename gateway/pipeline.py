@@ -54,7 +54,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
-from gateway.rates import TokenBucket
+from gateway.rates import LocalRates, SubmitRates
 from gateway.storage.base import Steps
 from gateway.store import Store, StoreError
 
@@ -65,6 +65,8 @@ SubmitResult = Message | Rejected
 GATE_RETRY = 1.0
 # A text search looks at most this many matching bodies (SQLite's IN list stays short).
 _MAX_TEXT_HITS = 500
+# Messages on their way adopted from dead instances per read.
+_ADOPT_AT_ONCE = 1000
 InboundListener = Callable[[Notice], None]
 
 
@@ -95,8 +97,10 @@ class SubmitPipeline:
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
         chaos: Chaos | None = None,
+        rates: SubmitRates | None = None,
     ) -> None:
-        """``blocked``: where the submits the gates refuse are kept (see `gateway.blocked`)."""
+        """``blocked``: where the submits the gates refuse are kept (see `gateway.blocked`);
+        ``rates``: the tenants' buckets, this process's own unless instances share them."""
         self._config = config
         self._events = events
         self._store = store
@@ -110,7 +114,8 @@ class SubmitPipeline:
         self._senders = {t.id: _canonical_senders(t) for t in config.tenants}
         self._inbound_listeners: list[InboundListener] = []
         # One bucket per tenant with a max_submit_rate, shared by every front end.
-        self._buckets = {t.id: TokenBucket(t.submit_rate) for t in config.tenants if t.submit_rate}
+        self._rates = rates if rates is not None else LocalRates(config.tenants)
+        self._buckets = self._rates.buckets
         self._chaos = chaos
         self._blocked = blocked
         # Scheduled messages of submits not yet handed over, per tenant (max_scheduled).
@@ -118,6 +123,11 @@ class SubmitPipeline:
         # Scheduled messages whose time has come, for the one task that lets them go.
         self._due: asyncio.Queue[list[Outgoing]] = asyncio.Queue()
         self._releaser: asyncio.Task[None] | None = None
+        # Shared with other instances: who we are, our lease on messages, how often to adopt.
+        self._owner: str | None = None
+        self._lease = 0.0
+        self._poll = 0.0
+        self._holder: asyncio.Task[None] | None = None
         network.on_due(self._due.put_nowait)
         # The histogram's children, looked up once: labels() costs a lock and a dict lookup.
         self._submit_latency = {i: metrics.submit_latency.labels(i.value) for i in Interface}
@@ -134,6 +144,10 @@ class SubmitPipeline:
         one's id as its ``submission``, which its receipt then carries.
         """
         started = time.perf_counter()
+        if self._rates.leased:  # tokens shared with other instances: fetch this batch's first
+            await self._rates.reserve(
+                [r.tenant.id for r in requests if r.interface is not Interface.SYSTEM]
+            )
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
         checked = list(results)
@@ -168,7 +182,9 @@ class SubmitPipeline:
         ]
         try:
             if accepted:
-                await self._store.traffic.add_messages([item for _, item in accepted])
+                await self._store.traffic.add_messages(
+                    [item for _, item in accepted], self._held_until()
+                )
         except StoreError:
             unavailable = Rejected(RejectCode.STORE_UNAVAILABLE, "the store could not commit")
             results = [unavailable if isinstance(r, Message) else r for r in results]
@@ -201,13 +217,33 @@ class SubmitPipeline:
             held[tenant] += 1
         return held
 
+    def share(self, owner: str, lease: float, poll: float) -> None:
+        """Instances share the store: hold our messages on their way under a lease (renewed
+        every third of it, so it lapses only if we die), and every ``poll`` adopt those
+        whose instance died. Before `resume`."""
+        self._owner = owner
+        self._lease = lease
+        self._poll = poll
+
+    def _held_until(self) -> tuple[str, float] | None:
+        return None if self._owner is None else (self._owner, self._clock() + self._lease)
+
     async def resume(self) -> None:
         """Hand what the last run left unfinished back to the network (once, at start).
 
         The messages pass the gates again: an opt-out or a restriction may have been
-        committed since they were accepted, and then they end before delivery.
+        committed since they were accepted, and then they end before delivery. Shared
+        with other instances, "unfinished" is what no live instance holds.
         """
-        unfinished = await self._store.traffic.unfinished()
+        if self._owner is None:
+            resumed = await self._play_out(await self._store.traffic.unfinished())
+        else:
+            resumed = await self._adopt()
+            self._holder = asyncio.create_task(self._keep_holding(), name="held-messages")
+        log_event(log, "network.resumed", count=resumed)
+        self._releaser = asyncio.create_task(self._release_scheduled(), name="scheduled")
+
+    async def _play_out(self, unfinished: list[Outgoing]) -> int:
         results: list[SubmitResult] = [item.message for item in unfinished]
         await self._pass_gates(results)
         for item, result in zip(unfinished, results, strict=True):
@@ -215,15 +251,55 @@ class SubmitPipeline:
                 self._network.hand_over(item)
             else:
                 self._network.stop_before_delivery(item, result.code.value)
-        log_event(log, "network.resumed", count=len(unfinished))
-        self._releaser = asyncio.create_task(self._release_scheduled(), name="scheduled")
+        return len(unfinished)
+
+    async def _adopt(self) -> int:
+        """Take and play out every message on its way that no live instance holds."""
+        assert self._owner is not None
+        adopted = 0
+        while True:
+            now = self._clock()
+            found = await self._store.traffic.adopt_unfinished(
+                self._owner, now, now + self._lease, _ADOPT_AT_ONCE
+            )
+            adopted += await self._play_out(found)
+            if len(found) < _ADOPT_AT_ONCE:
+                return adopted
+
+    async def _keep_holding(self) -> None:
+        """Renew our lease every third of it; adopt a dead instance's messages every poll."""
+        assert self._owner is not None
+        renew_every = self._lease / 3
+        next_renewal = next_adoption = self._clock()
+        while True:
+            await asyncio.sleep(min(renew_every, self._poll))
+            now = self._clock()
+            try:  # the store's reads raise its driver's errors as well as StoreError
+                if now >= next_renewal:
+                    next_renewal = now + renew_every
+                    await self._store.traffic.renew_held(self._owner, now + self._lease)
+                if now >= next_adoption:
+                    next_adoption = now + self._poll
+                    if adopted := await self._adopt():
+                        log_event(log, "network.adopted", count=adopted)
+            except Exception:
+                log_event(log, "network.hold_failed", logging.WARNING)
 
     async def close(self) -> None:
-        """Stop letting scheduled messages go (they stay stored and resume next start)."""
-        if self._releaser is not None:
-            self._releaser.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._releaser
+        """Stop letting scheduled messages go (they stay stored and resume next start).
+
+        Shared, the messages we held are given back for another instance to adopt.
+        """
+        for task in (self._releaser, self._holder):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._owner is not None:
+            try:
+                await self._store.traffic.release_held(self._owner)
+            except Exception:  # their lease lapses instead
+                log_event(log, "network.release_failed", logging.WARNING)
 
     async def _release_scheduled(self) -> None:
         """The one task that lets scheduled messages go once their time has come.

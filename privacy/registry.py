@@ -18,6 +18,15 @@ Most numbers have no record at all, and a Bloom filter per tenant
 (`privacy.known_subjects`) says so without a read: built at start by paging through
 the table, and told of every subject before its record is written, so it never
 misses one whose write was acknowledged. Until it is built, every lookup reads.
+
+Shared by several instances (the PostgreSQL store), the registry changes under this
+process's feet, so correctness comes before the caches: every submit check and every
+`states` read goes to the database (one query per submit batch and tenant), the filter
+and the LRU caches are not consulted, and each delivery tick re-reads the subjects of
+the messages it is about to deliver (`recheck_before_delivery`), which closes the window
+between another instance's commit and its notification. Each committed change is also
+announced on the cluster bus (tenant and pseudonym), so ``_changed`` and `may_deliver`
+learn of another instance's opt-out as fast as of a local one.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from gateway.config import Config
+from gateway.cluster.bus import ClusterBus
+from gateway.config import Config, StorageBackend
 from gateway.documents import iso_time
 from gateway.domain import Interface, Message, RejectCode, Rejected
 from gateway.events import CONSENT_CHANGED, EventBus
@@ -192,7 +202,12 @@ class ConsentRegistry:
         # While a tenant's filter is being built: the subjects recorded meanwhile.
         self._learning: dict[str, list[str]] = {}
         self._tenant_ids = tuple(tenant.id for tenant in config.tenants)
+        self._tenants = frozenset(self._tenant_ids)
         self._learner: asyncio.Task[None] | None = None
+        # Other instances write to the same registry: read it, never trust memory alone.
+        self.shared = config.storage.backend is StorageBackend.POSTGRES
+        self._bus: ClusterBus | None = None
+        self._loads: set[asyncio.Task[None]] = set()
         for tenant in config.tenants:
             keys.registry_key(tenant.id)  # created now, not on the first submit
 
@@ -226,7 +241,11 @@ class ConsentRegistry:
 
         A subject the tenant's filter has never seen has no record: no query, no await,
         and nothing cached (the filter answers again next time, in about a microsecond).
+        Shared with other instances, every subject is read from the database.
         """
+        if self.shared:
+            loaded = await self._load(tenant, list(dict.fromkeys(subjects)))
+            return [loaded.get(s) or _NO_RECORD for s in subjects]
         known = self._known_subjects.get(tenant)
         found: dict[str, SubjectState | None] = {}
         for subject in subjects:
@@ -253,7 +272,12 @@ class ConsentRegistry:
         ]
 
     def start_learning(self) -> None:
-        """Build the filters in the background (the running gateway, at start)."""
+        """Build the filters in the background (the running gateway, at start).
+
+        Shared, no check consults them: nothing to build.
+        """
+        if self.shared:
+            return
         self._learner = asyncio.create_task(self._learn_logged(), name="known-subjects")
 
     async def learned(self) -> None:
@@ -262,6 +286,9 @@ class ConsentRegistry:
             await asyncio.shield(self._learner)
 
     async def stop_learning(self) -> None:
+        for task in self._loads:
+            task.cancel()
+        await asyncio.gather(*self._loads, return_exceptions=True)
         if self._learner is not None:
             self._learner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -383,6 +410,9 @@ class ConsentRegistry:
         self, events: Sequence[ConsentEvent], before: dict[tuple[str, str], SubjectState]
     ) -> None:
         self._apply(events, before)
+        if self._bus is not None:
+            for event in events:
+                self._bus.notify(_CHANNEL, [event.tenant, event.subject])
         if self._events is None:
             return
         for event in events:
@@ -455,23 +485,77 @@ class ConsentRegistry:
         if configured:
             self._keys.registry_key(tenant)
 
+    # --- other instances ------------------------------------------------------------------
+
+    def share(self, bus: ClusterBus) -> None:
+        """Announce committed changes on ``bus``, hear the other instances' (before it starts)."""
+        self._bus = bus
+        bus.listen(_CHANNEL, self._changed_elsewhere, self._resync)
+
+    def _changed_elsewhere(self, items: list[Any]) -> None:
+        """Another instance committed changes of these ``[tenant, subject]``: re-read them."""
+        by_tenant: dict[str, list[str]] = {}
+        for item in items:
+            if (
+                isinstance(item, list)
+                and len(item) == 2
+                and item[0] in self._tenants
+                and isinstance(item[1], str)
+            ):
+                by_tenant.setdefault(item[0], []).append(item[1])
+        for tenant, subjects in by_tenant.items():
+            for subject in subjects:
+                self._remember(tenant, subject)
+                self._states.pop((tenant, subject), None)
+            task = asyncio.create_task(self._reload_changed(tenant, subjects))
+            self._loads.add(task)
+            task.add_done_callback(self._loads.discard)
+
+    async def _reload_changed(self, tenant: str, subjects: list[str]) -> None:
+        try:
+            loaded = await self._load(tenant, subjects)
+        except Exception:  # the driver's errors too: the delivery re-check reads them
+            log_event(log, "registry.reload_failed", logging.WARNING, tenant=tenant)
+            return
+        now = self._clock()
+        for subject in subjects:
+            key = (tenant, subject)
+            self._changed.pop(key, None)
+            self._changed[key] = (now, loaded.get(subject) or SubjectState())
+
+    def _resync(self) -> None:
+        """Notifications were lost: no cached state can be trusted (the checks read anyway)."""
+        self._states.clear()
+
+    async def recheck_before_delivery(self, messages: Sequence[Message]) -> list[str | None]:
+        """The network's last check when shared: why each message may not be delivered, read
+        from the database, so an opt-out another instance committed a moment ago stops it
+        even before its notification arrives. One query per tenant of the batch."""
+        codes = await self._codes(messages, "delivery")
+        return [None if code is None else _STOPPED_BECAUSE[code] for code in codes]
+
     # --- the privacy gate -----------------------------------------------------------------
 
     async def check_many(self, messages: Sequence[Message]) -> list[Rejected | None]:
         """The pipeline's gate: opt-outs and consent for each message's purpose."""
-        results: list[Rejected | None] = [None] * len(messages)
+        codes = await self._codes(messages, "submit")
+        return [None if code is None else Rejected(code, _REASONS[code]) for code in codes]
+
+    async def _codes(self, messages: Sequence[Message], where: str) -> list[RejectCode | None]:
+        """What blocks each message (None: nothing), one `states` call per tenant."""
+        codes: list[RejectCode | None] = [None] * len(messages)
         by_tenant: dict[str, list[int]] = {}
         for index, message in enumerate(messages):
             if message.interface is not Interface.SYSTEM:
                 by_tenant.setdefault(message.tenant, []).append(index)
         for tenant, indexes in by_tenant.items():
+            if self.shared:
+                self._metrics.consent_rechecks.labels(where).inc()
             subjects = [self.subject(tenant, messages[i].recipient) for i in indexes]
             states = await self.states(tenant, subjects)
             for index, state in zip(indexes, states, strict=True):
-                code = self._blocks(messages[index], state)
-                if code is not None:
-                    results[index] = Rejected(code, _REASONS[code])
-        return results
+                codes[index] = self._blocks(messages[index], state)
+        return codes
 
     def may_deliver(self, message: Message) -> str | None:
         """The network's last check: None, or why a recently changed subject may not get it."""
@@ -497,6 +581,10 @@ class ConsentRegistry:
 
     def knows_purpose(self, purpose: str) -> bool:
         return purpose in self._requires_consent
+
+
+# The bus channel of committed consent changes: ``[tenant, subject pseudonym]`` items.
+_CHANNEL = "consent"
 
 
 def _longest_latency(config: Config) -> float:

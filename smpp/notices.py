@@ -17,6 +17,20 @@ again. `NoticeQueue` holds the part in memory and owns every container of it:
 The pending count is computed from these containers, never adjusted by hand. A closed
 session's unacknowledged notices go to the front of ``waiting`` again: delivery is at
 least once.
+
+With several instances on one PostgreSQL store (`share`), a tenant's receiver may be
+bound to any of them, so a notice is held in memory only by an instance with a receiver
+of its tenant, and only once that instance has claimed its row (``claimed_by``, until
+``claimed_until``: a lease of ``[cluster] notice_lease``, renewed every third of it).
+Any other notice stays in the store only, and a notification on the bus wakes the
+instances: one with a receiver of the tenant claims kept rows (``FOR UPDATE SKIP
+LOCKED``, so two never take the same) and delivers them. A receiver that closes gives
+back what its instance held for the tenant once no other receiver of it is bound here;
+an instance that dies gives back nothing, and its claims lapse with their lease. Every
+``[cluster] notice_poll`` an instance with receivers looks for unclaimed rows anyway,
+since a notification can be lost. ``stored`` then counts the tenant's rows that no
+instance holds, recounted at each poll: each instance's pending count is what it holds
+plus what nobody does.
 """
 
 from __future__ import annotations
@@ -25,10 +39,11 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from gateway.config import SmppConfig
+from gateway.cluster.bus import ClusterBus
+from gateway.config import ClusterConfig, SmppConfig
 from gateway.domain import Interface, Message, Notice, NoticeKind
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -40,6 +55,8 @@ log = logging.getLogger(__name__)
 
 # Enough doublings to pass any cap; the exponent stops here so it never overflows.
 _MAX_DOUBLINGS = 30
+# The bus channel that wakes instances: items are the tenant ids with notices nobody holds.
+_CHANNEL = "notices"
 
 
 class Receiver(Protocol):
@@ -117,14 +134,37 @@ class NoticeQueue:
         self._attempts: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Shared with other instances: the bus, our claims' owner name, the lease and poll.
+        self._bus: ClusterBus | None = None
+        self._owner = ""
+        self._lease = 0.0
+        self._poll = 0.0
+        # Notices just kept for a tenant with a receiver here, to claim in one statement.
+        self._unclaimed: dict[str, list[Notice]] = {}
+
+    def share(self, bus: ClusterBus, owner: str, config: ClusterConfig) -> None:
+        """Hold only notices claimed by ``owner``; hear of the others' (before `open`)."""
+        self._bus = bus
+        self._owner = owner
+        self._lease = config.notice_lease
+        self._poll = config.notice_poll
+        bus.listen(_CHANNEL, self._kept_elsewhere, self._look_everywhere)
 
     async def open(self) -> None:
         """Count what the store kept (from before a restart or crash)."""
+        if self._bus is not None:
+            await self._count_unclaimed()
+            for work in (self._keep_claims(), self._keep_polling()):
+                self._spawn(work)
+            return
         for tenant, count in (await self._store.notices.count_by_tenant()).items():
             self._tenant(tenant).stored = count
 
     async def close(self) -> None:
-        """Stop timers and loads; every notice stays in the store for the next start."""
+        """Stop timers and loads; every notice stays in the store for the next start.
+
+        Shared, our claims are given back, so other instances need not wait for the lease.
+        """
         self._closed = True  # sessions that end after this start no new loads
         for queue in self._tenants.values():
             for _, timer in queue.retrying.values():
@@ -132,6 +172,18 @@ class NoticeQueue:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._bus is not None:
+            try:
+                await self._store.notices.release_all(self._owner)
+            except Exception:  # the driver's errors too: the lease runs out instead
+                log_event(log, "smpp.notice_release_failed", logging.WARNING)
+            else:
+                self._bus.notify(_CHANNEL, sorted(self._tenants))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def pending(self) -> int:
@@ -165,6 +217,8 @@ class NoticeQueue:
         queue = self._tenant(tenant)
         queue.receivers[receiver] = Window(self._window)
         self._sessions[receiver] = queue
+        if self._bus is not None:
+            queue.stored = max(queue.stored, 1)  # what other instances kept for it
         self._dispatch(queue)
 
     def detach(self, receiver: Receiver) -> None:
@@ -174,9 +228,30 @@ class NoticeQueue:
             return
         unanswered = queue.receivers.pop(receiver).drain()
         queue.waiting.extendleft(reversed(unanswered))
+        if self._bus is not None and not queue.receivers:
+            self._give_back(queue)
+            return
         while queue.in_memory() > self._memory and queue.waiting:
             self._to_store(queue, queue.waiting.pop())
         self._dispatch(queue)
+
+    def _give_back(self, queue: _TenantQueue) -> None:
+        """No receiver of the tenant is left here: release what we hold, wake the others."""
+        held = list(queue.waiting)
+        for _, (notice, timer) in queue.retrying.items():
+            timer.cancel()
+            held.append(notice)
+        queue.waiting.clear()
+        queue.retrying.clear()
+        for notice in held:
+            assert notice.queue_id is not None
+            self._attempts.pop(notice.queue_id, None)
+        queue.stored += len(held)
+        queue.changed += 1
+        if held:
+            self._store.notices.release(self._owner, [n.queue_id or 0 for n in held])
+        assert self._bus is not None
+        self._bus.notify(_CHANNEL, [queue.name])
 
     # --- notices in -------------------------------------------------------------------
 
@@ -204,7 +279,9 @@ class NoticeQueue:
         """A new notice, already durable: send it, hold it, or leave it in the store."""
         assert notice.queue_id is not None, "a notice is queued only once it has its row"
         queue = self._tenant(notice.tenant)
-        if queue.in_memory() < self._memory:
+        if self._bus is not None:
+            self._offer_shared(queue, notice)
+        elif queue.in_memory() < self._memory:
             queue.waiting.append(notice)
             self._dispatch(queue)
         else:
@@ -216,6 +293,90 @@ class NoticeQueue:
         self._attempts.pop(notice.queue_id, None)
         queue.stored += 1
         queue.changed += 1
+        if self._bus is not None:  # claimed by us: now anyone's
+            self._store.notices.release(self._owner, [notice.queue_id])
+            self._bus.notify(_CHANNEL, [queue.name])
+
+    # --- shared with other instances ----------------------------------------------------
+
+    def _offer_shared(self, queue: _TenantQueue, notice: Notice) -> None:
+        """Hold the notice once claimed if a receiver of its tenant is here; else wake others."""
+        if queue.receivers and queue.in_memory() + len(self._unclaimed.get(queue.name, ())) < (
+            self._memory
+        ):
+            if not self._unclaimed:
+                asyncio.get_running_loop().call_soon(self._claim_kept)
+            self._unclaimed.setdefault(queue.name, []).append(notice)
+            return
+        queue.stored += 1
+        queue.changed += 1
+        assert self._bus is not None
+        self._bus.notify(_CHANNEL, [queue.name])
+
+    def _claim_kept(self) -> None:
+        """Claim, per tenant in one statement, the notices kept in this loop tick."""
+        unclaimed, self._unclaimed = self._unclaimed, {}
+        if not self._closed:
+            for tenant, notices in unclaimed.items():
+                self._spawn(self._claim_then_hold(self._tenant(tenant), notices))
+
+    async def _claim_then_hold(self, queue: _TenantQueue, notices: list[Notice]) -> None:
+        now = self._clock()
+        ids = [n.queue_id or 0 for n in notices]
+        try:
+            claimed = await self._store.notices.claim_ids(self._owner, ids, now, now + self._lease)
+        except Exception:  # the driver's errors, or StoreError
+            claimed = set()
+            log_event(log, "smpp.notice_claim_failed", logging.WARNING, tenant=queue.name)
+        # What another instance took is its to deliver; what failed a later load claims.
+        queue.stored += sum(1 for n in notices if n.queue_id not in claimed)
+        held = [n for n in notices if n.queue_id in claimed and n.queue_id not in queue.ids()]
+        if not queue.receivers:  # the receiver went meanwhile
+            queue.waiting.extend(held)
+            self._give_back(queue)
+            return
+        queue.waiting.extend(held)
+        self._dispatch(queue)
+
+    def _kept_elsewhere(self, items: list[Any]) -> None:
+        """Another instance kept or gave back notices of these tenants: look, if we receive."""
+        for tenant in items:
+            queue = self._tenants.get(tenant) if isinstance(tenant, str) else None
+            if queue is not None and queue.receivers:
+                queue.stored = max(queue.stored, 1)
+                self._dispatch(queue)
+
+    def _look_everywhere(self) -> None:
+        """Notifications may have been lost: look for every tenant we receive for."""
+        self._kept_elsewhere(list(self._tenants))
+
+    async def _count_unclaimed(self) -> None:
+        """Shared: ``stored`` is each tenant's rows that nobody holds, as the store says now."""
+        counts = await self._store.notices.unclaimed_by_tenant(self._clock())
+        for tenant in counts.keys() | self._tenants.keys():
+            queue = self._tenant(tenant)
+            if not queue.loading:  # a claim in progress settles it
+                queue.stored = counts.get(tenant, 0)
+                queue.changed += 1
+
+    async def _keep_polling(self) -> None:
+        """Recount what nobody holds; where a receiver is bound here, claim it."""
+        while True:
+            await asyncio.sleep(self._poll)
+            try:
+                await self._count_unclaimed()
+            except Exception:  # the driver's errors, or StoreError
+                log_event(log, "smpp.notice_count_failed", logging.WARNING)
+            self._look_everywhere()
+
+    async def _keep_claims(self) -> None:
+        """Renew our claims every third of the lease, so they lapse only if we die."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self._store.notices.renew(self._owner, self._clock() + self._lease)
+            except Exception:  # the driver's errors, or StoreError
+                log_event(log, "smpp.notice_renew_failed", logging.WARNING)
 
     # --- answers ----------------------------------------------------------------------
 
@@ -369,9 +530,32 @@ class NoticeQueue:
             and queue.in_memory() <= self._memory // 2
         ):
             queue.loading = True
-            task = asyncio.create_task(self._load(queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._claim(queue) if self._bus is not None else self._load(queue))
+
+    async def _claim(self, queue: _TenantQueue) -> None:
+        """Shared: claim notices nobody holds, oldest first, while there is room."""
+        try:
+            while queue.stored and queue.receivers and self._memory > queue.in_memory():
+                changed = queue.changed
+                room = self._memory - queue.in_memory()
+                now = self._clock()
+                rows = await self._store.notices.claim(
+                    queue.name, self._owner, now, now + self._lease, room
+                )
+                known = queue.ids()
+                queue.waiting.extend(n for n in rows if n.queue_id not in known)
+                if not queue.receivers:  # the receiver went while we read
+                    self._give_back(queue)
+                    return
+                if len(rows) < room and queue.changed == changed:
+                    queue.stored = 0
+                self._dispatch(queue)
+                if len(rows) < room:
+                    break
+        except Exception:  # the driver's errors, or StoreError
+            log_event(log, "smpp.notice_load_failed", logging.WARNING, tenant=queue.name)
+        finally:
+            queue.loading = False
 
     async def _load(self, queue: _TenantQueue) -> None:
         """Bring notices kept in the store only into memory, oldest first, while there is room."""

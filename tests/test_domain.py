@@ -23,7 +23,7 @@ from gateway.encoding import Encoding
 from gateway.metrics import Metrics
 from gateway.server.appkeys import SMPP_SERVER
 from gateway.server.http_api import REJECT_STATUS as HTTP_STATUS
-from gateway.storage.notices import NOTICE_ROWS
+from gateway.storage.notices import CLAIM_COLUMNS, NOTICE_ROWS
 from gateway.storage.schema import migrate
 from gateway.storage.traffic import MESSAGE_ROWS
 from gateway.store import Store
@@ -73,7 +73,9 @@ def test_message_columns_are_its_fields_and_its_table(tmp_path: Path) -> None:
     assert MESSAGE_ROWS.columns == fields
     assert set(fields) == table_columns(tmp_path / "schema.sqlite3", "messages")
     notice_columns = {"id" if c == "queue_id" else c for c in NOTICE_ROWS.columns}
-    assert notice_columns == table_columns(tmp_path / "schema.sqlite3", "notices")
+    assert notice_columns | set(CLAIM_COLUMNS) == table_columns(
+        tmp_path / "schema.sqlite3", "notices"
+    )
 
 
 def test_every_default_is_overridden_by_the_sample() -> None:

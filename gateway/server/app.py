@@ -3,12 +3,16 @@
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
 ``cleanup_ctx`` brings the store up first (on PostgreSQL, then the key ring shared
-with the other instances, `privacy.shared_keys`), then the privacy services, then the
+with the other instances, `privacy.shared_keys`), then the cluster (this instance
+among those sharing the store), the privacy services, then the
 network and pipeline (which resumes what the last run left unfinished), the
 SMPP listener and the retention schedule; clean-up runs in reverse, so pending
 timers stop before the store flushes its last batch and closes, and the lock
-goes last. The parts themselves own their behaviour; this module only wires
-them. A start-up failure the operator can fix is a `StartupError` naming the
+goes last. With a PostgreSQL store the instances' bus (`gateway.cluster.bus`) is
+made with the store, each part that must hear the other instances listens on it as it
+is wired, and it starts before the SMPP listener (and stops after it, so the
+listener's last notifications go out). The parts themselves own their behaviour; this
+module only wires them. A start-up failure the operator can fix is a `StartupError` naming the
 cause.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
 import ssl
 import time
@@ -28,6 +33,11 @@ from aiohttp import web
 from gateway.blocked import BlockedAttempts
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster import open_cluster
+from gateway.cluster.base import ClusterError
+from gateway.cluster.bus import ClusterBus
+from gateway.cluster.events import SharedEvents
+from gateway.cluster.instance import instance_id
 from gateway.config import Config, StorageBackend
 from gateway.domain import Interface
 from gateway.events import EventBus
@@ -50,8 +60,10 @@ from gateway.server import (
 )
 from gateway.server.appkeys import (
     AUDIT,
+    BUS,
     CALLBACKS,
     CHAOS,
+    CLUSTER,
     CONFIG,
     EVENTS,
     KEYS,
@@ -61,6 +73,7 @@ from gateway.server.appkeys import (
     PIPELINE,
     REGISTRY,
     RETENTION,
+    SHARED_EVENTS,
     SIMULATOR,
     SMPP_SERVER,
     STORAGE_LOCK,
@@ -76,6 +89,7 @@ from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
 from privacy.key_wrap import read_kek
 from privacy.keys import KeyFileError, KeyRing
+from privacy.retention import RetentionRunning
 from privacy.shared_keys import SharedKeyRing
 from smpp.notices import NoticeQueue
 from smpp.server import SmppServer
@@ -157,8 +171,21 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             else:
                 where = f"storage.path {config.storage.path}"
             raise StartupError(f"{where}: cannot open: {exc}") from None
+        if config.storage.backend is StorageBackend.POSTGRES:
+            # Unique per run: claims a killed run held are never taken for this one's.
+            origin = f"{instance_id(config, config.http.port)}#{secrets.token_hex(4)}"
+            app[BUS] = ClusterBus(config.storage.dsn, origin, app[METRICS])
         yield
         await app[STORE].close()
+
+    async def cluster(app: web.Application) -> AsyncIterator[None]:
+        instance = instance_id(config, config.http.port)
+        try:
+            app[CLUSTER] = await open_cluster(config, instance, app[METRICS], clock)
+        except ClusterError as exc:
+            raise StartupError(f"storage.dsn: {exc}") from None
+        yield
+        await app[CLUSTER].close()
 
     async def keys(app: web.Application) -> AsyncIterator[None]:
         """On PostgreSQL: the key ring every instance shares, sealed under the KEK."""
@@ -177,7 +204,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
         core = await open_privacy_core(
-            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS]
+            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS], app[CLUSTER].runs
         )
         ring = app[KEYS]
         if isinstance(ring, SharedKeyRing):
@@ -188,6 +215,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             )
         app[PRIVACY_CORE] = core
         app[AUDIT], app[REGISTRY], app[RETENTION] = core.audit, core.registry, core.retention
+        if BUS in app:
+            core.registry.share(app[BUS])
         core.registry.start_learning()
         yield
         await core.registry.stop_learning()
@@ -198,6 +227,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         network = app[NETWORK] = SimulatedNetwork(
             config.simulator, store, metrics, clock, events, chaos=chaos
         )
+        if registry.shared:
+            network.add_delivery_recheck(registry.recheck_before_delivery)
         network.add_delivery_check(registry.may_deliver)
         callbacks = app[CALLBACKS] = CallbackDispatcher(
             config.callbacks, metrics, config.tenants, clock
@@ -216,6 +247,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             gates=[registry],
             responder=responder,
             chaos=chaos,
+            rates=app[CLUSTER].rates,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
@@ -223,8 +255,21 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         network.subscribe_enroute(twilio_hooks.on_sent)
         pipeline.subscribe_inbound(twilio_hooks.on_inbound)
         notices = NoticeQueue(store, config.smpp, metrics, clock)
+        if BUS in app:
+            pipeline.share(app[BUS].origin, config.cluster.notice_lease, config.cluster.notice_poll)
+            notices.share(app[BUS], app[BUS].origin, config.cluster)
+            app[SHARED_EVENTS] = SharedEvents(
+                app[BUS],
+                events,
+                store,
+                metrics,
+                frozenset(t.id for t in config.tenants),
+                config.cluster.announce_interval,
+            )
         network.add_final_hook(notices.keep_receipt)
-        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)
+        app[SMPP_SERVER] = smpp = SmppServer(
+            config, pipeline, notices, metrics, clock, chaos, app[CLUSTER].binds
+        )
         services = open_privacy(
             app[PRIVACY_CORE],
             config,
@@ -247,6 +292,20 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await pipeline.close()
         network.stop()
         await callbacks.close()
+
+    async def bus(app: web.Application) -> AsyncIterator[None]:
+        """The bus between instances, once every part listens on it (PostgreSQL only)."""
+        if BUS not in app:
+            yield
+            return
+        try:
+            await app[BUS].start()
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StartupError(f"storage.dsn: cannot listen: {type(exc).__name__}") from None
+        await app[SHARED_EVENTS].start()
+        yield
+        await app[SHARED_EVENTS].close()
+        await app[BUS].close()
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:
         tls = config.smpp.tls
@@ -271,6 +330,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 await asyncio.sleep(config.privacy.retention.interval)
                 try:
                     await app[RETENTION].run()
+                except RetentionRunning:
+                    pass  # on another instance this time (counted as skipped)
                 except Exception:
                     app[METRICS].retention_failures.inc()
                     log_event(log, "retention.failed", logging.ERROR, exc_info=True)
@@ -282,6 +343,25 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    contexts = [ownership, storage, keys, privacy, delivery, smpp_listener, retention_schedule]
+    contexts = [
+        ownership,
+        storage,
+        keys,
+        cluster,
+        privacy,
+        delivery,
+        bus,
+        smpp_listener,
+        retention_schedule,
+    ]
     app.cleanup_ctx.extend(c for c in contexts if shared_keys or c is not keys)
     return app
+
+
+async def announce(app: web.Application, url: str) -> None:
+    """Say where the gateway's HTTP listener is, once it listens: in the lock file (for
+    the CLI on this host) and in the instance list (for the other instances and the CLI
+    anywhere)."""
+    app[STORAGE_LOCK].publish(url)
+    admin_url = url if app[CONFIG].admin.tokens else ""
+    await app[CLUSTER].instances.announce(url, admin_url, app[SMPP_SERVER].port)

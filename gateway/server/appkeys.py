@@ -8,6 +8,9 @@ from aiohttp import web
 
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster.base import Cluster
+from gateway.cluster.bus import ClusterBus
+from gateway.cluster.events import SharedEvents
 from gateway.config import Config, TenantConfig
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -32,6 +35,12 @@ CHAOS = web.AppKey("chaos", Chaos)
 # API key SHA-256 digest -> tenant; see `gateway.server.http_api.authenticate`.
 TENANTS_BY_KEY = web.AppKey("tenants_by_key", dict[bytes, TenantConfig])
 STORE = web.AppKey("store", Store)
+# With a PostgreSQL store only: the notification bus between instances, and the event
+# stream's share of it.
+BUS = web.AppKey("bus", ClusterBus)
+SHARED_EVENTS = web.AppKey("shared_events", SharedEvents)
+# The instances sharing the store (this one alone on SQLite); see `gateway.cluster`.
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
 NETWORK = web.AppKey("network", SimulatedNetwork)
 CALLBACKS = web.AppKey("callbacks", CallbackDispatcher)

@@ -8,6 +8,8 @@ instance takes a block of 2**32 ids of its own when it opens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway.domain import Notice
 from gateway.storage.base import AfterCommit, Batched, Steps
 from gateway.storage.engine import GroupCommit
@@ -21,6 +23,10 @@ _notice_from_row = NOTICE_ROWS.from_row
 INSERT_NOTICE = Batched(f"INSERT INTO notices ({_COLUMNS}) VALUES {{values}}")
 DELETE_NOTICE = Batched("DELETE FROM notices WHERE id IN (VALUES {values})", types=("bigint",))
 _ID_BLOCK = 2**32
+# Ids claimed per statement: well under both servers' limits on parameters.
+_CLAIM_CHUNK = 1000
+# The table's columns that are no notice's field: which instance holds the row, until when.
+CLAIM_COLUMNS = ("claimed_by", "claimed_until")
 
 
 class NoticesRepository:
@@ -101,6 +107,85 @@ class NoticesRepository:
                 "erase_notices", (("DELETE FROM notices WHERE id = ?", rows),)
             )
         return len(rows)
+
+    # --- claims: instances sharing the store (PostgreSQL only) ---------------------------
+    # A notice an instance holds in memory is claimed by it until ``claimed_until``, which
+    # it renews while it runs; a claim that lapsed (its instance died) is anyone's again.
+
+    async def claim(
+        self, tenant: str, owner: str, now: float, until: float, limit: int
+    ) -> list[Notice]:
+        """Claim up to ``limit`` of the tenant's unexpired notices nobody holds, oldest first.
+
+        Rows another instance is claiming at this moment are skipped, not waited for.
+        """
+        rows = await self._engine.fetch(
+            "UPDATE notices SET claimed_by = ?, claimed_until = ? WHERE id IN ("
+            "SELECT id FROM notices WHERE tenant = ? AND expires_at > ?"
+            " AND (claimed_until IS NULL OR claimed_until < ?)"
+            " ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_COLUMNS}",
+            (owner, until, tenant, now, now, limit),
+        )
+        return sorted(map(_notice_from_row, rows), key=lambda notice: notice.queue_id or 0)
+
+    async def claim_ids(
+        self, owner: str, queue_ids: Sequence[int], now: float, until: float
+    ) -> set[int]:
+        """Claim these notices (just kept) unless another instance holds them; those claimed."""
+        claimed: set[int] = set()
+        for start in range(0, len(queue_ids), _CLAIM_CHUNK):
+            chunk = queue_ids[start : start + _CLAIM_CHUNK]
+            rows = await self._engine.fetch(
+                "UPDATE notices SET claimed_by = ?, claimed_until = ?"
+                f" WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND (claimed_until IS NULL OR claimed_until < ?) RETURNING id",
+                (owner, until, *chunk, now),
+            )
+            claimed.update(int(row[0]) for row in rows)
+        return claimed
+
+    async def unclaimed_by_tenant(self, now: float) -> dict[str, int]:
+        """Kept notices per tenant that no instance holds (never claimed, or lapsed)."""
+        rows = await self._engine.fetch(
+            "SELECT tenant, count(*) FROM notices"
+            " WHERE claimed_until IS NULL OR claimed_until < ? GROUP BY tenant",
+            (now,),
+        )
+        return {tenant: int(count) for tenant, count in rows}
+
+    async def renew(self, owner: str, until: float) -> None:
+        """Extend every claim of ``owner`` to ``until``."""
+        await self._engine.commit(
+            "renew_claims",
+            (("UPDATE notices SET claimed_until = ? WHERE claimed_by = ?", ((until, owner),)),),
+        )
+
+    def release(self, owner: str, queue_ids: Sequence[int]) -> None:
+        """Give up ``owner``'s claims of these notices (queued): another instance may take them."""
+        self._engine.queue(
+            "release_claims",
+            (
+                (
+                    "UPDATE notices SET claimed_by = NULL, claimed_until = NULL"
+                    " WHERE id = ? AND claimed_by = ?",
+                    [(queue_id, owner) for queue_id in queue_ids],
+                ),
+            ),
+        )
+
+    async def release_all(self, owner: str) -> None:
+        """Give up every claim of ``owner`` (it is stopping)."""
+        await self._engine.commit(
+            "release_claims",
+            (
+                (
+                    "UPDATE notices SET claimed_by = NULL, claimed_until = NULL"
+                    " WHERE claimed_by = ?",
+                    ((owner,),),
+                ),
+            ),
+        )
 
     async def tenant_rows(self, tenant: str) -> dict[str, int]:
         count = await self._engine.count("SELECT count(*) FROM notices WHERE tenant = ?", (tenant,))

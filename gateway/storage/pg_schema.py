@@ -138,6 +138,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX inbound_by_handset ON inbound (tenant, handset, message_id);
     CREATE INDEX inbound_by_time ON inbound (received_at);
     """,
+    # Instances claim the notices they hold in memory, under a lease (`smpp.notices`).
+    """
+    ALTER TABLE notices ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notices ADD COLUMN claimed_until DOUBLE PRECISION;
+    CREATE INDEX notices_by_claim ON notices (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
+    # Instances hold the messages on their way under a lease too (`gateway.pipeline`).
+    """
+    ALTER TABLE outbox ADD COLUMN owner TEXT;
+    ALTER TABLE outbox ADD COLUMN owned_until DOUBLE PRECISION;
+    CREATE INDEX outbox_by_owner ON outbox (owner) WHERE owner IS NOT NULL;
+    """,
 )
 
 # The tables whose dead rows a checkpoint prunes (every table above).

@@ -163,6 +163,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages ADD COLUMN send_at REAL;
     ALTER TABLE messages ADD COLUMN expires_at REAL;
     """,
+    # Instances sharing a store claim the notices they hold in memory, under a lease
+    # (`smpp.notices`); one SQLite process never does, and the columns stay NULL.
+    """
+    ALTER TABLE notices ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notices ADD COLUMN claimed_until REAL;
+    CREATE INDEX notices_by_claim ON notices (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
+    # Instances sharing a store hold the messages on their way under a lease too
+    # (`gateway.pipeline`); one SQLite process never does, and the columns stay NULL.
+    """
+    ALTER TABLE outbox ADD COLUMN owner TEXT;
+    ALTER TABLE outbox ADD COLUMN owned_until REAL;
+    CREATE INDEX outbox_by_owner ON outbox (owner) WHERE owner IS NOT NULL;
+    """,
 )
 
 

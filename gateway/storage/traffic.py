@@ -60,7 +60,8 @@ def _latest_body(rows: Rows) -> Rows:
 
 INSERT_MESSAGE = Batched(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {{values}}")
 INSERT_BODY = Batched(
-    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total) VALUES {values}"
+    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total, owner, owned_until)"
+    " VALUES {values}"
 )
 REPLACE_BODY = Batched(
     "UPDATE outbox SET body = v.column1 FROM (VALUES {values}) AS v"
@@ -128,10 +129,19 @@ class TrafficRepository:
 
     # --- the path of traffic ------------------------------------------------------------
 
-    async def add_messages(self, items: Sequence[Outgoing]) -> None:
-        """Persist new messages with their bodies; returns once they are committed."""
+    async def add_messages(
+        self, items: Sequence[Outgoing], held: tuple[str, float] | None = None
+    ) -> None:
+        """Persist new messages with their bodies; returns once they are committed.
+
+        ``held`` is ``(owner, until)`` when instances share the store: the instance that
+        will play the messages out holds them until then (it renews the lease).
+        """
+        owner, until = held or (None, None)
         messages = [_message_row(item.message) for item in items]
-        bodies = [(item.message.id, item.body, *part_columns(item.part)) for item in items]
+        bodies = [
+            (item.message.id, item.body, *part_columns(item.part), owner, until) for item in items
+        ]
         await self._engine.commit(
             "add_messages", ((INSERT_MESSAGE, messages), (INSERT_BODY, bodies))
         )
@@ -251,6 +261,43 @@ class TrafficRepository:
             (tenant, text, limit),
         )
         return [row[0] for row in rows]
+
+    async def adopt_unfinished(
+        self, owner: str, now: float, until: float, limit: int
+    ) -> list[Outgoing]:
+        """Shared store: take up to ``limit`` messages on their way that no instance holds
+        (held by none, or a lease that lapsed: its instance died), skipping rows another
+        instance is taking at this moment. PostgreSQL only."""
+        columns = ", ".join(f"m.{column}" for column in MESSAGE_ROWS.columns)
+        rows = await self._engine.fetch(
+            "WITH taken AS (UPDATE outbox SET owner = ?, owned_until = ? WHERE message_id IN ("
+            "SELECT message_id FROM outbox WHERE owner IS NULL OR owned_until < ?"
+            " LIMIT ? FOR UPDATE SKIP LOCKED)"
+            " RETURNING message_id, body, part_ref, part_seq, part_total)"
+            f" SELECT {columns}, t.body, t.part_ref, t.part_seq, t.part_total"
+            " FROM taken t JOIN messages m ON m.id = t.message_id ORDER BY m.id",
+            (owner, until, now, limit),
+        )
+        return [Outgoing(message_from_row(row[:-4]), row[-4], part(*row[-3:])) for row in rows]
+
+    async def renew_held(self, owner: str, until: float) -> None:
+        """Extend the lease of every message ``owner`` holds to ``until``."""
+        await self._engine.commit(
+            "renew_held",
+            (("UPDATE outbox SET owned_until = ? WHERE owner = ?", ((until, owner),)),),
+        )
+
+    async def release_held(self, owner: str) -> None:
+        """``owner`` stops: the messages it held are anyone's to play out."""
+        await self._engine.commit(
+            "release_held",
+            (
+                (
+                    "UPDATE outbox SET owner = NULL, owned_until = NULL WHERE owner = ?",
+                    ((owner,),),
+                ),
+            ),
+        )
 
     async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
