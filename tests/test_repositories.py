@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -36,6 +37,8 @@ from gateway.domain import (
 from gateway.encoding import Encoding
 from gateway.ids import MessageIds
 from gateway.metrics import Metrics
+from gateway.server.app import StartupError
+from gateway.storage import pg_schema
 from gateway.storage.base import Pseudonymised
 from gateway.storage.pg_engine import pg_sql
 from gateway.store import Store, StoreError
@@ -613,6 +616,11 @@ async def test_purge_tenant_deletes_every_row_of_the_tenant_only(backend: Backen
     await settle(store)
     await store.commit("purge", [s for r in store.repositories for s in r.purge_tenant("acme")])
     await store.checkpoint()  # VACUUM on PostgreSQL, the WAL truncated on SQLite
+    if backend.name == "postgres":
+        vacuumed = "SELECT count(*) FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL"
+        assert await backend.scalar(vacuumed) == len(pg_schema.TABLES)
+    else:
+        assert await asyncio.to_thread(os.path.getsize, f"{backend.where}-wal") == 0
     counts: dict[str, int] = {}
     for repository in store.repositories:
         counts.update(await repository.tenant_rows("acme"))
@@ -710,3 +718,15 @@ async def test_readyz_says_whether_the_database_answers(tmp_path: Path, postgres
         assert response.status == 202
         message_id = (await response.json())["id"]
         assert (await gateway.get_json(f"/v1/messages/{message_id}"))[0] == 200
+
+
+async def test_a_database_that_cannot_be_reached_stops_the_start_naming_it(
+    tmp_path: Path,
+) -> None:
+    """One line naming host, port and database; never the password in the DSN."""
+    storage = {"backend": "postgres", "dsn": "postgresql://smsgw:s3cret@127.0.0.1:1/smsgw"}
+    config = config_from_dict(merged(base_config(tmp_path), {"storage": storage}))
+    with pytest.raises(StartupError, match=r"^storage\.dsn 127\.0\.0\.1:1/smsgw: cannot open") as e:
+        async with running_gateway(config):
+            pass
+    assert "s3cret" not in str(e.value)

@@ -142,7 +142,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     async def storage(app: web.Application) -> AsyncIterator[None]:
         try:
             app[STORE] = await Store.open(config.storage, app[METRICS])
-        except (OSError, sqlite3.Error, asyncpg.PostgresError) as exc:
+        except (OSError, TimeoutError, sqlite3.Error, asyncpg.PostgresError) as exc:
             if config.storage.backend is StorageBackend.POSTGRES:
                 where = f"storage.dsn {describe(config.storage.dsn)}"
             else:

@@ -135,9 +135,10 @@ class GroupCommit(ABC):
         await waiter
 
     async def checkpoint(self) -> None:
-        """Make replaced and deleted content unrecoverable (the backend says how).
+        """Copy the WAL into the database and truncate it, so replaced content is gone.
 
-        Runs on the writer between two group commits, never inside one.
+        Runs on the writer between two group commits, never inside one. (PostgreSQL's
+        engine overrides it: there it is a VACUUM.)
         """
         self._batch.checkpoint = True
         await self.flush()

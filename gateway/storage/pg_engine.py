@@ -15,9 +15,10 @@ Repositories write ``?`` placeholders, as for SQLite; `pg_sql` numbers them (``$
 two pools: one for the short reads on the path of traffic, one for long scans, as
 SQLite's two readers do; a pool replaces a connection that died on the next acquire.
 
-`checkpoint` is a plain VACUUM of the store's tables: dead row versions (the content
-an erasure or retention replaced or deleted) are pruned and their space reused. It
-does not reach the server's WAL, archives or backups: see docs/privacy.md.
+`checkpoint` is a plain VACUUM of the store's tables, beside the writer: dead row
+versions (the content an erasure or retention replaced or deleted) are pruned and
+their space reused, not zeroed. It does not reach the server's WAL, archives or
+backups: see docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ BULK_READERS = 2
 _PLACEHOLDER = re.compile(r"\?")
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=512)
 def pg_sql(sql: str) -> str:
     """``sql`` with its ``?`` placeholders numbered as PostgreSQL's ``$1, $2, ...``."""
     numbers = itertools.count(1)
@@ -139,6 +140,16 @@ class PostgresGroupCommit(GroupCommit):
 
     # --- writes -------------------------------------------------------------------------
 
+    async def checkpoint(self) -> None:
+        """VACUUM the store's tables once everything queued so far is committed.
+
+        On a bulk reader's connection, not the writer's: a VACUUM of a large table takes
+        a while, and commits (and the submits waiting for them) must not wait for it.
+        """
+        await self.flush()
+        async with self._bulk.acquire() as conn:
+            await conn.execute(self._vacuum)
+
     async def _write(self, batch: Batch) -> None:
         """One group commit: the fast path in one transaction, else unit by unit."""
         if self._writer.is_closed():  # the server dropped it since the last batch
@@ -152,8 +163,6 @@ class PostgresGroupCommit(GroupCommit):
             if writer.is_closed():
                 raise
             await self._write_apart(writer, batch.units)
-        if batch.checkpoint:
-            await writer.execute(self._vacuum)
 
     async def _write_apart(self, writer: asyncpg.Connection, units: Sequence[Unit]) -> None:
         """Replay ``units`` in the order they were queued, each in a savepoint of its own."""
