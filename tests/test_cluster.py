@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,6 +36,7 @@ from tests.conftest import (
 )
 from tests.postgres import postgres_dsn
 from tests.smpp_clients import RawEsme, smpplib_esme
+from tests.test_admin import smsgw
 from tests.test_process import gateway_process, write_toml
 
 __all__ = ["postgres_dsn"]
@@ -260,6 +260,42 @@ async def test_the_rate_limit_holds_for_the_tenant_across_instances(
     assert results[0]["accepted"] == RATE  # the first lease took the whole, full bucket
 
 
+COUNT_LEASES = """
+CREATE TABLE test_leases (n INTEGER NOT NULL);
+INSERT INTO test_leases VALUES (0);
+CREATE FUNCTION test_count_lease() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN UPDATE test_leases SET n = n + 1; RETURN NEW; END $$;
+CREATE TRIGGER test_counted AFTER UPDATE ON rate_buckets
+    FOR EACH ROW EXECUTE FUNCTION test_count_lease();
+"""
+
+
+async def test_submits_far_over_the_rate_cost_a_lease_per_period_not_one_each(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """200 submits one by one, far faster than RATE: most are throttled, and the shared
+    bucket is asked about a few times a lease period, not once a submit (a trigger
+    counts the leases): a lease that is granted whole brings a chunk of tokens, one that
+    comes back short makes the instance wait until a chunk could be there again."""
+    async with instances(tmp_path, postgres_dsn, "a", tenant={"max_submit_rate": RATE}) as (a,):
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            await connection.execute(COUNT_LEASES)
+            started = time.monotonic()
+            statuses = [(await a.send(to=f"+4670123{i:04d}")).status for i in range(200)]
+            elapsed = time.monotonic() - started
+            leases = await connection.fetchval("SELECT n FROM test_leases")
+        finally:
+            await connection.close()
+    accepted = statuses.count(202)
+    assert accepted + statuses.count(429) == 200
+    assert RATE <= accepted <= RATE + math.ceil(RATE * elapsed) + math.ceil(RATE * LEASE)
+    chunk = math.ceil(RATE * LEASE)
+    # Whole grants: one per chunk admitted. Short ones: at most one per (chunk - 1) / RATE.
+    bound = math.ceil(accepted / chunk) + 1 + math.ceil(elapsed * RATE / (chunk - 1)) + 1
+    assert 1 <= leases <= bound < 200 - accepted
+
+
 async def test_an_instance_finding_the_retention_lock_held_skips_its_run(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
@@ -310,34 +346,16 @@ async def test_retention_started_on_two_instances_together_runs_on_one(
     assert set(counts.values()) == {1.0}
 
 
-async def run_cli(config: Path, *command: str) -> tuple[int, str, str]:
-    """``smsgw --config config *command`` as an operator runs it, beside running gateways."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "--config",
-        str(config),
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "SMSGW_ADMIN_TOKEN": ADMIN_TOKEN},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), EVENT_TIMEOUT)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 @pytest.mark.slow
 async def test_the_cli_acts_through_a_live_instance_found_in_the_database(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     config = tmp_path / "cli.toml"
     write_toml(config, instance_config(tmp_path, postgres_dsn, "cli"))
-    code, out, err = await run_cli(config, "retention", "run")  # none live: on the store itself
+    code, out, err = await smsgw(config, "retention", "run")  # none live: on the store itself
     assert code == 0 and '"pseudonymised": 0' in out, err
     async with instances(tmp_path, postgres_dsn, "a") as (a,):
-        code, out, err = await run_cli(config, "retention", "run")
+        code, out, err = await smsgw(config, "retention", "run")
         assert code == 0, err
         assert '"pseudonymised": 0' in out
         runs = await samples(a, RUNS)

@@ -12,10 +12,11 @@ so over any stretch of time T the tenant's instances together admit at most
 worth (as for one instance) and the last term is what each instance may hold leased
 but unspent while the shared bucket fills up again behind it. They admit at least the
 shared bucket's tokens less those same unspent leases: an instance may refuse a submit
-while another holds tokens it is not using. A lease that comes back short (the shared
-bucket is nearly empty) makes this instance wait until a chunk could be there before
-it asks again, so a tenant far over its rate costs at most a few round trips per
-lease period, not one per submit. Leased tokens are not returned; they are spent by
+while another holds tokens it is not using. Round trips: a lease granted whole brings
+at least a chunk, so there is at most one per chunk admitted; one that comes back short
+(the shared bucket nearly empty) makes this instance wait until a chunk could be there
+before it asks again. A tenant far over its rate thus costs an instance a few round
+trips per lease period, never one per submit. Leased tokens are not returned; they are spent by
 the next submits on that instance, whenever they come. If the database does not
 answer, the submits that need a lease are throttled (fail closed) and the next lease
 is tried a lease period later.

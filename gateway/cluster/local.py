@@ -79,11 +79,7 @@ class LocalRunLocks:
     """Each job runs here; the job's own lock keeps two runs of it apart."""
 
     def __init__(self, instance: str) -> None:
-        self._instance = instance
-
-    @property
-    def instance(self) -> str:
-        return self._instance
+        self.instance = instance
 
     @contextlib.asynccontextmanager
     async def hold(self, job: str) -> AsyncIterator[bool]:

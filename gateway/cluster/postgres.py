@@ -229,11 +229,7 @@ class PgRunLocks:
 
     def __init__(self, pool: asyncpg.Pool, instance: str) -> None:
         self._pool = pool
-        self._instance = instance
-
-    @property
-    def instance(self) -> str:
-        return self._instance
+        self.instance = instance
 
     @contextlib.asynccontextmanager
     async def hold(self, job: str) -> AsyncIterator[bool]:
