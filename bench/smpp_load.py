@@ -214,16 +214,19 @@ smpp = {{ system_id = "bench", password = "bench", max_sessions = 64 }}
 async def gateway_process(
     prepare: Callable[[Path], Awaitable[None]] | None = None,
     start_lines: list[str] | None = None,
+    config_text: str = CONFIG,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, int]]:
     """`smsgw serve` on CONFIG in a temp dir: the process, its HTTP URL and SMPP port.
 
     ``prepare`` gets the config file's path before the gateway starts, to fill its
     database (bench.curves loads a consent registry so); ``start_lines`` gets the log
     lines read up to the listening ones (the rest stay on the process's stderr).
+    ``config_text`` is CONFIG or a variant of it (bench.scale_out's, on PostgreSQL),
+    ``{dir}`` in it the temp dir.
     """
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
-        config.write_text(CONFIG.format(dir=tmp))
+        config.write_text(config_text.format(dir=tmp))
         if prepare is not None:
             await prepare(config)
         process = await asyncio.create_subprocess_exec(

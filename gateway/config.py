@@ -284,6 +284,41 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """How instances sharing a PostgreSQL store keep track of each other and what they tell
+    each other (unused with SQLite)."""
+
+    # Each instance writes its heartbeat this often...
+    heartbeat_interval: Seconds = 2.0
+    # ...and one whose last is older than this is dead: its SMPP binds stop counting.
+    dead_after: Seconds = 10.0
+    # A tenant's max_submit_rate is shared through the database in leases of this many
+    # seconds' worth of tokens (at least one), so no submit waits for a round trip.
+    rate_lease: Seconds = 0.1
+    # A receipt or MO this instance holds in memory, and a message on its way it accepted,
+    # is held for this long, renewed every third of it: the time after which another
+    # instance delivers what a killed one held.
+    notice_lease: Seconds = 30.0
+    # How often an instance with a bound receiver looks for notices nobody holds, in case
+    # the notification that should have woken it was lost, and any instance for messages
+    # on their way that nobody holds.
+    notice_poll: Seconds = 2.0
+    # How often an instance says which tenants' event streams it has subscribers for.
+    announce_interval: Seconds = 10.0
+
+    def check(self, path: str) -> None:
+        for key in ("notice_lease", "notice_poll", "announce_interval"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{path}.{key}", "must be positive")
+        if self.heartbeat_interval <= 0:
+            raise ConfigError(f"{path}.heartbeat_interval", "must be positive")
+        if self.dead_after < 2 * self.heartbeat_interval:
+            raise ConfigError(f"{path}.dead_after", "must be at least twice heartbeat_interval")
+        if not 0 < self.rate_lease <= 1:
+            raise ConfigError(f"{path}.rate_lease", "must be above 0 and at most 1s")
+
+
+@dataclass(frozen=True, slots=True)
 class RetentionConfig:
     pseudonymise_after: Seconds = 30 * 86400.0
     delete_after: Seconds = 365 * 86400.0
@@ -597,28 +632,6 @@ class EventsConfig:
         _check_positive(self.subscriber_queue, f"{path}.subscriber_queue")
         if self.ping_interval <= 0:
             raise ConfigError(f"{path}.ping_interval", "must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterConfig:
-    """What instances sharing a PostgreSQL store tell each other, and how often (unused on
-    SQLite)."""
-
-    # A receipt or MO this instance holds in memory, and a message on its way it accepted,
-    # is held for this long, renewed every third of it: the time after which another
-    # instance delivers what a killed one held.
-    notice_lease: Seconds = 30.0
-    # How often an instance with a bound receiver looks for notices nobody holds, in case
-    # the notification that should have woken it was lost, and any instance for messages
-    # on their way that nobody holds.
-    notice_poll: Seconds = 2.0
-    # How often an instance says which tenants' event streams it has subscribers for.
-    announce_interval: Seconds = 10.0
-
-    def check(self, path: str) -> None:
-        for key in ("notice_lease", "notice_poll", "announce_interval"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{path}.{key}", "must be positive")
 
 
 @dataclass(frozen=True, slots=True)

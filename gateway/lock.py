@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import Config
+from gateway.config import Config, StorageBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +40,15 @@ class StorageBusy(Exception):
 
 
 def lock_paths(config: Config) -> list[Path]:
-    """The lock files: ``<store path>.lock`` and ``<key file>.lock``."""
-    return [
-        Path(f"{config.storage.path}.lock"),
-        Path(f"{config.privacy.key_file}.lock"),
-    ]
+    """The lock files: ``<store path>.lock`` and ``<key file>.lock``.
+
+    A PostgreSQL store is no file and has many owners by design (`gateway.cluster`):
+    only the key file is locked then.
+    """
+    key_lock = Path(f"{config.privacy.key_file}.lock")
+    if config.storage.backend is StorageBackend.POSTGRES:
+        return [key_lock]
+    return [Path(f"{config.storage.path}.lock"), key_lock]
 
 
 class StorageLock:

@@ -7,7 +7,7 @@ values); never a number, body, message id or client address.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +22,14 @@ from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+def smsgw_version() -> str:
+    """The installed smsgw's version ("unknown" when run from a source tree, not installed)."""
+    try:
+        return version("smsgw")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class EventCounter(Collector):
@@ -61,7 +69,21 @@ class Metrics:
         ProcessCollector(registry=r)
         Gauge(
             "smsgw_build_info", "Always 1; the version is a label.", ["version"], registry=r
-        ).labels(version("smsgw")).set(1)
+        ).labels(smsgw_version()).set(1)
+        self.instance_info = Gauge(
+            "smsgw_instance_info",
+            "Always 1, for each live instance sharing this one's store (this one alone on"
+            " SQLite); refreshed at every heartbeat.",
+            ["instance", "version"],
+            registry=r,
+        )
+        self.cluster_errors = Counter(
+            "smsgw_cluster_errors_total",
+            "Operations on the shared database that failed (heartbeat, claim, release, lease),"
+            " by operation.",
+            ["operation"],
+            registry=r,
+        )
         self.messages = EventCounter(
             "smsgw_messages_total",
             "Submitted messages by front end and outcome (accepted or rejected).",
@@ -224,6 +246,13 @@ class Metrics:
         self.retention_last_success = Gauge(
             "smsgw_retention_last_success_timestamp_seconds",
             "Unix time at which the last retention run finished without error.",
+            registry=r,
+        )
+        self.retention_runs = Counter(
+            "smsgw_retention_runs_total",
+            "Retention runs by the instance that ran them, and runs skipped (outcome) because"
+            " another instance sharing the store held the run lock.",
+            ["instance", "outcome"],
             registry=r,
         )
         self.retention_failures = Counter(

@@ -54,7 +54,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
-from gateway.rates import TokenBucket
+from gateway.rates import LocalRates, SubmitRates
 from gateway.storage.base import Steps
 from gateway.store import Store, StoreError
 
@@ -97,8 +97,10 @@ class SubmitPipeline:
         gates: Sequence[PrivacyGate] = (),
         responder: InboundResponder | None = None,
         chaos: Chaos | None = None,
+        rates: SubmitRates | None = None,
     ) -> None:
-        """``blocked``: where the submits the gates refuse are kept (see `gateway.blocked`)."""
+        """``blocked``: where the submits the gates refuse are kept (see `gateway.blocked`);
+        ``rates``: the tenants' buckets, this process's own unless instances share them."""
         self._config = config
         self._events = events
         self._store = store
@@ -112,7 +114,8 @@ class SubmitPipeline:
         self._senders = {t.id: _canonical_senders(t) for t in config.tenants}
         self._inbound_listeners: list[InboundListener] = []
         # One bucket per tenant with a max_submit_rate, shared by every front end.
-        self._buckets = {t.id: TokenBucket(t.submit_rate) for t in config.tenants if t.submit_rate}
+        self._rates = rates if rates is not None else LocalRates(config.tenants)
+        self._buckets = self._rates.buckets
         self._chaos = chaos
         self._blocked = blocked
         # Scheduled messages of submits not yet handed over, per tenant (max_scheduled).
@@ -141,6 +144,10 @@ class SubmitPipeline:
         one's id as its ``submission``, which its receipt then carries.
         """
         started = time.perf_counter()
+        if self._rates.leased:  # tokens shared with other instances: fetch this batch's first
+            await self._rates.reserve(
+                [r.tenant.id for r in requests if r.interface is not Interface.SYSTEM]
+            )
         now = self._clock()
         results = [self._admit(request) or self._validate(request, now) for request in requests]
         checked = list(results)

@@ -20,21 +20,31 @@ scans on the store's bulk reader, away from the reads that submits wait for:
    with ``secure_delete`` on, replaced and deleted content does not linger in free
    pages or the log; on PostgreSQL the tables are vacuumed (docs/privacy.md says
    what that does not reach).
+
+Instances sharing a PostgreSQL store run retention one at a time: a run holds the
+cluster's ``retention`` run lock (`gateway.cluster.base.RunLocks`), and an instance
+that finds it held skips its run (``smsgw_retention_runs_total{outcome="skipped"}``);
+the batches being idempotent, a run cut short by an instance's death is finished by
+the next one, wherever it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import logging
 import multiprocessing
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.cluster.base import RunLocks
+from gateway.cluster.instance import instance_id
+from gateway.cluster.local import LocalRunLocks
 from gateway.config import Config, StorageBackend
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -60,6 +70,10 @@ class RetentionReport:
     seconds: float = 0.0
 
 
+class RetentionRunning(Exception):
+    """Another instance sharing the store holds the retention run lock: this run is skipped."""
+
+
 class Retention:
     def __init__(
         self,
@@ -68,8 +82,11 @@ class Retention:
         keys: KeyRing,
         metrics: Metrics,
         clock: Callable[[], float],
+        runs: RunLocks | None = None,
     ) -> None:
+        """``runs``: the cluster's run locks; without, this process is the only one."""
         self._config = config
+        self._runs = runs or LocalRunLocks(instance_id(config, config.http.port))
         self._privacy = config.privacy
         self._store = store
         self._keys = keys
@@ -87,7 +104,7 @@ class Retention:
         self.last_run: tuple[float, RetentionReport] | None = None
         # One run at a time (the schedule, an operator's run now, a purge): two runs
         # selecting the same old rows would count them twice into daily_counts.
-        self.lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
         retention = self._privacy.retention
         metrics.retention_window.labels("pseudonymise").set(retention.pseudonymise_after)
         metrics.retention_window.labels("delete").set(retention.delete_after)
@@ -107,9 +124,23 @@ class Retention:
     async def find_oldest_identifiable(self) -> None:
         self._oldest_identifiable_at = await self._store.traffic.oldest_identifiable()
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[bool]:
+        """No other run meanwhile, here or on another instance; False: one is running."""
+        async with self._lock, self._runs.hold("retention") as held:
+            yield held
+
     async def run(self) -> RetentionReport:
-        async with self.lock:
-            return await self._run()
+        """One run; RetentionRunning if another instance sharing the store is running one."""
+        instance = self._runs.instance
+        async with self.exclusive() as held:
+            if not held:
+                self._metrics.retention_runs.labels(instance, "skipped").inc()
+                log_event(log, "retention.skipped", instance=instance)
+                raise RetentionRunning
+            report = await self._run()
+        self._metrics.retention_runs.labels(instance, "ran").inc()
+        return report
 
     async def _run(self) -> RetentionReport:
         started = time.perf_counter()

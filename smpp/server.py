@@ -13,7 +13,10 @@ session. Each is in the store from the commit of what it reports until a receive
 acknowledges it (`smpp.notices.NoticeQueue`), until it expires.
 
 Binds are checked one at a time per connection, each after its slot in the shared
-`GuessThrottle`; answers wait for their commit (submits, cancel_sm, replace_sm).
+`GuessThrottle`; a bind that passes claims one of its tenant's ``max_sessions`` slots
+from the cluster's `Binds` (every instance's sessions count), and gives it back before
+an unbind is answered, or when the connection goes. Answers wait for their commit
+(submits, cancel_sm, replace_sm).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from gateway.chaos import Chaos
+from gateway.cluster.base import BindRecord, Binds, ClusterError
 from gateway.config import Config, MessageIdFormat, TenantConfig
 from gateway.domain import Message, Notice, NoticeKind, SubmitRequest
 from gateway.logs import log_event
@@ -100,8 +104,11 @@ class SmppServer:
         metrics: Metrics,
         clock: Callable[[], float],
         chaos: Chaos,
+        binds: Binds,
     ) -> None:
+        """``binds``: the tenants' session slots, over every instance sharing the store."""
         self.config = config
+        self.binds = binds
         self.pipeline = pipeline
         self.chaos = chaos
         self.metrics = metrics
@@ -200,6 +207,7 @@ class SmppServer:
     # --- binds ---------------------------------------------------------------------------
 
     def _session_room(self, tenant: TenantConfig) -> bool:
+        """Whether this instance alone leaves the tenant a slot (`claim` counts them all)."""
         assert tenant.smpp is not None
         return len(self.sessions.get(tenant.id, ())) < tenant.smpp.max_sessions
 
@@ -226,10 +234,42 @@ class SmppServer:
             status = S.ESME_RINVPASWD
         else:
             self.throttle.succeeded(peer, identity)
-            return tenant if self._session_room(tenant) else S.ESME_RBINDFAIL
+            return tenant
         self.throttle.failed(peer, identity)
         self.metrics.auth_failures.labels("smpp", "failed").inc()
         return status
+
+    async def claim(
+        self, connection: SmppConnection, tenant: TenantConfig, command: CommandId
+    ) -> CommandStatus | None:
+        """One of the tenant's ``max_sessions`` slots for this connection, or the refusal.
+
+        Full is ESME_RBINDFAIL, as a failed bind; a cluster that cannot say is
+        ESME_RSYSERR (the ESME may retry).
+        """
+        assert tenant.smpp is not None
+        bind_type = command.name.removeprefix("bind_")
+        bind = BindRecord(
+            tenant.id,
+            tenant.smpp.system_id,
+            bind_type,
+            command is not C.bind_transmitter,
+            connection.session_id,
+        )
+        try:
+            if not await self.binds.claim(bind, tenant.smpp.max_sessions):
+                return S.ESME_RBINDFAIL
+        except ClusterError:
+            log_event(log, "smpp.claim_failed", logging.WARNING, tenant=tenant.id)
+            return S.ESME_RSYSERR
+        connection.claimed = bind
+        return None
+
+    async def release(self, connection: SmppConnection) -> None:
+        """Give the connection's slot back, once, however often this is called."""
+        bind, connection.claimed = connection.claimed, None
+        if bind is not None:
+            await self.binds.release(bind)
 
     def bound(self, connection: SmppConnection) -> None:
         assert connection.tenant is not None
@@ -246,6 +286,7 @@ class SmppServer:
         self.sessions.get(tenant.id, set()).discard(connection)
         self.metrics.smpp_sessions.labels(tenant.id, connection.session.bind_type).dec()
         self.notices.detach(connection)
+        self.spawn(self.release(connection))
 
     # --- notices: receipts and mobile-originated messages --------------------------------
 
@@ -348,6 +389,7 @@ class SmppConnection(asyncio.Protocol):
             response_timeout=config.response_timeout,
         )
         self.tenant: TenantConfig | None = None
+        self.claimed: BindRecord | None = None  # the tenant's session slot this one holds
         self.session_id = next(server.session_ids)
         # The body of failed responses: [smpp] error_body until a bind names a tenant.
         self.error_body = config.error_body
@@ -361,7 +403,7 @@ class SmppConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.pending_submits = 0
         # Reasons to stop reading: each is cleared by the event that ends it.
-        self.binding = False  # a bind waits for its check and answer
+        self.binding = False  # a bind (or unbind) waits for its check and answer
         self.write_paused = False  # the transport's output buffer is over its high-water mark
         self.submits_paused = False  # too many submits of this connection in the pipeline
 
@@ -544,6 +586,10 @@ class SmppConnection(asyncio.Protocol):
             named = self.server.tenants_by_system_id.get(body["system_id"])
             self.error_body = translate.error_body_of(self.server.config.smpp, named)
             result = await self.server.authenticate(self.peer, body["system_id"], body["password"])
+            if isinstance(result, TenantConfig):
+                refused = await self.server.claim(self, result, pdu.command_id)
+                if refused is not None:
+                    result = refused
             if not isinstance(result, TenantConfig):
                 self._answer(pdu, result)
                 return
@@ -558,8 +604,9 @@ class SmppConnection(asyncio.Protocol):
         assert tenant.smpp is not None
         self.ids = tenant.smpp.message_id_format
         self._answer(pdu, S.ESME_ROK, system_id=translate.SYSTEM_ID)
-        if self.session.bind_type is None:
-            return  # the peer left before the answer could go out
+        if self.session.bind_type is None:  # the peer left before the answer could go out
+            self.server.spawn(self.server.release(self))
+            return
         self._schedule_tick()  # from the bind timeout to enquire_link probes
         log_event(
             log,
@@ -577,7 +624,15 @@ class SmppConnection(asyncio.Protocol):
         """enquire_link_resp: any PDU already proved the peer alive."""
 
     def _unbind(self, pdu: Pdu, submits: Submits) -> None:
-        self._answer(pdu)  # and close (see _send)
+        """The slot is free on every instance before the answer says so (then close)."""
+        self.binding = True  # nothing more is read; the answer closes the session
+        self.server.spawn(self._run_unbind(pdu))
+
+    async def _run_unbind(self, pdu: Pdu) -> None:
+        try:
+            await self.server.release(self)
+        finally:
+            self._answer(pdu)  # and close (see _send)
 
     def _unbind_resp(self, pdu: Pdu, submits: Submits) -> None:
         self.close()

@@ -27,8 +27,8 @@ from aiohttp import web
 
 from gateway.config import Config, StorageBackend, config_from_dict
 from gateway.domain import Message
-from gateway.server.app import create_app
-from gateway.server.appkeys import NETWORK, SMPP_SERVER, STORAGE_LOCK
+from gateway.server.app import announce, create_app
+from gateway.server.appkeys import NETWORK, SMPP_SERVER
 from gateway.server.http_server import GatewayRunner
 from gateway.storage.dialect import POSTGRES, SQLITE
 from gateway.storage.pg_engine import pg_sql
@@ -203,7 +203,7 @@ async def running_gateway(
     site = web.TCPSite(runner, config.http.host, 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    runner.app[STORAGE_LOCK].publish(f"http://{host}:{port}")  # as `smsgw serve` does
+    await announce(runner.app, f"http://{host}:{port}")  # as `smsgw serve` does
     try:
         async with aiohttp.ClientSession() as http:
             yield RunningGateway(

@@ -21,6 +21,7 @@ import trustme
 
 from gateway.config import config_from_dict
 from gateway.events import GAP
+from gateway.lock import lock_paths
 from gateway.server.appkeys import EVENTS, NETWORK, SMPP_SERVER
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -123,15 +124,17 @@ async def test_cli_works_on_the_files_when_no_gateway_runs(tmp_path: Path) -> No
 async def test_a_second_serve_on_the_same_storage_exits_2(tmp_path: Path) -> None:
     config_path = tmp_path / "config.toml"
     write_toml(config_path, base_config(tmp_path))
+    # The store's lock file; on PostgreSQL, which has many owners, the key file's.
+    first_lock = lock_paths(config_from_dict(base_config(tmp_path)))[0]
     async with gateway_process(config_path) as gateway:
         status, _, err = await smsgw(config_path, "serve")
         assert status == 2
         [line] = err.splitlines()
-        assert f"smsgw.sqlite3.lock is in use by pid {gateway.process.pid}" in line
+        assert f"{first_lock} is in use by pid {gateway.process.pid}" in line
         gateway.process.kill()
         await gateway.process.wait()
     # The lock file of a killed gateway is still there, and blocks nothing.
-    assert (tmp_path / "smsgw.sqlite3.lock").exists()
+    assert first_lock.exists()
     assert await smsgw(config_path, "audit", "verify") == (0, "no audit entries yet\n", "")
 
 

@@ -26,13 +26,10 @@ def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-@pytest.mark.slow
-def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
-    markdown = tmp_path / "curves.md"
-    sizes = [size.replace(",", "") for size in SIZES]
-    command = [sys.executable, "-m", "bench.curves", "--quick", "--messages", "128"]
+def run_bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench.<module> args`` from the repository root; it must succeed."""
     result = subprocess.run(
-        [*command, "--http-messages", "64", "--sizes", *sizes, "--markdown", str(markdown)],
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,6 +37,15 @@ def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.slow
+def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
+    markdown = tmp_path / "curves.md"
+    sizes = [size.replace(",", "") for size in SIZES]
+    args = ["--quick", "--messages", "128", "--http-messages", "64", "--sizes"]
+    result = run_bench("curves", *args, *sizes, "--markdown", str(markdown))
     found = tables(markdown.read_text())
     by_sessions, by_window, by_size = found.values()
     assert [row["sessions"] for row in by_sessions] == ["1", "4", "16", "64"]
@@ -50,6 +56,8 @@ def test_a_quick_run_fills_every_row_with_figures(tmp_path: Path) -> None:
     for row in by_sessions + by_window + by_size:
         refused = row.pop("refused", "0")
         assert refused == "0", row
+        # A filter of a few hundred subjects builds in under 5 ms: "0.00" to two places.
+        assert float(row.pop("filter build s", "0")) >= 0, row
         assert all(float(cell.replace(",", "")) > 0 for cell in row.values()), row
     # The plain tables carry the same rows.
     for title in found:

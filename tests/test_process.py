@@ -78,7 +78,8 @@ def listening_address(line: str) -> tuple[str, str, int] | None:
 
 
 @contextlib.asynccontextmanager
-async def gateway_process(config_path: Path) -> AsyncIterator[GatewayProcess]:
+async def gateway_process(config_path: Path, *options: str) -> AsyncIterator[GatewayProcess]:
+    """``smsgw serve --config config_path *options``, until it has both listeners."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -86,6 +87,7 @@ async def gateway_process(config_path: Path) -> AsyncIterator[GatewayProcess]:
         "serve",
         "--config",
         str(config_path),
+        *options,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

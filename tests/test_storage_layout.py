@@ -22,10 +22,17 @@ OWNERS = {
     "consent_events": "gateway/storage/consent.py",
     "audit_log": "gateway/storage/audit.py",
     "audit_heads": "gateway/storage/audit.py",
+    "instances": "gateway/cluster/postgres.py",
+    "binds": "gateway/cluster/postgres.py",
+    "rate_buckets": "gateway/cluster/leases.py",
     "wrapped_keys": "gateway/storage/pg_keys.py",
 }
 # The migrations create and alter every table, SQLite's and PostgreSQL's.
-SCHEMAS = ("gateway/storage/schema.py", "gateway/storage/pg_schema.py")
+SCHEMAS = (
+    "gateway/storage/schema.py",
+    "gateway/storage/pg_schema.py",
+    "gateway/cluster/schema.py",
+)
 # A keyword that names the table after it; "{}" stands for a name formatted in at run time.
 TABLE_AFTER = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE|ON)\s+(\w+|\{\})")
 

@@ -304,7 +304,7 @@ async def test_an_operator_token_switches_between_tenants(
     await expect(page.get_by_role("button", name=re.compile(re.escape(HANDSET)))).to_have_count(0)
 
 
-async def test_operator_views_show_sessions_retention_links_and_edit_chaos(
+async def test_operator_views_show_instances_sessions_retention_links_and_edit_chaos(
     inbox: Watched, gateway: RunningGateway
 ) -> None:
     page = inbox.page
@@ -317,6 +317,10 @@ async def test_operator_views_show_sessions_retention_links_and_edit_chaos(
         await page.get_by_role("button", name="Operator", exact=True).click()
         sessions = page.get_by_role("table").filter(has_text="system_id")
         await expect(sessions).to_contain_text("transceiver")
+    # On SQLite the gateway is the one instance: itself, live, where it listens.
+    instances = page.get_by_role("table").filter(has_text="last heartbeat")
+    await expect(instances).to_contain_text("1 live, this one")
+    await expect(instances.get_by_role("row").filter(has_text=gateway.url)).to_contain_text("live")
     await expect(page.get_by_role("link", name="Prometheus metrics")).to_have_attribute(
         "href", "/metrics"
     )

@@ -3,7 +3,8 @@
 ``create_app`` locks the store and key file first (`gateway.lock`), so a second
 gateway or a CLI writing the files is refused before anything is touched.
 ``cleanup_ctx`` brings the store up first (on PostgreSQL, then the key ring shared
-with the other instances, `privacy.shared_keys`), then the privacy services, then the
+with the other instances, `privacy.shared_keys`), then the cluster (this instance
+among those sharing the store), the privacy services, then the
 network and pipeline (which resumes what the last run left unfinished), the
 SMPP listener and the retention schedule; clean-up runs in reverse, so pending
 timers stop before the store flushes its last batch and closes, and the lock
@@ -32,6 +33,8 @@ from aiohttp import web
 from gateway.blocked import BlockedAttempts
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster import open_cluster
+from gateway.cluster.base import ClusterError
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
 from gateway.cluster.instance import instance_id
@@ -60,6 +63,7 @@ from gateway.server.appkeys import (
     BUS,
     CALLBACKS,
     CHAOS,
+    CLUSTER,
     CONFIG,
     EVENTS,
     KEYS,
@@ -85,6 +89,7 @@ from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
 from privacy.key_wrap import read_kek
 from privacy.keys import KeyFileError, KeyRing
+from privacy.retention import RetentionRunning
 from privacy.shared_keys import SharedKeyRing
 from smpp.notices import NoticeQueue
 from smpp.server import SmppServer
@@ -173,6 +178,15 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         yield
         await app[STORE].close()
 
+    async def cluster(app: web.Application) -> AsyncIterator[None]:
+        instance = instance_id(config, config.http.port)
+        try:
+            app[CLUSTER] = await open_cluster(config, instance, app[METRICS], clock)
+        except ClusterError as exc:
+            raise StartupError(f"storage.dsn: {exc}") from None
+        yield
+        await app[CLUSTER].close()
+
     async def keys(app: web.Application) -> AsyncIterator[None]:
         """On PostgreSQL: the key ring every instance shares, sealed under the KEK."""
         try:
@@ -190,7 +204,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
 
     async def privacy(app: web.Application) -> AsyncIterator[None]:
         core = await open_privacy_core(
-            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS]
+            config, app[STORE], app[KEYS], app[METRICS], clock, app[EVENTS], app[CLUSTER].runs
         )
         ring = app[KEYS]
         if isinstance(ring, SharedKeyRing):
@@ -233,6 +247,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             gates=[registry],
             responder=responder,
             chaos=chaos,
+            rates=app[CLUSTER].rates,
         )
         pipeline.subscribe_inbound(callbacks.on_inbound)
         twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
@@ -252,7 +267,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 config.cluster.announce_interval,
             )
         network.add_final_hook(notices.keep_receipt)
-        app[SMPP_SERVER] = smpp = SmppServer(config, pipeline, notices, metrics, clock, chaos)
+        app[SMPP_SERVER] = smpp = SmppServer(
+            config, pipeline, notices, metrics, clock, chaos, app[CLUSTER].binds
+        )
         services = open_privacy(
             app[PRIVACY_CORE],
             config,
@@ -313,6 +330,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
                 await asyncio.sleep(config.privacy.retention.interval)
                 try:
                     await app[RETENTION].run()
+                except RetentionRunning:
+                    pass  # on another instance this time (counted as skipped)
                 except Exception:
                     app[METRICS].retention_failures.inc()
                     log_event(log, "retention.failed", logging.ERROR, exc_info=True)
@@ -328,6 +347,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         ownership,
         storage,
         keys,
+        cluster,
         privacy,
         delivery,
         bus,
@@ -336,3 +356,12 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     ]
     app.cleanup_ctx.extend(c for c in contexts if shared_keys or c is not keys)
     return app
+
+
+async def announce(app: web.Application, url: str) -> None:
+    """Say where the gateway's HTTP listener is, once it listens: in the lock file (for
+    the CLI on this host) and in the instance list (for the other instances and the CLI
+    anywhere)."""
+    app[STORAGE_LOCK].publish(url)
+    admin_url = url if app[CONFIG].admin.tokens else ""
+    await app[CLUSTER].instances.announce(url, admin_url, app[SMPP_SERVER].port)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.callbacks import CallbackDispatcher
 from gateway.chaos import Chaos
+from gateway.cluster.base import Cluster
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
 from gateway.config import Config, TenantConfig
@@ -38,6 +39,8 @@ STORE = web.AppKey("store", Store)
 # stream's share of it.
 BUS = web.AppKey("bus", ClusterBus)
 SHARED_EVENTS = web.AppKey("shared_events", SharedEvents)
+# The instances sharing the store (this one alone on SQLite); see `gateway.cluster`.
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
 NETWORK = web.AppKey("network", SimulatedNetwork)
 CALLBACKS = web.AppKey("callbacks", CallbackDispatcher)

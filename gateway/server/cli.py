@@ -3,14 +3,18 @@
 Operator commands act through the owner of the files: while a gateway runs (its lock
 file names its admin URL, or ``--url`` does) they call its admin API, so its caches and
 in-memory keys change with its store; only when none runs do they open the store and key
-file themselves, holding the same lock meanwhile. Every failure is one line on stderr.
+file themselves, holding the same lock meanwhile. A PostgreSQL store has no file to
+lock beside it and is shared by design: there they act through the live instance found
+in the database's instance list (or ``--url``), and on the store themselves only when
+the list has none. Every failure is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -26,13 +30,16 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from gateway.config import Config, ConfigError, StorageBackend, load_config
+from gateway.cluster.base import ClusterError
+from gateway.cluster.instance import instance_id
+from gateway.cluster.postgres import live_admin_urls
+from gateway.config import Config, ConfigError, InstanceConfig, StorageBackend, load_config
 from gateway.lock import StorageBusy, StorageLock
 from gateway.logs import configure as configure_logging
 from gateway.logs import log_event
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, smsgw_version
 from gateway.server import cli_client
-from gateway.server.app import StartupError, create_app, server_tls
+from gateway.server.app import StartupError, announce, create_app, server_tls
 from gateway.server.appkeys import SMPP_SERVER, STORAGE_LOCK
 from gateway.server.client import client_tls, reachable_url
 from gateway.server.http_server import GatewayRunner
@@ -98,26 +105,28 @@ SUBJECT_ACTIONS = {
 CLIENT_COMMANDS = ("send", "inbox", "watch")
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("smsgw")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        return "unknown"
-
-
 class CommandFailed(Exception):
     """An operator command failed; the message is the one line to print."""
 
 
+class GatewayUnreachable(CommandFailed):
+    """No connection to the gateway's admin API: nothing was sent to it."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsgw", description="SMS gateway simulator")
-    parser.add_argument("--version", action="version", version=f"smsgw {_version()}")
+    parser.add_argument("--version", action="version", version=f"smsgw {smsgw_version()}")
     config_help = "config file (default: $SMSGW_CONFIG or ./config.toml)"
     parser.add_argument(
         "--config", default=os.environ.get("SMSGW_CONFIG", "config.toml"), help=config_help
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--instance-id",
+        help="this instance's id among those sharing a PostgreSQL store"
+        " (default: [instance] id, else host name:HTTP port)",
+    )
     audit = commands.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True
     )
@@ -151,7 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     for command in operated:
         command.add_argument(
-            "--url", help="a running gateway's base URL (default: found through its lock file)"
+            "--url",
+            help="a running gateway's base URL (default: found through its lock file, or"
+            " in the instance list of a PostgreSQL store)",
         )
         command.add_argument(
             "--token",
@@ -170,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log)
     try:
         if args.command == "serve":
+            if args.instance_id is not None:
+                try:
+                    config = with_instance_id(config, args.instance_id)
+                except ConfigError as exc:
+                    print(f"--instance-id: {exc}", file=sys.stderr)
+                    return EXIT_CONFIG
             asyncio.run(serve_until_signalled(config))
             return 0
         if args.command in CLIENT_COMMANDS:
@@ -194,6 +211,11 @@ def operate(config: Config, args: argparse.Namespace) -> int:
     action = ACTIONS[(args.command, args.action)]
     if args.url:
         return _report(args, asyncio.run(_call_gateway(config, args, action, args.url)))
+    if config.storage.backend is StorageBackend.POSTGRES:
+        # An instance killed moments ago is still listed until dead_after: try the next.
+        for url in _live_instances(config):
+            with contextlib.suppress(GatewayUnreachable):
+                return _report(args, asyncio.run(_call_gateway(config, args, action, url)))
     try:
         lock = StorageLock.acquire(config)
     except StorageBusy as busy:
@@ -207,6 +229,14 @@ def operate(config: Config, args: argparse.Namespace) -> int:
         return _report(args, asyncio.run(_call_offline(config, args, action)))
     finally:
         lock.release()
+
+
+def _live_instances(config: Config) -> list[str]:
+    """The admin URLs of the live instances, freshest heartbeat first."""
+    try:
+        return asyncio.run(live_admin_urls(config))
+    except ClusterError as exc:
+        raise CommandFailed(f"storage.dsn: {exc}") from None
 
 
 def _confirm_purge(tenant_id: str) -> None:
@@ -314,6 +344,8 @@ async def _call_gateway(config: Config, args: argparse.Namespace, action: Action
             http.request(action.method, target, headers=headers, ssl=context) as response,
         ):
             document = await response.json(content_type=None)
+    except aiohttp.ClientConnectorError as exc:
+        raise GatewayUnreachable(f"cannot reach the gateway at {url}: {exc}") from None
     except (aiohttp.ClientError, ValueError) as exc:
         raise CommandFailed(f"cannot reach the gateway at {url}: {exc}") from None
     if response.status >= 400:
@@ -355,32 +387,46 @@ class StartedGateway:
     smpp_port: int
 
 
-async def start_gateway(config: Config, clock: Callable[[], float] = time.time) -> StartedGateway:
-    """Start every listener, and name the HTTP one in the lock file for the operator CLI.
+def with_instance_id(config: Config, instance: str) -> Config:
+    """``config`` with ``[instance] id`` set (ConfigError naming the problem if it is no id)."""
+    chosen = InstanceConfig(id=instance)
+    chosen.check("instance")
+    return dataclasses.replace(config, instance=chosen)
 
-    A start-up failure undoes whatever had started (listeners, store, lock) before it is
-    raised, so the process ends at once instead of lingering half up.
+
+async def start_gateway(config: Config, clock: Callable[[], float] = time.time) -> StartedGateway:
+    """Start every listener, and name the HTTP one for the operator CLI (`announce`).
+
+    The HTTP socket is bound first, so that an instance id left to default names the
+    port it really has (``http.port = 0`` picks one). A start-up failure undoes whatever
+    had started (listeners, store, lock) before it is raised, so the process ends at once
+    instead of lingering half up.
     """
-    app = create_app(config, clock)
-    runner = GatewayRunner(app)
-    sock: socket.socket | None = None
+    tls = config.http.tls
+    ssl_context = server_tls("http.tls", tls.cert_file, tls.key_file) if tls else None
+    sock = _listen(config.http.host, config.http.port)
+    if not config.instance.id:
+        derived = InstanceConfig(id=instance_id(config, sock.getsockname()[1]))
+        config = dataclasses.replace(config, instance=derived)
     try:
-        tls = config.http.tls
-        ssl_context = server_tls("http.tls", tls.cert_file, tls.key_file) if tls else None
-        sock = _listen(config.http.host, config.http.port)
+        app = create_app(config, clock)
+    except BaseException:
+        sock.close()
+        raise
+    runner = GatewayRunner(app)
+    try:
         await runner.setup()
         await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
-        if sock is not None:
-            sock.close()
+        sock.close()
         app[STORAGE_LOCK].release()
         raise
     for host, port, *_ in runner.addresses:
         log_event(log, "http.listening", host=host, port=port)
     host, port = runner.addresses[0][:2]
     url = reachable_url("https" if ssl_context else "http", host, port)
-    app[STORAGE_LOCK].publish(url)
+    await announce(app, url)
     return StartedGateway(runner, url, config.smpp.host, app[SMPP_SERVER].port)
 
 

@@ -1,7 +1,8 @@
 """What the web inbox shows an operator (``/admin/v1``, operator token, loopback unless allowed).
 
 Reads of the running gateway's parts: its tenants (ids only, to pick one to read
-with ``X-Smsgw-Tenant``), bound SMPP sessions, every tenant's chaos, retention's
+with ``X-Smsgw-Tenant``), the instances sharing its store (itself alone on SQLite),
+bound SMPP sessions, every tenant's chaos, retention's
 progress, the consent registry's counts, and where the metrics and the Grafana
 dashboard are. Chaos may be changed here too, for any tenant, under the same
 ``[simulator] allow_reset`` as the tenant's own route. None of it names a person:
@@ -16,10 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.chaos import OFF
+from gateway.cluster.base import ClusterError
 from gateway.config import TenantConfig
 from gateway.documents import iso_time
 from gateway.logs import log_event
-from gateway.server.appkeys import CHAOS, CONFIG, REGISTRY, RETENTION, SMPP_SERVER
+from gateway.server.appkeys import CHAOS, CLUSTER, CONFIG, REGISTRY, RETENTION, SMPP_SERVER
 from gateway.server.http_admin import PREFIX, AdminProblem, authorise
 from gateway.server.http_api import Problem, json_response
 from gateway.server.http_chaos import settings_from
@@ -33,6 +35,34 @@ DASHBOARD_FILE = "dashboards/smsgw.json"
 async def list_tenants(request: web.Request) -> web.Response:
     await authorise(request)
     return json_response({"tenants": [t.id for t in request.app[CONFIG].tenants]})
+
+
+async def instances(request: web.Request) -> web.Response:
+    await authorise(request)
+    cluster = request.app[CLUSTER]
+    try:
+        views = await cluster.instances.listing()
+    except ClusterError:
+        raise Problem(503, "store_unavailable", "the instance list cannot be read now") from None
+    return json_response(
+        {
+            "this": cluster.instances.id,
+            "instances": [
+                {
+                    "id": view.id,
+                    "alive": view.alive,
+                    "started_at": iso_time(view.started_at),
+                    "heartbeat_at": iso_time(view.heartbeat_at),
+                    "http_url": view.http_url,
+                    "admin_url": view.admin_url,
+                    "smpp_port": view.smpp_port,
+                    "version": view.version,
+                    "sessions": view.sessions,
+                }
+                for view in views
+            ],
+        }
+    )
 
 
 async def smpp_sessions(request: web.Request) -> web.Response:
@@ -152,6 +182,7 @@ async def links(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get(f"{PREFIX}/tenants", list_tenants)
+    router.add_get(f"{PREFIX}/instances", instances)
     router.add_get(f"{PREFIX}/smpp/sessions", smpp_sessions)
     router.add_get(f"{PREFIX}/chaos", all_chaos)
     router.add_put(f"{PREFIX}/tenants/{{tenant}}/chaos", put_tenant_chaos)

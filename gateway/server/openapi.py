@@ -432,6 +432,9 @@ _ADMIN_PATHS: dict[str, dict[str, Any]] = {
     "/admin/v1/audit/verify": {"get": _admin("Verify every tenant's audit chain")},
     # The web inbox's operator views (gateway/server/http_admin_views.py).
     "/admin/v1/tenants": {"get": _admin("The configured tenants' ids")},
+    "/admin/v1/instances": {
+        "get": _admin("The instances sharing the store: id, alive, heartbeat, URLs, sessions")
+    },
     "/admin/v1/smpp/sessions": {
         "get": _admin("Bound SMPP sessions: system_id, bind type, since, window occupancy")
     },

@@ -19,7 +19,7 @@ from gateway.store import Store
 from privacy.audit import AuditLog, verify
 from privacy.keys import KeyRing
 from privacy.registry import ConsentRegistry
-from privacy.retention import Retention, UnknownTenant, purge_tenant
+from privacy.retention import Retention, RetentionRunning, UnknownTenant, purge_tenant
 from privacy.subjects import SubjectRights
 
 if TYPE_CHECKING:
@@ -38,6 +38,14 @@ class OperatorError(Exception):
         self.status = status
         self.code = code
         self.detail = detail
+
+
+def _retention_running() -> OperatorError:
+    return OperatorError(
+        409,
+        "retention_running",
+        "another instance sharing the store is running retention; try again when it is done",
+    )
 
 
 class Operator:
@@ -136,7 +144,9 @@ class Operator:
 
         try:
             # No retention run meanwhile: it would make keys for rows about to go.
-            async with self._purging, self._retention.lock:
+            async with self._purging, self._retention.exclusive() as alone:
+                if not alone:
+                    raise _retention_running()
                 return await purge_tenant(
                     self._store, self._keys, tenant_id, configured=configured, forget=forget
                 )
@@ -146,7 +156,10 @@ class Operator:
             ) from None
 
     async def run_retention(self) -> dict[str, Any]:
-        return dataclasses.asdict(await self._retention.run())
+        try:
+            return dataclasses.asdict(await self._retention.run())
+        except RetentionRunning:
+            raise _retention_running() from None
 
     async def verify_audit(self) -> dict[str, Any]:
         async with self._purging:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.blocked import BlockedAttempts
+from gateway.cluster.base import RunLocks
 from gateway.config import Config
 from gateway.events import EventBus
 from gateway.metrics import Metrics
@@ -56,16 +57,18 @@ async def open_privacy_core(
     metrics: Metrics,
     clock: Callable[[], float],
     events: EventBus | None = None,
+    runs: RunLocks | None = None,
 ) -> PrivacyCore:
     """Read the audit chain heads and build the registry and retention over the store.
 
-    ``events`` is the running gateway's stream, told of each committed consent change.
+    ``events`` is the running gateway's stream, told of each committed consent change;
+    ``runs`` the cluster's run locks, which keep retention to one instance at a time.
     """
     audit = await AuditLog.open(store)
     return PrivacyCore(
         audit=audit,
         registry=ConsentRegistry(config, store, keys, audit, metrics, clock, events),
-        retention=Retention(config, store, keys, metrics, clock),
+        retention=Retention(config, store, keys, metrics, clock, runs),
     )
 
 

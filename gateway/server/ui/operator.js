@@ -1,5 +1,6 @@
-// The operator's views (admin API): SMPP sessions, chaos (editable), retention against
-// its window, the consent registry's counts, and where the metrics and dashboard are.
+// The operator's views (admin API): the instances sharing the store, SMPP sessions, chaos
+// (editable), retention against its window, the consent registry's counts, and where the
+// metrics and dashboard are.
 
 import { call } from "./api.js";
 import { h, replace, timeElement } from "./dom.js";
@@ -58,8 +59,8 @@ function chaosEditor(session, tenant, settings, refresh) {
 }
 
 export async function showOperator(session, into, tenant) {
-  const [sessions, chaos, retention, consents, links] = await Promise.all(
-    ["/smpp/sessions", "/chaos", "/retention", "/consents", "/links"].map((path) => call(session, "GET", `/admin/v1${path}`)),
+  const [instances, sessions, chaos, retention, consents, links] = await Promise.all(
+    ["/instances", "/smpp/sessions", "/chaos", "/retention", "/consents", "/links"].map((path) => call(session, "GET", `/admin/v1${path}`)),
   );
   const refresh = () => showOperator(session, into, tenant);
   const counts = Object.entries(consents.tenants);
@@ -67,6 +68,21 @@ export async function showOperator(session, into, tenant) {
   const last = retention.last_run;
   replace(
     into,
+    h("h3", {}, "Instances"),
+    table(
+      `${instances.instances.filter((i) => i.alive).length} live, this one ${instances.this}`,
+      ["instance", "state", "started", "last heartbeat", "HTTP", "SMPP port", "sessions", "version"],
+      instances.instances.map((i) => [
+        i.id === instances.this ? h("strong", {}, i.id) : i.id,
+        i.alive ? "live" : h("span", { class: "error" }, "dead"),
+        timeElement(i.started_at),
+        timeElement(i.heartbeat_at),
+        i.http_url || "—",
+        i.smpp_port ? String(i.smpp_port) : "—",
+        String(i.sessions),
+        i.version,
+      ]),
+    ),
     h("h3", {}, "SMPP sessions"),
     table(
       `${sessions.sessions.length} bound`,
