@@ -31,6 +31,7 @@ from tests.conftest import (
     ManualClock,
     RunningGateway,
     base_config,
+    make_kek_file,
     merged,
     running_gateway,
 )
@@ -58,6 +59,8 @@ def instance_config(
     ``tenant`` is merged into the first tenant's (acme's) table."""
     config = base_config(tmp_path / name)
     config["storage"].update({"backend": "postgres", "dsn": dsn})
+    kek = tmp_path / "kek"  # one key-encryption key for every instance on the database
+    config["privacy"]["kek_file"] = str(kek if kek.exists() else make_kek_file(kek))
     config["instance"] = {"id": name}
     config["cluster"] = {
         "heartbeat_interval": f"{HEARTBEAT * 1000:.0f}ms",
