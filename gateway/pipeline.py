@@ -22,7 +22,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -128,6 +128,8 @@ class SubmitPipeline:
         self._lease = 0.0
         self._poll = 0.0
         self._holder: asyncio.Task[None] | None = None
+        # Shared: asks the instance holding a message to cancel it; True once it did.
+        self._withdraw_elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
         network.on_due(self._due.put_nowait)
         # The histogram's children, looked up once: labels() costs a lock and a dict lookup.
         self._submit_latency = {i: metrics.submit_latency.labels(i.value) for i in Interface}
@@ -224,6 +226,10 @@ class SubmitPipeline:
         self._owner = owner
         self._lease = lease
         self._poll = poll
+
+    def withdraw_elsewhere(self, withdraw: Callable[[str, str], Awaitable[bool]]) -> None:
+        """Shared: a cancel of a message another instance holds goes to ``withdraw``."""
+        self._withdraw_elsewhere = withdraw
 
     def _held_until(self) -> tuple[str, float] | None:
         return None if self._owner is None else (self._owner, self._clock() + self._lease)
@@ -662,9 +668,17 @@ class SubmitPipeline:
         Returns once the ``deleted`` state is committed, so an acknowledged cancel
         survives a crash and a query right after sees it.
         """
-        if not self._network.cancel(tenant.id, message_id):
-            return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
-        return await self._committed()
+        if self._network.cancel(tenant.id, message_id):
+            return await self._committed()
+        if self._withdraw_elsewhere is not None:  # shared: another instance may hold it
+            message = await self._store.traffic.get_message(tenant.id, message_id)
+            if (
+                message is not None
+                and not message.status.is_final
+                and await self._withdraw_elsewhere(tenant.id, message_id)
+            ):
+                return None
+        return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
 
     async def force_outcome(
         self, tenant: TenantConfig, message_id: str, outcome: Outcome

@@ -20,8 +20,9 @@ least once.
 
 With several instances on one PostgreSQL store (`share`), a tenant's receiver may be
 bound to any of them, so a notice is held in memory only by an instance with a receiver
-of its tenant, and only once that instance has claimed its row (``claimed_by``, until
-``claimed_until``: a lease of ``[cluster] notice_lease``, renewed every third of it).
+of its tenant, which claims its row (``claimed_by``, until ``claimed_until``: a lease of
+``[cluster] notice_lease``, renewed every third of it); one made there is sent at once,
+its claim on the way.
 Any other notice stays in the store only, and a notification on the bus wakes the
 instances: one with a receiver of the tenant claims kept rows (``FOR UPDATE SKIP
 LOCKED``, so two never take the same) and delivers them. A receiver that closes gives
@@ -300,13 +301,19 @@ class NoticeQueue:
     # --- shared with other instances ----------------------------------------------------
 
     def _offer_shared(self, queue: _TenantQueue, notice: Notice) -> None:
-        """Hold the notice once claimed if a receiver of its tenant is here; else wake others."""
-        if queue.receivers and queue.in_memory() + len(self._unclaimed.get(queue.name, ())) < (
-            self._memory
-        ):
+        """With a receiver of its tenant here, send the notice now and claim its row (for
+        the notices of one loop tick in one statement); else wake the other instances.
+
+        Sent before the claim returns, so a receipt is no later than with one instance;
+        the row is nobody's until then, and another instance that takes it in that
+        moment sends it too (at least once, as ever).
+        """
+        if queue.receivers and queue.in_memory() < self._memory:
             if not self._unclaimed:
                 asyncio.get_running_loop().call_soon(self._claim_kept)
             self._unclaimed.setdefault(queue.name, []).append(notice)
+            queue.waiting.append(notice)
+            self._dispatch(queue)
             return
         queue.stored += 1
         queue.changed += 1
@@ -318,25 +325,21 @@ class NoticeQueue:
         unclaimed, self._unclaimed = self._unclaimed, {}
         if not self._closed:
             for tenant, notices in unclaimed.items():
-                self._spawn(self._claim_then_hold(self._tenant(tenant), notices))
+                self._spawn(self._claim_held(self._tenant(tenant), notices))
 
-    async def _claim_then_hold(self, queue: _TenantQueue, notices: list[Notice]) -> None:
+    async def _claim_held(self, queue: _TenantQueue, notices: list[Notice]) -> None:
+        """Claim the rows of notices already held; drop those another instance took."""
         now = self._clock()
         ids = [n.queue_id or 0 for n in notices]
         try:
             claimed = await self._store.notices.claim_ids(self._owner, ids, now, now + self._lease)
-        except Exception:  # the driver's errors, or StoreError
-            claimed = set()
+        except Exception:  # the driver's errors, or StoreError: held unclaimed, still sent
             log_event(log, "smpp.notice_claim_failed", logging.WARNING, tenant=queue.name)
-        # What another instance took is its to deliver; what failed a later load claims.
-        queue.stored += sum(1 for n in notices if n.queue_id not in claimed)
-        held = [n for n in notices if n.queue_id in claimed and n.queue_id not in queue.ids()]
-        if not queue.receivers:  # the receiver went meanwhile
-            queue.waiting.extend(held)
-            self._give_back(queue)
             return
-        queue.waiting.extend(held)
-        self._dispatch(queue)
+        taken = {n.queue_id for n in notices} - claimed
+        if taken:  # another instance's to deliver; what is already sent stays outstanding
+            queue.waiting = deque(n for n in queue.waiting if n.queue_id not in taken)
+            self._dispatch(queue)
 
     def _kept_elsewhere(self, items: list[Any]) -> None:
         """Another instance kept or gave back notices of these tenants: look, if we receive."""
@@ -543,7 +546,9 @@ class NoticeQueue:
                     queue.name, self._owner, now, now + self._lease, room
                 )
                 known = queue.ids()
-                queue.waiting.extend(n for n in rows if n.queue_id not in known)
+                taken = [n for n in rows if n.queue_id not in known]
+                queue.waiting.extend(taken)
+                queue.stored = max(0, queue.stored - len(taken))
                 if not queue.receivers:  # the receiver went while we read
                     self._give_back(queue)
                     return

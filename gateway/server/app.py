@@ -38,6 +38,7 @@ from gateway.cluster.base import ClusterError
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
 from gateway.cluster.instance import instance_id
+from gateway.cluster.withdraw import RemoteWithdrawals
 from gateway.config import Config, StorageBackend
 from gateway.domain import Interface
 from gateway.events import EventBus
@@ -80,6 +81,7 @@ from gateway.server.appkeys import (
     STORE,
     SUBJECTS,
     TENANTS_BY_KEY,
+    WITHDRAWALS,
 )
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
@@ -257,6 +259,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         if BUS in app:
             pipeline.share(app[BUS].origin, config.cluster.notice_lease, config.cluster.notice_poll)
+            app[WITHDRAWALS] = RemoteWithdrawals(app[BUS], network, store)
+            pipeline.withdraw_elsewhere(app[WITHDRAWALS].withdraw)
             notices.share(app[BUS], app[BUS].origin, config.cluster)
             app[SHARED_EVENTS] = SharedEvents(
                 app[BUS],
@@ -305,6 +309,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[SHARED_EVENTS].start()
         yield
         await app[SHARED_EVENTS].close()
+        await app[WITHDRAWALS].close()
         await app[BUS].close()
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from gateway.chaos import Chaos
 from gateway.cluster.base import Cluster
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
+from gateway.cluster.withdraw import RemoteWithdrawals
 from gateway.config import Config, TenantConfig
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -39,6 +40,7 @@ STORE = web.AppKey("store", Store)
 # stream's share of it.
 BUS = web.AppKey("bus", ClusterBus)
 SHARED_EVENTS = web.AppKey("shared_events", SharedEvents)
+WITHDRAWALS = web.AppKey("withdrawals", RemoteWithdrawals)
 # The instances sharing the store (this one alone on SQLite); see `gateway.cluster`.
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
