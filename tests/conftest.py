@@ -51,13 +51,22 @@ def storage_table(path: Path) -> dict[str, Any]:
     return {"path": str(path), "backend": "postgres", "dsn": database_for(path)}
 
 
+def privacy_table(directory: Path) -> dict[str, Any]:
+    """The ``[privacy]`` table of a test's config: the key file, and on PostgreSQL a KEK."""
+    table = {"key_file": str(directory / "keys.json")}
+    if BACKEND is StorageBackend.POSTGRES:
+        kek = directory / "kek"
+        table["kek_file"] = str(kek if kek.exists() else make_kek_file(kek))
+    return table
+
+
 def base_config(tmp_path: Path) -> dict[str, Any]:
     """A small config with short latencies; tests override what they need."""
     return {
         "http": {"host": "127.0.0.1", "port": 0},
         "smpp": {"host": "127.0.0.1", "port": 0},
         "storage": storage_table(tmp_path / "smsgw.sqlite3"),
-        "privacy": {"key_file": str(tmp_path / "keys.json")},
+        "privacy": privacy_table(tmp_path),
         "simulator": {
             "latency": ["1ms", "5ms"],
             "rules": [{"prefix": "+4670999", "outcome": "undeliverable"}],
