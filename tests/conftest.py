@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from gateway.config import Config, StorageBackend, config_from_dict
+from gateway.config import Config, InstanceConfig, StorageBackend, config_from_dict
 from gateway.domain import Message
 from gateway.server.app import announce, create_app
 from gateway.server.appkeys import NETWORK, SMPP_SERVER
@@ -60,9 +60,27 @@ def privacy_table(directory: Path) -> dict[str, Any]:
     return table
 
 
+def instance_table(directory: Path) -> dict[str, Any]:
+    """The ``[instance]`` table of a test's config: on PostgreSQL, `fixed_instance_id`."""
+    return (
+        {}
+        if BACKEND is StorageBackend.SQLITE
+        else {"instance": {"id": fixed_instance_id(directory)}}
+    )
+
+
+def fixed_instance_id(directory: Path) -> str:
+    """An instance id fixed by the test's directory, as a configured port would fix it, so a
+    gateway restarted there (after a SIGKILL too) is the same instance and takes back at
+    once what its last run held."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in directory.name)
+    return f"test-{name}"[:64]
+
+
 def base_config(tmp_path: Path) -> dict[str, Any]:
     """A small config with short latencies; tests override what they need."""
     return {
+        **instance_table(tmp_path),
         "http": {"host": "127.0.0.1", "port": 0},
         "smpp": {"host": "127.0.0.1", "port": 0},
         "storage": storage_table(tmp_path / "smsgw.sqlite3"),
@@ -142,7 +160,10 @@ def on_test_backend(config: Config) -> Config:
         if not kek.exists():
             make_kek_file(kek)
         privacy = dataclasses.replace(privacy, kek_file=str(kek))
-    return dataclasses.replace(config, storage=storage, privacy=privacy)
+    instance = config.instance
+    if not instance.id:
+        instance = InstanceConfig(id=fixed_instance_id(Path(config.storage.path).parent))
+    return dataclasses.replace(config, storage=storage, privacy=privacy, instance=instance)
 
 
 def make_kek_file(path: Path) -> Path:
