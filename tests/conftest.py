@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import sqlite3
@@ -33,6 +34,7 @@ from gateway.server.http_server import GatewayRunner
 from gateway.storage.dialect import POSTGRES, SQLITE
 from gateway.storage.pg_engine import pg_sql
 from gateway.testing.harness import merged as merged  # the plugin's, shared by the tests
+from privacy.key_wrap import read_kek, unwrap
 from tests.postgres import database_for, drop_stand_ins, off_loop
 
 API_KEY = "acme-test-key"
@@ -192,6 +194,43 @@ def stored_rows(database: Path, sql: str, *params: object) -> list[tuple[Any, ..
             await conn.close()
 
     return off_loop(read())
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    """A tenant's keys as the gateway keeps them at rest: its registry key (None if it has
+    none) and the labels of its epoch keys."""
+
+    registry: bytes | None
+    epochs: frozenset[str]
+
+
+def stored_keys(directory: Path) -> dict[str, StoredKeys]:
+    """Every tenant's `StoredKeys` of the gateway of `base_config` (directory): read from its
+    key file, or on PostgreSQL from the ``wrapped_keys`` rows, opened with its KEK."""
+    if BACKEND is StorageBackend.SQLITE:
+        document = json.loads((directory / "keys.json").read_text())
+        return {
+            tenant: StoredKeys(
+                base64.b64decode(entry["registry_key"]) if "registry_key" in entry else None,
+                frozenset(entry.get("epochs", {})),
+            )
+            for tenant, entry in document["tenants"].items()
+        }
+    kek = read_kek(directory / "kek")
+    registry: dict[str, bytes] = {}
+    epochs: dict[str, set[str]] = {}
+    for tenant, kind, epoch, nonce, sealed in stored_rows(
+        directory / "smsgw.sqlite3", "SELECT tenant, kind, epoch, nonce, sealed FROM wrapped_keys"
+    ):
+        epochs.setdefault(tenant, set())
+        if kind == "registry":
+            registry[tenant] = unwrap(kek, tenant, kind, epoch, nonce, sealed)
+        else:
+            epochs[tenant].add(epoch)
+    return {
+        tenant: StoredKeys(registry.get(tenant), frozenset(epochs[tenant])) for tenant in epochs
+    }
 
 
 def stored_execute(database: Path, *statements: str) -> None:
