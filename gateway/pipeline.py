@@ -75,6 +75,14 @@ OUTCOME_VALUES = frozenset(outcome.value for outcome in Outcome)
 InboundListener = Callable[[Notice], None]
 
 
+class BodySeal(Protocol):
+    """Seals a body that must cross the instances' bus (see `privacy.key_wrap.SealedBodies`)."""
+
+    def seal(self, tenant: str, message_id: str, body: str) -> str: ...
+
+    def open(self, tenant: str, message_id: str, sealed: str) -> str | None: ...
+
+
 class PrivacyGate(Protocol):
     """A check every message must pass before it is persisted (consent, restriction...)."""
 
@@ -135,6 +143,7 @@ class SubmitPipeline:
         self._holder: asyncio.Task[None] | None = None
         # Shared: asks the instance holding a message to cancel, replace or force it.
         self._holds: RemoteHolds | None = None
+        self._bodies: BodySeal | None = None
         self._tenants = {tenant.id: tenant for tenant in config.tenants}
         network.on_due(self._due.put_nowait)
         # The histogram's children, looked up once: labels() costs a lock and a dict lookup.
@@ -233,10 +242,12 @@ class SubmitPipeline:
         self._lease = lease
         self._poll = poll
 
-    def hold_with_others(self, holds: RemoteHolds) -> None:
+    def hold_with_others(self, holds: RemoteHolds, bodies: BodySeal) -> None:
         """Shared: a cancel, replace or forced outcome of a message another instance holds
-        is asked of it, and what the others ask of a message held here is done here."""
+        is asked of it, and what the others ask of a message held here is done here; a
+        replacement body crosses sealed by ``bodies``."""
         self._holds = holds
+        self._bodies = bodies
         holds.serve("cancel", self._cancel_held)
         holds.serve("replace", self._replace_held)
         holds.serve("force", self._force_held)
@@ -275,10 +286,13 @@ class SubmitPipeline:
 
     def _replace_held(self, args: list[Any]) -> Awaitable[Rejected | None] | None:
         held = self._held_here(args, 5)
-        if held is None or not isinstance(args[2], str):
+        if held is None or self._bodies is None or not isinstance(args[2], str):
+            return None
+        body = self._bodies.open(*args[:3])
+        if body is None:
             return None
         send_at, expires_at = (None if a is None else datetime.fromisoformat(a) for a in args[3:])
-        return self._replace_here(*held, args[2], send_at=send_at, expires_at=expires_at)
+        return self._replace_here(*held, body, send_at=send_at, expires_at=expires_at)
 
     def _force_held(self, args: list[Any]) -> Awaitable[Rejected | None] | None:
         held = self._held_here(args, 3)
@@ -778,11 +792,14 @@ class SubmitPipeline:
         get a new ``send_at`` and ``expires_at`` (None keeps each); a new time without a
         new expiry moves the expiry with it, so the validity keeps its length. Returns
         once the change is committed. Shared, a message another instance holds is
-        replaced there (the new body crosses the bus: see `gateway.cluster.held`).
+        replaced there (the new body crosses the bus sealed).
         """
         if self._network.pending(tenant.id, message_id) is None:
             times = (None if t is None else t.isoformat() for t in (send_at, expires_at))
-            return await self._elsewhere("replace", tenant, message_id, body, *times)
+            sealed = (
+                None if self._bodies is None else self._bodies.seal(tenant.id, message_id, body)
+            )
+            return await self._elsewhere("replace", tenant, message_id, sealed, *times)
         return await self._replace_here(
             tenant, message_id, body, send_at=send_at, expires_at=expires_at
         )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from gateway.config import config_from_dict
@@ -75,14 +76,22 @@ async def force(gateway: RunningGateway, message_id: str, outcome: str) -> tuple
 
 
 async def test_a_replace_through_b_changes_what_a_delivers_of_a_message_it_scheduled(
-    pair: tuple[RunningGateway, RunningGateway],
+    pair: tuple[RunningGateway, RunningGateway], postgres_dsn: str
 ) -> None:
     a, b = pair
     number = "+46701110001"
     send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     message_id = await accepted(a, number, body="original", send_at=send_at)
     assert a.app[NETWORK].pending("acme", message_id) is not None  # a holds it
-    assert await replace_over_smpp(b.smpp_port, message_id, b"replaced") == S.ESME_ROK
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(postgres_dsn)
+    try:
+        await listener.add_listener("smsgw_held", lambda *args: payloads.put_nowait(args[-1]))
+        assert await replace_over_smpp(b.smpp_port, message_id, b"replaced") == S.ESME_ROK
+        asked = await asyncio.wait_for(payloads.get(), EVENT_TIMEOUT)
+    finally:
+        await listener.close()
+    assert message_id in asked and "replaced" not in asked  # the new body crossed sealed
     status, document = await force(b, message_id, "delivered")
     assert (status, document["status"]) == (200, "delivered"), document
     _, handset = await b.get_json(f"/v1/simulator/handsets/{number}/messages")

@@ -15,7 +15,7 @@ An erasure or a tenant purge must reach what every instance holds
 goes on only once every instance the database lists as alive has answered.
 
 Payloads carry ids, tenant ids and pseudonyms, never a number in clear (see
-`gateway.cluster.bus`); a replacement body is the one exception a caller must avoid.
+`gateway.cluster.bus`); a replacement body crosses sealed under the instances' KEK.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ from gateway.storage.pg_engine import describe
 from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
-from privacy.key_wrap import read_kek
+from privacy.key_wrap import SealedBodies, read_kek
 from privacy.keys import KeyFileError, KeyRing
 from privacy.retention import RetentionRunning
 from privacy.shared_keys import SharedKeyRing
@@ -260,7 +260,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         if BUS in app:
             pipeline.share(app[BUS].origin, config.cluster.notice_lease, config.cluster.notice_poll)
             app[HOLDS] = RemoteHolds(app[BUS], app[CLUSTER].instances, store)
-            pipeline.hold_with_others(app[HOLDS])
+            pipeline.hold_with_others(app[HOLDS], SealedBodies(read_kek(config.privacy.kek_file)))
             notices.share(app[BUS], app[BUS].origin, config.cluster)
             app[SHARED_EVENTS] = SharedEvents(
                 app[BUS],
