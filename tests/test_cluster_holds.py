@@ -23,6 +23,7 @@ from smpp.pdu import CommandId, CommandStatus, Pdu
 from tests.conftest import EVENT_TIMEOUT, RunningGateway, merged, running_gateway
 from tests.postgres import postgres_dsn
 from tests.smpp_clients import RawEsme
+from tests.test_admin import admin_call
 from tests.test_cluster_fanout import instance_config
 from tests.test_consent import call
 from tests.test_smpp_server import submit_fields
@@ -175,3 +176,18 @@ async def test_a_tenant_reset_through_b_drops_the_messages_a_holds(
     for message_id in (on_its_way, scheduled):
         _, document = await b.get_json(f"/v1/messages/{message_id}")
         assert (document["status"], document["error"]) == ("deleted", "reset"), document
+
+
+async def test_a_tenant_purge_through_b_drops_the_messages_a_holds(
+    pair: tuple[RunningGateway, RunningGateway],
+) -> None:
+    a, b = pair
+    number = SLOW + "0006"
+    message_id = await accepted(a, number)
+    status, counts = await admin_call(b.http, "POST", f"{b.url}/admin/v1/tenants/acme/purge")
+    assert status == 200, counts
+    assert a.app[NETWORK].pending("acme", message_id) is None
+    # Nothing a holds can write the purged tenant's rows back: a's forced delivery finds none.
+    status, document = await force(a, message_id, "delivered")
+    assert (status, document["code"]) == (409, "not_pending"), document
+    assert await a.app[STORE].inbox.count_handset("acme", number) == 0
