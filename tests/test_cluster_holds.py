@@ -191,3 +191,29 @@ async def test_a_tenant_purge_through_b_drops_the_messages_a_holds(
     status, document = await force(a, message_id, "delivered")
     assert (status, document["code"]) == (409, "not_pending"), document
     assert await a.app[STORE].inbox.count_handset("acme", number) == 0
+
+
+async def test_an_erasure_is_refused_while_a_live_instance_does_not_answer(
+    pair: tuple[RunningGateway, RunningGateway], postgres_dsn: str
+) -> None:
+    a, b = pair
+    number = "+46701110007"
+    finals = a.finals()
+    await accepted(a, number)
+    assert (await asyncio.wait_for(finals.get(), EVENT_TIMEOUT)).status.value == "delivered"
+    connection = await asyncpg.connect(postgres_dsn)
+    try:  # an instance the list shows alive, whose process never answers (it hangs)
+        await connection.execute(
+            "INSERT INTO instances (id, run, started_at, heartbeat_at, version)"
+            " VALUES ('hung', 'x', extract(epoch from now()), extract(epoch from now()) + 3600,"
+            " 'test')"
+        )
+        status, problem = await call(b, "POST", f"/v1/subjects/{number}/erase")
+        assert (status, problem["code"]) == (503, "instance_unreachable"), problem
+        _, handset = await b.get_json(f"/v1/simulator/handsets/{number}/messages")
+        assert len(handset["messages"]) == 1  # nothing was erased
+        await connection.execute("DELETE FROM instances WHERE id = 'hung'")
+    finally:
+        await connection.close()
+    status, _ = await call(b, "POST", f"/v1/subjects/{number}/erase")
+    assert status == 200

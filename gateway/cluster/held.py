@@ -40,6 +40,10 @@ TIMEOUT: Final = 2.0
 Handler = Callable[[list[Any]], Awaitable[Rejected | None] | None]
 
 
+class Unanswered(Exception):
+    """A live instance did not answer in time: what needed every instance was not done."""
+
+
 class _Request:
     __slots__ = ("answered", "expected", "heard", "result")
 
@@ -83,15 +87,16 @@ class RemoteHolds:
             return False, None
         return True, request.result
 
-    async def ask_everyone(self, operation: str, args: list[Any]) -> bool:
-        """Whether every other live instance did its part of ``operation`` in time (False
-        too if the instance list cannot be read)."""
+    async def ask_everyone(self, operation: str, args: list[Any]) -> None:
+        """Return once every other live instance did its part of ``operation``; Unanswered
+        if one did not within the timeout (or the instance list cannot be read)."""
         try:
             listing = await self._instances.listing()
         except ClusterError:
-            return False
+            raise Unanswered("the instance list cannot be read now") from None
         others = {view.id for view in listing if view.alive} - {self._instance}
-        return not others or await self._ask(operation, args, _Request(others))
+        if others and not await self._ask(operation, args, _Request(others)):
+            raise Unanswered("an instance sharing the store did not answer in time; retry")
 
     async def _ask(self, operation: str, args: list[Any], request: _Request) -> bool:
         key = secrets.token_hex(8)
