@@ -291,7 +291,12 @@ class SubmitPipeline:
         body = self._bodies.open(*args[:3])
         if body is None:
             return None
-        send_at, expires_at = (None if a is None else datetime.fromisoformat(a) for a in args[3:])
+        try:
+            send_at, expires_at = (
+                None if t is None else datetime.fromisoformat(t) for t in args[3:]
+            )
+        except ValueError:
+            return None
         return self._replace_here(*held, body, send_at=send_at, expires_at=expires_at)
 
     def _force_held(self, args: list[Any]) -> Awaitable[Rejected | None] | None:
