@@ -117,3 +117,22 @@ async def test_the_database_links_with_the_verifiers_formula(
         assert (prev_hash, digest) == (prev, chain_hash(prev, entry, commitment)), seq
         prev = digest
     assert await first.audit.head("acme") == (len(entries) - 1, prev)
+
+
+async def test_a_purge_meeting_another_instances_appends_leaves_a_chain_that_verifies(
+    two_stores: tuple[Store, Store],
+) -> None:
+    """A purge takes the chain's lock: an entry linked meanwhile never points at a lost head."""
+    first, second = two_stores
+    log = await AuditLog.open(second)
+    for round_ in range(10):
+        entries = [
+            AuditEntry("acme", float(round_), "a", "opt_out", None, str(n)) for n in range(4)
+        ]
+        await log.append(entries[:2])
+        await asyncio.gather(
+            first.commit("purge", first.audit.purge_tenant("acme")),
+            *(log.append([entry]) for entry in entries[2:]),
+        )
+        verdicts = await verify(first)
+        assert all(v.ok for v in verdicts), verdicts

@@ -148,7 +148,13 @@ class AuditRepository:
         }
 
     def purge_tenant(self, tenant: str) -> Steps:
-        return (
+        """The steps that delete the tenant's chain; on PostgreSQL under its lock, so an
+        entry another instance is linking meanwhile is either deleted with it or starts
+        the next chain from the genesis hash, never links to a head that is gone."""
+        deletes: Steps = (
             ("DELETE FROM audit_log WHERE tenant = ?", ((tenant,),)),
             ("DELETE FROM audit_heads WHERE tenant = ?", ((tenant,),)),
         )
+        if not self.links_in_commit:
+            return deletes
+        return ((LOCK_CHAINS, [(_chain_key(tenant),)]), *deletes)
