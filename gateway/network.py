@@ -405,6 +405,11 @@ class SimulatedNetwork:
             if item.message.tenant == tenant and item.message.recipient == recipient
         ]
 
+    def recipients(self, tenant: str) -> set[str]:
+        """The numbers this tenant's messages scheduled or on their way go to."""
+        held = [f.item for f in self._in_flight.values()] + list(self._scheduled.values())
+        return {item.message.recipient for item in held if item.message.tenant == tenant}
+
     def cancel(self, tenant: str, message_id: str) -> bool:
         """Withdraw a message that is not final yet; it ends ``deleted`` (queued, not committed)."""
         if self.pending(tenant, message_id) is None:

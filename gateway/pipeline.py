@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.blocked import BlockedAttempts
 from gateway.chaos import Chaos
@@ -59,6 +59,9 @@ from gateway.rates import LocalRates, SubmitRates
 from gateway.storage.base import Steps
 from gateway.store import Store, StoreError
 
+if TYPE_CHECKING:
+    from gateway.cluster.held import RemoteHolds
+
 log = logging.getLogger(__name__)
 
 SubmitResult = Message | Rejected
@@ -68,7 +71,17 @@ GATE_RETRY = 1.0
 _MAX_TEXT_HITS = 500
 # Messages on their way adopted from dead instances per read.
 _ADOPT_AT_ONCE = 1000
+# The outcomes another instance may ask to force, as its request names them.
+OUTCOME_VALUES = frozenset(outcome.value for outcome in Outcome)
 InboundListener = Callable[[Notice], None]
+
+
+class BodySeal(Protocol):
+    """Seals a body that must cross the instances' bus (see `privacy.key_wrap.SealedBodies`)."""
+
+    def seal(self, tenant: str, message_id: str, body: str) -> str: ...
+
+    def open(self, tenant: str, message_id: str, sealed: str) -> str | None: ...
 
 
 class PrivacyGate(Protocol):
@@ -129,8 +142,10 @@ class SubmitPipeline:
         self._lease = 0.0
         self._poll = 0.0
         self._holder: asyncio.Task[None] | None = None
-        # Shared: asks the instance holding a message to cancel it; True once it did.
-        self._withdraw_elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
+        # Shared: asks the instance holding a message to cancel, replace or force it.
+        self._holds: RemoteHolds | None = None
+        self._bodies: BodySeal | None = None
+        self._tenants = {tenant.id: tenant for tenant in config.tenants}
         network.on_due(self._due.put_nowait)
         # The histogram's children, looked up once: labels() costs a lock and a dict lookup.
         self._submit_latency = {i: metrics.submit_latency.labels(i.value) for i in Interface}
@@ -228,9 +243,68 @@ class SubmitPipeline:
         self._lease = lease
         self._poll = poll
 
-    def withdraw_elsewhere(self, withdraw: Callable[[str, str], Awaitable[bool]]) -> None:
-        """Shared: a cancel of a message another instance holds goes to ``withdraw``."""
-        self._withdraw_elsewhere = withdraw
+    def hold_with_others(self, holds: RemoteHolds, bodies: BodySeal) -> None:
+        """Shared: a cancel, replace or forced outcome of a message another instance holds
+        is asked of it, and what the others ask of a message held here is done here; a
+        replacement body crosses sealed by ``bodies``."""
+        self._holds = holds
+        self._bodies = bodies
+        holds.serve("cancel", self._cancel_held)
+        holds.serve("replace", self._replace_held)
+        holds.serve("force", self._force_held)
+
+    async def _elsewhere(
+        self, operation: str, tenant: TenantConfig, message_id: str, *args: str | None
+    ) -> Rejected | None:
+        """A message not held here: done by the instance that holds it, if one answers."""
+        if self._holds is not None:
+            message = await self._store.traffic.get_message(tenant.id, message_id)
+            if message is not None and not message.status.is_final:
+                answered, result = await self._holds.ask_holder(
+                    operation, [tenant.id, message_id, *args]
+                )
+                if answered:
+                    return result
+        return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+
+    def _held_here(self, args: list[Any], size: int) -> tuple[TenantConfig, str] | None:
+        """Another instance's request, if it names ``size`` strings and a message held here."""
+        if len(args) != size or not all(isinstance(arg, str | None) for arg in args):
+            return None
+        tenant = self._tenants.get(args[0])
+        if tenant is None or self._network.pending(tenant.id, args[1]) is None:
+            return None
+        return tenant, args[1]
+
+    def _cancel_held(self, args: list[Any]) -> Awaitable[Rejected | None] | None:
+        held = self._held_here(args, 2)
+        return None if held is None else self._cancel_here(*held)
+
+    async def _cancel_here(self, tenant: TenantConfig, message_id: str) -> Rejected | None:
+        if self._network.cancel(tenant.id, message_id):
+            return await self._committed()
+        return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+
+    def _replace_held(self, args: list[Any]) -> Awaitable[Rejected | None] | None:
+        held = self._held_here(args, 5)
+        if held is None or self._bodies is None or not isinstance(args[2], str):
+            return None
+        body = self._bodies.open(*args[:3])
+        if body is None:
+            return None
+        try:
+            send_at, expires_at = (
+                None if t is None else datetime.fromisoformat(t) for t in args[3:]
+            )
+        except ValueError:
+            return None
+        return self._replace_here(*held, body, send_at=send_at, expires_at=expires_at)
+
+    def _force_held(self, args: list[Any]) -> Awaitable[Rejected | None] | None:
+        held = self._held_here(args, 3)
+        if held is None or args[2] not in OUTCOME_VALUES:
+            return None
+        return self._force_here(*held, Outcome(args[2]))
 
     def _held_until(self) -> tuple[str, float] | None:
         return None if self._owner is None else (self._owner, self._clock() + self._lease)
@@ -673,17 +747,9 @@ class SubmitPipeline:
         Returns once the ``deleted`` state is committed, so an acknowledged cancel
         survives a crash and a query right after sees it.
         """
-        if self._network.cancel(tenant.id, message_id):
-            return await self._committed()
-        if self._withdraw_elsewhere is not None:  # shared: another instance may hold it
-            message = await self._store.traffic.get_message(tenant.id, message_id)
-            if (
-                message is not None
-                and not message.status.is_final
-                and await self._withdraw_elsewhere(tenant.id, message_id)
-            ):
-                return None
-        return Rejected(RejectCode.NOT_PENDING, "no such message on its way")
+        if self._network.pending(tenant.id, message_id) is None:
+            return await self._elsewhere("cancel", tenant, message_id)
+        return await self._cancel_here(tenant, message_id)
 
     async def force_outcome(
         self, tenant: TenantConfig, message_id: str, outcome: Outcome
@@ -694,8 +760,15 @@ class SubmitPipeline:
         A scheduled message delivered now passes the privacy gates first, as it would at
         its time (`_release_scheduled`): one they refuse ends ``rejected`` instead. Its
         receipt, callback and events follow as for a natural outcome; returns once the
-        final state is committed.
+        final state is committed. Shared, a message another instance holds is forced there.
         """
+        if self._network.pending(tenant.id, message_id) is None:
+            return await self._elsewhere("force", tenant, message_id, outcome.value)
+        return await self._force_here(tenant, message_id, outcome)
+
+    async def _force_here(
+        self, tenant: TenantConfig, message_id: str, outcome: Outcome
+    ) -> Rejected | None:
         message = self._network.pending(tenant.id, message_id)
         if (
             message is not None
@@ -728,8 +801,28 @@ class SubmitPipeline:
         the traffic log (and the bill) already counts them. A scheduled message may also
         get a new ``send_at`` and ``expires_at`` (None keeps each); a new time without a
         new expiry moves the expiry with it, so the validity keeps its length. Returns
-        once the change is committed.
+        once the change is committed. Shared, a message another instance holds is
+        replaced there (the new body crosses the bus sealed).
         """
+        if self._network.pending(tenant.id, message_id) is None:
+            times = (None if t is None else t.isoformat() for t in (send_at, expires_at))
+            sealed = (
+                None if self._bodies is None else self._bodies.seal(tenant.id, message_id, body)
+            )
+            return await self._elsewhere("replace", tenant, message_id, sealed, *times)
+        return await self._replace_here(
+            tenant, message_id, body, send_at=send_at, expires_at=expires_at
+        )
+
+    async def _replace_here(
+        self,
+        tenant: TenantConfig,
+        message_id: str,
+        body: str,
+        *,
+        send_at: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> Rejected | None:
         message = self._network.pending(tenant.id, message_id)
         if message is None:
             return Rejected(RejectCode.NOT_PENDING, "no such message on its way")

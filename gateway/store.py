@@ -15,7 +15,7 @@ from pathlib import Path
 from gateway.config import StorageBackend, StorageConfig
 from gateway.metrics import Metrics
 from gateway.storage import pg_schema
-from gateway.storage.audit import AuditRepository
+from gateway.storage.audit import LOCK_CHAINS, AuditRepository
 from gateway.storage.base import (
     AfterCommit,
     Audit,
@@ -54,8 +54,10 @@ __all__ = ["Store", "StoreError"]
 # A message's row before its body, status and inbox entry; a body replaced before a
 # final state deletes it; rows queued in the same commit as an erasure are written
 # before it and erased with it, except notices, which are written after it. Retention
-# pseudonymises final rows only, in commits of its own.
+# pseudonymises final rows only, in commits of its own. The audit chains' locks
+# (PostgreSQL) come first, so a commit waits for one before it holds any other lock.
 PHASES: tuple[Batched | None, ...] = (
+    LOCK_CHAINS,
     INSERT_MESSAGE,
     INSERT_BODY,
     UPDATE_STATUS,

@@ -10,6 +10,12 @@ Subjects are pseudonyms, never numbers, and the chain covers only a salted
 commitment to the subject: erasing a subject clears its pseudonym and salt from
 its entries (``redact``), which leaves them unlinkable while the chain still
 verifies.
+
+Where one process owns the store (SQLite), it links the chain in memory from the heads it
+read at start. Where several instances append to one database (PostgreSQL), none of them
+may: each entry is linked inside the commit that writes it, to its tenant's head as
+committed, under a lock on that tenant's chain (`gateway.storage.audit`); the link there
+is `link`'s formula, so the verifier reads both chains the same way.
 """
 
 from __future__ import annotations
@@ -20,10 +26,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.storage.base import AuditRow, Steps
+from gateway.storage.audit import GENESIS
+from gateway.storage.base import AuditRow, NewAuditRow, Steps
 from gateway.store import Store
-
-GENESIS = "0" * 64
 
 
 def commit_to(subject: str, salt: str) -> str:
@@ -43,10 +48,19 @@ class AuditEntry:
     hash: str = ""
 
 
-def chain_hash(prev_hash: str, entry: AuditEntry, commitment: str) -> str:
+def canonical(entry: AuditEntry, commitment: str) -> str:
+    """What an entry's hash covers besides the previous hash, as one string."""
     fields = [entry.tenant, entry.at, entry.actor, entry.action, commitment, entry.detail]
-    canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+
+def link(prev_hash: str, covered: str) -> str:
+    """The hash of an entry whose `canonical` form is ``covered`` (PostgreSQL's says the same)."""
+    return hashlib.sha256(f"{prev_hash}\n{covered}".encode()).hexdigest()
+
+
+def chain_hash(prev_hash: str, entry: AuditEntry, commitment: str) -> str:
+    return link(prev_hash, canonical(entry, commitment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,40 +78,37 @@ class Verdict:
 class AuditLog:
     """Appends entries in the same group commit as the change they record."""
 
-    def __init__(self, store: Store, heads: dict[str, str]) -> None:
+    def __init__(self, store: Store, heads: dict[str, str] | None) -> None:
         self._store = store
+        # Each tenant's last hash, where this process links the chain; None where the
+        # database does (several instances append).
         self._heads = heads
 
     @classmethod
     async def open(cls, store: Store) -> AuditLog:
+        if store.audit.links_in_commit:
+            return cls(store, None)
         return cls(store, await store.audit.heads())
 
     def steps(self, entries: Sequence[AuditEntry]) -> Steps:
         """The writes that append ``entries``; commit them in the unit of the change.
 
-        The chain advances here, in memory, in the order the entries will be written.
+        The chain advances here, in memory, in the order the entries will be written;
+        or, on a database several instances append to, in the commit.
         """
+        if self._heads is None:
+            unlinked: list[NewAuditRow] = []
+            for entry in entries:
+                salt, commitment = _commit(entry)
+                unlinked.append((*_fields(entry, salt, commitment), canonical(entry, commitment)))
+            return self._store.audit.append_linked_in_commit(unlinked)
         rows: list[AuditRow] = []
         for entry in entries:
             prev = self._heads.get(entry.tenant, GENESIS)
-            salt = secrets.token_hex(16) if entry.subject else None
-            commitment = commit_to(entry.subject, salt) if entry.subject and salt else ""
+            salt, commitment = _commit(entry)
             digest = chain_hash(prev, entry, commitment)
             self._heads[entry.tenant] = digest
-            rows.append(
-                (
-                    entry.tenant,
-                    entry.at,
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    salt,
-                    commitment,
-                    entry.detail,
-                    prev,
-                    digest,
-                )
-            )
+            rows.append((*_fields(entry, salt, commitment), prev, digest))
         return self._store.audit.append(rows)
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:
@@ -106,11 +117,13 @@ class AuditLog:
 
     async def resync(self) -> None:
         """Reload the heads after a failed commit moved them ahead of the database."""
-        self._heads = await self._store.audit.heads()
+        if self._heads is not None:
+            self._heads = await self._store.audit.heads()
 
     def forget_tenant(self, tenant: str) -> None:
         """After a purge: the tenant's next entry starts a new chain from the genesis hash."""
-        self._heads.pop(tenant, None)
+        if self._heads is not None:
+            self._heads.pop(tenant, None)
 
     async def entries(self, tenant: str, before: int | None, limit: int) -> list[AuditEntry]:
         """A tenant's entries, newest first."""
@@ -128,6 +141,30 @@ class AuditLog:
             )
             for seq, t, at, actor, action, subject, detail, digest in rows
         ]
+
+
+def _commit(entry: AuditEntry) -> tuple[str | None, str]:
+    """A fresh salt for the entry's subject and the commitment to it (none without one)."""
+    if not entry.subject:
+        return None, ""
+    salt = secrets.token_hex(16)
+    return salt, commit_to(entry.subject, salt)
+
+
+def _fields(
+    entry: AuditEntry, salt: str | None, commitment: str
+) -> tuple[str, float, str, str, str | None, str | None, str, str]:
+    """An entry's stored fields before its link."""
+    return (
+        entry.tenant,
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.subject,
+        salt,
+        commitment,
+        entry.detail,
+    )
 
 
 _CUT_OFF = "the chain does not end at the recorded head (entries cut off the end?)"

@@ -94,3 +94,27 @@ def unwrap(kek: Kek, tenant_id: str, kind: str, epoch: str, nonce: bytes, sealed
         return AESGCM(kek.secret).decrypt(nonce, sealed, _associated_data(tenant_id, kind, epoch))
     except (InvalidTag, ValueError):
         raise UnwrapError(f"the {kind} key of tenant {tenant_id!r} does not open") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBodies:
+    """Bodies that must cross the instances' bus (a replace_sm's new text), sealed under the
+    KEK and bound to their tenant and message: whoever may LISTEN on the database reads
+    no text, and a sealed body replayed for another message does not open."""
+
+    kek: Kek
+
+    def seal(self, tenant: str, message_id: str, body: str) -> str:
+        nonce, sealed = wrap(self.kek, tenant, "body", message_id, body.encode())
+        return base64.b64encode(nonce + sealed).decode()
+
+    def open(self, tenant: str, message_id: str, sealed: str) -> str | None:
+        """The body, or None if it does not open (another KEK, message or a bad byte)."""
+        try:
+            raw = base64.b64decode(sealed, validate=True)
+            opened = unwrap(
+                self.kek, tenant, "body", message_id, raw[:NONCE_BYTES], raw[NONCE_BYTES:]
+            )
+            return opened.decode()
+        except (binascii.Error, ValueError, UnwrapError):
+            return None

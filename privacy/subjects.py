@@ -12,8 +12,8 @@ recorded in the audit log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.blocked import BlockedAttempts
 from gateway.config import TenantConfig
@@ -26,9 +26,16 @@ from privacy.keys import KeyRing
 from privacy.pseudonyms import pseudonymise
 from privacy.registry import ConsentEvent, ConsentRegistry, EventKind, Source
 
+if TYPE_CHECKING:
+    from gateway.cluster.held import RemoteHolds
+
 
 class HeldNotices(Protocol):
     """Where a running gateway holds receipts and MO in memory (the SMPP notice queue)."""
+
+    def handsets(self, tenant: str) -> set[str]:
+        """The handsets the tenant's notices in memory name."""
+        ...
 
     def forget_handset(self, tenant: str, handset: str, stored: int) -> None:
         """Drop the handset's notices, whose ``stored`` rows an erasure deleted."""
@@ -57,6 +64,41 @@ class SubjectRights:
         self._network = network
         self._notices = notices
         self._blocked = blocked
+        self._holds: RemoteHolds | None = None
+
+    def share(self, holds: RemoteHolds) -> None:
+        """Instances share the store: an erasure here drops what every instance holds of the
+        subject first, and one through another instance drops what this one holds."""
+        self._holds = holds
+        holds.serve("erase", self._erase_held)
+
+    def _erase_held(self, args: list[Any]) -> Awaitable[None] | None:
+        """Another instance erases a subject (tenant, registry pseudonym): all answer."""
+        if len(args) != 2 or not all(isinstance(arg, str) for arg in args):
+            return None
+        tenant, subject = args
+        return self._drop_held(tenant, subject)
+
+    async def _drop_held(self, tenant: str, subject: str) -> None:
+        """Cancel the subject's messages held here (committed), then drop its notices and
+        refused submits from memory: the erasure's commit deletes their rows."""
+        held = set(self._network.recipients(tenant)) if self._network is not None else set()
+        held |= self._notices.handsets(tenant) if self._notices is not None else set()
+        held |= self._blocked.last_at(tenant).keys() if self._blocked is not None else set()
+        numbers = [n for n in held if self._registry.subject(tenant, n) == subject]
+        self._cancel_held_messages(tenant, numbers)
+        await self._store.flush()  # the deleted states, and the receipts they made
+        for e164 in numbers:
+            if self._notices is not None:
+                self._notices.forget_handset(tenant, e164, 0)
+            if self._blocked is not None:
+                self._blocked.forget_handset(tenant, e164)
+
+    def _cancel_held_messages(self, tenant: str, numbers: Sequence[str]) -> None:
+        if self._network is not None:
+            for e164 in numbers:
+                for message_id in self._network.pending_to(tenant, e164):
+                    self._network.cancel(tenant, message_id)
 
     def _names(self, tenant: str, e164: str) -> list[str]:
         """Every value a traffic row may hold for this number: clear, and one per live epoch."""
@@ -125,12 +167,17 @@ class SubjectRights:
         }
 
     async def erase(self, tenant: TenantConfig, e164: str, actor: str) -> dict[str, int]:
-        """Delete everything about the subject but a suppression entry if it opted out."""
+        """Delete everything about the subject but a suppression entry if it opted out.
+
+        Shared, every other live instance first cancels the subject's messages it holds
+        and drops its notices from memory; if one does not answer, nothing is erased
+        (`gateway.cluster.held.Unanswered`).
+        """
         subject = self._registry.subject(tenant.id, e164)
         store, names = self._store, self._names(tenant.id, e164)
-        if self._network is not None:
-            for message_id in self._network.pending_to(tenant.id, e164):
-                self._network.cancel(tenant.id, message_id)
+        if self._holds is not None:
+            await self._holds.ask_everyone("erase", [tenant.id, subject])
+        self._cancel_held_messages(tenant.id, [e164])
         counts = {
             "messages": await store.traffic.count_subject(tenant.id, names),
             "inbox": await store.inbox.count_handset(tenant.id, e164),

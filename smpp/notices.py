@@ -451,6 +451,15 @@ class NoticeQueue:
 
     # --- erasure and expiry -------------------------------------------------------------
 
+    def handsets(self, tenant: str) -> set[str]:
+        """The handsets the tenant's notices held in memory name (an erasure's candidates)."""
+        queue = self._tenants.get(tenant)
+        if queue is None:
+            return set()
+        held = [*queue.waiting, *(notice for notice, _ in queue.retrying.values())]
+        held += [n for window in queue.receivers.values() for n in window.outstanding.values()]
+        return {notice.handset for notice in held}
+
     def forget_handset(self, tenant: str, handset: str, stored: int) -> None:
         """A subject was erased along with its ``stored`` notice rows: drop them from memory."""
         queue = self._tenants.get(tenant)

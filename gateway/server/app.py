@@ -36,8 +36,8 @@ from gateway.cluster import open_cluster
 from gateway.cluster.base import ClusterError
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
+from gateway.cluster.held import RemoteHolds
 from gateway.cluster.instance import instance_id, run_owner
-from gateway.cluster.withdraw import RemoteWithdrawals
 from gateway.config import Config, StorageBackend
 from gateway.domain import Interface
 from gateway.events import EventBus
@@ -66,6 +66,7 @@ from gateway.server.appkeys import (
     CLUSTER,
     CONFIG,
     EVENTS,
+    HOLDS,
     KEYS,
     METRICS,
     NETWORK,
@@ -80,7 +81,6 @@ from gateway.server.appkeys import (
     STORE,
     SUBJECTS,
     TENANTS_BY_KEY,
-    WITHDRAWALS,
 )
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
@@ -88,7 +88,7 @@ from gateway.storage.pg_engine import describe
 from gateway.store import Store
 from gateway.twilio_hooks import TwilioWebhooks
 from privacy.handsets import KeywordResponder
-from privacy.key_wrap import read_kek
+from privacy.key_wrap import SealedBodies, read_kek
 from privacy.keys import KeyFileError, KeyRing
 from privacy.retention import RetentionRunning
 from privacy.shared_keys import SharedKeyRing
@@ -258,8 +258,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         notices = NoticeQueue(store, config.smpp, metrics, clock)
         if BUS in app:
             pipeline.share(app[BUS].origin, config.cluster.notice_lease, config.cluster.notice_poll)
-            app[WITHDRAWALS] = RemoteWithdrawals(app[BUS], network, store)
-            pipeline.withdraw_elsewhere(app[WITHDRAWALS].withdraw)
+            app[HOLDS] = RemoteHolds(app[BUS], app[CLUSTER].instances, store)
+            pipeline.hold_with_others(app[HOLDS], SealedBodies(read_kek(config.privacy.kek_file)))
             notices.share(app[BUS], app[BUS].origin, config.cluster)
             app[SHARED_EVENTS] = SharedEvents(
                 app[BUS],
@@ -289,6 +289,10 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         app[SIMULATOR] = SimulatorReset(
             store, network, smpp.notices, blocked, registry, app[AUDIT], clock
         )
+        if HOLDS in app:  # erasures and purges reach what the other instances hold
+            services.subjects.share(app[HOLDS])
+            app[SIMULATOR].share(app[HOLDS])
+            services.operator.drop_elsewhere(app[SIMULATOR].drop_elsewhere)
         pipeline.subscribe_inbound(smpp.notify)
         await pipeline.resume()
         yield
@@ -308,7 +312,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         await app[SHARED_EVENTS].start()
         yield
         await app[SHARED_EVENTS].close()
-        await app[WITHDRAWALS].close()
+        await app[HOLDS].close()
         await app[BUS].close()
 
     async def smpp_listener(app: web.Application) -> AsyncIterator[None]:

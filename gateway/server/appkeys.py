@@ -11,7 +11,7 @@ from gateway.chaos import Chaos
 from gateway.cluster.base import Cluster
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
-from gateway.cluster.withdraw import RemoteWithdrawals
+from gateway.cluster.held import RemoteHolds
 from gateway.config import Config, TenantConfig
 from gateway.events import EventBus
 from gateway.lock import StorageLock
@@ -40,7 +40,7 @@ STORE = web.AppKey("store", Store)
 # stream's share of it.
 BUS = web.AppKey("bus", ClusterBus)
 SHARED_EVENTS = web.AppKey("shared_events", SharedEvents)
-WITHDRAWALS = web.AppKey("withdrawals", RemoteWithdrawals)
+HOLDS = web.AppKey("holds", RemoteHolds)
 # The instances sharing the store (this one alone on SQLite); see `gateway.cluster`.
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.cluster.held import Unanswered
 from gateway.config import TenantConfig
 from gateway.documents import (
     inbound_document,
@@ -87,6 +88,7 @@ _TITLES: dict[str, str] = {
     "invalid_validity": "validity is not a validity period this message can have",
     "too_many_scheduled": "Too many scheduled messages waiting",
     "store_unavailable": "Message store is unavailable",
+    "instance_unreachable": "Another gateway instance sharing the store did not answer",
     "throttled": "Too many requests",
     "queue_full": "Message queue is full (simulated)",
     "system_error": "System error (simulated)",
@@ -268,6 +270,8 @@ async def problem_middleware(
         else:
             # The client hung up mid-body: nobody will read an answer, nothing is wrong here.
             error = Problem(499, "client_closed_request", "the connection closed mid-request")
+    except Unanswered as exc:  # an erasure, reset or purge every instance must take part in
+        error = Problem(503, "instance_unreachable", f"not done: {exc}")
     except Exception:
         error = _unexpected(request)
     request.app[METRICS].http_errors.labels(error.code).inc()

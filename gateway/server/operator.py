@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, TenantConfig
@@ -77,6 +78,8 @@ class Operator:
         self._notices = notices
         self._events = events
         self._blocked = blocked
+        # Shared: drops what the other instances hold of a tenant before its purge.
+        self._drop_elsewhere: Callable[[str], Awaitable[None]] | None = None
         # A purge and an audit verify see each other's whole effect, never half of it.
         self._purging = asyncio.Lock()
 
@@ -126,6 +129,10 @@ class Operator:
             "restricted": state.restricted is not None,
         }
 
+    def drop_elsewhere(self, drop: Callable[[str], Awaitable[None]]) -> None:
+        """Instances share the store: a purge first has ``drop`` clear the others' memory."""
+        self._drop_elsewhere = drop
+
     async def purge(self, tenant_id: str) -> dict[str, int]:
         """Delete the tenant's rows and keys, and forget it in memory in the same step."""
         configured = tenant_id in self._tenants
@@ -147,6 +154,8 @@ class Operator:
             async with self._purging, self._retention.exclusive() as alone:
                 if not alone:
                     raise _retention_running()
+                if self._drop_elsewhere is not None:
+                    await self._drop_elsewhere(tenant_id)
                 return await purge_tenant(
                     self._store, self._keys, tenant_id, configured=configured, forget=forget
                 )

@@ -9,7 +9,8 @@ arrives for the tenant from then on lands after them. Enabled only with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from gateway.blocked import BlockedAttempts
 from gateway.config import TenantConfig
@@ -19,6 +20,9 @@ from gateway.store import Store, StoreError
 from privacy.audit import AuditEntry, AuditLog
 from privacy.registry import ConsentRegistry
 from smpp.notices import NoticeQueue
+
+if TYPE_CHECKING:
+    from gateway.cluster.held import RemoteHolds
 
 ACTION = "simulator_reset"
 
@@ -41,6 +45,31 @@ class SimulatorReset:
         self._registry = registry
         self._audit = audit
         self._clock = clock
+        self._holds: RemoteHolds | None = None
+
+    def share(self, holds: RemoteHolds) -> None:
+        """Instances share the store: a reset or purge of a tenant through any instance drops
+        what every instance holds of it first (`drop_elsewhere`)."""
+        self._holds = holds
+        holds.serve("drop_tenant", self._drop_held)
+
+    def _drop_held(self, args: list[Any]) -> Awaitable[None] | None:
+        if len(args) != 1 or not isinstance(args[0], str):
+            return None
+        return self._drop_here(args[0])
+
+    async def _drop_here(self, tenant: str) -> None:
+        """Forget the tenant's messages and notices held here, writing nothing: the asking
+        instance's commit deletes or ends their rows."""
+        self._network.drop_tenant(tenant)
+        self._notices.forget_tenant(tenant)
+        self._blocked.forget_tenant(tenant)
+
+    async def drop_elsewhere(self, tenant: str) -> None:
+        """Have every other live instance drop what it holds of the tenant; Unanswered if
+        one does not answer (then nothing is reset or purged)."""
+        if self._holds is not None:
+            await self._holds.ask_everyone("drop_tenant", [tenant])
 
     async def clear_handset(self, tenant: TenantConfig, msisdn: str, actor: str) -> dict[str, int]:
         """Empty one handset's inbox (what it received from the tenant)."""
@@ -72,6 +101,7 @@ class SimulatorReset:
         counts: dict[str, int] = {}
         for repository in kept:
             counts.update(await repository.tenant_rows(tenant.id))
+        await self.drop_elsewhere(tenant.id)
         steps = [step for repository in kept for step in repository.purge_tenant(tenant.id)]
         if traffic:
             counts["messages"] = (await store.traffic.tenant_rows(tenant.id))["messages"]

@@ -272,6 +272,9 @@ class Consent(TenantData, Protocol):
 
 # (tenant, at, actor, action, subject, salt, commitment, detail, prev_hash, hash)
 AuditRow = tuple[str, float, str, str, str | None, str | None, str, str, str, str]
+# (tenant, at, actor, action, subject, salt, commitment, detail, canonical): an entry the
+# commit links, with what its hash covers besides the previous hash.
+NewAuditRow = tuple[str, float, str, str, str | None, str | None, str, str, str]
 # (seq, tenant, at, actor, action, subject, detail, hash): an entry as the audit API lists it.
 ListedAuditRow = tuple[int, str, float, str, str, str | None, str, str]
 # (seq, at, actor, action, subject, salt, commitment, detail, prev_hash, hash)
@@ -281,8 +284,13 @@ ChainRow = tuple[int, float, str, str, str | None, str | None, str, str, str, st
 class Audit(TenantData, Protocol):
     """The hash-chained audit log and each tenant's head (the chain is privacy.audit's)."""
 
+    # Whether entries are linked in the commit that writes them (several instances append:
+    # `append_linked_in_commit`), not by the one process that owns the store (`append`).
+    links_in_commit: bool
+
     async def heads(self) -> dict[str, str]: ...
     def append(self, rows: Sequence[AuditRow]) -> Steps: ...
+    def append_linked_in_commit(self, rows: Sequence[NewAuditRow]) -> Steps: ...
     def redact(self, tenant: str, subject: str) -> Steps: ...
     async def entries(
         self, tenant: str, before: int | None, limit: int

@@ -134,7 +134,16 @@ class PostgresGroupCommit(GroupCommit):
             async with asyncio.timeout(READY_TIMEOUT):
                 async with self._reader.acquire() as conn:
                     found = await version(conn, COMPONENT)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        # InternalClientError: a reader whose query an earlier timeout cut short can be
+        # handed out still busy ("cannot switch to state 12"), seen under load; the pool
+        # replaces it, and until then the answer is "not ready", never a 500.
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ):
             return False
         return found == self._schema_version
 
