@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.blocked import BlockedAttempts
 from gateway.chaos import Chaos
+from gateway.cluster.instance import runs_of_instance
 from gateway.config import Config, Outcome, TenantConfig
 from gateway.domain import (
     BlockedAttempt,
@@ -313,11 +314,15 @@ class SubmitPipeline:
 
         The messages pass the gates again: an opt-out or a restriction may have been
         committed since they were accepted, and then they end before delivery. Shared
-        with other instances, "unfinished" is what no live instance holds.
+        with other instances, "unfinished" is what no live instance holds: an earlier run
+        of this instance is dead (this one replaced it), so what it held is taken at once.
         """
         if self._owner is None:
             resumed = await self._play_out(await self._store.traffic.unfinished())
         else:
+            await self._store.traffic.release_earlier_runs(
+                runs_of_instance(self._owner), self._owner
+            )
             resumed = await self._adopt()
             self._holder = asyncio.create_task(self._keep_holding(), name="held-messages")
         log_event(log, "network.resumed", count=resumed)

@@ -44,6 +44,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from gateway.cluster.bus import ClusterBus
+from gateway.cluster.instance import runs_of_instance
 from gateway.config import ClusterConfig, SmppConfig
 from gateway.domain import Interface, Message, Notice, NoticeKind
 from gateway.logs import log_event
@@ -153,7 +154,10 @@ class NoticeQueue:
 
     async def open(self) -> None:
         """Count what the store kept (from before a restart or crash)."""
-        if self._bus is not None:
+        if self._bus is not None:  # an earlier run of this instance is dead: its claims too
+            await self._store.notices.release_earlier_runs(
+                runs_of_instance(self._owner), self._owner
+            )
             await self._count_unclaimed()
             for work in (self._keep_claims(), self._keep_polling()):
                 self._spawn(work)

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import sqlite3
@@ -25,7 +26,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from gateway.config import Config, StorageBackend, config_from_dict
+from gateway.config import Config, InstanceConfig, StorageBackend, config_from_dict
 from gateway.domain import Message
 from gateway.server.app import announce, create_app
 from gateway.server.appkeys import NETWORK, SMPP_SERVER
@@ -33,6 +34,7 @@ from gateway.server.http_server import GatewayRunner
 from gateway.storage.dialect import POSTGRES, SQLITE
 from gateway.storage.pg_engine import pg_sql
 from gateway.testing.harness import merged as merged  # the plugin's, shared by the tests
+from privacy.key_wrap import read_kek, unwrap
 from tests.postgres import database_for, drop_stand_ins, off_loop
 
 API_KEY = "acme-test-key"
@@ -60,9 +62,27 @@ def privacy_table(directory: Path) -> dict[str, Any]:
     return table
 
 
+def instance_table(directory: Path) -> dict[str, Any]:
+    """The ``[instance]`` table of a test's config: on PostgreSQL, `fixed_instance_id`."""
+    return (
+        {}
+        if BACKEND is StorageBackend.SQLITE
+        else {"instance": {"id": fixed_instance_id(directory)}}
+    )
+
+
+def fixed_instance_id(directory: Path) -> str:
+    """An instance id fixed by the test's directory, as a configured port would fix it, so a
+    gateway restarted there (after a SIGKILL too) is the same instance and takes back at
+    once what its last run held."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in directory.name)
+    return f"test-{name}"[:64]
+
+
 def base_config(tmp_path: Path) -> dict[str, Any]:
     """A small config with short latencies; tests override what they need."""
     return {
+        **instance_table(tmp_path),
         "http": {"host": "127.0.0.1", "port": 0},
         "smpp": {"host": "127.0.0.1", "port": 0},
         "storage": storage_table(tmp_path / "smsgw.sqlite3"),
@@ -142,7 +162,10 @@ def on_test_backend(config: Config) -> Config:
         if not kek.exists():
             make_kek_file(kek)
         privacy = dataclasses.replace(privacy, kek_file=str(kek))
-    return dataclasses.replace(config, storage=storage, privacy=privacy)
+    instance = config.instance
+    if not instance.id:
+        instance = InstanceConfig(id=fixed_instance_id(Path(config.storage.path).parent))
+    return dataclasses.replace(config, storage=storage, privacy=privacy, instance=instance)
 
 
 def make_kek_file(path: Path) -> Path:
@@ -171,6 +194,43 @@ def stored_rows(database: Path, sql: str, *params: object) -> list[tuple[Any, ..
             await conn.close()
 
     return off_loop(read())
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    """A tenant's keys as the gateway keeps them at rest: its registry key (None if it has
+    none) and the labels of its epoch keys."""
+
+    registry: bytes | None
+    epochs: frozenset[str]
+
+
+def stored_keys(directory: Path) -> dict[str, StoredKeys]:
+    """Every tenant's `StoredKeys` of the gateway of `base_config` (directory): read from its
+    key file, or on PostgreSQL from the ``wrapped_keys`` rows, opened with its KEK."""
+    if BACKEND is StorageBackend.SQLITE:
+        document = json.loads((directory / "keys.json").read_text())
+        return {
+            tenant: StoredKeys(
+                base64.b64decode(entry["registry_key"]) if "registry_key" in entry else None,
+                frozenset(entry.get("epochs", {})),
+            )
+            for tenant, entry in document["tenants"].items()
+        }
+    kek = read_kek(directory / "kek")
+    registry: dict[str, bytes] = {}
+    epochs: dict[str, set[str]] = {}
+    for tenant, kind, epoch, nonce, sealed in stored_rows(
+        directory / "smsgw.sqlite3", "SELECT tenant, kind, epoch, nonce, sealed FROM wrapped_keys"
+    ):
+        epochs.setdefault(tenant, set())
+        if kind == "registry":
+            registry[tenant] = unwrap(kek, tenant, kind, epoch, nonce, sealed)
+        else:
+            epochs[tenant].add(epoch)
+    return {
+        tenant: StoredKeys(registry.get(tenant), frozenset(epochs[tenant])) for tenant in epochs
+    }
 
 
 def stored_execute(database: Path, *statements: str) -> None:

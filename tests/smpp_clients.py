@@ -20,7 +20,7 @@ import smpplib.exceptions
 import smpplib.smpp
 
 from smpp.framer import Framer
-from smpp.pdu import CommandId, Pdu, decode, encode
+from smpp.pdu import CommandId, CommandStatus, Pdu, decode, encode
 
 TIMEOUT = 10.0
 
@@ -189,3 +189,16 @@ class RawEsme:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def raw_session(port: int, command: CommandId) -> AsyncIterator[RawEsme]:
+    """A `RawEsme` bound as ``command`` for acme, closed after, also when the test fails:
+    a socket left open is found unclosed in some later test, which then errors."""
+    esme = await RawEsme.connect(port)
+    try:
+        response = await esme.bind(command=command)
+        assert response.command_status == CommandStatus.ESME_ROK, response
+        yield esme
+    finally:
+        await esme.close()

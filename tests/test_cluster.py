@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +28,7 @@ from gateway.server.appkeys import RETENTION
 from smpp.pdu import CommandStatus
 from tests.conftest import (
     ADMIN_TOKEN,
+    API_KEY,
     EVENT_TIMEOUT,
     ManualClock,
     RunningGateway,
@@ -227,6 +229,39 @@ async def test_a_killed_instance_stops_holding_its_sessions(
         assert status == 200
         alive = {entry["id"]: entry["alive"] for entry in listing["instances"]}
         assert alive == {"b": True, "killed": False}
+
+
+@pytest.mark.slow
+async def test_a_restarted_instance_takes_back_at_once_what_its_killed_run_held(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Messages on their way are held under a lease far longer than the test: another
+    instance must wait for it, but a restart of the same instance id knows the run it
+    replaces is dead and plays them out at once (as a single gateway on SQLite does)."""
+    configs = {name: instance_config(tmp_path, postgres_dsn, name) for name in ("a", "b")}
+    for config in configs.values():
+        config["cluster"]["notice_lease"] = "1h"
+    slow = merged(configs["a"], {"simulator": {"latency": ["1h", "1h"]}})
+    write_toml(tmp_path / "slow.toml", slow)
+    write_toml(tmp_path / "a.toml", configs["a"])
+    write_toml(tmp_path / "b.toml", configs["b"])
+    message = {"to": "+46701234567", "from": "Acme", "body": "on its way"}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        async with gateway_process(tmp_path / "slow.toml") as killed:
+            async with http.post(f"{killed.url}/v1/messages", json=message) as response:
+                assert response.status == 202
+                message_id = (await response.json())["id"]
+            await killed.stop(signal.SIGKILL)
+        async with gateway_process(tmp_path / "b.toml") as other:
+            await other.line_with("network.resumed count=0")  # still a's, under its lease
+        async with gateway_process(tmp_path / "a.toml") as restarted:
+            await restarted.line_with("network.resumed count=1")
+
+            async def delivered() -> bool:
+                async with http.get(f"{restarted.url}/v1/messages/{message_id}") as response:
+                    return bool((await response.json())["status"] == "delivered")
+
+            await eventually(delivered, "the killed run's message to be delivered")
 
 
 async def test_the_rate_limit_holds_for_the_tenant_across_instances(

@@ -21,7 +21,7 @@ import pytest
 from smpp.bodies import DeliverSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, TlvValue, encode
 from tests.conftest import API_KEY, EVENT_TIMEOUT, CallbackReceiver, base_config, merged
-from tests.smpp_clients import RawEsme
+from tests.smpp_clients import raw_session
 from tests.test_smpp_server import submit_fields
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -190,9 +190,10 @@ async def test_acknowledged_cancel_and_replace_survive_sigkill(tmp_path: Path) -
     slow = merged(base_config(tmp_path), {"simulator": {"latency": ["1h", "1h"]}})
     write_toml(config_path, slow)
     count = 20
-    async with gateway_process(config_path) as gateway:
-        raw = await RawEsme.connect(gateway.smpp_port)
-        await raw.bind()
+    async with (
+        gateway_process(config_path) as gateway,
+        raw_session(gateway.smpp_port, C.bind_transceiver) as raw,
+    ):
         ids = []
         for i in range(2 * count):
             fields = submit_fields(to=f"4670123{i:04d}", registered_delivery=1)
@@ -211,21 +212,20 @@ async def test_acknowledged_cancel_and_replace_survive_sigkill(tmp_path: Path) -
         answers = [await raw.next() for _ in changes]
         gateway.process.send_signal(signal.SIGKILL)
         assert await gateway.process.wait() == -signal.SIGKILL
-        await raw.close()
         assert all(a.command_status == CommandStatus.ESME_ROK for a in answers)
 
     write_toml(config_path, base_config(tmp_path))  # fast again: resumed messages deliver
     async with aiohttp.ClientSession() as http, gateway_process(config_path) as gateway:
         await gateway.line_with(f"network.resumed count={count}")
-        receiver = await RawEsme.connect(gateway.smpp_port)
-        await receiver.bind(command=C.bind_receiver)
-        outcomes: dict[TlvValue, bytes] = {}
-        while len(outcomes) < 2 * count:
-            deliver = await receiver.next()
-            stat = deliver.body(DeliverSm)["short_message"].split(b"stat:")[1][:7]
-            outcomes[deliver.tlvs[Tag.receipted_message_id]] = stat
-            await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
-        await receiver.close()
+        async with raw_session(gateway.smpp_port, C.bind_receiver) as receiver:
+            outcomes: dict[TlvValue, bytes] = {}
+            while len(outcomes) < 2 * count:
+                deliver = await receiver.next()
+                stat = deliver.body(DeliverSm)["short_message"].split(b"stat:")[1][:7]
+                outcomes[deliver.tlvs[Tag.receipted_message_id]] = stat
+                await receiver.send(
+                    Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id="")
+                )
         assert outcomes == {i: b"DELETED" for i in ids[:count]} | {
             i: b"DELIVRD" for i in ids[count:]
         }
@@ -241,11 +241,11 @@ async def test_receipts_a_receiver_never_acknowledged_survive_sigkill(tmp_path: 
     config_path = tmp_path / "config.toml"
     write_toml(config_path, base_config(tmp_path))
     count = 20
-    async with gateway_process(config_path) as gateway:
-        silent = await RawEsme.connect(gateway.smpp_port)
-        await silent.bind(command=C.bind_receiver)
-        transmitter = await RawEsme.connect(gateway.smpp_port)
-        await transmitter.bind(command=C.bind_transmitter)
+    async with (
+        gateway_process(config_path) as gateway,
+        raw_session(gateway.smpp_port, C.bind_receiver) as silent,
+        raw_session(gateway.smpp_port, C.bind_transmitter) as transmitter,
+    ):
         ids = set()
         for i in range(count):
             fields = submit_fields(to=f"4670123{i:04d}", registered_delivery=1)
@@ -258,19 +258,17 @@ async def test_receipts_a_receiver_never_acknowledged_survive_sigkill(tmp_path: 
         assert receipted == ids  # delivered to the receiver, never acknowledged
         gateway.process.send_signal(signal.SIGKILL)
         assert await gateway.process.wait() == -signal.SIGKILL
-        await silent.close()
-        await transmitter.close()
 
-    async with gateway_process(config_path) as gateway:
-        receiver = await RawEsme.connect(gateway.smpp_port)
-        await receiver.bind(command=C.bind_receiver)
+    async with (
+        gateway_process(config_path) as gateway,
+        raw_session(gateway.smpp_port, C.bind_receiver) as receiver,
+    ):
         again: set[TlvValue] = set()
         while len(again) < count:
             deliver = await receiver.next()
             again.add(deliver.tlvs[Tag.receipted_message_id])
             await receiver.send(Pdu.make(C.deliver_sm_resp, deliver.sequence_number, message_id=""))
         assert again == ids
-        await receiver.close()
 
 
 @pytest.mark.slow
@@ -306,22 +304,20 @@ async def test_scheduled_messages_survive_sigkill(
                 f"{gateway.url}/v1/messages/{cancelled}/cancel", headers=HEADERS
             ) as response:
                 assert response.status == 200
-            raw = await RawEsme.connect(gateway.smpp_port)
-            await raw.bind()
-            replaced = await raw.request(
-                Pdu.make(
-                    C.replace_sm,
-                    2,
-                    message_id=moved,
-                    short_message=b"moved",
-                    schedule_delivery_time="000000000004000R",
+            async with raw_session(gateway.smpp_port, C.bind_transceiver) as raw:
+                replaced = await raw.request(
+                    Pdu.make(
+                        C.replace_sm,
+                        2,
+                        message_id=moved,
+                        short_message=b"moved",
+                        schedule_delivery_time="000000000004000R",
+                    )
                 )
-            )
-            assert replaced.command_status == CommandStatus.ESME_ROK
-            _, waiting_before = await _get(http, gateway.url, waiting)
-            gateway.process.send_signal(signal.SIGKILL)
-            assert await gateway.process.wait() == -signal.SIGKILL
-            await raw.close()
+                assert replaced.command_status == CommandStatus.ESME_ROK
+                _, waiting_before = await _get(http, gateway.url, waiting)
+                gateway.process.send_signal(signal.SIGKILL)
+                assert await gateway.process.wait() == -signal.SIGKILL
 
         async with gateway_process(config_path) as gateway:
             await gateway.line_with("network.resumed count=7")

@@ -31,6 +31,7 @@ from tests.conftest import (
     base_config,
     merged,
     running_gateway,
+    stored_keys,
     stored_rows,
 )
 from tests.smpp_clients import RawEsme
@@ -171,8 +172,7 @@ async def test_pseudonymise_then_delete_across_epochs(
         assert sorted(report.epochs_destroyed) == [("acme", "2026-01"), ("acme", "2026-02")]
     assert rows(database, "SELECT count(*) FROM messages") == [(0,)]
     assert rows(database, "SELECT sum(count) FROM daily_counts") == [(4,)]
-    keys = json.loads((tmp_path / "keys.json").read_text())
-    assert keys["tenants"]["acme"]["epochs"] == {}
+    assert stored_keys(tmp_path)["acme"].epochs == frozenset()
 
 
 async def test_export_erase_restrict_and_object(
@@ -318,7 +318,7 @@ async def test_tenant_purge_and_key_file_mode(config_dict: dict[str, Any], tmp_p
         )
     config_path = tmp_path / "config.toml"
     write_toml(config_path, config_dict)
-    old_key = json.loads((tmp_path / "keys.json").read_text())["tenants"]["acme"]
+    old_key = stored_keys(tmp_path)["acme"]
     assert (
         await asyncio.to_thread(
             main, ["tenant", "purge", "acme", "--yes", "--config", str(config_path)]
@@ -329,11 +329,12 @@ async def test_tenant_purge_and_key_file_mode(config_dict: dict[str, Any], tmp_p
     for table in ("messages", "inbox", "consent_events", "audit_log"):
         assert rows(database, f"SELECT count(*) FROM {table} WHERE tenant = 'acme'") == [(0,)]
     # Still configured, so it goes on under a fresh registry key; the old keys are gone.
-    new_key = json.loads((tmp_path / "keys.json").read_text())["tenants"]["acme"]
-    assert old_key["registry_key"] != new_key["registry_key"]
-    assert new_key["epochs"] == {}
+    new_key = stored_keys(tmp_path)["acme"]
+    assert new_key.registry is not None and old_key.registry != new_key.registry
+    assert new_key.epochs == frozenset()
 
-    os.chmod(tmp_path / "keys.json", 0o644)
+    # The file the keys' secret is in (on PostgreSQL the KEK) open to others: no start.
+    os.chmod(tmp_path / ("keys.json" if BACKEND is StorageBackend.SQLITE else "kek"), 0o644)
     assert await asyncio.to_thread(main, ["serve", "--config", str(config_path)]) == 2
 
 

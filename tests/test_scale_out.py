@@ -31,7 +31,7 @@ from smpp.bodies import DeliverSm
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag, TlvValue
 from tests.conftest import EVENT_TIMEOUT, CallbackReceiver, base_config, make_kek_file, merged
 from tests.postgres import postgres_dsn
-from tests.smpp_clients import RawEsme
+from tests.smpp_clients import RawEsme, raw_session
 from tests.test_process import HEADERS, GatewayProcess, gateway_process, write_toml
 from tests.test_smpp_server import submit_fields
 
@@ -93,18 +93,6 @@ async def cluster(
         )
 
 
-@contextlib.asynccontextmanager
-async def session(port: int, command: CommandId) -> AsyncIterator[RawEsme]:
-    """An SMPP session bound as ``command`` for the tenant, closed after (also on failure)."""
-    esme = await RawEsme.connect(port)
-    try:
-        response = await esme.bind(command=command)
-        assert response.command_status == CommandStatus.ESME_ROK, response
-        yield esme
-    finally:
-        await esme.close()
-
-
 async def submit(transmitter: RawEsme, sequence: int, to: str) -> tuple[int, str]:
     """One submit_sm asking for a receipt: its command_status and message_id."""
     fields = submit_fields(to=to.removeprefix("+"), registered_delivery=1)
@@ -130,8 +118,8 @@ async def test_receipts_reach_the_receiver_bound_on_another_instance(
 ) -> None:
     async with (
         cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
-        session(gw2.smpp_port, C.bind_receiver) as receiver,
-        session(gw1.smpp_port, C.bind_transmitter) as transmitter,
+        raw_session(gw2.smpp_port, C.bind_receiver) as receiver,
+        raw_session(gw1.smpp_port, C.bind_transmitter) as transmitter,
         aiohttp.ClientSession() as http,
     ):
         submitted = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(20)]
@@ -156,7 +144,7 @@ async def test_a_stop_through_one_instance_blocks_the_next_submit_on_another(
     by_keyword, by_api = "+46701110001", "+46701110002"
     async with (
         cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
-        session(gw1.smpp_port, C.bind_transmitter) as transmitter,
+        raw_session(gw1.smpp_port, C.bind_transmitter) as transmitter,
         aiohttp.ClientSession() as http,
     ):
         # Instance 1 has seen both numbers allowed: a stale cache would let them through.
@@ -187,9 +175,9 @@ async def test_receipts_a_killed_instance_held_reach_the_receiver_bound_again_el
 ) -> None:
     async with (
         cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, gw3),
-        session(gw1.smpp_port, C.bind_transmitter) as transmitter,
+        raw_session(gw1.smpp_port, C.bind_transmitter) as transmitter,
     ):
-        async with session(gw2.smpp_port, C.bind_receiver) as silent:  # answers no deliver_sm
+        async with raw_session(gw2.smpp_port, C.bind_receiver) as silent:  # answers no deliver_sm
             fast = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(10)]
             slow = [await submit(transmitter, 20 + i, f"{SLOW_PREFIX}{i:04d}") for i in range(10)]
             assert {status for status, _ in fast + slow} == {CommandStatus.ESME_ROK}
@@ -200,7 +188,7 @@ async def test_receipts_a_killed_instance_held_reach_the_receiver_bound_again_el
             assert await gw2.process.wait() == -signal.SIGKILL
 
         everything = {message_id for _, message_id in fast + slow}
-        async with session(gw3.smpp_port, C.bind_receiver) as receiver:
+        async with raw_session(gw3.smpp_port, C.bind_receiver) as receiver:
             assert (
                 await asyncio.wait_for(receipts_until(receiver, everything), 3 * EVENT_TIMEOUT)
                 == everything

@@ -23,9 +23,9 @@ import pytest
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
 from tests.conftest import ADMIN_TOKEN, EVENT_TIMEOUT
 from tests.postgres import postgres_dsn
-from tests.smpp_clients import RawEsme
+from tests.smpp_clients import RawEsme, raw_session
 from tests.test_process import HEADERS, GatewayProcess
-from tests.test_scale_out import cluster, cluster_config, session, submit
+from tests.test_scale_out import cluster, cluster_config, submit
 
 __all__ = ["postgres_dsn"]
 
@@ -134,7 +134,7 @@ async def test_the_sample_haproxy_config_balances_three_instances(
 
             async with contextlib.AsyncExitStack() as sessions:
                 receivers = [
-                    await sessions.enter_async_context(session(smpp_port, C.bind_receiver))
+                    await sessions.enter_async_context(raw_session(smpp_port, C.bind_receiver))
                     for _ in gateways
                 ]
                 async with http.get(
@@ -146,7 +146,7 @@ async def test_the_sample_haproxy_config_balances_three_instances(
                 assert sorted(i["sessions"] for i in listed) == [1, 1, 1], listed
 
                 transmitter = await sessions.enter_async_context(
-                    session(smpp_port, C.bind_transmitter)
+                    raw_session(smpp_port, C.bind_transmitter)
                 )
                 submitted = [await submit(transmitter, 2 + i, f"+4670123{i:04d}") for i in range(9)]
                 assert {status for status, _ in submitted} == {CommandStatus.ESME_ROK}

@@ -316,8 +316,9 @@ async def test_rotating_the_kek_reseals_every_key_so_the_old_kek_opens_none(
 def gateway_config(tmp_path: Path, dsn: str, kek: Path | None) -> Config:
     raw = base_config(tmp_path)
     raw["storage"] = {"path": str(tmp_path / "smsgw.sqlite3"), "backend": "postgres", "dsn": dsn}
+    raw["privacy"].pop("kek_file", None)  # base_config's own, on the PostgreSQL suite
     if kek is not None:
-        raw["privacy"] = {**raw["privacy"], "kek_file": str(kek)}
+        raw["privacy"]["kek_file"] = str(kek)
     return config_from_dict(raw)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import sqlite3
 import ssl
 import time
@@ -38,7 +37,7 @@ from gateway.cluster.base import ClusterError
 from gateway.cluster.bus import ClusterBus
 from gateway.cluster.events import SharedEvents
 from gateway.cluster.held import RemoteHolds
-from gateway.cluster.instance import instance_id
+from gateway.cluster.instance import instance_id, run_owner
 from gateway.config import Config, StorageBackend
 from gateway.domain import Interface
 from gateway.events import EventBus
@@ -175,7 +174,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             raise StartupError(f"{where}: cannot open: {exc}") from None
         if config.storage.backend is StorageBackend.POSTGRES:
             # Unique per run: claims a killed run held are never taken for this one's.
-            origin = f"{instance_id(config, config.http.port)}#{secrets.token_hex(4)}"
+            origin = run_owner(instance_id(config, config.http.port))
             app[BUS] = ClusterBus(config.storage.dsn, origin, app[METRICS])
         yield
         await app[STORE].close()

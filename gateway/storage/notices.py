@@ -187,6 +187,21 @@ class NoticesRepository:
             ),
         )
 
+    async def release_earlier_runs(self, runs: str, owner: str) -> None:
+        """Give up the claims of runs of this instance (owners starting ``runs``) other than
+        ``owner``, this one: the instance restarted, so they are dead, and their notices
+        go out now instead of when the lease lapses."""
+        await self._engine.commit(
+            "release_claims",
+            (
+                (
+                    "UPDATE notices SET claimed_by = NULL, claimed_until = NULL"
+                    " WHERE substr(claimed_by, 1, ?) = ? AND claimed_by <> ?",
+                    ((len(runs), runs, owner),),
+                ),
+            ),
+        )
+
     async def tenant_rows(self, tenant: str) -> dict[str, int]:
         count = await self._engine.count("SELECT count(*) FROM notices WHERE tenant = ?", (tenant,))
         return {"notices": count}

@@ -299,6 +299,21 @@ class TrafficRepository:
             ),
         )
 
+    async def release_earlier_runs(self, runs: str, owner: str) -> None:
+        """Give back the messages held by runs of this instance (owners starting ``runs``)
+        other than ``owner``, this one: the instance restarted, so they are dead, and
+        what they held is played out now instead of when their lease lapses."""
+        await self._engine.commit(
+            "release_held",
+            (
+                (
+                    "UPDATE outbox SET owner = NULL, owned_until = NULL"
+                    " WHERE substr(owner, 1, ?) = ? AND owner <> ?",
+                    ((len(runs), runs, owner),),
+                ),
+            ),
+        )
+
     async def unfinished(self) -> list[Outgoing]:
         """Messages accepted but not final (their bodies are still in the outbox)."""
         columns = ", ".join(f"m.{column}" for column in MESSAGE_ROWS.columns)
