@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,7 +26,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from gateway.config import CallbackConfig, TenantConfig
-from gateway.documents import message_document, notice_document
+from gateway.documents import encode_json, message_document, notice_document
 from gateway.domain import Interface, Message, Notice
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -214,7 +213,7 @@ def form_body(form: Mapping[str, str], headers: Mapping[str, str]) -> tuple[byte
 
 
 def _json(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    return json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    return encode_json(payload), {"Content-Type": "application/json"}
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
