@@ -48,6 +48,7 @@ from gateway.server.appkeys import (
     METRICS,
     OPERATOR_CHECK,
     PIPELINE,
+    SINGLE_SUBMITS,
     TENANTS_BY_KEY,
 )
 from gateway.server.openapi import MAX_VALIDITY, openapi_document
@@ -590,7 +591,7 @@ def validity_param(raw: object) -> timedelta | None:
 async def post_message(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     submit = _submit_request(tenant, await read_json(request))
-    result = await request.app[PIPELINE].submit(submit)
+    result = await request.app[SINGLE_SUBMITS].submit(submit)
     if isinstance(result, Rejected):
         raise rejection_problem(result)
     response = json_response(message_document(result), 202)
