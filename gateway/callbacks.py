@@ -24,12 +24,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from yarl import URL
 
 from gateway.config import CallbackConfig, TenantConfig
 from gateway.documents import encode_json, message_document, notice_document
 from gateway.domain import Interface, Message, Notice
 from gateway.logs import log_event
 from gateway.metrics import Metrics
+from gateway.webhook_client import WebhookClient, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class CallbackDispatcher:
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             headers={"User-Agent": "smsgw-callbacks"},
         )
+        # Plain http:// URLs: a leaner client than the session (gateway.webhook_client).
+        self._client = WebhookClient(config.timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         # The counter's children, looked up once rather than by labels() per callback.
         self._delivered, self._retried, self._failed = (
@@ -176,15 +180,26 @@ class CallbackDispatcher:
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
         ring = self._attempts[tenant]
+        wanted = MAX_ANSWER_BYTES + 1 if on_answer is not None else 0
+        try:
+            parsed: URL | None = URL(url)
+        except ValueError:
+            parsed = None  # aiohttp refuses it too, as an attempt that failed
         for attempt in range(1, config.max_attempts + 1):
             answer = None
             try:
-                async with self._session.post(url, data=body, headers=headers) as response:
-                    ring.append(CallbackAttempt(ref, attempt, self._clock(), response.status, None))
-                    if 200 <= response.status < 300:
-                        wanted = MAX_ANSWER_BYTES + 1 if on_answer is not None else 0
-                        answer = await _read_bounded(response, wanted)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                if parsed is not None and WebhookClient.handles(parsed):
+                    status, start = await self._client.post(parsed, body, headers, wanted)
+                    ring.append(CallbackAttempt(ref, attempt, self._clock(), status, None))
+                    if 200 <= status < 300:
+                        answer = start
+                else:
+                    async with self._session.post(url, data=body, headers=headers) as response:
+                        status = response.status
+                        ring.append(CallbackAttempt(ref, attempt, self._clock(), status, None))
+                        if 200 <= status < 300:
+                            answer = await _read_bounded(response, wanted)
+            except (aiohttp.ClientError, TimeoutError, OSError, WebhookError) as exc:
                 ring.append(CallbackAttempt(ref, attempt, self._clock(), None, type(exc).__name__))
             if answer is not None:
                 self._delivered.inc()
@@ -203,6 +218,7 @@ class CallbackDispatcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._client.close()
         await self._session.close()
 
 
