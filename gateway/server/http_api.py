@@ -248,15 +248,16 @@ async def observe_middleware(
         route = resource.canonical if resource is not None else "unmatched"
         method = request.method if request.method in KNOWN_METHODS else "other"
         request.app[METRICS].http_requests.inc(method, route, str(status))
-        log_event(
-            access_log,
-            "http.request",
-            logging.DEBUG,
-            method=method,
-            route=route,
-            status=status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        if access_log.isEnabledFor(logging.DEBUG):  # its fields cost even when it is off
+            log_event(
+                access_log,
+                "http.request",
+                logging.DEBUG,
+                method=method,
+                route=route,
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
 
 
 @web.middleware
@@ -518,12 +519,16 @@ def nests_deeper(raw: bytes, limit: int) -> bool:
 
 
 def check_fields(
-    item: object, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    item: object,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    unchecked: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """A JSON object with these text fields (optional ones may be null) and no others."""
+    """A JSON object with these text fields (optional ones may be null), the ``unchecked``
+    ones of any type (the caller checks them), and no others."""
     if not isinstance(item, dict):
         raise Problem(400, "invalid_request", "expected a JSON object")
-    unknown = sorted(set(item) - {*required, *optional})
+    unknown = sorted(set(item) - {*required, *optional, *unchecked})
     if unknown:
         # repr: an unknown name is echoed escaped, whatever it holds.
         raise Problem(400, "invalid_request", f"unknown field {unknown[0]!r}")
@@ -549,11 +554,7 @@ def check_text(value: str, name: str) -> None:
 
 def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
     """Check the shape of one message object; content is the pipeline's job."""
-    timing = {}
-    if isinstance(item, dict):
-        timing = {name: item.get(name) for name in _TIMING_FIELDS}
-        item = {name: value for name, value in item.items() if name not in _TIMING_FIELDS}
-    item = check_fields(item, _REQUIRED_FIELDS, _OPTIONAL_FIELDS)
+    item = check_fields(item, _REQUIRED_FIELDS, _OPTIONAL_FIELDS, _TIMING_FIELDS)
     return SubmitRequest(
         tenant=tenant,
         interface=Interface.HTTP,
@@ -563,8 +564,8 @@ def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
         purpose=item.get("purpose"),
         callback_url=item.get("callback_url"),
         client_ref=item.get("client_ref"),
-        send_at=send_at_param(timing.get("send_at")),
-        validity=validity_param(timing.get("validity")),
+        send_at=send_at_param(item.get("send_at")),
+        validity=validity_param(item.get("validity")),
     )
 
 
