@@ -292,6 +292,8 @@ class WebhookClient:
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
+            if not idle:  # no empty list is kept: any host may be allowed ("*")
+                del self._idle[key]
             if not connection.closed:
                 return connection
             self._open.discard(connection)
