@@ -2,7 +2,8 @@
 
 Retried with exponential backoff, bounded both in attempts and in total time,
 as webhook senders such as Twilio do; only hosts on the allow-list are called,
-so the gateway cannot be turned against internal services. A status callback is
+so the gateway cannot be turned against internal services (nor is a redirect followed,
+which could lead off the list: a 3xx is an attempt that failed). A status callback is
 our message document as JSON, unless the message's front end shapes its own
 (`shape_status`: the Twilio front end's signed form, `gateway.twilio_hooks`).
 
@@ -194,7 +195,9 @@ class CallbackDispatcher:
                     if 200 <= status < 300:
                         answer = start
                 else:
-                    async with self._session.post(url, data=body, headers=headers) as response:
+                    async with self._session.post(
+                        url, data=body, headers=headers, allow_redirects=False
+                    ) as response:
                         status = response.status
                         ring.append(CallbackAttempt(ref, attempt, self._clock(), status, None))
                         if 200 <= status < 300:

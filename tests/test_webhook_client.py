@@ -121,3 +121,26 @@ async def test_a_long_answer_closes_its_connection_and_a_dead_port_raises() -> N
             await asyncio.wait_for(client.post(URL(url), b"", {}, wanted=0), EVENT_TIMEOUT)
     finally:
         client.close()
+
+
+async def test_a_redirect_is_an_answer_not_followed() -> None:
+    """Following it could lead off the callback allow-list."""
+    followed: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/elsewhere")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        followed.append(request.path)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_route("*", "/elsewhere", elsewhere)
+    client = WebhookClient(timeout=EVENT_TIMEOUT)
+    try:
+        async with serve_locally(app) as url:
+            status, _ = await client.post(URL(f"{url}/hook"), b"{}", {}, wanted=0)
+            assert (status, followed) == (302, [])
+    finally:
+        client.close()
