@@ -2,7 +2,8 @@
 
 Retried with exponential backoff, bounded both in attempts and in total time,
 as webhook senders such as Twilio do; only hosts on the allow-list are called,
-so the gateway cannot be turned against internal services. A status callback is
+so the gateway cannot be turned against internal services (nor is a redirect followed,
+which could lead off the list: a 3xx is an attempt that failed). A status callback is
 our message document as JSON, unless the message's front end shapes its own
 (`shape_status`: the Twilio front end's signed form, `gateway.twilio_hooks`).
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,12 +25,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from yarl import URL
 
 from gateway.config import CallbackConfig, TenantConfig
-from gateway.documents import message_document, notice_document
+from gateway.documents import encode_json, message_document, notice_document
 from gateway.domain import Interface, Message, Notice
 from gateway.logs import log_event
 from gateway.metrics import Metrics
+from gateway.webhook_client import WebhookClient, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class CallbackDispatcher:
             timeout=aiohttp.ClientTimeout(total=config.timeout),
             headers={"User-Agent": "smsgw-callbacks"},
         )
+        # Plain http:// URLs: a leaner client than the session (gateway.webhook_client).
+        self._client = WebhookClient(config.timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         # The counter's children, looked up once rather than by labels() per callback.
         self._delivered, self._retried, self._failed = (
@@ -177,15 +181,28 @@ class CallbackDispatcher:
         deadline = time.monotonic() + config.give_up_after
         delay = config.first_retry
         ring = self._attempts[tenant]
+        wanted = MAX_ANSWER_BYTES + 1 if on_answer is not None else 0
+        try:
+            parsed: URL | None = URL(url)
+        except ValueError:
+            parsed = None  # aiohttp refuses it too, as an attempt that failed
         for attempt in range(1, config.max_attempts + 1):
             answer = None
             try:
-                async with self._session.post(url, data=body, headers=headers) as response:
-                    ring.append(CallbackAttempt(ref, attempt, self._clock(), response.status, None))
-                    if 200 <= response.status < 300:
-                        wanted = MAX_ANSWER_BYTES + 1 if on_answer is not None else 0
-                        answer = await _read_bounded(response, wanted)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                if parsed is not None and WebhookClient.handles(parsed):
+                    status, start = await self._client.post(parsed, body, headers, wanted)
+                    ring.append(CallbackAttempt(ref, attempt, self._clock(), status, None))
+                    if 200 <= status < 300:
+                        answer = start
+                else:
+                    async with self._session.post(
+                        url, data=body, headers=headers, allow_redirects=False
+                    ) as response:
+                        status = response.status
+                        ring.append(CallbackAttempt(ref, attempt, self._clock(), status, None))
+                        if 200 <= status < 300:
+                            answer = await _read_bounded(response, wanted)
+            except (aiohttp.ClientError, TimeoutError, OSError, WebhookError) as exc:
                 ring.append(CallbackAttempt(ref, attempt, self._clock(), None, type(exc).__name__))
             if answer is not None:
                 self._delivered.inc()
@@ -204,6 +221,7 @@ class CallbackDispatcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._client.close()
         await self._session.close()
 
 
@@ -214,7 +232,7 @@ def form_body(form: Mapping[str, str], headers: Mapping[str, str]) -> tuple[byte
 
 
 def _json(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    return json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    return encode_json(payload), {"Content-Type": "application/json"}
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:

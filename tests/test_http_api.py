@@ -330,3 +330,36 @@ async def test_concurrent_submits_share_commits(gateway: RunningGateway) -> None
     rows, commits = values["smsgw_store_batch_rows_sum"], values["smsgw_store_batch_rows_count"]
     assert rows >= 200
     assert rows / commits > 1, "group commit should put several rows in one transaction"
+
+
+async def test_concurrent_single_submits_are_answered_each_on_its_own(
+    gateway: RunningGateway,
+) -> None:
+    """Submits that arrive together go through the pipeline together, per tenant
+    (`gateway.server.coalescer`): each still gets its own answer, an accepted one
+    only once its message is committed, and a bad one fails nobody else's."""
+
+    async def send(key: str, sender: str, to: str, body: str) -> tuple[int, Any]:
+        async with gateway.http.post(
+            f"{gateway.url}/v1/messages",
+            json={"to": to, "from": sender, "body": body},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+    sends = []
+    for i in range(60):
+        key, sender = (API_KEY, "Acme") if i % 2 else (OTHER_KEY, "Other")
+        to = "not a number" if i % 3 == 0 else "+46701234567"
+        sends.append(send(key, sender, to, f"n{i}"))
+    answers = await asyncio.wait_for(asyncio.gather(*sends), EVENT_TIMEOUT)
+    for i, (status, document) in enumerate(answers):
+        if i % 3 == 0:
+            assert (status, document["code"]) == (400, "invalid_recipient")
+            continue
+        assert status == 202
+        key = API_KEY if i % 2 else OTHER_KEY
+        found, message = await gateway.get_json(f"/v1/messages/{document['id']}", key)
+        assert found == 200  # committed before it was answered, under its own tenant
+        assert message["from"] == ("Acme" if i % 2 else "Other")
+    assert len({document["id"] for status, document in answers if status == 202}) == 40

@@ -76,12 +76,14 @@ from gateway.server.appkeys import (
     RETENTION,
     SHARED_EVENTS,
     SIMULATOR,
+    SINGLE_SUBMITS,
     SMPP_SERVER,
     STORAGE_LOCK,
     STORE,
     SUBJECTS,
     TENANTS_BY_KEY,
 )
+from gateway.server.coalescer import SubmitCoalescer
 from gateway.server.privacy_services import PrivacyCore, open_privacy, open_privacy_core
 from gateway.server.simulator import SimulatorReset
 from gateway.storage.pg_engine import describe
@@ -250,6 +252,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
             chaos=chaos,
             rates=app[CLUSTER].rates,
         )
+        app[SINGLE_SUBMITS] = SubmitCoalescer(pipeline)
         pipeline.subscribe_inbound(callbacks.on_inbound)
         twilio_hooks = TwilioWebhooks(callbacks, pipeline, config.tenants)
         callbacks.shape_status(Interface.TWILIO, twilio_hooks.status_request)

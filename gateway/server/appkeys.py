@@ -18,6 +18,7 @@ from gateway.lock import StorageLock
 from gateway.metrics import Metrics
 from gateway.network import SimulatedNetwork
 from gateway.pipeline import SubmitPipeline
+from gateway.server.coalescer import SubmitCoalescer
 from gateway.server.operator import Operator
 from gateway.server.simulator import SimulatorReset
 from gateway.store import Store
@@ -44,6 +45,8 @@ HOLDS = web.AppKey("holds", RemoteHolds)
 # The instances sharing the store (this one alone on SQLite); see `gateway.cluster`.
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PIPELINE = web.AppKey("pipeline", SubmitPipeline)
+# The pipeline's entry for single HTTP submits; see `gateway.server.coalescer`.
+SINGLE_SUBMITS = web.AppKey("single_submits", SubmitCoalescer)
 NETWORK = web.AppKey("network", SimulatedNetwork)
 CALLBACKS = web.AppKey("callbacks", CallbackDispatcher)
 SMPP_SERVER = web.AppKey("smpp_server", SmppServer)

@@ -26,12 +26,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.cluster.held import Unanswered
 from gateway.config import TenantConfig
 from gateway.documents import (
+    encode_json,
     inbound_document,
     inbox_document,
     message_document,
@@ -41,7 +43,14 @@ from gateway.domain import Interface, Message, RejectCode, Rejected, Status, Sub
 from gateway.ids import id_floor, normalise_id
 from gateway.logs import log_event
 from gateway.numbers import InvalidNumber, normalise_msisdn
-from gateway.server.appkeys import CONFIG, METRICS, OPERATOR_CHECK, PIPELINE, TENANTS_BY_KEY
+from gateway.server.appkeys import (
+    CONFIG,
+    METRICS,
+    OPERATOR_CHECK,
+    PIPELINE,
+    SINGLE_SUBMITS,
+    TENANTS_BY_KEY,
+)
 from gateway.server.openapi import MAX_VALIDITY, openapi_document
 from gateway.throttle import GuessThrottle
 
@@ -202,7 +211,7 @@ def json_response(
     document: object, status: int = 200, content_type: str = "application/json"
 ) -> web.Response:
     return web.Response(
-        body=json.dumps(document, ensure_ascii=False).encode(),
+        body=encode_json(document),
         status=status,
         content_type=content_type,
     )
@@ -239,15 +248,16 @@ async def observe_middleware(
         route = resource.canonical if resource is not None else "unmatched"
         method = request.method if request.method in KNOWN_METHODS else "other"
         request.app[METRICS].http_requests.inc(method, route, str(status))
-        log_event(
-            access_log,
-            "http.request",
-            logging.DEBUG,
-            method=method,
-            route=route,
-            status=status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        if access_log.isEnabledFor(logging.DEBUG):  # its fields cost even when it is off
+            log_event(
+                access_log,
+                "http.request",
+                logging.DEBUG,
+                method=method,
+                route=route,
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
 
 
 @web.middleware
@@ -407,7 +417,13 @@ def _throttle_key(remote: str) -> str:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body, read within ``http.body_timeout`` (its size is capped by the app)."""
+    """The body, read within ``http.body_timeout`` (its size is capped by the app).
+
+    A body already in whole (almost every one: it came with the headers) is taken with
+    no timer: arming and cancelling one was a third of this read (py-spy).
+    """
+    if request.content.is_eof():
+        return await request.read()
     try:
         async with asyncio.timeout(request.app[CONFIG].http.body_timeout):
             return await request.read()
@@ -418,19 +434,60 @@ async def read_body(request: web.Request) -> bytes:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object: read within ``http.body_timeout``, nesting capped."""
+    """The body as a JSON object: read within ``http.body_timeout``, nesting capped.
+
+    orjson reads it first (4.8 -> 1.0 us a single submit, 1.3 -> 0.7 ms a batch of 1,000,
+    timeit), bounded by its own depth limit; the nesting of what it read is then measured
+    on the objects (1 ms a batch, against 10 ms for `nests_deeper` on the text). What it
+    refuses (UTF-16 text, NaN, integers beyond 64 bits, an escaped lone surrogate, or no
+    JSON at all) goes the way every body went before: `nests_deeper`, then json.loads,
+    which decides. So each body is taken or refused with the same answer as before.
+    """
     raw = await read_body(request)
-    if nests_deeper(raw, MAX_JSON_DEPTH):
-        raise Problem(
-            400, "invalid_json", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
-        )
     try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "invalid_json", "the request body is not valid JSON") from None
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        document = _read_json_text(raw)
+    else:
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _nests_deeper(document):
+            raise _too_deep()
     if not isinstance(document, dict):
         raise Problem(400, "invalid_request", "the request body must be a JSON object")
     return document
+
+
+def _too_deep() -> Problem:
+    return Problem(
+        400, "invalid_json", f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
+    )
+
+
+def _read_json_text(raw: bytes) -> object:
+    """JSON text as json.loads reads it, once `nests_deeper` found it shallow enough."""
+    if nests_deeper(raw, MAX_JSON_DEPTH):
+        raise _too_deep()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "invalid_json", "the request body is not valid JSON") from None
+
+
+def _nests_deeper(document: object) -> bool:
+    """Whether parsed JSON nests arrays and objects deeper than `MAX_JSON_DEPTH`, level by
+    level (the same depth `nests_deeper` finds in the text)."""
+    level = [document] if type(document) is dict or type(document) is list else []
+    depth = 1
+    while level:
+        if depth > MAX_JSON_DEPTH:
+            return True
+        inner = []
+        for node in level:
+            for value in node.values() if type(node) is dict else node:
+                if type(value) is dict or type(value) is list:
+                    inner.append(value)
+        level = inner
+        depth += 1
+    return False
 
 
 def nests_deeper(raw: bytes, limit: int) -> bool:
@@ -462,12 +519,16 @@ def nests_deeper(raw: bytes, limit: int) -> bool:
 
 
 def check_fields(
-    item: object, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    item: object,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    unchecked: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """A JSON object with these text fields (optional ones may be null) and no others."""
+    """A JSON object with these text fields (optional ones may be null), the ``unchecked``
+    ones of any type (the caller checks them), and no others."""
     if not isinstance(item, dict):
         raise Problem(400, "invalid_request", "expected a JSON object")
-    unknown = sorted(set(item) - {*required, *optional})
+    unknown = sorted(set(item) - {*required, *optional, *unchecked})
     if unknown:
         # repr: an unknown name is echoed escaped, whatever it holds.
         raise Problem(400, "invalid_request", f"unknown field {unknown[0]!r}")
@@ -493,11 +554,7 @@ def check_text(value: str, name: str) -> None:
 
 def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
     """Check the shape of one message object; content is the pipeline's job."""
-    timing = {}
-    if isinstance(item, dict):
-        timing = {name: item.get(name) for name in _TIMING_FIELDS}
-        item = {name: value for name, value in item.items() if name not in _TIMING_FIELDS}
-    item = check_fields(item, _REQUIRED_FIELDS, _OPTIONAL_FIELDS)
+    item = check_fields(item, _REQUIRED_FIELDS, _OPTIONAL_FIELDS, _TIMING_FIELDS)
     return SubmitRequest(
         tenant=tenant,
         interface=Interface.HTTP,
@@ -507,8 +564,8 @@ def _submit_request(tenant: TenantConfig, item: object) -> SubmitRequest:
         purpose=item.get("purpose"),
         callback_url=item.get("callback_url"),
         client_ref=item.get("client_ref"),
-        send_at=send_at_param(timing.get("send_at")),
-        validity=validity_param(timing.get("validity")),
+        send_at=send_at_param(item.get("send_at")),
+        validity=validity_param(item.get("validity")),
     )
 
 
@@ -535,7 +592,7 @@ def validity_param(raw: object) -> timedelta | None:
 async def post_message(request: web.Request) -> web.Response:
     tenant = await authenticate(request)
     submit = _submit_request(tenant, await read_json(request))
-    result = await request.app[PIPELINE].submit(submit)
+    result = await request.app[SINGLE_SUBMITS].submit(submit)
     if isinstance(result, Rejected):
         raise rejection_problem(result)
     response = json_response(message_document(result), 202)

@@ -27,7 +27,7 @@ from gateway.config import TenantConfig, TwilioConfig
 from gateway.domain import Interface, Message, RejectCode, Rejected, Status, SubmitRequest
 from gateway.ids import id_floor
 from gateway.numbers import InvalidNumber, is_numeric_address, is_short_code, normalise_msisdn
-from gateway.server.appkeys import CONFIG, PIPELINE
+from gateway.server.appkeys import CONFIG, PIPELINE, SINGLE_SUBMITS
 from gateway.server.http_api import (
     Problem,
     json_response,
@@ -268,7 +268,7 @@ async def create_message(request: web.Request) -> web.Response:
         send_at=send_at,
         validity=validity,
     )
-    result = await request.app[PIPELINE].submit(submit)
+    result = await request.app[SINGLE_SUBMITS].submit(submit)
     if isinstance(result, Rejected):
         raise _rejection(result, sender)
     resource = message_resource(
