@@ -128,6 +128,11 @@ class Store:
         """Whether the database answers now, with this release's schema (for /readyz)."""
         return await self.engine.ready()
 
+    def queue(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
+        """Queue repositories' steps as one unit for the next commit, waiting for nothing;
+        ``after_commit`` runs once it is durable."""
+        self.engine.queue(kind, steps, after_commit)
+
     async def commit(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
         """Commit repositories' steps as one unit; returns once committed (else StoreError).
 

@@ -420,11 +420,13 @@ async def test_inbox(backend: Backend) -> None:
     second = outgoing(body="world", at=T0 + 2, part=Part(9, 2, 2))
     binary = outgoing(recipient=OTHER_HANDSET, body="0a0b", at=T0 + 3, encoding=Encoding.BINARY)
     hooked: list[str] = []
-    inbox.record_delivery(whole, T0 + 10)
-    inbox.record_delivery(first, T0 + 11)
-    inbox.record_delivery(second, T0 + 12, after_commit=lambda: hooked.append("delivered"))
-    inbox.record_delivery(binary, T0 + 13)
-    inbox.record_delivery(outgoing("other"), T0 + 14)
+    store.queue("delivery", inbox.delivery_steps(whole, T0 + 10))
+    store.queue("delivery", inbox.delivery_steps(first, T0 + 11))
+    store.queue(
+        "delivery", inbox.delivery_steps(second, T0 + 12), lambda: hooked.append("delivered")
+    )
+    store.queue("delivery", inbox.delivery_steps(binary, T0 + 13))
+    store.queue("delivery", inbox.delivery_steps(outgoing("other"), T0 + 14))
     await settle(store)
     assert hooked == ["delivered"]
 
@@ -626,7 +628,7 @@ async def test_an_erasure_across_repositories_commits_as_one_unit(backend: Backe
     store = backend.store
     item = outgoing()
     await store.traffic.add_messages([item])
-    store.inbox.record_delivery(item, T0 + 1)
+    store.queue("delivery", store.inbox.delivery_steps(item, T0 + 1))
     store.notices.keep(notice(item.message.id))
     store.inbound.record(inbound(HANDSET, "hi", T0))
     await store.commit(
@@ -666,7 +668,7 @@ async def test_purge_tenant_deletes_every_row_of_the_tenant_only(backend: Backen
         item = outgoing(tenant, at=T0 + n)
         await store.traffic.add_messages([item])
         store.traffic.record_status(StatusChange(item.message.id, Status.DELIVERED, T0 + 1))
-        store.inbox.record_delivery(item, T0 + 1)
+        store.queue("delivery", store.inbox.delivery_steps(item, T0 + 1))
         await store.commit(
             "audit",
             store.audit.append([(tenant, T0, "api", "x", None, None, "c", "{}", "", "h")]),

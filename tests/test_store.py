@@ -123,7 +123,7 @@ async def test_a_refused_write_fails_alone_in_its_group_commit(
     )
     now = time.time()
     traffic.record_status(StatusChange("m1", Status.ENROUTE, now))
-    store.inbox.record_delivery(message("m1"), now)
+    store.queue("delivery", store.inbox.delivery_steps(message("m1"), now))
     traffic.record_status(
         StatusChange("m1", Status.DELIVERED, now + 1), after_commit=lambda: ran.append("final")
     )
