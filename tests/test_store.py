@@ -26,6 +26,7 @@ from gateway.domain import (
 from gateway.encoding import Encoding
 from gateway.metrics import Metrics
 from gateway.server.appkeys import STORE
+from gateway.storage.engine import _write_rows
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
 from tests.conftest import (
@@ -354,3 +355,17 @@ async def test_a_message_an_earlier_version_left_accepted_resumes_enroute(
     assert (final["id"], final["status"]) == ("m-old", "delivered")
     assert resumed is not None and resumed.enroute_at is not None
     assert resumed.final_at is not None and resumed.final_at >= resumed.enroute_at
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 63, 64, 65, 337, 1000])
+def test_a_batch_of_any_size_is_written_once_in_statements_of_a_few_shapes(count: int) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    shapes: set[int] = set()
+    db.set_trace_callback(lambda sql: shapes.add(sql.count("),(") + 1) if "INSERT" in sql else None)
+    rows = [(n, f"v{n}") for n in range(count)]
+    _write_rows(db, "INSERT INTO t (id, v) VALUES {values}", rows)
+    assert db.execute("SELECT id, v FROM t ORDER BY id").fetchall() == rows
+    # Full statements of 256, 64 and 16 rows, then one for what is left (under 16).
+    assert shapes <= {256, 64, 16, count % 16}, shapes
+    db.close()
