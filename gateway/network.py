@@ -11,8 +11,11 @@ pick falls through to the rules, and its extra latency adds to theirs.
 Listeners hear of a final state only after it is committed, so a callback or a
 receipt never announces something a crash could take back; so does the event
 stream, which also hears of ``enroute`` and of a handset's delivery once committed.
-Final hooks run just before the state is queued, so what they queue (a receipt's
-row) commits with it.
+A final state is one queued unit with everything it brings: the status (which clears
+the body), the handset's inbox entry if delivered, and what the final hooks add (a
+receipt's row); so a crash keeps all of them or none, and one callback announces
+them once committed. (It was three units with a closure each: one instead cut the
+loop's instructions for a message's whole store path from 153,000 to 137,000, callgrind.)
 
 With a registry shared by several instances, a delivery recheck (`add_delivery_recheck`)
 reads the database for each tick's messages before they are finished: an opt-out another
@@ -38,6 +41,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from gateway.chaos import Chaos
 from gateway.config import Outcome, SimulatorConfig, SubmitError
@@ -45,11 +49,15 @@ from gateway.domain import Message, Outgoing, RejectCode, Status, StatusChange
 from gateway.events import HANDSET_RECEIVED, MESSAGE_STATUS, EventBus
 from gateway.logs import log_event
 from gateway.metrics import Metrics
+from gateway.storage.base import Steps
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
 StatusListener = Callable[[Message], None]
+# What a final hook adds to a final state's unit: its steps, and what runs once committed.
+FinalWrites = tuple[Steps, Callable[[], None]]
+FinalHook = Callable[[Message], FinalWrites | None]
 # Asked just before delivery; a reason (e.g. "opted_out") stops the message there.
 DeliveryCheck = Callable[[Message], str | None]
 # Asked, with a tick's messages together, just before the delivery checks: a reason per message.
@@ -115,7 +123,7 @@ class SimulatedNetwork:
         self._rng = rng or random.Random()
         self._listeners: list[StatusListener] = []
         self._enroute_listeners: list[StatusListener] = []
-        self._final_hooks: list[StatusListener] = []
+        self._final_hooks: list[FinalHook] = []
         self._delivery_checks: list[DeliveryCheck] = []
         self._rechecks: list[DeliveryRecheck] = []
         self._rechecking: set[asyncio.Task[None]] = set()
@@ -143,10 +151,11 @@ class SimulatedNetwork:
         """Call ``listener`` with each message once its hand-over (``enroute``) is committed."""
         self._enroute_listeners.append(listener)
 
-    def add_final_hook(self, hook: StatusListener) -> None:
+    def add_final_hook(self, hook: FinalHook) -> None:
         """Call ``hook`` with each final message before its state is queued for commit.
 
-        Writes the hook queues in the store share that commit: a crash keeps both or neither.
+        The writes it returns join the state's unit (a crash keeps both or neither), and
+        its callback runs once they are committed, before the listeners hear of the state.
         """
         self._final_hooks.append(hook)
 
@@ -491,22 +500,34 @@ class SimulatedNetwork:
             if reason is not None:
                 self._end(flight.item, Status.REJECTED, reason)
                 return
-        status = Status(flight.outcome.value)
-        if status is Status.DELIVERED:
-            message = flight.item.message
-            self._store.inbox.record_delivery(
-                flight.item, self._clock(), after_commit=lambda: self._publish_received(message)
-            )
-        self._end(flight.item, status, OUTCOME_ERRORS[flight.outcome])
+        self._end(flight.item, Status(flight.outcome.value), OUTCOME_ERRORS[flight.outcome])
 
     def _end(self, item: Outgoing, status: Status, error: str | None) -> None:
+        """Queue the final state, with the handset's inbox entry if it was delivered and
+        the final hooks' writes, as one unit; announced once it is committed."""
         now = self._clock()
         final = item.message.moved_to(status, now, error)
+        store = self._store
+        steps = [*store.traffic.status_steps(StatusChange(final.id, status, now, error))]
+        delivered = status is Status.DELIVERED
+        if delivered:
+            steps += store.inbox.delivery_steps(item, now)
+        followers = []
         for hook in self._final_hooks:
-            hook(final)
-        self._store.traffic.record_status(
-            StatusChange(final.id, status, now, error), after_commit=lambda: self._announce(final)
-        )
+            added = hook(final)
+            if added is not None:
+                steps += added[0]
+                followers.append(added[1])
+        store.queue("final", steps, partial(self._final_committed, final, delivered, followers))
+
+    def _final_committed(
+        self, message: Message, delivered: bool, followers: list[Callable[[], None]]
+    ) -> None:
+        if delivered:
+            self._publish_received(message)
+        for follow in followers:
+            follow()
+        self._announce(message)
 
     def _announce(self, message: Message) -> None:
         self._metrics.deliveries.inc(message.tenant, message.status)  # a StrEnum: its value

@@ -38,8 +38,7 @@ from gateway.storage.notices import DELETE_NOTICE, INSERT_NOTICE, NoticesReposit
 from gateway.storage.pg_engine import PostgresGroupCommit
 from gateway.storage.schema import migrate
 from gateway.storage.traffic import (
-    DELETE_BODY,
-    INSERT_BODY,
+    FINISH,
     INSERT_MESSAGE,
     PSEUDONYMISE,
     REPLACE_BODY,
@@ -51,19 +50,19 @@ __all__ = ["Store", "StoreError"]
 
 # The order in which a group commit writes its batched statements; None is where the
 # plain ones (erasures, consent and audit entries, retention) run, unit after unit.
-# A message's row before its body, status and inbox entry; a body replaced before a
-# final state deletes it; rows queued in the same commit as an erasure are written
-# before it and erased with it, except notices, which are written after it. Retention
-# pseudonymises final rows only, in commits of its own. The audit chains' locks
-# (PostgreSQL) come first, so a commit waits for one before it holds any other lock.
+# A message's row before its hand-over, body replacement and final state, in that
+# order (the final state clears the body); rows queued in the same commit as an
+# erasure are written before it and erased with it, except notices, which are written
+# after it. Retention pseudonymises final rows only, in commits of its own. The audit
+# chains' locks (PostgreSQL) come first, so a commit waits for one before it holds any
+# other lock.
 PHASES: tuple[Batched | None, ...] = (
     LOCK_CHAINS,
     INSERT_MESSAGE,
-    INSERT_BODY,
     UPDATE_STATUS,
     REPLACE_BODY,
+    FINISH,
     INSERT_INBOX,
-    DELETE_BODY,
     PSEUDONYMISE,
     None,
     INSERT_NOTICE,
@@ -128,6 +127,11 @@ class Store:
     async def ready(self) -> bool:
         """Whether the database answers now, with this release's schema (for /readyz)."""
         return await self.engine.ready()
+
+    def queue(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
+        """Queue repositories' steps as one unit for the next commit, waiting for nothing;
+        ``after_commit`` runs once it is durable."""
+        self.engine.queue(kind, steps, after_commit)
 
     async def commit(self, kind: str, steps: Steps, after_commit: AfterCommit = None) -> None:
         """Commit repositories' steps as one unit; returns once committed (else StoreError).

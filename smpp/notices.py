@@ -49,6 +49,7 @@ from gateway.config import ClusterConfig, SmppConfig
 from gateway.domain import Interface, Message, Notice, NoticeKind
 from gateway.logs import log_event
 from gateway.metrics import Metrics
+from gateway.network import FinalWrites
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandStatus
 from smpp.session import Window
@@ -260,10 +261,11 @@ class NoticeQueue:
 
     # --- notices in -------------------------------------------------------------------
 
-    def keep_receipt(self, message: Message) -> None:
-        """Network final hook: the receipt an SMPP sender asked for, committed with the state."""
+    def keep_receipt(self, message: Message) -> FinalWrites | None:
+        """Network final hook: the receipt an SMPP sender asked for, committed with the state
+        and offered once it is."""
         if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
-            return
+            return None
         now = self._clock()
         notice = Notice(
             tenant=message.tenant,
@@ -278,7 +280,7 @@ class NoticeQueue:
             error=message.error,
             submitted_at=message.submitted_at,
         )
-        self._store.notices.keep(notice, after_commit=functools.partial(self.offer, notice))
+        return self._store.notices.keep_steps(notice), functools.partial(self.offer, notice)
 
     def offer(self, notice: Notice) -> None:
         """A new notice, already durable: send it, hold it, or leave it in the store."""

@@ -25,7 +25,7 @@ from gateway.server.appkeys import SMPP_SERVER
 from gateway.server.http_api import REJECT_STATUS as HTTP_STATUS
 from gateway.storage.notices import CLAIM_COLUMNS, NOTICE_ROWS
 from gateway.storage.schema import migrate
-from gateway.storage.traffic import MESSAGE_ROWS
+from gateway.storage.traffic import MESSAGE_ROWS, ON_ITS_WAY
 from gateway.store import Store
 from tests.conftest import RunningGateway
 
@@ -71,7 +71,7 @@ def table_columns(path: Path, table: str) -> set[str]:
 def test_message_columns_are_its_fields_and_its_table(tmp_path: Path) -> None:
     fields = tuple(f.name for f in dataclasses.fields(Message))
     assert MESSAGE_ROWS.columns == fields
-    assert set(fields) == table_columns(tmp_path / "schema.sqlite3", "messages")
+    assert set(fields) | set(ON_ITS_WAY) == table_columns(tmp_path / "schema.sqlite3", "messages")
     notice_columns = {"id" if c == "queue_id" else c for c in NOTICE_ROWS.columns}
     assert notice_columns | set(CLAIM_COLUMNS) == table_columns(
         tmp_path / "schema.sqlite3", "notices"

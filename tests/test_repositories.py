@@ -8,6 +8,7 @@ server refuses or answers differently fails here first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -38,9 +39,11 @@ from gateway.encoding import Encoding
 from gateway.ids import MessageIds
 from gateway.metrics import Metrics
 from gateway.server.app import StartupError
-from gateway.storage import pg_schema
+from gateway.storage import pg_schema, schema
 from gateway.storage.base import Pseudonymised
 from gateway.storage.pg_engine import pg_sql
+from gateway.storage.pg_migrations import migrate as pg_migrate
+from gateway.storage.traffic import MESSAGE_ROWS
 from gateway.store import Store, StoreError
 from privacy.retention_worker import pseudonymise_batch
 from tests.conftest import EVENT_TIMEOUT, base_config, make_kek_file, merged, running_gateway
@@ -198,6 +201,11 @@ async def test_traffic_writes_and_reads(backend: Backend) -> None:
         "unknown_subscriber",
     )
     assert await traffic.pending_bodies("acme", [part.message.id]) == {}, "a final body is gone"
+    traffic.replace_body(part.message.id, "too late")  # a replace_sm that lost the race
+    await settle(store)
+    cleared = "SELECT count(*) FROM messages WHERE id = ? AND {} IS NULL"
+    for column in ("body", "part_ref", "part_seq", "part_total", "owner", "owned_until"):
+        assert await backend.scalar(cleared.format(column), part.message.id) == 1, column
 
     listed = await traffic.list_messages("acme")
     assert [m.id for m in listed] == [part.message.id, second.message.id, first.message.id]
@@ -249,6 +257,56 @@ async def test_traffic_writes_and_reads(backend: Backend) -> None:
         )
         == 1
     )
+
+
+@pytest.mark.parametrize("name", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_an_earlier_releases_outbox_moves_onto_the_message_rows(
+    name: str, tmp_path: Path
+) -> None:
+    """A database from before the body moved onto the message row upgrades: what was on
+    its way resumes with its body and part; nothing of a final message is copied."""
+    on_its_way = outgoing(body="still on its way", part=Part(3, 1, 2))
+    sent = outgoing(at=T0 + 1, body="left behind")
+    final = Outgoing(sent.message.moved_to(Status.DELIVERED, T0 + 2), sent.body)
+    messages = [MESSAGE_ROWS.to_row(item.message) for item in (on_its_way, final)]
+    outbox = [(item.message.id, item.body, 3, 1, 2) for item in (on_its_way, final)]
+    insert_message = (
+        f"INSERT INTO messages ({', '.join(MESSAGE_ROWS.columns)})"
+        f" VALUES ({', '.join('?' * len(MESSAGE_ROWS.columns))})"
+    )
+    insert_body = (
+        "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    if name == "sqlite":
+        path = tmp_path / "old.sqlite3"
+        db = sqlite3.connect(path)
+        for number, script in enumerate(schema.MIGRATIONS[:-1], start=1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        db.executemany(insert_message, messages)
+        db.executemany(insert_body, outbox)
+        db.commit()
+        db.close()
+        config = StorageConfig(str(path))
+    async with contextlib.AsyncExitStack() as stack:
+        if name == "postgres":
+            dsn = await stack.enter_async_context(fresh_database())
+            conn = await asyncpg.connect(dsn)
+            await pg_migrate(conn, "store", pg_schema.MIGRATIONS[:-1])
+            await conn.executemany(pg_sql(insert_message), messages)
+            await conn.executemany(pg_sql(insert_body), outbox)
+            await conn.close()
+            config = StorageConfig(backend=StorageBackend.POSTGRES, dsn=dsn)
+        store = await Store.open(config, Metrics())
+        try:
+            resumed = await store.traffic.unfinished()
+            assert [(o.message.id, o.body, o.part) for o in resumed] == [
+                (on_its_way.message.id, "still on its way", Part(3, 1, 2))
+            ]
+            assert await store.traffic.get_message("acme", final.message.id) == final.message
+            assert await store.traffic.pending_bodies("acme", [final.message.id]) == {}
+        finally:
+            await store.close()
 
 
 async def test_subject_requests_on_traffic(backend: Backend) -> None:
@@ -362,11 +420,13 @@ async def test_inbox(backend: Backend) -> None:
     second = outgoing(body="world", at=T0 + 2, part=Part(9, 2, 2))
     binary = outgoing(recipient=OTHER_HANDSET, body="0a0b", at=T0 + 3, encoding=Encoding.BINARY)
     hooked: list[str] = []
-    inbox.record_delivery(whole, T0 + 10)
-    inbox.record_delivery(first, T0 + 11)
-    inbox.record_delivery(second, T0 + 12, after_commit=lambda: hooked.append("delivered"))
-    inbox.record_delivery(binary, T0 + 13)
-    inbox.record_delivery(outgoing("other"), T0 + 14)
+    store.queue("delivery", inbox.delivery_steps(whole, T0 + 10))
+    store.queue("delivery", inbox.delivery_steps(first, T0 + 11))
+    store.queue(
+        "delivery", inbox.delivery_steps(second, T0 + 12), lambda: hooked.append("delivered")
+    )
+    store.queue("delivery", inbox.delivery_steps(binary, T0 + 13))
+    store.queue("delivery", inbox.delivery_steps(outgoing("other"), T0 + 14))
     await settle(store)
     assert hooked == ["delivered"]
 
@@ -568,7 +628,7 @@ async def test_an_erasure_across_repositories_commits_as_one_unit(backend: Backe
     store = backend.store
     item = outgoing()
     await store.traffic.add_messages([item])
-    store.inbox.record_delivery(item, T0 + 1)
+    store.queue("delivery", store.inbox.delivery_steps(item, T0 + 1))
     store.notices.keep(notice(item.message.id))
     store.inbound.record(inbound(HANDSET, "hi", T0))
     await store.commit(
@@ -608,7 +668,7 @@ async def test_purge_tenant_deletes_every_row_of_the_tenant_only(backend: Backen
         item = outgoing(tenant, at=T0 + n)
         await store.traffic.add_messages([item])
         store.traffic.record_status(StatusChange(item.message.id, Status.DELIVERED, T0 + 1))
-        store.inbox.record_delivery(item, T0 + 1)
+        store.queue("delivery", store.inbox.delivery_steps(item, T0 + 1))
         await store.commit(
             "audit",
             store.audit.append([(tenant, T0, "api", "x", None, None, "c", "{}", "", "h")]),

@@ -221,7 +221,7 @@ async def test_export_erase_restrict_and_object(
 
     texts = " ".join(
         str(value)
-        for table in ("messages", "inbox", "notices", "consent_events", "audit_log", "outbox")
+        for table in ("messages", "inbox", "notices", "consent_events", "audit_log")
         for row in rows(database, f"SELECT * FROM {table}")
         for value in row
     )

@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "smpp", "privacy")
 OWNERS = {
     "messages": "gateway/storage/traffic.py",
-    "outbox": "gateway/storage/traffic.py",
     "daily_counts": "gateway/storage/traffic.py",
     "inbox": "gateway/storage/inbox.py",
     "inbound": "gateway/storage/inbound.py",

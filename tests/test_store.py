@@ -26,6 +26,7 @@ from gateway.domain import (
 from gateway.encoding import Encoding
 from gateway.metrics import Metrics
 from gateway.server.appkeys import STORE
+from gateway.storage.engine import _write_rows
 from gateway.store import Store, StoreError
 from smpp.pdu import CommandId, CommandStatus, Pdu, Tag
 from tests.conftest import (
@@ -123,7 +124,7 @@ async def test_a_refused_write_fails_alone_in_its_group_commit(
     )
     now = time.time()
     traffic.record_status(StatusChange("m1", Status.ENROUTE, now))
-    store.inbox.record_delivery(message("m1"), now)
+    store.queue("delivery", store.inbox.delivery_steps(message("m1"), now))
     traffic.record_status(
         StatusChange("m1", Status.DELIVERED, now + 1), after_commit=lambda: ran.append("final")
     )
@@ -246,7 +247,7 @@ async def test_another_tenants_poisoned_write_fails_only_itself(gateway: Running
 
 
 # Tables a subject's data lies in; each must be reached through an index on the subject.
-SUBJECT_TABLES = {"messages", "outbox", "inbox", "notices", "consent_events", "audit_log"}
+SUBJECT_TABLES = {"messages", "inbox", "notices", "consent_events", "audit_log"}
 PLAN_STEP = re.compile(r"^(SCAN|SEARCH) (\w+)(?: USING .*?\((.*)\))?")
 
 
@@ -320,7 +321,7 @@ async def test_subject_requests_use_indexes_on_the_bulk_reader(
     for name in ("fetch_one", "fetch", "fetch_bulk", "count", "commit"):
         delattr(engine, name)
 
-    traffic_tables = re.compile(r"\b(messages|outbox|inbox|notices)\b")
+    traffic_tables = re.compile(r"\b(messages|inbox|notices)\b")
     assert [sql for sql, _ in traffic if traffic_tables.search(sql)] == []
     assert unindexed_steps(tmp_path / "smsgw.sqlite3", traffic + bulk) == []
 
@@ -354,3 +355,17 @@ async def test_a_message_an_earlier_version_left_accepted_resumes_enroute(
     assert (final["id"], final["status"]) == ("m-old", "delivered")
     assert resumed is not None and resumed.enroute_at is not None
     assert resumed.final_at is not None and resumed.final_at >= resumed.enroute_at
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 63, 64, 65, 337, 1000])
+def test_a_batch_of_any_size_is_written_once_in_statements_of_a_few_shapes(count: int) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    shapes: set[int] = set()
+    db.set_trace_callback(lambda sql: shapes.add(sql.count("),(") + 1) if "INSERT" in sql else None)
+    rows = [(n, f"v{n}") for n in range(count)]
+    _write_rows(db, "INSERT INTO t (id, v) VALUES {values}", rows)
+    assert db.execute("SELECT id, v FROM t ORDER BY id").fetchall() == rows
+    # Full statements of 256, 64 and 16 rows, then one for what is left (under 16).
+    assert shapes <= {256, 64, 16, count % 16}, shapes
+    db.close()

@@ -1,7 +1,7 @@
 """Acting on messages another instance holds, as one gateway would on its own.
 
 A message on its way (or scheduled) lives in the memory of the instance that holds its
-outbox row, with its timer; only that instance can change it without racing its
+row's lease, with its timer; only that instance can change it without racing its
 delivery. So an instance asked to cancel, replace or force the outcome of a message it
 does not hold, and that the store says is not final, asks the others on the bus
 (`RemoteHolds.ask_holder`: an operation, its arguments, a request id); the holder does

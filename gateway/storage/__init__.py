@@ -8,7 +8,7 @@
 - `dialect`: the few phrases SQLite's and PostgreSQL's SQL spell differently.
 - `schema`: the SQLite migrations; `pg_schema`: the PostgreSQL ones, the ``store``
   track of `pg_migrations` (versioned per component, shared by the instances).
-- `traffic` (messages, outbox, daily_counts), `inbox`, `inbound`, `notices`, `consent`
+- `traffic` (messages, daily_counts), `inbox`, `inbound`, `notices`, `consent`
   (consent_events), `audit` (audit_log, audit_heads): the repositories, one set for
   both backends, each the only module that writes SQL against its tables
   (tests/test_storage_layout.py checks).

@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.domain import InboxEntry, Outgoing, Part
 from gateway.encoding import Encoding, join_ucs2_halves
-from gateway.storage.base import AfterCommit, Batched, HandsetActivity, Steps
+from gateway.storage.base import Batched, HandsetActivity, Steps
 from gateway.storage.engine import GroupCommit
 from gateway.storage.traffic import part, part_columns
 
@@ -27,8 +27,8 @@ class InboxRepository:
         self._engine = engine
         self._body_holds = engine.dialect.contains("lower(body)", "lower(?)")
 
-    def record_delivery(self, item: Outgoing, at: float, after_commit: AfterCommit = None) -> None:
-        """Queue a body for the handset's inbox (committed with the final status)."""
+    def delivery_steps(self, item: Outgoing, at: float) -> Steps:
+        """The steps that put a body in the handset's inbox (queued with the final status)."""
         message = item.message
         row = (
             message.tenant,
@@ -41,7 +41,7 @@ class InboxRepository:
             message.encoding is Encoding.BINARY,
             message.message_class,
         )
-        self._engine.queue("record_delivery", ((INSERT_INBOX, (row,)),), after_commit)
+        return ((INSERT_INBOX, (row,)),)
 
     async def received(self, tenant: str, msisdn: str, limit: int = 100) -> list[InboxEntry]:
         """What a handset received, newest first, with concatenated parts joined."""

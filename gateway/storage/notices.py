@@ -43,14 +43,18 @@ class NoticesRepository:
         return cls(engine, int(row[0]) if row else 0)
 
     def keep(self, notice: Notice, after_commit: AfterCommit = None) -> None:
-        """Queue a notice's row, giving the notice its id; ``after_commit`` runs once durable.
+        """Queue a notice's row, giving the notice its id; ``after_commit`` runs once durable."""
+        self._engine.queue("keep_notice", self.keep_steps(notice), after_commit)
 
-        Queued while a message's final state is, the row joins that state's commit: the
-        receipt exists exactly when the state it announces does.
+    def keep_steps(self, notice: Notice) -> Steps:
+        """The steps that write a notice's row, giving the notice its id now.
+
+        A receipt's steps join its message's final state in one unit: the receipt exists
+        exactly when the state it announces does.
         """
         self._last_id += 1
         notice.queue_id = self._last_id
-        self._engine.queue("keep_notice", ((INSERT_NOTICE, (_notice_row(notice),)),), after_commit)
+        return ((INSERT_NOTICE, (_notice_row(notice),)),)
 
     def forget(self, queue_id: int) -> None:
         """A kept notice was acknowledged by the ESME, given up on, or expired."""

@@ -150,12 +150,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN owned_until DOUBLE PRECISION;
     CREATE INDEX outbox_by_owner ON outbox (owner) WHERE owner IS NOT NULL;
     """,
+    # A message's body, part and lease move onto its row (SQLite's migration 12 says why).
+    """
+    ALTER TABLE messages ADD COLUMN body TEXT, ADD COLUMN part_ref INTEGER,
+        ADD COLUMN part_seq INTEGER, ADD COLUMN part_total INTEGER, ADD COLUMN owner TEXT,
+        ADD COLUMN owned_until DOUBLE PRECISION;
+    UPDATE messages SET body = o.body, part_ref = o.part_ref, part_seq = o.part_seq,
+        part_total = o.part_total, owner = o.owner, owned_until = o.owned_until
+    FROM outbox AS o
+    WHERE o.message_id = messages.id AND messages.status IN ('accepted', 'scheduled', 'enroute');
+    DROP TABLE outbox;
+    CREATE INDEX messages_unfinished ON messages (id) WHERE body IS NOT NULL;
+    CREATE INDEX messages_by_owner ON messages (owner) WHERE owner IS NOT NULL;
+    """,
 )
 
 # The tables whose dead rows a checkpoint prunes (every table above).
 TABLES: tuple[str, ...] = (
     "messages",
-    "outbox",
     "inbox",
     "notices",
     "consent_events",

@@ -1,9 +1,15 @@
-"""The traffic repository: messages, outbox and daily_counts.
+"""The traffic repository: messages and daily_counts.
 
-The traffic log (``messages``) has no body column. Bodies live in ``outbox`` while
-the simulated network still needs them (and in ``inbox`` once a handset received
-them). Retention pseudonymises old rows in place, then deletes them after adding
-them to the anonymous ``daily_counts``.
+A message's row holds its body (and part) only while the simulated network still
+needs it: the statement that records its final state clears them, so the traffic
+log keeps no body of a final message (a handset's ``inbox`` holds what it received).
+The body used to move through a table of its own (``outbox``), one row inserted and
+one deleted a message: on the row, a message's whole write set costs 33 us of SQLite
+work instead of 67 (commits of 28 messages on a fresh database). Messages on their
+way are found through the partial index ``messages_unfinished``; when instances share
+the store, the one that plays a message out holds it under a lease (``owner``,
+``owned_until``), also cleared by the final state. Retention pseudonymises old rows
+in place, then deletes them after adding them to the anonymous ``daily_counts``.
 """
 
 from __future__ import annotations
@@ -33,56 +39,41 @@ MESSAGE_COLUMNS = ", ".join(MESSAGE_ROWS.columns)
 _FINAL = tuple(s.value for s in Status if s.is_final)
 
 
-def _latest_status(rows: Rows) -> Rows:
-    """One UPDATE row per message: its transitions in this batch folded in order.
+def _last_per_message(rows: Rows) -> Rows:
+    """One UPDATE row per message (its id last in each row), the last queued winning.
 
-    Two rows for the same message in one UPDATE ... FROM would apply only one of them.
+    Two rows for the same message in one UPDATE ... FROM would apply only one of them,
+    which one unspecified.
     """
-    folded: dict[object, Sequence[object]] = {}
-    for row in rows:
-        old = folded.get(row[4])
-        if old is not None:  # enroute and final in one batch: keep both times
-            row = (
-                row[0],
-                old[1] if row[1] is None else row[1],
-                old[2] if row[2] is None else row[2],
-                row[3],
-                row[4],
-            )
-        folded[row[4]] = row
-    return list(folded.values())
+    return list({row[-1]: row for row in rows}.values())
 
 
-def _latest_body(rows: Rows) -> Rows:
-    """The last replace_sm of a message wins."""
-    return list({row[1]: row for row in rows}.values())
-
-
-INSERT_MESSAGE = Batched(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {{values}}")
-INSERT_BODY = Batched(
-    "INSERT INTO outbox (message_id, body, part_ref, part_seq, part_total, owner, owned_until)"
-    " VALUES {values}"
+# What a message's row holds beside its `Message` fields while it is on its way.
+ON_ITS_WAY = ("body", "part_ref", "part_seq", "part_total", "owner", "owned_until")
+INSERT_MESSAGE = Batched(
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}, {', '.join(ON_ITS_WAY)}) VALUES {{values}}"
 )
-REPLACE_BODY = Batched(
-    "UPDATE outbox SET body = v.column1 FROM (VALUES {values}) AS v"
-    " WHERE outbox.message_id = v.column2",
-    _latest_body,
-)
-# A message's transitions within one batch are folded into one row (see record_status).
+# A message handed over after its commit (scheduled, or resumed from an earlier version).
 UPDATE_STATUS = Batched(
-    """
-    UPDATE messages SET
-        status = v.column1,
-        enroute_at = coalesce(v.column2, enroute_at),
-        final_at = coalesce(v.column3, final_at),
-        error = v.column4
-    FROM (VALUES {values}) AS v
-    WHERE messages.id = v.column5
-    """,
-    _latest_status,
-    types=("text", "float8", "float8", "text", "text"),
+    "UPDATE messages SET status = v.column1, enroute_at = v.column2"
+    " FROM (VALUES {values}) AS v WHERE messages.id = v.column3",
+    _last_per_message,
+    types=("text", "float8", "text"),
 )
-DELETE_BODY = Batched("DELETE FROM outbox WHERE message_id IN (VALUES {values})")
+# Never a final message's: a replace_sm racing the final state leaves no body behind.
+REPLACE_BODY = Batched(
+    "UPDATE messages SET body = v.column1 FROM (VALUES {values}) AS v"
+    " WHERE messages.id = v.column2 AND messages.body IS NOT NULL",
+    _last_per_message,
+)
+# The final state, and what the message held on its way gone in the same row write.
+_CLEARED = ", ".join(f"{column} = NULL" for column in ON_ITS_WAY)
+FINISH = Batched(
+    f"UPDATE messages SET status = v.column1, final_at = v.column2, error = v.column3, {_CLEARED}"
+    " FROM (VALUES {values}) AS v WHERE messages.id = v.column4",
+    _last_per_message,
+    types=("text", "float8", "text", "text"),
+)
 
 # `Pseudonymised` rows as they are (their fields are in this order), all in one
 # statement on SQLite: executemany steps once a row, and the writer thread must take
@@ -111,12 +102,7 @@ _COUNT_DELETED = """
     ON CONFLICT (day, tenant, interface, status)
     DO UPDATE SET count = daily_counts.count + excluded.count
 """
-# The outbox rows of a tenant are found through its messages; deleted before them.
-_TENANT_TABLES = (
-    ("outbox", "message_id IN (SELECT id FROM messages WHERE tenant = ?)"),
-    ("messages", "tenant = ?"),
-    ("daily_counts", "tenant = ?"),
-)
+_TENANT_TABLES = ("messages", "daily_counts")
 
 
 class TrafficRepository:
@@ -125,7 +111,8 @@ class TrafficRepository:
         dialect = engine.dialect
         self._count_deleted = _COUNT_DELETED.replace("{day}", dialect.day("submitted_at"))
         self._identifiable = dialect.indexed_by("messages_identifiable")
-        self._body_holds = dialect.contains("lower(o.body)", "lower(?)")
+        self._unfinished = dialect.indexed_by("messages_unfinished")
+        self._body_holds = dialect.contains("lower(body)", "lower(?)")
 
     # --- the path of traffic ------------------------------------------------------------
 
@@ -138,29 +125,23 @@ class TrafficRepository:
         will play the messages out holds them until then (it renews the lease).
         """
         owner, until = held or (None, None)
-        messages = [_message_row(item.message) for item in items]
-        bodies = [
-            (item.message.id, item.body, *part_columns(item.part), owner, until) for item in items
+        rows = [
+            (*_message_row(item.message), item.body, *part_columns(item.part), owner, until)
+            for item in items
         ]
-        await self._engine.commit(
-            "add_messages", ((INSERT_MESSAGE, messages), (INSERT_BODY, bodies))
-        )
+        await self._engine.commit("add_messages", ((INSERT_MESSAGE, rows),))
 
     def record_status(self, change: StatusChange, after_commit: AfterCommit = None) -> None:
         """Queue a transition; ``after_commit`` runs once it is durable."""
-        enroute = change.status is Status.ENROUTE
-        row = (
-            change.status,  # a StrEnum: binds as its value without the .value property
-            change.at if enroute else None,
-            None if enroute else change.at,
-            change.error,
-            change.message_id,
-        )
+        self._engine.queue("record_status", self.status_steps(change), after_commit)
+
+    def status_steps(self, change: StatusChange) -> Steps:
+        """The steps that record a transition (a final one clears the body with it), for a
+        unit that commits it with other repositories' writes (`gateway.network`)."""
+        # A StrEnum status binds as its value without the .value property.
         if change.status.is_final:
-            steps: Steps = ((UPDATE_STATUS, (row,)), (DELETE_BODY, ((change.message_id,),)))
-        else:
-            steps = ((UPDATE_STATUS, (row,)),)
-        self._engine.queue("record_status", steps, after_commit)
+            return ((FINISH, ((change.status, change.at, change.error, change.message_id),)),)
+        return ((UPDATE_STATUS, ((change.status, change.at, change.message_id),)),)
 
     def replace_body(self, message_id: str, body: str) -> None:
         self._engine.queue("replace_body", ((REPLACE_BODY, ((body, message_id),)),))
@@ -230,8 +211,8 @@ class TrafficRepository:
     def forget_message(self, tenant: str, message_id: str) -> Steps:
         """Delete one message of the tenant from the traffic log (a Twilio DELETE).
 
-        For a final message only (the caller checks): the outbox holds no body of it. It
-        is added to the anonymous daily counts first, as retention's deletions are.
+        For a final message only (the caller checks): its row holds no body. It is added to
+        the anonymous daily counts first, as retention's deletions are.
         """
         return (
             (self._count_deleted.format(ids="?"), ((message_id,),)),
@@ -246,18 +227,17 @@ class TrafficRepository:
             return {}
         marks = ", ".join("?" * len(message_ids))
         rows = await self._engine.fetch(
-            "SELECT o.message_id, o.body, o.part_ref, o.part_seq, o.part_total"
-            " FROM outbox o JOIN messages m ON m.id = o.message_id"
-            f" WHERE m.tenant = ? AND o.message_id IN ({marks})",
-            (tenant, *message_ids),
+            "SELECT id, body, part_ref, part_seq, part_total FROM messages"
+            f" WHERE id IN ({marks}) AND tenant = ? AND body IS NOT NULL",
+            (*message_ids, tenant),
         )
         return {row[0]: (row[1], part(*row[2:])) for row in rows}
 
     async def pending_with_text(self, tenant: str, text: str, limit: int) -> list[str]:
         """Ids of the tenant's messages still on their way whose body holds ``text``."""
         rows = await self._engine.fetch(
-            "SELECT o.message_id FROM outbox o JOIN messages m ON m.id = o.message_id"
-            f" WHERE m.tenant = ? AND {self._body_holds} LIMIT ?",
+            f"SELECT id FROM messages{self._unfinished}"
+            f" WHERE body IS NOT NULL AND tenant = ? AND {self._body_holds} LIMIT ?",
             (tenant, text, limit),
         )
         return [row[0] for row in rows]
@@ -268,23 +248,21 @@ class TrafficRepository:
         """Shared store: take up to ``limit`` messages on their way that no instance holds
         (held by none, or a lease that lapsed: its instance died), skipping rows another
         instance is taking at this moment. PostgreSQL only."""
-        columns = ", ".join(f"m.{column}" for column in MESSAGE_ROWS.columns)
         rows = await self._engine.fetch(
-            "WITH taken AS (UPDATE outbox SET owner = ?, owned_until = ? WHERE message_id IN ("
-            "SELECT message_id FROM outbox WHERE owner IS NULL OR owned_until < ?"
-            " LIMIT ? FOR UPDATE SKIP LOCKED)"
-            " RETURNING message_id, body, part_ref, part_seq, part_total)"
-            f" SELECT {columns}, t.body, t.part_ref, t.part_seq, t.part_total"
-            " FROM taken t JOIN messages m ON m.id = t.message_id ORDER BY m.id",
+            "WITH taken AS (UPDATE messages SET owner = ?, owned_until = ? WHERE id IN ("
+            "SELECT id FROM messages WHERE body IS NOT NULL"
+            " AND (owner IS NULL OR owned_until < ?) LIMIT ? FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_UNFINISHED_COLUMNS})"
+            " SELECT * FROM taken ORDER BY id",
             (owner, until, now, limit),
         )
-        return [Outgoing(message_from_row(row[:-4]), row[-4], part(*row[-3:])) for row in rows]
+        return [_unfinished_from_row(row) for row in rows]
 
     async def renew_held(self, owner: str, until: float) -> None:
         """Extend the lease of every message ``owner`` holds to ``until``."""
         await self._engine.commit(
             "renew_held",
-            (("UPDATE outbox SET owned_until = ? WHERE owner = ?", ((until, owner),)),),
+            (("UPDATE messages SET owned_until = ? WHERE owner = ?", ((until, owner),)),),
         )
 
     async def release_held(self, owner: str) -> None:
@@ -293,7 +271,7 @@ class TrafficRepository:
             "release_held",
             (
                 (
-                    "UPDATE outbox SET owner = NULL, owned_until = NULL WHERE owner = ?",
+                    "UPDATE messages SET owner = NULL, owned_until = NULL WHERE owner = ?",
                     ((owner,),),
                 ),
             ),
@@ -307,21 +285,20 @@ class TrafficRepository:
             "release_held",
             (
                 (
-                    "UPDATE outbox SET owner = NULL, owned_until = NULL"
-                    " WHERE substr(owner, 1, ?) = ? AND owner <> ?",
+                    "UPDATE messages SET owner = NULL, owned_until = NULL"
+                    " WHERE owner IS NOT NULL AND substr(owner, 1, ?) = ? AND owner <> ?",
                     ((len(runs), runs, owner),),
                 ),
             ),
         )
 
     async def unfinished(self) -> list[Outgoing]:
-        """Messages accepted but not final (their bodies are still in the outbox)."""
-        columns = ", ".join(f"m.{column}" for column in MESSAGE_ROWS.columns)
+        """Messages accepted but not final (their rows still hold their bodies)."""
         rows = await self._engine.fetch(
-            f"SELECT {columns}, o.body, o.part_ref, o.part_seq, o.part_total"
-            " FROM outbox o JOIN messages m ON m.id = o.message_id"
+            f"SELECT {_UNFINISHED_COLUMNS} FROM messages{self._unfinished}"
+            " WHERE body IS NOT NULL ORDER BY id"
         )
-        return [Outgoing(message_from_row(row[:-4]), row[-4], part(*row[-3:])) for row in rows]
+        return [_unfinished_from_row(row) for row in rows]
 
     # --- data-subject requests ----------------------------------------------------------
 
@@ -338,12 +315,9 @@ class TrafficRepository:
         return await self._engine.count(f"SELECT count(*) FROM ({ids}) AS found", params)
 
     def erase_subject(self, tenant: str, names: Sequence[str]) -> Steps:
-        """The steps that delete those rows and their bodies."""
+        """The steps that delete those rows (with the bodies of those on their way)."""
         ids, params = _subject_ids(tenant, names)
-        return (
-            (f"DELETE FROM outbox WHERE message_id IN ({ids})", (params,)),
-            (f"DELETE FROM messages WHERE id IN ({ids})", (params,)),
-        )
+        return ((f"DELETE FROM messages WHERE id IN ({ids})", (params,)),)
 
     # --- retention ----------------------------------------------------------------------
 
@@ -375,7 +349,6 @@ class TrafficRepository:
             "delete_old",
             (
                 (self._count_deleted.format(ids=", ".join("?" * len(ids))), (ids,)),
-                ("DELETE FROM outbox WHERE message_id = ?", rows),
                 ("DELETE FROM messages WHERE id = ?", rows),
             ),
         )
@@ -399,19 +372,15 @@ class TrafficRepository:
         """
         return (
             (
-                "UPDATE messages SET status = ?, final_at = ?, error = ?"
-                " WHERE tenant = ? AND id IN (SELECT message_id FROM outbox)",
+                f"UPDATE messages{self._unfinished} SET status = ?, final_at = ?, error = ?,"
+                f" {_CLEARED} WHERE body IS NOT NULL AND tenant = ?",
                 ((Status.DELETED.value, at, error, tenant),),
             ),
-            (f"DELETE FROM outbox WHERE {_TENANT_TABLES[0][1]}", ((tenant,),)),
         )
 
     def erase_messages(self, tenant: str) -> Steps:
         """The steps that delete the tenant's traffic log and bodies (not its daily counts)."""
-        return tuple(
-            (f"DELETE FROM {table} WHERE {where}", ((tenant,),))
-            for table, where in _TENANT_TABLES[:2]
-        )
+        return (("DELETE FROM messages WHERE tenant = ?", ((tenant,),)),)
 
     # --- the simulator's handset list ---------------------------------------------------
 
@@ -442,14 +411,14 @@ class TrafficRepository:
     async def tenant_rows(self, tenant: str) -> dict[str, int]:
         return {
             table: await self._engine.count(
-                f"SELECT count(*) FROM {table} WHERE {where}", (tenant,)
+                f"SELECT count(*) FROM {table} WHERE tenant = ?", (tenant,)
             )
-            for table, where in _TENANT_TABLES
+            for table in _TENANT_TABLES
         }
 
     def purge_tenant(self, tenant: str) -> Steps:
         return tuple(
-            (f"DELETE FROM {table} WHERE {where}", ((tenant,),)) for table, where in _TENANT_TABLES
+            (f"DELETE FROM {table} WHERE tenant = ?", ((tenant,),)) for table in _TENANT_TABLES
         )
 
 
@@ -485,6 +454,14 @@ def _narrow(narrow: MessageFilter, clauses: list[str], params: list[object]) -> 
     if narrow.errors is not None:
         clauses.append(f"error IN ({', '.join('?' * len(narrow.errors))})")
         params.extend(narrow.errors)
+
+
+_UNFINISHED_COLUMNS = f"{MESSAGE_COLUMNS}, body, part_ref, part_seq, part_total"
+
+
+def _unfinished_from_row(row: Sequence[Any]) -> Outgoing:
+    """A message on its way, from its row's `Message` columns, body and part."""
+    return Outgoing(message_from_row(row[:-4]), row[-4], part(*row[-3:]))
 
 
 def part_columns(p: Part | None) -> tuple[int | None, int | None, int | None]:
