@@ -27,7 +27,7 @@ import hmac
 import itertools
 import logging
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -186,11 +186,12 @@ class SmppServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def count_pdu(self, direction: str, command_id: int, status: int) -> None:
+    def count_pdu(self, direction: str, command_id: int, status: int, amount: int = 1) -> None:
+        """``amount`` PDUs of one kind (a burst's responses or receipts count at once)."""
         labels = self._pdu_labels.get((direction, command_id, status))
         if labels is None:  # four a message: the check for unknown values only on a miss
             labels = self._pdu_labels_of(direction, command_id, status)
-        self.metrics.smpp_pdus.inc(*labels)
+        self.metrics.smpp_pdus.inc(*labels, amount=amount)
 
     def _pdu_labels_of(self, direction: str, command_id: int, status: int) -> tuple[str, str, str]:
         # Unknown ids and statuses share one key, so a peer cannot grow this cache.
@@ -794,16 +795,27 @@ class SmppConnection(asyncio.Protocol):
             self.transport is None or self.transport.is_closing()
         )
 
-    def deliver(self, notice: Notice) -> int:
-        sequence = self.session.next_sequence()
-        if notice.kind is NoticeKind.RECEIPT and not (
-            self.transport is None or self.transport.is_closing()
-        ):  # one a message: from a template (see translate.receipt_bytes)
-            data = translate.receipt_bytes(notice, sequence, self.ids)
-            self._send_bytes(C.deliver_sm, S.ESME_ROK, data)
-        else:
-            self._send(translate.deliver_sm(notice, sequence, self.ids))
-        return sequence
+    def deliver_many(self, notices: Sequence[Notice]) -> list[int]:
+        """Send notices as deliver_sm in one write; their sequence numbers, in order.
+
+        One call per window fill (a commit's receipts), so the write, the counter and the
+        session are visited once for all of them; a receipt comes from a template (see
+        translate.receipt_bytes), anything else from the generic encoder.
+        """
+        session, ids = self.session, self.ids
+        sequences: list[int] = []
+        chunks: list[bytes] = []
+        for notice in notices:
+            sequence = session.next_sequence()
+            sequences.append(sequence)
+            if notice.kind is NoticeKind.RECEIPT:
+                chunks.append(translate.receipt_bytes(notice, sequence, ids))
+            else:
+                chunks.append(encode(translate.deliver_sm(notice, sequence, ids)))
+        self._write(b"".join(chunks))
+        self.server.count_pdu("out", C.deliver_sm, S.ESME_ROK, len(chunks))
+        session.sent(C.deliver_sm, S.ESME_ROK)
+        return sequences
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
         self.server.notices.answered(self, pdu.sequence_number, pdu.command_status)

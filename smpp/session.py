@@ -51,6 +51,10 @@ class State(Enum):
     UNBOUND = "unbound"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hash them so too, in C. Enum's own
+    # __hash__ is Python (hash of the name), and every PDU looks its state up in a set.
+    __hash__ = object.__hash__
+
 
 _C = CommandId
 _BOUND = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
