@@ -401,6 +401,8 @@ class SmppConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._outgoing: list[bytes] = []
+        # PDUs read and not yet counted, by (command_id, command_status): see _handle_frames.
+        self._received: dict[tuple[int, int], int] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.pending_submits = 0
         # Reasons to stop reading: each is cleared by the event that ends it.
@@ -432,6 +434,7 @@ class SmppConnection(asyncio.Protocol):
             self.server.unbound(self)
 
     def data_received(self, data: bytes) -> None:
+        self.session.seen(self.loop.time())  # the peer is alive: once a read, not a frame
         self.framer.receive_data(data)
         self._handle_frames()
 
@@ -459,6 +462,11 @@ class SmppConnection(asyncio.Protocol):
             if frame is None:
                 break
             self._handle(frame, submits)
+        # Counted once a read for each kind: 1.2 -> 0.24 us a PDU against one count_pdu a
+        # PDU (timeit, 30 of a kind).
+        received, self._received = self._received, {}
+        for (command_id, status), count in received.items():
+            self.server.count_pdu("in", command_id, status, count)
         if submits:
             self._submit(submits)
         self._update_reading()
@@ -481,14 +489,14 @@ class SmppConnection(asyncio.Protocol):
                 self.session.lost()  # nothing more is handled: the frames after it are gone
                 self.close()
                 return
-        self.session.seen(self.loop.time())
         try:
             pdu = decode(frame)
         except PduError as error:
             self.server.count_pdu("in", error.command_id or 0, error.status)
             self._send(error_response(error))
             return
-        self.server.count_pdu("in", pdu.command_id, pdu.command_status)
+        key = (pdu.command_id, pdu.command_status)
+        self._received[key] = self._received.get(key, 0) + 1
         status = self.session.check(pdu.command_id)
         if status != S.ESME_ROK:
             if not pdu.command_id.is_response:
@@ -677,10 +685,11 @@ class SmppConnection(asyncio.Protocol):
         chunks = []
         submit_resp = self.server.translator.submit_resp
         count_pdu = self.server.count_pdu
+        accepted: dict[CommandId, int] = {}  # counted once a burst (see _handle_frames)
         for (request, _), result in zip(submits, results, strict=True):
             if isinstance(result, Message):  # from a template (see translate.accepted_resp)
                 chunks.append(translate.accepted_resp(request, result.id, self.ids))
-                count_pdu("out", response_for(request.command_id), S.ESME_ROK)
+                accepted[request.command_id] = accepted.get(request.command_id, 0) + 1
                 continue
             pdu = submit_resp(request, result, self.ids)
             if pdu is not None:
@@ -689,6 +698,8 @@ class SmppConnection(asyncio.Protocol):
                     self._log_refused(pdu)
                 chunks.append(encode(pdu))
                 count_pdu("out", pdu.command_id, pdu.command_status)
+        for command, count in accepted.items():
+            count_pdu("out", response_for(command), S.ESME_ROK, count)
         self._write(b"".join(chunks))
 
     def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
