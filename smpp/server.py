@@ -451,8 +451,8 @@ class SmppConnection(asyncio.Protocol):
     def _handle_frames(self) -> None:
         """Handle the frames read so far, until one must be answered before the rest."""
         submits: Submits = []
-        session = self.session
-        while session.state is not State.CLOSED and not (self.binding or self.write_paused):
+        session, closed = self.session, State.CLOSED  # an enum member read costs 0.1 us
+        while session.state is not closed and not (self.binding or self.write_paused):
             try:
                 frame = self.framer.next_frame()
             except FrameError as error:
@@ -498,7 +498,7 @@ class SmppConnection(asyncio.Protocol):
         key = (pdu.command_id, pdu.command_status)
         self._received[key] = self._received.get(key, 0) + 1
         status = self.session.check(pdu.command_id)
-        if status != S.ESME_ROK:
+        if status:  # not ESME_ROK (0)
             if not pdu.command_id.is_response:
                 self._answer(pdu, status)
             return
