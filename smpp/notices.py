@@ -40,7 +40,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from gateway.cluster.bus import ClusterBus
@@ -69,8 +69,8 @@ class Receiver(Protocol):
         """Whether the session may send a deliver_sm now."""
         ...
 
-    def deliver(self, notice: Notice) -> int:
-        """Send the notice as a deliver_sm; returns its sequence number."""
+    def deliver_many(self, notices: Sequence[Notice]) -> list[int]:
+        """Send the notices as deliver_sm; returns their sequence numbers, in order."""
         ...
 
 
@@ -79,6 +79,7 @@ class _TenantQueue:
 
     __slots__ = (
         "changed",
+        "dispatch_due",
         "forgotten",
         "loading",
         "name",
@@ -100,6 +101,8 @@ class _TenantQueue:
         self.changed = 0
         # Ids forgotten while a load reads: its rows may still show them.
         self.forgotten: set[int] | None = None
+        # A dispatch is scheduled for the end of this loop turn (see `NoticeQueue.offer`).
+        self.dispatch_due = False
 
     def in_memory(self) -> int:
         """Notices held for sending (outstanding ones are bounded by the window instead)."""
@@ -267,18 +270,18 @@ class NoticeQueue:
         if message.interface is not Interface.SMPP or not message.receipt.wants(message.status):
             return None
         now = self._clock()
-        notice = Notice(
-            tenant=message.tenant,
-            kind=NoticeKind.RECEIPT,
+        notice = Notice(  # positional: 2.1 -> 0.9 us against keywords (timeit, loaded machine)
+            message.tenant,
+            NoticeKind.RECEIPT,
             # A submit_multi's destinations answer to the id its response carried.
-            message_id=message.submission or message.id,
-            handset=message.recipient,
-            address=message.sender,
-            created_at=now,
-            expires_at=now + self._ttl,
-            status=message.status,
-            error=message.error,
-            submitted_at=message.submitted_at,
+            message.submission or message.id,
+            message.recipient,  # handset
+            message.sender,  # address
+            now,  # created_at
+            now + self._ttl,  # expires_at
+            message.status,
+            message.error,
+            message.submitted_at,
         )
         return self._store.notices.keep_steps(notice), functools.partial(self.offer, notice)
 
@@ -290,7 +293,7 @@ class NoticeQueue:
             self._offer_shared(queue, notice)
         elif queue.in_memory() < self._memory:
             queue.waiting.append(notice)
-            self._dispatch(queue)
+            self._dispatch_soon(queue)
         else:
             self._to_store(queue, notice)
 
@@ -401,7 +404,7 @@ class NoticeQueue:
             self._give_up(queue, notice, "permanent_error")
         else:
             self._retry_later(queue, notice)
-        self._dispatch(queue)
+        self._dispatch_soon(queue)  # the answers of one read refill the window together
 
     def nacked(self, receiver: Receiver, sequence: int) -> None:
         """generic_nack: the ESME cannot even read our deliver_sm; sending it again would loop."""
@@ -410,7 +413,7 @@ class NoticeQueue:
         if queue is None or notice is None:
             return
         self._give_up(queue, notice, "generic_nack")
-        self._dispatch(queue)
+        self._dispatch_soon(queue)
 
     def _forget(self, queue: _TenantQueue, notice: Notice) -> None:
         assert notice.queue_id is not None
@@ -530,16 +533,38 @@ class NoticeQueue:
 
     # --- sending and loading ------------------------------------------------------------
 
+    def _dispatch_soon(self, queue: _TenantQueue) -> None:
+        """Dispatch once, at the end of this loop turn, whatever is offered until then.
+
+        A group commit's hooks offer its receipts one by one, in one turn: they then
+        fill the window in one dispatch and leave in one write, not one each.
+        """
+        if not queue.dispatch_due:
+            queue.dispatch_due = True
+            asyncio.get_running_loop().call_soon(self._dispatch_due, queue)
+
+    def _dispatch_due(self, queue: _TenantQueue) -> None:
+        queue.dispatch_due = False
+        self._dispatch(queue)
+
     def _dispatch(self, queue: _TenantQueue) -> None:
         """Fill the windows of the tenant's receivers; load from the store if memory runs low."""
         now = self._clock()
+        waiting = queue.waiting
         for receiver, window in queue.receivers.items():
-            while queue.waiting and window.room > 0 and receiver.can_deliver():
-                notice = queue.waiting.popleft()
+            room = window.room
+            if not waiting or room <= 0 or not receiver.can_deliver():
+                continue
+            batch: list[Notice] = []
+            while waiting and len(batch) < room:
+                notice = waiting.popleft()
                 if notice.expires_at <= now:
                     self._give_up(queue, notice, "expired")
-                    continue
-                window.sent(receiver.deliver(notice), notice)
+                else:
+                    batch.append(notice)
+            if batch:
+                for sequence, notice in zip(receiver.deliver_many(batch), batch, strict=True):
+                    window.sent(sequence, notice)
         if (
             queue.stored
             and not self._closed

@@ -27,7 +27,7 @@ import hmac
 import itertools
 import logging
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -186,11 +186,12 @@ class SmppServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def count_pdu(self, direction: str, command_id: int, status: int) -> None:
+    def count_pdu(self, direction: str, command_id: int, status: int, amount: int = 1) -> None:
+        """``amount`` PDUs of one kind (a burst's responses or receipts count at once)."""
         labels = self._pdu_labels.get((direction, command_id, status))
         if labels is None:  # four a message: the check for unknown values only on a miss
             labels = self._pdu_labels_of(direction, command_id, status)
-        self.metrics.smpp_pdus.inc(*labels)
+        self.metrics.smpp_pdus.inc(*labels, amount=amount)
 
     def _pdu_labels_of(self, direction: str, command_id: int, status: int) -> tuple[str, str, str]:
         # Unknown ids and statuses share one key, so a peer cannot grow this cache.
@@ -400,6 +401,8 @@ class SmppConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._outgoing: list[bytes] = []
+        # PDUs read and not yet counted, by (command_id, command_status): see _handle_frames.
+        self._received: dict[tuple[int, int], int] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.pending_submits = 0
         # Reasons to stop reading: each is cleared by the event that ends it.
@@ -431,6 +434,7 @@ class SmppConnection(asyncio.Protocol):
             self.server.unbound(self)
 
     def data_received(self, data: bytes) -> None:
+        self.session.seen(self.loop.time())  # the peer is alive: once a read, not a frame
         self.framer.receive_data(data)
         self._handle_frames()
 
@@ -447,8 +451,8 @@ class SmppConnection(asyncio.Protocol):
     def _handle_frames(self) -> None:
         """Handle the frames read so far, until one must be answered before the rest."""
         submits: Submits = []
-        session = self.session
-        while session.state is not State.CLOSED and not (self.binding or self.write_paused):
+        session, closed = self.session, State.CLOSED  # an enum member read costs 0.1 us
+        while session.state is not closed and not (self.binding or self.write_paused):
             try:
                 frame = self.framer.next_frame()
             except FrameError as error:
@@ -458,6 +462,11 @@ class SmppConnection(asyncio.Protocol):
             if frame is None:
                 break
             self._handle(frame, submits)
+        # Counted once a read for each kind: 1.2 -> 0.24 us a PDU against one count_pdu a
+        # PDU (timeit, 30 of a kind).
+        received, self._received = self._received, {}
+        for (command_id, status), count in received.items():
+            self.server.count_pdu("in", command_id, status, count)
         if submits:
             self._submit(submits)
         self._update_reading()
@@ -480,16 +489,16 @@ class SmppConnection(asyncio.Protocol):
                 self.session.lost()  # nothing more is handled: the frames after it are gone
                 self.close()
                 return
-        self.session.seen(self.loop.time())
         try:
             pdu = decode(frame)
         except PduError as error:
             self.server.count_pdu("in", error.command_id or 0, error.status)
             self._send(error_response(error))
             return
-        self.server.count_pdu("in", pdu.command_id, pdu.command_status)
+        key = (pdu.command_id, pdu.command_status)
+        self._received[key] = self._received.get(key, 0) + 1
         status = self.session.check(pdu.command_id)
-        if status != S.ESME_ROK:
+        if status:  # not ESME_ROK (0)
             if not pdu.command_id.is_response:
                 self._answer(pdu, status)
             return
@@ -676,10 +685,11 @@ class SmppConnection(asyncio.Protocol):
         chunks = []
         submit_resp = self.server.translator.submit_resp
         count_pdu = self.server.count_pdu
+        accepted: dict[CommandId, int] = {}  # counted once a burst (see _handle_frames)
         for (request, _), result in zip(submits, results, strict=True):
             if isinstance(result, Message):  # from a template (see translate.accepted_resp)
                 chunks.append(translate.accepted_resp(request, result.id, self.ids))
-                count_pdu("out", response_for(request.command_id), S.ESME_ROK)
+                accepted[request.command_id] = accepted.get(request.command_id, 0) + 1
                 continue
             pdu = submit_resp(request, result, self.ids)
             if pdu is not None:
@@ -688,6 +698,8 @@ class SmppConnection(asyncio.Protocol):
                     self._log_refused(pdu)
                 chunks.append(encode(pdu))
                 count_pdu("out", pdu.command_id, pdu.command_status)
+        for command, count in accepted.items():
+            count_pdu("out", response_for(command), S.ESME_ROK, count)
         self._write(b"".join(chunks))
 
     def _submit_multi(self, pdu: Pdu, submits: Submits) -> None:
@@ -794,16 +806,27 @@ class SmppConnection(asyncio.Protocol):
             self.transport is None or self.transport.is_closing()
         )
 
-    def deliver(self, notice: Notice) -> int:
-        sequence = self.session.next_sequence()
-        if notice.kind is NoticeKind.RECEIPT and not (
-            self.transport is None or self.transport.is_closing()
-        ):  # one a message: from a template (see translate.receipt_bytes)
-            data = translate.receipt_bytes(notice, sequence, self.ids)
-            self._send_bytes(C.deliver_sm, S.ESME_ROK, data)
-        else:
-            self._send(translate.deliver_sm(notice, sequence, self.ids))
-        return sequence
+    def deliver_many(self, notices: Sequence[Notice]) -> list[int]:
+        """Send notices as deliver_sm in one write; their sequence numbers, in order.
+
+        One call per window fill (a commit's receipts), so the write, the counter and the
+        session are visited once for all of them; a receipt comes from a template (see
+        translate.receipt_bytes), anything else from the generic encoder.
+        """
+        session, ids = self.session, self.ids
+        sequences: list[int] = []
+        chunks: list[bytes] = []
+        for notice in notices:
+            sequence = session.next_sequence()
+            sequences.append(sequence)
+            if notice.kind is NoticeKind.RECEIPT:
+                chunks.append(translate.receipt_bytes(notice, sequence, ids))
+            else:
+                chunks.append(encode(translate.deliver_sm(notice, sequence, ids)))
+        self._write(b"".join(chunks))
+        self.server.count_pdu("out", C.deliver_sm, S.ESME_ROK, len(chunks))
+        session.sent(C.deliver_sm, S.ESME_ROK)
+        return sequences
 
     def _deliver_sm_resp(self, pdu: Pdu, submits: Submits) -> None:
         self.server.notices.answered(self, pdu.sequence_number, pdu.command_status)

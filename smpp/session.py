@@ -36,7 +36,7 @@ everything else. It never reads a clock or does I/O; times are passed in.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 from smpp.pdu import CommandId, CommandStatus, Pdu, PduError
 
@@ -50,6 +50,10 @@ class State(Enum):
     BOUND_TRX = "bound_trx"
     UNBOUND = "unbound"
     CLOSED = "closed"
+
+    # Members are singletons compared by identity: hash them so too, in C. Enum's own
+    # __hash__ is Python (hash of the name), and every PDU looks its state up in a set.
+    __hash__ = object.__hash__
 
 
 _C = CommandId
@@ -66,10 +70,13 @@ BIND_STATE: dict[CommandId, State] = {
     _C.bind_transceiver: State.BOUND_TRX,
 }
 
+# ALLOWED, RESPONSE_OF and _BOUND_BY_RESPONSE are keyed by int: CommandId members hash
+# like their ints, so a raw command_id looks up without a cast (a call, twice a PDU).
+#
 # PDUs an ESME may send to the SMSC, by state. A command_id absent from this table
 # (outbind, alert_notification, any response only an SMSC sends) is never valid from
 # an ESME and is answered ESME_RINVCMDID.
-ALLOWED: dict[CommandId, frozenset[State]] = {
+ALLOWED: dict[int, frozenset[State]] = {
     _C.bind_transmitter: frozenset({State.OPEN}),
     _C.bind_receiver: frozenset({State.OPEN}),
     _C.bind_transceiver: frozenset({State.OPEN}),
@@ -102,7 +109,7 @@ MAY_SEND: dict[CommandId, frozenset[State]] = {
     **{cid: _LIVE_OR_UNBINDING for cid in CommandId if cid.is_response},
 }
 
-RESPONSE_OF: dict[CommandId, CommandId] = {
+RESPONSE_OF: dict[int, CommandId] = {
     _C.bind_receiver: _C.bind_receiver_resp,
     _C.bind_transmitter: _C.bind_transmitter_resp,
     _C.bind_transceiver: _C.bind_transceiver_resp,
@@ -118,23 +125,23 @@ RESPONSE_OF: dict[CommandId, CommandId] = {
 }
 
 
-_BOUND_BY_RESPONSE: dict[CommandId, State] = {
+_BOUND_BY_RESPONSE: dict[int, State] = {
     RESPONSE_OF[request]: bound for request, bound in BIND_STATE.items()
 }
 
 
-def _key(command_id: int) -> CommandId:
-    """Tables are keyed by CommandId, whose members hash like their ints: any int can look up."""
-    return cast(CommandId, command_id)
+# Enum members read once: a read through the class costs 0.1 us, a global 0.01.
+_OK = CommandStatus.ESME_ROK
+_GENERIC_NACK = CommandId.generic_nack
 
 
 def check(state: State, command_id: int) -> CommandStatus:
     """Whether the ESME may send this PDU now; the status to answer with if not."""
-    allowed = ALLOWED.get(_key(command_id))
+    allowed = ALLOWED.get(command_id)
     if allowed is None:
         return CommandStatus.ESME_RINVCMDID
     if state in allowed:
-        return CommandStatus.ESME_ROK
+        return _OK
     if command_id in BIND_STATE and state in _BOUND:
         return CommandStatus.ESME_RALYBND
     return CommandStatus.ESME_RINVBNDSTS
@@ -147,7 +154,7 @@ def can_send(state: State, command_id: CommandId) -> bool:
 
 def response_for(command_id: int) -> CommandId:
     """The response to a request; generic_nack for anything that has no response of its own."""
-    return RESPONSE_OF.get(_key(command_id), CommandId.generic_nack)
+    return RESPONSE_OF.get(command_id, _GENERIC_NACK)
 
 
 def transition(state: State, command_id: int, status: int = CommandStatus.ESME_ROK) -> State:
@@ -158,7 +165,7 @@ def transition(state: State, command_id: int, status: int = CommandStatus.ESME_R
     else leaves the state alone; recording CLOSED when the transport goes is the
     server's job.
     """
-    bound = _BOUND_BY_RESPONSE.get(_key(command_id))
+    bound = _BOUND_BY_RESPONSE.get(command_id)
     if bound is not None and state is State.OPEN and status == CommandStatus.ESME_ROK:
         return bound
     if command_id in (CommandId.unbind, CommandId.unbind_resp) and state in _BOUND:

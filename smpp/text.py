@@ -86,6 +86,9 @@ _FIXED = {
     DC_BINARY_ALT: Coding(Alphabet.BINARY),
     DC_UCS2: Coding(Alphabet.UCS2),
 }
+# What data_coding 0 means, one shared object per default alphabet (never mutated, as
+# the ones above): nearly every submit names it.
+_DEFAULT_CODINGS = {alphabet: Coding(alphabet) for alphabet in Alphabet}
 
 
 def coding_of(data_coding: int, default: Alphabet = Alphabet.GSM) -> Coding:
@@ -96,7 +99,7 @@ def coding_of(data_coding: int, default: Alphabet = Alphabet.GSM) -> Coding:
     class, its alphabet in bits 3-2 (11 is reserved, so refused).
     """
     if data_coding == DC_DEFAULT:
-        return Coding(default)
+        return _DEFAULT_CODINGS[default]
     fixed = _FIXED.get(data_coding)
     if fixed is not None:
         return fixed
@@ -199,6 +202,16 @@ def concatenation_part(ref: int, seq: int, total: int) -> Part:
     return Part(ref, seq, total)
 
 
+# The parts of a receipt's text that follow from its status alone, formatted once.
+_RECEIPT_DLVRD = {
+    status: f" dlvrd:{1 if status is Status.DELIVERED else 0:03d}" for status in RECEIPT_STAT
+}
+_RECEIPT_TAIL = {
+    status: f" stat:{RECEIPT_STAT[status]} err:{RECEIPT_ERR[status]:03d} text:"
+    for status in RECEIPT_STAT
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptFacts:
     message_id: str
@@ -209,11 +222,15 @@ class ReceiptFacts:
 
 def receipt_text(facts: ReceiptFacts) -> bytes:
     """The customary receipt text; ``text:`` stays empty so no body travels in a receipt."""
-    delivered = 1 if facts.status is Status.DELIVERED else 0
+    return receipt_line(facts.message_id, facts.status, facts.submitted_at, facts.done_at)
+
+
+def receipt_line(message_id: str, status: Status, submitted_at: float, done_at: float) -> bytes:
+    """`receipt_text` from its fields, for the receipt template (no ReceiptFacts a receipt)."""
     return (
-        f"id:{facts.message_id} sub:001 dlvrd:{delivered:03d}"
-        f" submit date:{_smpp_date(facts.submitted_at)} done date:{_smpp_date(facts.done_at)}"
-        f" stat:{RECEIPT_STAT[facts.status]} err:{RECEIPT_ERR[facts.status]:03d} text:"
+        f"id:{message_id} sub:001{_RECEIPT_DLVRD[status]}"
+        f" submit date:{_smpp_date(submitted_at)} done date:{_smpp_date(done_at)}"
+        f"{_RECEIPT_TAIL[status]}"
     ).encode("ascii")
 
 

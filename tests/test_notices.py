@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,10 +31,13 @@ class FakeReceiver:
     def can_deliver(self) -> bool:
         return self.open
 
-    def deliver(self, notice: Notice) -> int:
-        self.sequence += 1
-        self.sent.put_nowait((self.sequence, notice))
-        return self.sequence
+    def deliver_many(self, notices: Sequence[Notice]) -> list[int]:
+        sequences = []
+        for notice in notices:
+            self.sequence += 1
+            self.sent.put_nowait((self.sequence, notice))
+            sequences.append(self.sequence)
+        return sequences
 
     async def next(self) -> tuple[int, Notice]:
         return await asyncio.wait_for(self.sent.get(), TIMEOUT)

@@ -80,11 +80,11 @@ def test_can_send() -> None:
 
 def test_tables_are_consistent() -> None:
     assert set(BIND_STATE) <= set(ALLOWED)
-    assert all(not cid.is_response for cid in RESPONSE_OF)
+    assert all(isinstance(cid, C) and not cid.is_response for cid in RESPONSE_OF)
     assert all(resp.is_response for resp in RESPONSE_OF.values())
     assert all(RESPONSE_OF[cid] in MAY_SEND for cid in ALLOWED if cid in RESPONSE_OF)
     for request, response in RESPONSE_OF.items():
-        assert response.value == request.value | 0x80000000
+        assert response.value == request | 0x80000000
     assert set(RESPONSE_OF) | {C.outbind, C.alert_notification} == {
         cid for cid in CommandId if not cid.is_response
     }

@@ -26,13 +26,14 @@ import asyncio
 import functools
 import itertools
 import logging
+import queue
 import sqlite3
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -40,6 +41,8 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.storage.base import AfterCommit, Batched, Rows, Statement, Steps, StoreError
 from gateway.storage.dialect import SQLITE, Dialect
+
+_T = TypeVar("_T")
 
 # Logged under the name it had before the store was split, for whoever filters on it.
 log = logging.getLogger("gateway.store")
@@ -87,9 +90,6 @@ class Unit:
         self.waiter = waiter
         self.after_commit = after_commit
         self.error: str | None = None
-
-    def rows(self) -> int:
-        return sum(len(rows) for _, rows in self.steps)
 
 
 class Batch:
@@ -186,7 +186,10 @@ class GroupCommit(ABC):
                 unit.error = type(exc).__name__
         else:
             self._metrics.store_commit.observe(time.perf_counter() - started)
-            self._metrics.store_batch.observe(sum(unit.rows() for unit in batch.units))
+            # One comprehension over every unit's steps, no generator a unit: four units a
+            # message, 0.95 -> 0.23 us each (timeit, a batch of 120 units).
+            rows = sum([len(rows) for unit in batch.units for _, rows in unit.steps])
+            self._metrics.store_batch.observe(rows)
             for unit in batch.units:
                 if unit.error is not None:
                     log_event(
@@ -346,21 +349,39 @@ class SqliteGroupCommit(GroupCommit):
 
 
 class _Writer:
-    """The one write connection, used only from its own thread."""
+    """The one write connection, used only from its own thread.
 
-    def __init__(self, executor: ThreadPoolExecutor, db: sqlite3.Connection) -> None:
-        self._executor = executor
-        self._db = db
+    Work goes to the thread through a queue and its end comes back with one
+    call_soon_threadsafe, one loop wake-up a group commit: 42 -> 21 us of event-loop CPU
+    a round trip against run_in_executor, whose work item, idle-semaphore check and
+    chained futures cost the rest (timeit of 5,000 empty round trips).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=_serve, args=(loop, self._jobs), name="store-writer", daemon=True
+        )
+        self._thread.start()
+        self._db: sqlite3.Connection | None = None
 
     @classmethod
     async def open(
         cls, path: Path, synchronous: str, prepare: Callable[[sqlite3.Connection], None]
     ) -> _Writer:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
-        db = await asyncio.get_running_loop().run_in_executor(
-            executor, _connect_writer, path, synchronous, prepare
-        )
-        return cls(executor, db)
+        writer = cls(asyncio.get_running_loop())
+        try:
+            writer._db = await writer._call(_connect_writer, path, synchronous, prepare)
+        except BaseException:
+            writer._jobs.put(None)
+            raise
+        return writer
+
+    def _call(self, work: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        future: asyncio.Future[_T] = self._loop.create_future()
+        self._jobs.put((future, work, args))
+        return future
 
     async def run(
         self,
@@ -368,12 +389,41 @@ class _Writer:
         batch: Batch,
         phases: tuple[Batched | None, ...],
     ) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, work, self._db, batch, phases)
+        assert self._db is not None
+        await self._call(work, self._db, batch, phases)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
-        self._executor.shutdown()
+        if self._db is not None:
+            await self._call(self._db.close)
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+
+# A job for the writer's thread: the future to settle, the function and its arguments.
+_Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+def _serve(loop: asyncio.AbstractEventLoop, jobs: queue.SimpleQueue[_Job | None]) -> None:
+    """The writer thread: run each job in turn, hand its outcome to the loop; None ends it."""
+    while (job := jobs.get()) is not None:
+        future, work, args = job
+        try:
+            outcome: tuple[Any, BaseException | None] = (work(*args), None)
+        except BaseException as exc:  # the loop's future re-raises it where it is awaited
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            return
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _connect_writer(
@@ -386,6 +436,10 @@ def _connect_writer(
         db.execute("PRAGMA foreign_keys=ON")
         # Deleted and overwritten content is zeroed, not left in free pages for a scan.
         db.execute("PRAGMA secure_delete=ON")
+        # Statement journals and temporary tables in memory, not in files under /var/tmp:
+        # the multi-row statements opened, wrote and unlinked one every second commit or so
+        # (78 per 5,000 messages, strace), each holding page images of traffic rows.
+        db.execute("PRAGMA temp_store=MEMORY")
         prepare(db)
     except BaseException:
         db.close()
