@@ -260,18 +260,28 @@ async def listening(
 
 # Events the follower has read, as a list so the task can count into it.
 FOLLOWED = [0]
+_EVENT_LINE = b"\nevent: "
 
 
 async def follow_events(url: str, subscribed: asyncio.Event) -> None:
-    """Follow the tenant's event stream (GET /v1/events) and count what arrives."""
+    """Follow the tenant's event stream (GET /v1/events) and count what arrives.
+
+    It reads every byte, but counts ``event:`` lines in whole chunks rather than
+    iterating line by line (four lines an event): it shares the cores with the load
+    client and the gateway, and a line iterator's cost showed in the gateway's figure.
+    """
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"{url}/v1/events", headers={"Authorization": "Bearer bench-key"}) as response,
     ):
         subscribed.set()  # the gateway subscribed before it sent the headers
-        async for line in response.content:
-            if line.startswith(b"event: "):
-                FOLLOWED[0] += 1
+        tail = b"\n"  # the stream's first line has no line break before it
+        async for chunk in response.content.iter_any():
+            # The last bytes before a chunk may begin an event line, but not hold it
+            # whole, so none is counted twice.
+            data = tail + chunk
+            FOLLOWED[0] += data.count(_EVENT_LINE)
+            tail = data[-(len(_EVENT_LINE) - 1) :]
 
 
 async def main() -> None:

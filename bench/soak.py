@@ -5,7 +5,9 @@ config), then for ``--minutes`` drives ``--smpp-rate`` submit_sm a second (recei
 requested, every deliver_sm answered) over one transceiver and ``--http-rate`` POST
 /v1/messages a second, each message to a recipient not used before. Every
 ``--interval`` seconds it prints the gateway's RSS and open fds, the database and
-WAL size, and submit_sm_resp and HTTP latency percentiles over that interval.
+WAL size, submit_sm_resp and HTTP latency percentiles over that interval, the
+gateway's CPU (a share of one core) and the time its threads were runnable but
+waited for a core: on a shared machine that wait, not the gateway, is most of the tail.
 
     .venv/bin/python -m bench.soak [--minutes 10] [--smpp-rate 500] [--http-rate 100]
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import struct
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.smpp_load import BIND, HEADER, gateway_process, submit_template
+from bench.smpp_load import BIND, HEADER, cpu_seconds, gateway_process, submit_template
 from smpp.framer import Framer
 from smpp.pdu import CommandId
 
@@ -120,6 +123,19 @@ def config_path(pid: int) -> Path:
     return Path(arguments[arguments.index(b"--config") + 1].decode())
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a core (schedstat).
+
+    On a shared machine this is the neighbours' share of the latency, which no
+    change to the gateway removes.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def process_figures(pid: int, database: Path) -> str:
     status = Path(f"/proc/{pid}/status").read_text()
     rss = int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
@@ -147,10 +163,20 @@ async def drive(args: argparse.Namespace) -> None:
             print(f"     {'elapsed':>7}  {'process':52}  submit_sm_resp       HTTP 202")
             print(f"     {'':7}  {process_figures(process.pid, database)}")
 
+            last = [started, cpu_seconds(process.pid), run_queue_seconds(process.pid)]
+
             def report(now: float) -> None:
+                # Over the interval, as shares of one core: the gateway's CPU, and the
+                # time its threads were ready to run but waited for a core.
+                taken = [now, cpu_seconds(process.pid), run_queue_seconds(process.pid)]
+                busy, waited = (
+                    (b - a) / (now - last[0]) for a, b in zip(last[1:], taken[1:], strict=True)
+                )
+                last[:] = taken
                 print(
                     f"     {now - started:6.0f}s  {process_figures(process.pid, database)}"
-                    f"  {percentiles(smpp.latencies)}  {percentiles(driver.latencies)}",
+                    f"  {percentiles(smpp.latencies)}  {percentiles(driver.latencies)}"
+                    f"  cpu {busy:4.0%} waited {waited:4.0%}",
                     flush=True,
                 )
                 smpp.latencies.clear()

@@ -143,3 +143,18 @@ def test_the_streamed_json_is_the_document(kind: str, values: tuple[object, ...]
     assert json.loads(text) == event.document()
     assert list(json.loads(text)) == list(event.document())  # the same order
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        # within a second, then across one and back (the kept date and time of day)
+        (0.0, 0.25, 0.9994, 1.0, 0.5, 86_400.0),
+        # the fraction rounds to microseconds half to even, as datetime does
+        (0.0009995, 0.0009994999, 0.9999995, 0.9999994999, 0.1234565, 0.1234575),
+    ],
+)
+def test_the_streamed_time_is_the_documents(offsets: tuple[float, ...]) -> None:
+    for offset in offsets:
+        event = Event(7, "acme", GAP, 1_700_000_000 + offset, ("1",))
+        assert json.loads(event_json(event))["at"] == event.document()["at"]

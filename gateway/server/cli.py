@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -446,9 +447,23 @@ def log_banner(config: Config, gateway: StartedGateway) -> None:
     log_event(log, "banner.docs", openapi=f"{gateway.url}/openapi.json", guides=DOCS_URL)
 
 
+def settle_collector() -> None:
+    """Take what start-up made out of the cyclic collector's sight.
+
+    Modules, classes, functions and the app's long-lived objects, about 57,500 of the
+    58,400 objects the collector tracked after a minute of the soak, never become
+    garbage, yet every full collection walked them with the event loop stopped:
+    42-65 ms of CPU each (`bench.soak`, 1,200 submit_sm/s, `gc.callbacks` timing),
+    4.6-16 ms after `gc.freeze`. Frozen objects are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve_until_signalled(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting and flush the store."""
     gateway = await start_gateway(config)
+    settle_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):  # before the banner says we are up
