@@ -321,12 +321,15 @@ async def test_messages_a_killed_instance_accepted_are_delivered_by_the_others(
 async def test_a_message_scheduled_on_one_instance_and_cancelled_on_another_is_not_sent(
     tmp_path: Path, postgres_dsn: str, callback_receiver: CallbackReceiver
 ) -> None:
-    now = datetime.now(UTC)
-    soon, later = (now + timedelta(seconds=3)).isoformat(), (now + timedelta(seconds=4)).isoformat()
     async with (
         cluster(tmp_path, cluster_config(tmp_path, postgres_dsn)) as (gw1, gw2, _),
         aiohttp.ClientSession() as http,
     ):
+        # From once the instances are up: three starting on a loaded machine took long
+        # enough that a schedule counted from before them was already due at the cancel.
+        now = datetime.now(UTC)
+        soon = (now + timedelta(seconds=5)).isoformat()
+        later = (now + timedelta(seconds=6)).isoformat()
 
         async def scheduled(to: str, send_at: str) -> str:
             document = {
