@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from gateway.webhook_client import MAX_DRAIN, WebhookClient, WebhookError, _Answer
+from gateway.webhook_client import MAX_DRAIN, MAX_HEAD, WebhookClient, WebhookError, _Answer
 from tests.conftest import EVENT_TIMEOUT, serve_locally
 
 ANSWERS = [
@@ -29,18 +29,28 @@ ANSWERS = [
         b"Wikipedia",
         True,
     ),
+    (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n",
+        200,
+        b"ok",
+        False,
+    ),
+    (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", True),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", False),
 ]
 
 
-def feed_all(answer: _Answer, data: bytes, one_by_one: bool) -> bytes | None:
+def feed_all(answer: _Answer, data: bytes, one_by_one: bool) -> bool:
     if not one_by_one:
         return answer.feed(data)
-    rest = None
+    complete = False
     for i in range(len(data)):
-        rest = answer.feed(data[i : i + 1])
-        if rest is not None:
+        complete = answer.feed(data[i : i + 1])
+        if complete:
             assert i == len(data) - 1, "complete before its last byte"
-    return rest
+    return complete
 
 
 @pytest.mark.parametrize("one_by_one", [False, True])
@@ -49,21 +59,50 @@ def test_answers_are_read_whole_or_byte_by_byte(
     data: bytes, status: int, body: bytes, reusable: bool, one_by_one: bool
 ) -> None:
     answer = _Answer(wanted=100)
-    assert feed_all(answer, data, one_by_one) == b""
+    assert feed_all(answer, data, one_by_one)
     assert (answer.status, bytes(answer.body), answer.reusable) == (status, body, reusable)
 
 
 def test_an_answer_up_to_the_close_ends_with_the_stream() -> None:
     answer = _Answer(wanted=3)
-    assert answer.feed(b"HTTP/1.0 200 OK\r\n\r\nabcdef") is None
+    assert not answer.feed(b"HTTP/1.0 200 OK\r\n\r\nabcdef")
     assert answer.end_of_stream()
     assert (answer.status, bytes(answer.body), answer.reusable) == (200, b"abc", False)
 
 
-def test_bytes_after_the_answer_are_handed_back() -> None:
+@pytest.mark.parametrize(
+    "after",
+    [b"EXTRA", b"HTTP/1.1 500 Unasked\r\nContent-Length: 0\r\n\r\n"],
+)
+def test_bytes_after_the_answer_keep_its_status_and_close_its_connection(after: bytes) -> None:
     answer = _Answer(wanted=0)
-    assert answer.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxEXTRA") == b"EXTRA"
-    assert bytes(answer.body) == b""  # nothing wanted, nothing kept
+    assert answer.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx" + after)
+    assert (answer.status, bytes(answer.body), answer.reusable) == (200, b"", False)
+
+
+def test_a_1xx_answers_length_does_not_frame_the_answer_after_it() -> None:
+    answer = _Answer(wanted=10)
+    assert not answer.feed(b"HTTP/1.1 103 Early Hints\r\nContent-Length: 9\r\n\r\n")
+    assert not answer.feed(b"HTTP/1.1 200 OK\r\n\r\nup to the close")
+    assert answer.end_of_stream()
+    assert (answer.status, bytes(answer.body), answer.reusable) == (200, b"up to the ", False)
+
+
+def test_an_early_close_does_not_complete_a_framed_answer() -> None:
+    for head in (b"Content-Length: 5", b"Transfer-Encoding: chunked"):
+        answer = _Answer(wanted=10)
+        assert not answer.feed(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\nab")
+        assert not answer.end_of_stream()
+    answer = _Answer(wanted=10)
+    assert not answer.feed(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert not answer.end_of_stream()
+
+
+def test_a_head_longer_than_max_head_is_refused() -> None:
+    answer = _Answer(wanted=10)
+    answer.feed(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(WebhookError, match="head too long"):
+        answer.feed(b"X-Long: " + b"a" * MAX_HEAD)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +115,10 @@ def test_bytes_after_the_answer_are_handed_back() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+        # A switch of protocols that no POST asks for, with its headers or without.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
     ],
 )
 def test_malformed_answers_are_refused(data: bytes) -> None:
