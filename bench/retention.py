@@ -60,6 +60,8 @@ def fill(path: Path, rows: int, start: float) -> None:
                     None,
                     None,
                     None,
+                    None,  # send_at
+                    None,  # expires_at
                 )
             )
         with db:
