@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,16 +27,51 @@ def encode_json(document: object) -> bytes:
         return json.dumps(document, ensure_ascii=False).encode()
 
 
+class _UtcMillis:
+    """RFC 3339 UTC with milliseconds, as APIs such as Twilio's and Mailpit's use, with
+    the date and time of day of the last few seconds kept.
+
+    The string ``datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")``
+    gives (with ``Z``): the fraction rounds to microseconds half to even as
+    ``fromtimestamp`` does, then is cut to milliseconds as ``isoformat`` does. Times
+    come many to the second (an event stream's, a batch's), each its own: 0.7 against
+    1.9 us a time for datetime's (timeit). A few seconds, not the last one only: a
+    message's document alternates between its submit time and its expiry, and one kept
+    second cost 3.4 us a time there.
+    """
+
+    __slots__ = ("_prefixes",)
+
+    _KEPT = 64
+
+    def __init__(self) -> None:
+        self._prefixes: dict[float, str] = {}
+
+    def __call__(self, at: float) -> str:
+        fraction, second = math.modf(at)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        prefix = self._prefixes.get(second)
+        if prefix is None:
+            if len(self._prefixes) >= self._KEPT:
+                self._prefixes.clear()
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._prefixes[second] = prefix
+        return f"{prefix}{micros // 1000:03d}Z"
+
+
+# For times that are each their own (the event stream): no cache to miss.
+utc_millis = _UtcMillis()
+
+
 @functools.lru_cache(maxsize=1024)
 def iso_time(timestamp: float | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as APIs such as Twilio's and Mailpit's use.
+    """`utc_millis`, or None for no time.
 
     Cached: the messages of one batch share their submit time.
     """
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if timestamp is None else utc_millis(timestamp)
 
 
 def message_document(message: Message) -> dict[str, Any]:

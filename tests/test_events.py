@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from gateway.config import EventsConfig
+from gateway.documents import utc_millis
 from gateway.events import (
     CHAOS_CHANGED,
     CONSENT_CHANGED,
@@ -158,3 +162,13 @@ def test_the_streamed_time_is_the_documents(offsets: tuple[float, ...]) -> None:
     for offset in offsets:
         event = Event(7, "acme", GAP, 1_700_000_000 + offset, ("1",))
         assert json.loads(event_json(event))["at"] == event.document()["at"]
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800))  # 1970 to 2100
+@example(1_700_000_000.0009995)  # the fraction rounds to microseconds half to even
+@example(1_700_000_000.9999995)  # and into the next second
+@example(1_700_000_000.1234565)
+def test_the_time_format_is_datetimes(at: float) -> None:
+    utc_millis(at + 1.5)  # another second kept first: what is kept must not leak
+    expected = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    assert utc_millis(at) == expected.replace("+00:00", "Z")
